@@ -1,0 +1,1 @@
+//! anbiq — a reproducible workflow engine for knowledge distillation.

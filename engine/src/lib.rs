@@ -1,1 +1,3 @@
 //! anbiq — a reproducible workflow engine for knowledge distillation.
+
+pub mod rng;

@@ -1,1 +1,111 @@
+//! Every kind of workflow error is reported as `file:line:col: message`, all of a file's problems at once.
 
+use std::path::Path;
+
+use anbiq::workflow::{self, Override};
+
+/// The diagnostics of a workflow that must not load, one `file:line:col: message` per line.
+fn errors(yaml: &str) -> Vec<String> {
+    errors_with(yaml, &[])
+}
+
+fn errors_with(yaml: &str, overrides: &[Override]) -> Vec<String> {
+    let path = Path::new("wf.yaml");
+    let diagnostics = match workflow::parse(path, yaml, overrides) {
+        Ok(wf) => match anbiq::graph::Dag::build(&wf) {
+            Ok(_) => panic!("workflow unexpectedly valid:\n{yaml}"),
+            Err(d) => d,
+        },
+        Err(d) => d,
+    };
+    diagnostics.to_string().lines().map(str::to_string).collect()
+}
+
+fn assert_has(errors: &[String], expected_prefix: &str, expected_text: &str) {
+    assert!(
+        errors.iter().any(|e| e.starts_with(expected_prefix) && e.contains(expected_text)),
+        "expected an error starting {expected_prefix:?} containing {expected_text:?}, got:\n{}",
+        errors.join("\n")
+    );
+}
+
+const VALID: &str = "\
+name: ok
+seed: 7
+params: {frac: 0.2}
+steps:
+  digits: {kind: dataset, source: digits, split: {test: \"${params.frac}\"}}
+";
+
+#[test]
+fn a_valid_workflow_loads() {
+    let wf = workflow::parse(Path::new("wf.yaml"), VALID, &[]).expect("valid");
+    assert_eq!(wf.name, "ok");
+    assert_eq!(wf.seed, 7);
+    assert_eq!(wf.steps.len(), 1);
+    assert_eq!(wf.steps[0].kind, "dataset");
+}
+
+#[test]
+fn yaml_syntax_error_has_a_location() {
+    let errs = errors("steps:\n  a: {kind: dataset\n  b: 1\n");
+    assert!(errs[0].starts_with("wf.yaml:"), "{errs:?}");
+    let loc: Vec<&str> = errs[0].splitn(4, ':').collect();
+    assert!(loc[1].parse::<u32>().is_ok() && loc[2].parse::<u32>().is_ok(), "{errs:?}");
+}
+
+#[test]
+fn unknown_top_level_key() {
+    let errs = errors("name: x\nstepz: {}\nsteps:\n  d: {kind: dataset, source: digits}\n");
+    assert_has(&errs, "wf.yaml:2:1:", "unknown top-level key `stepz`");
+}
+
+#[test]
+fn unknown_key_in_a_step() {
+    let errs = errors("steps:\n  d: {kind: dataset, source: digits, shuffle: true}\n");
+    assert_has(&errs, "wf.yaml:2:38:", "unknown field `shuffle`");
+}
+
+#[test]
+fn unknown_step_kind_lists_the_known_ones() {
+    let errs = errors("steps:\n  d:\n    kind: datset\n    source: digits\n");
+    assert_has(&errs, "wf.yaml:3:11:", "unknown step kind `datset` (known: dataset");
+}
+
+#[test]
+fn wrong_type() {
+    let errs = errors("steps:\n  d: {kind: dataset, source: digits, limit: lots}\n");
+    assert_has(&errs, "wf.yaml:2:45:", "lots");
+    let errs = errors("seed: -3\nsteps:\n  d: {kind: dataset, source: digits}\n");
+    assert_has(&errs, "wf.yaml:1:7:", "`seed` must be a non-negative integer");
+}
+
+#[test]
+fn duplicate_step_ids() {
+    let errs = errors("steps:\n  d: {kind: dataset, source: digits}\n  d: {kind: dataset, source: digits}\n");
+    assert_has(&errs, "wf.yaml:3:3:", "duplicate key `d`");
+}
+
+#[test]
+fn all_problems_of_a_file_are_reported_at_once() {
+    let errs = errors("bogus: 1\nsteps:\n  a: {kind: nope}\n  b: {kind: dataset, source: digits, limit: x}\n");
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert_has(&errs, "wf.yaml:1:1:", "bogus");
+    assert_has(&errs, "wf.yaml:3:13:", "nope");
+    assert_has(&errs, "wf.yaml:4:45:", "x");
+}
+
+#[test]
+fn interpolation_errors_name_the_parameter() {
+    let errs = errors("params: {alpha: 0.1}\nsteps:\n  d: {kind: dataset, source: digits, split: {test: \"${params.alpah}\"}}\n");
+    assert_has(&errs, "wf.yaml:3:", "unknown parameter `alpah`");
+}
+
+#[test]
+fn set_overrides_a_parameter_and_rejects_unknown_ones() {
+    let set = |s: &str| s.parse::<Override>().unwrap();
+    let wf = workflow::parse(Path::new("wf.yaml"), VALID, &[set("frac=0.5")]).expect("valid");
+    assert_eq!(wf.params["frac"].to_json(), serde_json::json!(0.5));
+    let errs = errors_with(VALID, &[set("fraction=0.5")]);
+    assert_has(&errs, "wf.yaml:1:1:", "--set fraction: the workflow has no parameter `fraction` (known: frac)");
+}

@@ -1,3 +1,30 @@
 //! anbiq — a reproducible workflow engine for knowledge distillation.
+//!
+//! A workflow is a YAML file describing a DAG of steps (datasets, teacher training, teacher inference, filtering,
+//! distillation, evaluation). The crate is organised one room per concern, with dependencies pointing one way:
+//!
+//! - [`workflow`]: read a file, interpolate parameters, parse each step through the step registry, check references;
+//! - [`graph`]: the DAG, cycles, cache keys, drawings;
+//! - [`run`]: plan against the store, execute in parallel, write the lockfile;
+//! - [`steps`]: one file per step kind behind the [`steps::Step`] trait;
+//! - [`nn`], [`data`]: models, training loop and datasets on libtorch;
+//! - [`config`]: the spanned YAML tree and located errors everything above reports with;
+//! - [`cli`]: the `anbiq` command line.
+//!
+//! Running a workflow from Rust:
+//! ```no_run
+//! use anbiq::run::{run, RunOptions};
+//! let wf = anbiq::workflow::load("workflows/quickstart.yaml".as_ref(), &[]).expect("valid workflow");
+//! let report = run(&wf, &RunOptions::default()).expect("run");
+//! assert_eq!(report.failures().count(), 0);
+//! ```
 
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod graph;
+pub mod nn;
 pub mod rng;
+pub mod run;
+pub mod steps;
+pub mod workflow;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `anbiq` command line. All the work is in the library; see `cli`.
+
+fn main() {
+    std::process::exit(anbiq::cli::main());
+}

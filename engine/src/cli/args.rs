@@ -1,0 +1,143 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::graph::render::Format;
+use crate::workflow::Override;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "anbiq",
+    version,
+    about = "Declarative, reproducible knowledge distillation on libtorch",
+    long_about = "anbiq runs a distillation workflow — datasets, teacher training, teacher inference, filtering, \
+                  multi-stage distillation, evaluation — described as a DAG of steps in one YAML file. Every output is \
+                  cached by a key over everything that produced it, and a lockfile beside the workflow records the \
+                  provenance. Re-running an unchanged workflow does no work.",
+    after_help = "Start with:  anbiq run workflows/quickstart.yaml\nExit codes: 0 success, 1 a step failed, 2 invalid workflow or arguments."
+)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check workflow files: syntax, types, references, cycles. Every problem is printed as file:line:col.
+    #[command(after_help = "Example:\n  anbiq validate workflows/*.yaml")]
+    Validate(ValidateArgs),
+    /// Show what `run` would do: the order, and per step whether it is cached or will run, and why.
+    #[command(after_help = "Example:\n  anbiq plan workflows/quickstart.yaml --set temperature=8")]
+    Plan(PlanArgs),
+    /// Draw the step graph as Graphviz DOT or Mermaid.
+    #[command(after_help = "Example:\n  anbiq graph workflows/quickstart.yaml --format dot | dot -Tsvg > quickstart.svg")]
+    Graph(GraphArgs),
+    /// Run a workflow: every step whose outputs are not cached, independent steps in parallel.
+    #[command(after_help = "Examples:\n  anbiq run workflows/quickstart.yaml\n  anbiq run workflows/quickstart.yaml --set temperature=8 --jobs 2\n  anbiq run workflows/quickstart.yaml --only teacher --force teacher")]
+    Run(RunArgs),
+    /// Show the results of every evaluation step, from the store.
+    #[command(after_help = "Example:\n  anbiq metrics workflows/quickstart.yaml --json")]
+    Metrics(MetricsArgs),
+    /// Delete cached outputs that no lockfile references any more.
+    #[command(after_help = "Example:\n  anbiq gc --dry-run")]
+    Gc(GcArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Workflow files.
+    #[arg(required = true)]
+    pub workflows: Vec<PathBuf>,
+}
+
+/// Options shared by the commands that evaluate a workflow against the store.
+#[derive(Debug, clap::Args)]
+pub struct WorkflowArgs {
+    /// The workflow file.
+    pub workflow: PathBuf,
+    /// Override a parameter declared under `params:` (repeatable): --set temperature=8.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub overrides: Vec<Override>,
+    /// Store directory for cached outputs.
+    #[arg(long, value_name = "DIR", default_value = ".anbiq", env = "ANBIQ_STORE")]
+    pub store: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SelectArgs {
+    /// Run this step even if its outputs are cached (repeatable).
+    #[arg(long, value_name = "STEP")]
+    pub force: Vec<String>,
+    /// Run only this step and the steps it needs.
+    #[arg(long, value_name = "STEP")]
+    pub only: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GraphArgs {
+    /// The workflow file.
+    pub workflow: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Dot)]
+    pub format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Steps that may run at once.
+    #[arg(long, short, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: u32,
+    /// Print the per-step results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MetricsArgs {
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
+    /// JSON shaped {step: {model: {metric: value}}}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GcArgs {
+    /// Store directory.
+    #[arg(long, value_name = "DIR", default_value = ".anbiq", env = "ANBIQ_STORE")]
+    pub store: PathBuf,
+    /// Only report what would be deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+}

@@ -1,0 +1,108 @@
+//! The command line: parse arguments, set up logging, run one command, print one error, exit with a code that means
+//! something (0 success, 1 a step or the engine failed, 2 the workflow or the arguments are invalid).
+
+mod args;
+mod gc;
+mod graph;
+mod metrics;
+mod plan;
+mod run;
+mod validate;
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+
+pub use args::{Args, Command, LogFormat};
+
+use crate::config::Diagnostics;
+
+/// Exit codes.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_INVALID: i32 = 2;
+
+/// Why a command did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The workflow file has problems; each is already formatted `file:line:col: message`.
+    #[error("{0}")]
+    Invalid(Diagnostics),
+    /// Bad arguments that clap could not catch (an unknown step in `--only`, say).
+    #[error("{0}")]
+    Usage(String),
+    /// Something failed while running.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+impl CliError {
+    fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Invalid(_) | CliError::Usage(_) => EXIT_INVALID,
+            CliError::Failed(_) => EXIT_FAILED,
+        }
+    }
+}
+
+impl From<Diagnostics> for CliError {
+    fn from(d: Diagnostics) -> Self {
+        CliError::Invalid(d)
+    }
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_INVALID } else { EXIT_OK };
+        }
+    };
+    init_logging(&args);
+    crate::nn::device::load_cuda_runtime();
+    match try_main(args) {
+        Ok(code) => code,
+        Err(err) => {
+            match &err {
+                CliError::Failed(e) => eprintln!("error: {e:#}"),
+                other => eprintln!("{other}"),
+            }
+            err.exit_code()
+        }
+    }
+}
+
+fn try_main(args: Args) -> Result<i32, CliError> {
+    match args.command {
+        Command::Validate(a) => validate::validate(a),
+        Command::Plan(a) => plan::plan(a),
+        Command::Graph(a) => graph::graph(a),
+        Command::Run(a) => run::run(a),
+        Command::Metrics(a) => metrics::metrics(a),
+        Command::Gc(a) => gc::gc(a),
+    }
+}
+
+fn init_logging(args: &Args) {
+    use tracing_subscriber::{fmt, EnvFilter};
+    let level = match (args.quiet, args.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    // RUST_LOG wins when set; otherwise our level applies to anbiq and warnings to dependencies.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("warn,anbiq={level}")));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let _ = match args.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).without_time().try_init(),
+    };
+}
+
+/// Loads a workflow for a command: load errors are the user's to fix (exit 2).
+fn load(path: &std::path::Path, overrides: &[crate::workflow::Override]) -> Result<crate::workflow::Workflow, CliError> {
+    Ok(crate::workflow::load(path, overrides)?)
+}

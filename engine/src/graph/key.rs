@@ -1,0 +1,147 @@
+//! Cache keys: a step's key hashes everything that can change its outputs.
+//!
+//! The key covers the step kind, its canonical config (after interpolation, defaults filled in), the keys of its
+//! inputs (so a change upstream reaches every descendant), the bytes of every file it reads, its seed, the engine
+//! version and the libtorch version. The ingredients are kept beside the key, in the lockfile, so that `plan` can
+//! say which one changed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use super::Dag;
+use crate::workflow::Workflow;
+
+/// Versions that enter every key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEnv {
+    pub engine: String,
+    pub libtorch: String,
+}
+
+impl KeyEnv {
+    /// This build's versions.
+    pub fn current() -> Self {
+        KeyEnv { engine: env!("CARGO_PKG_VERSION").to_string(), libtorch: env!("ANBIQ_LIBTORCH_VERSION").to_string() }
+    }
+}
+
+/// What a key is made of, in the form the lockfile keeps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyIngredients {
+    pub kind: String,
+    pub seed: u64,
+    pub config: serde_json::Value,
+    /// Config field (role) → `<input key>/<output name>`.
+    pub inputs: BTreeMap<String, String>,
+    /// File path as resolved → blake3 of its bytes (of every file under it, for a directory).
+    pub files: BTreeMap<String, String>,
+}
+
+/// A step's key: 64 hex digits of blake3.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StepKey(pub String);
+
+impl StepKey {
+    /// The first 12 digits, for humans.
+    pub fn short(&self) -> &str {
+        &self.0[..12.min(self.0.len())]
+    }
+}
+
+impl fmt::Display for StepKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A step's seed: derived from the workflow seed and the step id, so steps draw independent streams and adding a
+/// step elsewhere changes nothing.
+pub fn step_seed(workflow_seed: u64, step_id: &str) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(b"anbiq-step-seed-v1\0");
+    h.update(&workflow_seed.to_le_bytes());
+    h.update(step_id.as_bytes());
+    u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+/// Keys of every step, indexed like `wf.steps`.
+pub fn compute_keys(wf: &Workflow, dag: &Dag, env: &KeyEnv) -> anyhow::Result<Vec<(StepKey, KeyIngredients)>> {
+    let mut keys: Vec<Option<(StepKey, KeyIngredients)>> = vec![None; wf.steps.len()];
+    for &i in dag.order() {
+        let decl = &wf.steps[i];
+        let mut inputs = BTreeMap::new();
+        for input in decl.step.inputs() {
+            let j = wf.step_index(&input.reference.step).context("references are checked at load")?;
+            let output = wf.resolve_output(j, input.reference.output.as_deref()).context("outputs are checked at load")?;
+            let (upstream, _) = keys[j].as_ref().context("topological order visits inputs first")?;
+            inputs.insert(input.role, format!("{}/{}", upstream, output.name));
+        }
+        // `after` edges order steps without feeding them data; they still enter the key, since the user declared a
+        // dependency the step may rely on (e.g. a file it writes).
+        for (after, _) in &decl.after {
+            let j = wf.step_index(after).context("references are checked at load")?;
+            let (upstream, _) = keys[j].as_ref().context("topological order visits inputs first")?;
+            inputs.insert(format!("after:{after}"), upstream.0.clone());
+        }
+        let mut files = BTreeMap::new();
+        for path in decl.step.files() {
+            let hash = hash_path(&path).with_context(|| format!("step `{}`: reading {}", decl.id, path.display()))?;
+            files.insert(path.display().to_string(), hash);
+        }
+        let ingredients = KeyIngredients {
+            kind: decl.kind.to_string(),
+            seed: step_seed(wf.seed, &decl.id),
+            config: decl.step.canonical_config(),
+            inputs,
+            files,
+        };
+        keys[i] = Some((key_of(&ingredients, env), ingredients));
+    }
+    Ok(keys.into_iter().map(|k| k.expect("every step is in the order")).collect())
+}
+
+fn key_of(ingredients: &KeyIngredients, env: &KeyEnv) -> StepKey {
+    // serde_json writes struct fields in declaration order and BTreeMaps sorted: the encoding is canonical.
+    let doc = serde_json::json!({ "v": 1, "env": env, "step": ingredients });
+    StepKey(blake3::hash(doc.to_string().as_bytes()).to_hex().to_string())
+}
+
+/// blake3 of a file, or of a directory's files (relative names and contents, sorted by name).
+pub fn hash_path(path: &Path) -> anyhow::Result<String> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_file() {
+        let mut h = blake3::Hasher::new();
+        h.update_mmap(path)?;
+        return Ok(h.finalize().to_hex().to_string());
+    }
+    let mut files = Vec::new();
+    collect_files(path, path, &mut files)?;
+    files.sort();
+    let mut h = blake3::Hasher::new();
+    for rel in files {
+        let mut fh = blake3::Hasher::new();
+        fh.update_mmap(path.join(&rel))?;
+        h.update(rel.to_string_lossy().as_bytes());
+        h.update(b"\0");
+        h.update(fh.finalize().as_bytes());
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            collect_files(root, &path, out)?;
+        } else {
+            out.push(path.strip_prefix(root).expect("under root").to_path_buf());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! Distillation losses: what a student pays for disagreeing with its teacher (and with the labels).
+//!
+//! A loss sees one batch — the student's logits, the teacher's logits (dense, f32, up to a per-row constant), the
+//! labels — and the fraction of training done (for temperature schedules). YAML names terms in a weighted sum:
+//! ```yaml
+//! loss: {kd: {temperature: 4, alpha: 0.9}}
+//! loss: [{kd: {temperature: 4}, weight: 1.0}, {mse_logits: {}, weight: 0.1}]
+//! ```
+//! Adding a loss: one file implementing [`DistillLoss`], one variant in [`LossTerm`], one arm in
+//! [`LossTerm::build`]. WebAssembly loss plugins implement the same trait.
+
+mod ce_teacher;
+mod config;
+mod kd;
+mod mse;
+mod temperature;
+
+pub use ce_teacher::CeTeacherLabels;
+pub use config::{LossConfig, LossTerm, WeightedTerm};
+pub use kd::KdLoss;
+pub use mse::MseLogits;
+pub use temperature::Temperature;
+
+use tch::Tensor;
+
+/// One batch's inputs to a loss.
+pub struct LossInput<'a> {
+    /// [B, C], requires grad.
+    pub student: &'a Tensor,
+    /// [B, C] f32, no grad.
+    pub teacher: &'a Tensor,
+    /// [B] i64.
+    pub labels: &'a Tensor,
+    /// Fraction of training done, in [0, 1].
+    pub progress: f64,
+}
+
+/// A distillation loss: returns a scalar to minimise, differentiable with respect to `input.student`.
+pub trait DistillLoss: Send {
+    fn loss(&self, input: &LossInput) -> anyhow::Result<Tensor>;
+}
+
+/// A weighted sum of losses.
+pub struct WeightedSum {
+    pub terms: Vec<(f64, Box<dyn DistillLoss>)>,
+}
+
+impl DistillLoss for WeightedSum {
+    fn loss(&self, input: &LossInput) -> anyhow::Result<Tensor> {
+        let mut total: Option<Tensor> = None;
+        for (weight, term) in &self.terms {
+            let value = term.loss(input)? * *weight;
+            total = Some(match total {
+                Some(t) => t + value,
+                None => value,
+            });
+        }
+        total.ok_or_else(|| anyhow::anyhow!("a loss needs at least one term"))
+    }
+}

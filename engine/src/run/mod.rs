@@ -1,0 +1,45 @@
+//! Running workflows: plan against the store, execute, record the lockfile; and the store's upkeep (`gc`).
+
+mod executor;
+pub mod lockfile;
+pub mod plan;
+pub mod store;
+
+pub use executor::{run, Outcome, RunOptions, RunReport, StepResult};
+pub use lockfile::{LockedStep, Lockfile};
+pub use plan::{plan, Plan, PlanEntry, PlanOptions, Status};
+pub use store::{Manifest, Store};
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// What `gc` removed.
+#[derive(Debug, Default)]
+pub struct GcReport {
+    pub roots: Vec<PathBuf>,
+    pub kept: usize,
+    pub removed: usize,
+    pub bytes_freed: u64,
+}
+
+/// Drops every store entry that no registered lockfile references. With `dry_run`, only counts.
+pub fn gc(store_root: &Path, dry_run: bool) -> anyhow::Result<GcReport> {
+    let store = Store::open(store_root)?;
+    let _lock = store.lock()?;
+    let mut report = GcReport { roots: store.roots()?, ..Default::default() };
+    let mut live = BTreeSet::new();
+    for root in &report.roots {
+        if let Some(lock) = Lockfile::read(root)? {
+            live.extend(lock.steps.into_iter().map(|s| s.key));
+        }
+    }
+    for key in store.keys()? {
+        if live.contains(&key) {
+            report.kept += 1;
+        } else {
+            report.removed += 1;
+            report.bytes_freed += if dry_run { 0 } else { store.remove(&key)? };
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,193 @@
+//! What a run will do: per step, cached or will run, and why (which field, input or file changed).
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::lockfile::Lockfile;
+use super::store::Store;
+use crate::graph::{compute_keys, Dag, KeyEnv, KeyIngredients, StepKey};
+use crate::workflow::Workflow;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "status", content = "reasons", rename_all = "snake_case")]
+pub enum Status {
+    /// Outputs for this key are in the store.
+    Cached,
+    /// Must run, for these reasons.
+    Run(Vec<String>),
+    /// Not needed for the `--only` target.
+    NotSelected,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PlanEntry {
+    /// Index into `Workflow::steps`.
+    #[serde(skip)]
+    pub index: usize,
+    pub id: String,
+    pub kind: String,
+    pub key: StepKey,
+    #[serde(skip)]
+    pub ingredients: KeyIngredients,
+    #[serde(flatten)]
+    pub status: Status,
+}
+
+/// Entries in topological order.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub entries: Vec<PlanEntry>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PlanOptions {
+    /// Step ids to run even when cached.
+    pub force: Vec<String>,
+    /// Run only this step and what it needs.
+    pub only: Option<String>,
+}
+
+impl Plan {
+    pub fn to_run(&self) -> impl Iterator<Item = &PlanEntry> {
+        self.entries.iter().filter(|e| matches!(e.status, Status::Run(_)))
+    }
+
+    pub fn entry(&self, index: usize) -> Option<&PlanEntry> {
+        self.entries.iter().find(|e| e.index == index)
+    }
+}
+
+pub fn plan(
+    wf: &Workflow,
+    dag: &Dag,
+    store: &Store,
+    previous: Option<&Lockfile>,
+    env: &KeyEnv,
+    options: &PlanOptions,
+) -> anyhow::Result<Plan> {
+    for id in options.force.iter().chain(options.only.iter()) {
+        if wf.step_index(id).is_none() {
+            let known: Vec<&str> = wf.steps.iter().map(|s| s.id.as_str()).collect();
+            anyhow::bail!("no step `{id}` in {} (steps: {})", wf.path.display(), known.join(", "));
+        }
+    }
+    let selected: Option<BTreeSet<usize>> =
+        options.only.as_ref().map(|id| dag.ancestors_and_self(wf.step_index(id).expect("checked above")));
+    let keys = compute_keys(wf, dag, env)?;
+    let mut entries: Vec<PlanEntry> = Vec::with_capacity(wf.steps.len());
+    for &i in dag.order() {
+        let decl = &wf.steps[i];
+        let (key, ingredients) = keys[i].clone();
+        let status = if selected.as_ref().is_some_and(|s| !s.contains(&i)) {
+            Status::NotSelected
+        } else if options.force.contains(&decl.id) {
+            Status::Run(vec!["forced with --force".into()])
+        } else if store.is_complete(&key) {
+            Status::Cached
+        } else {
+            Status::Run(reasons(wf, i, &key, &ingredients, previous, env, &entries))
+        };
+        entries.push(PlanEntry { index: i, id: decl.id.clone(), kind: decl.kind.to_string(), key, ingredients, status });
+    }
+    Ok(Plan { entries })
+}
+
+/// Why a step that is not in the store must run, by comparing with its entry in the previous lockfile.
+fn reasons(
+    wf: &Workflow,
+    i: usize,
+    key: &StepKey,
+    now: &KeyIngredients,
+    previous: Option<&Lockfile>,
+    env: &KeyEnv,
+    earlier: &[PlanEntry],
+) -> Vec<String> {
+    let id = &wf.steps[i].id;
+    let Some(lock) = previous else { return vec!["never run (no lockfile)".into()] };
+    let Some(before) = lock.step(id) else { return vec!["new step (not in the lockfile)".into()] };
+    if &before.key == key {
+        return vec!["outputs missing from the store".into()];
+    }
+    let was = &before.ingredients;
+    let mut why = Vec::new();
+    if was.kind != now.kind {
+        why.push(format!("kind changed: {} → {}", was.kind, now.kind));
+    }
+    if lock.engine != env.engine {
+        why.push(format!("engine version changed: {} → {}", lock.engine, env.engine));
+    }
+    if lock.libtorch != env.libtorch {
+        why.push(format!("libtorch version changed: {} → {}", lock.libtorch, env.libtorch));
+    }
+    if was.seed != now.seed {
+        why.push("seed changed".into());
+    }
+    diff_json("", &was.config, &now.config, &mut why);
+    for (role, input) in &now.inputs {
+        match was.inputs.get(role) {
+            None => why.push(format!("new input `{role}`")),
+            Some(old) if old != input => {
+                let upstream = wf.steps[i].step.inputs().into_iter().find(|x| &x.role == role).map(|x| x.reference.step);
+                let rerun = upstream
+                    .as_ref()
+                    .and_then(|u| earlier.iter().find(|e| &e.id == u))
+                    .is_some_and(|e| matches!(e.status, Status::Run(_)));
+                match upstream {
+                    Some(u) if rerun => why.push(format!("input `{role}` changed: upstream `{u}` will run")),
+                    Some(u) => why.push(format!("input `{role}` changed (upstream `{u}`)")),
+                    None => why.push(format!("input `{role}` changed")),
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    for role in was.inputs.keys().filter(|r| !now.inputs.contains_key(*r)) {
+        why.push(format!("input `{role}` removed"));
+    }
+    for (path, hash) in &now.files {
+        match was.files.get(path) {
+            Some(old) if old == hash => {}
+            Some(_) => why.push(format!("file `{path}` changed")),
+            None => why.push(format!("new file `{path}`")),
+        }
+    }
+    if why.is_empty() {
+        why.push("cache key changed".into());
+    }
+    why
+}
+
+/// Appends "config `a.b`: old → new" for each leaf that differs.
+fn diff_json(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
+    let join = |k: &str| if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, va) in a {
+                match b.get(k) {
+                    Some(vb) => diff_json(&join(k), va, vb, out),
+                    None => out.push(format!("config `{}` removed (was {va})", join(k))),
+                }
+            }
+            for (k, vb) in b.iter().filter(|(k, _)| !a.contains_key(*k)) {
+                out.push(format!("config `{}` added: {vb}", join(k)));
+            }
+        }
+        _ if old != new => out.push(format!("config `{}`: {old} → {new}", if path.is_empty() { "." } else { path })),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_diff_names_changed_leaves() {
+        let mut out = Vec::new();
+        diff_json("", &json!({"a": 1, "m": {"h": [1, 2]}, "gone": true}), &json!({"a": 1, "m": {"h": [3]}, "new": 2}), &mut out);
+        assert_eq!(out, vec!["config `m.h`: [1,2] → [3]", "config `gone` removed (was true)", "config `new` added: 2"]);
+    }
+}

@@ -1,0 +1,229 @@
+//! The content-addressed store: one directory per completed step, named by its key.
+//!
+//! ```text
+//! .anbiq/
+//!   steps/<key>/manifest.json     written last: a step directory without it is not trusted
+//!   steps/<key>/<output>/...      the step's outputs
+//!   tmp/<key>.<pid>.<n>/          a step at work; renamed into steps/ in one step when it succeeds
+//!   roots/<hash>.path             lockfiles that use this store (what `gc` keeps)
+//!   lock                          held by the run that is writing
+//! ```
+//! A step writes into `tmp/`, then its manifest, then the whole directory is renamed into `steps/`. A crash at any
+//! point leaves at most a stray `tmp/` directory, which the next run deletes; it never leaves a `steps/` entry.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{bail, Context as _};
+use fs2::FileExt;
+use serde::{Deserialize, Serialize};
+
+use crate::graph::{key::hash_path, StepKey};
+use crate::steps::ArtifactKind;
+
+/// What a completed step left: enough to verify its outputs and to fill the lockfile.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub key: StepKey,
+    pub step: String,
+    pub kind: String,
+    pub outputs: BTreeMap<String, OutputRecord>,
+    pub metrics: serde_json::Map<String, serde_json::Value>,
+    pub seconds: f64,
+    pub device: String,
+    pub threads: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputRecord {
+    pub kind: ArtifactKind,
+    /// blake3 over the output's files (relative names and contents).
+    pub hash: String,
+    pub bytes: u64,
+}
+
+pub struct Store {
+    root: PathBuf,
+}
+
+/// Held while a run writes to the store; dropping it releases the lock.
+pub struct StoreLock {
+    _file: File,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Store {
+    /// Opens (creating if needed) a store.
+    pub fn open(root: &Path) -> anyhow::Result<Store> {
+        for sub in ["steps", "tmp", "roots"] {
+            fs::create_dir_all(root.join(sub)).with_context(|| format!("creating store {}", root.display()))?;
+        }
+        let root = root.canonicalize().with_context(|| format!("resolving store path {}", root.display()))?;
+        Ok(Store { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Takes the store's writer lock, waiting for another run to finish if needed.
+    pub fn lock(&self) -> anyhow::Result<StoreLock> {
+        let path = self.root.join("lock");
+        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        if file.try_lock_exclusive().is_err() {
+            tracing::warn!("another anbiq run is using the store {}; waiting for it to finish", self.root.display());
+            file.lock_exclusive().with_context(|| format!("locking {}", path.display()))?;
+        }
+        // No run holds the lock now, so whatever is in tmp/ was left by a crashed run.
+        self.clean_tmp()?;
+        Ok(StoreLock { _file: file })
+    }
+
+    fn clean_tmp(&self) -> anyhow::Result<()> {
+        for entry in fs::read_dir(self.root.join("tmp"))? {
+            let path = entry?.path();
+            tracing::debug!("removing a partial step left by an interrupted run: {}", path.display());
+            fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    pub fn step_dir(&self, key: &StepKey) -> PathBuf {
+        self.root.join("steps").join(&key.0)
+    }
+
+    /// The manifest of a completed step, if the store has one.
+    pub fn manifest(&self, key: &StepKey) -> Option<Manifest> {
+        let text = fs::read_to_string(self.step_dir(key).join("manifest.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn is_complete(&self, key: &StepKey) -> bool {
+        self.manifest(key).is_some()
+    }
+
+    /// A fresh temporary directory for a step at work.
+    pub fn begin(&self, key: &StepKey) -> anyhow::Result<PathBuf> {
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = self.root.join("tmp").join(format!("{}.{}.{n}", key.short(), std::process::id()));
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// Hashes a finished step's outputs, writes its manifest, and moves it into place atomically.
+    pub fn commit(&self, tmp: &Path, mut manifest: Manifest, declared: &[(String, ArtifactKind)]) -> anyhow::Result<Manifest> {
+        for (name, kind) in declared {
+            let dir = tmp.join(name);
+            if !dir.is_dir() {
+                bail!("step `{}` finished without writing its output `{name}`", manifest.step);
+            }
+            manifest.outputs.insert(name.clone(), OutputRecord { kind: *kind, hash: hash_path(&dir)?, bytes: dir_bytes(&dir)? });
+        }
+        write_atomic(&tmp.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
+        sync_tree(tmp)?;
+        let dest = self.step_dir(&manifest.key);
+        if dest.exists() {
+            // A forced rerun replaces the old entry; a stale entry without a manifest is replaced too.
+            fs::remove_dir_all(&dest).with_context(|| format!("replacing {}", dest.display()))?;
+        }
+        fs::rename(tmp, &dest).with_context(|| format!("moving {} into the store", tmp.display()))?;
+        fsync_dir(&self.root.join("steps"))?;
+        Ok(manifest)
+    }
+
+    /// Recomputes the hashes of a completed step's outputs: `(output, recorded, actual)` for each mismatch.
+    pub fn verify(&self, manifest: &Manifest) -> anyhow::Result<Vec<(String, String, String)>> {
+        let dir = self.step_dir(&manifest.key);
+        let mut bad = Vec::new();
+        for (name, record) in &manifest.outputs {
+            let actual = hash_path(&dir.join(name)).unwrap_or_else(|e| format!("unreadable: {e}"));
+            if actual != record.hash {
+                bad.push((name.clone(), record.hash.clone(), actual));
+            }
+        }
+        Ok(bad)
+    }
+
+    /// Remembers a lockfile that references this store, so `gc` keeps what it uses.
+    pub fn add_root(&self, lockfile: &Path) -> anyhow::Result<()> {
+        let abs = lockfile.canonicalize().unwrap_or_else(|_| lockfile.to_path_buf());
+        let name = blake3::hash(abs.to_string_lossy().as_bytes()).to_hex();
+        write_atomic(&self.root.join("roots").join(format!("{}.path", &name[..16])), abs.to_string_lossy().as_bytes())
+    }
+
+    /// Lockfiles registered as roots that still exist.
+    pub fn roots(&self) -> anyhow::Result<Vec<PathBuf>> {
+        let mut roots = Vec::new();
+        for entry in fs::read_dir(self.root.join("roots"))? {
+            let entry = entry?;
+            let target = PathBuf::from(fs::read_to_string(entry.path())?.trim());
+            if target.exists() {
+                roots.push(target);
+            } else {
+                fs::remove_file(entry.path())?; // the lockfile is gone: it protects nothing any more
+            }
+        }
+        roots.sort();
+        Ok(roots)
+    }
+
+    /// Every completed step's key.
+    pub fn keys(&self) -> anyhow::Result<BTreeSet<StepKey>> {
+        let mut keys = BTreeSet::new();
+        for entry in fs::read_dir(self.root.join("steps"))? {
+            keys.insert(StepKey(entry?.file_name().to_string_lossy().into_owned()));
+        }
+        Ok(keys)
+    }
+
+    /// Deletes a step entry (for `gc`).
+    pub fn remove(&self, key: &StepKey) -> anyhow::Result<u64> {
+        let dir = self.step_dir(key);
+        let bytes = dir_bytes(&dir).unwrap_or(0);
+        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        Ok(bytes)
+    }
+}
+
+/// Writes a file so that readers see the old content or the new, never a mix: temp file, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    {
+        let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() { dir_bytes(&entry.path())? } else { meta.len() };
+    }
+    Ok(total)
+}
+
+/// fsyncs every file under `dir`, and the directories, before the rename that publishes it.
+fn sync_tree(dir: &Path) -> anyhow::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            sync_tree(&entry.path())?;
+        } else {
+            File::open(entry.path())?.sync_all()?;
+        }
+    }
+    fsync_dir(dir)
+}
+
+fn fsync_dir(dir: &Path) -> anyhow::Result<()> {
+    File::open(dir)?.sync_all().with_context(|| format!("syncing {}", dir.display()))
+}

@@ -1,0 +1,88 @@
+//! What a running step sees: its inputs' directories, a directory for each output, its seed, device and progress.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+
+use super::ArtifactKind;
+pub use crate::nn::progress::Progress;
+
+/// An input artifact, resolved to its directory in the store.
+#[derive(Clone, Debug)]
+pub struct ResolvedInput {
+    /// The reference as written (`digits.train`): how reports name it.
+    pub label: String,
+    pub kind: ArtifactKind,
+    pub dir: PathBuf,
+}
+
+/// The run-time environment of one step.
+pub struct StepContext {
+    /// The step's id in the workflow.
+    pub id: String,
+    /// The step's own seed, derived from the workflow seed and the step id.
+    pub seed: u64,
+    pub device: tch::Device,
+    /// libtorch intra-op threads for this step.
+    pub threads: usize,
+    pub progress: Progress,
+    inputs: BTreeMap<String, ResolvedInput>,
+    out_dir: PathBuf,
+    store_root: PathBuf,
+    metrics: serde_json::Map<String, serde_json::Value>,
+}
+
+impl StepContext {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: String,
+        seed: u64,
+        device: tch::Device,
+        threads: usize,
+        progress: Progress,
+        inputs: BTreeMap<String, ResolvedInput>,
+        out_dir: PathBuf,
+        store_root: PathBuf,
+    ) -> Self {
+        StepContext { id, seed, device, threads, progress, inputs, out_dir, store_root, metrics: Default::default() }
+    }
+
+    /// The input behind the config field `role` (`data`, `models[1]`).
+    pub fn input(&self, role: &str) -> anyhow::Result<&ResolvedInput> {
+        match self.inputs.get(role) {
+            Some(i) => Ok(i),
+            None => bail!("step `{}` has no input `{role}` (engine bug: inputs are resolved before run)", self.id),
+        }
+    }
+
+    /// The directory to write output `name` into (created on first use). It is a temporary directory until the
+    /// step returns successfully; the engine then moves it into the store in one rename.
+    pub fn output_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.out_dir.join(name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// A path inside the store, relative to its root: what artifacts write when they refer to other artifacts, so
+    /// that a store directory can be moved.
+    pub fn store_relative(&self, path: &Path) -> anyhow::Result<PathBuf> {
+        path.strip_prefix(&self.store_root)
+            .map(Path::to_path_buf)
+            .with_context(|| format!("{} is not inside the store {}", path.display(), self.store_root.display()))
+    }
+
+    /// The inverse of [`store_relative`](Self::store_relative).
+    pub fn store_path(&self, relative: &Path) -> PathBuf {
+        self.store_root.join(relative)
+    }
+
+    /// Records a summary metric for the lockfile (e.g. final accuracy, samples kept).
+    pub fn record_metric(&mut self, name: &str, value: impl Into<serde_json::Value>) {
+        self.metrics.insert(name.to_string(), value.into());
+    }
+
+    pub fn into_metrics(self) -> serde_json::Map<String, serde_json::Value> {
+        self.metrics
+    }
+}

@@ -1,0 +1,188 @@
+//! `kind: dataset` — loads samples from a source, splits them with a seeded permutation, normalises, stores each
+//! split as its own output.
+//!
+//! ```yaml
+//! digits: {kind: dataset, source: digits, split: {test: 0.2}}                  # outputs: train, test
+//! mnist:  {kind: dataset, source: mnist, path: data/mnist, split: {val: 0.1}}  # outputs: train, val, test
+//! table:  {kind: dataset, source: csv, path: iris.csv, label: last, split: {test: 0.3}}
+//! ```
+//! Whatever `split` does not claim stays in `train`. MNIST-format sources bring their own `test` split.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+
+use super::registry::{parse_config, ParseEnv, StepKind};
+use super::{canonical, ArtifactKind, InputDecl, OutputDecl, Step, StepContext};
+use crate::config::{Located, Node};
+use crate::data::{self, csv::LabelColumn, normalize::Normalization, Dataset};
+
+pub const KIND: StepKind = StepKind { name: "dataset", summary: "load, split and normalise a dataset", parse };
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// 8×8 handwritten digits compiled into anbiq (1797 samples).
+    Digits,
+    /// A directory of MNIST-format IDX files (train-images-idx3-ubyte, …).
+    Mnist,
+    /// A CSV file of numeric features and a label column.
+    Csv,
+    /// A safetensors file with `x` and `y`.
+    Tensors,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    pub source: Source,
+    /// File or directory for `mnist`, `csv`, `tensors` (relative to the workflow file).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Fractions of the source's training data for each named split, e.g. `{val: 0.1, test: 0.2}`.
+    #[serde(default)]
+    pub split: BTreeMap<String, f64>,
+    /// Keep class proportions in every split.
+    #[serde(default = "default_true")]
+    pub stratify: bool,
+    /// Fitted on `train`, applied to every split.
+    #[serde(default = "default_normalization")]
+    pub normalize: Normalization,
+    /// CSV only: which column holds the label (`last`, `first`, a column index or a header name).
+    #[serde(default)]
+    pub label: Option<LabelColumn>,
+    /// Use only the first N samples of each source split (quick experiments, tests).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_normalization() -> Normalization {
+    Normalization::None
+}
+
+#[derive(Debug)]
+pub struct DatasetStep {
+    config: DatasetConfig,
+    /// `path` resolved against the workflow's directory.
+    resolved: Option<PathBuf>,
+}
+
+fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
+    let config: DatasetConfig = parse_config(node)?;
+    let at = |field: &str| node.get(field).map(|n| n.span).unwrap_or(node.span);
+    let mut errors = Vec::new();
+    let needs_path = config.source != Source::Digits;
+    match (&config.path, needs_path) {
+        (None, true) => errors.push(Located { span: node.span, message: format!("source `{:?}` needs a `path`", config.source).to_lowercase() }),
+        (Some(_), false) => errors.push(Located { span: at("path"), message: "source `digits` is built in and takes no `path`".into() }),
+        _ => {}
+    }
+    if config.label.is_some() && config.source != Source::Csv {
+        errors.push(Located { span: at("label"), message: "`label` applies to `source: csv` only".into() });
+    }
+    let mut total = 0.0;
+    for (name, fraction) in &config.split {
+        if !super::is_identifier(name) || name == "train" {
+            errors.push(Located { span: at("split"), message: format!("split name `{name}` is not allowed (`train` is what remains; names use letters, digits, `_`, `-`)") });
+        }
+        if !(*fraction > 0.0 && *fraction < 1.0) {
+            errors.push(Located { span: at("split"), message: format!("split `{name}`: fraction must be in (0, 1), got {fraction}") });
+        }
+        total += fraction;
+    }
+    if total >= 1.0 {
+        errors.push(Located { span: at("split"), message: format!("split fractions sum to {total}, leaving nothing for `train`") });
+    }
+    if config.source == Source::Mnist && config.split.contains_key("test") {
+        errors.push(Located { span: at("split"), message: "MNIST-format sources have their own `test` split; name this one differently (e.g. `val`)".into() });
+    }
+    if config.limit == Some(0) {
+        errors.push(Located { span: at("limit"), message: "`limit` must be positive".into() });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let resolved = config.path.as_ref().map(|p| env.resolve(p));
+    Ok(Box::new(DatasetStep { config, resolved }))
+}
+
+impl Step for DatasetStep {
+    fn outputs(&self) -> Vec<OutputDecl> {
+        let mut outputs = vec![OutputDecl::new("train", ArtifactKind::Dataset)];
+        outputs.extend(self.config.split.keys().map(|k| OutputDecl::new(k.clone(), ArtifactKind::Dataset)));
+        if self.config.source == Source::Mnist {
+            outputs.push(OutputDecl::new("test", ArtifactKind::Dataset));
+        }
+        outputs
+    }
+
+    fn inputs(&self) -> Vec<InputDecl> {
+        Vec::new()
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        self.resolved.iter().cloned().collect()
+    }
+
+    fn canonical_config(&self) -> serde_json::Value {
+        canonical(&self.config)
+    }
+
+    fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
+        let (main, official_test) = self.load()?;
+        let main = limit(main, self.config.limit);
+        let parts: Vec<(String, f64)> = self.config.split.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let stratify = self.config.stratify.then_some(&main.y);
+        let mut splits: Vec<(String, Dataset)> = data::split::split_indices(main.len(), &parts, ctx.seed, stratify)?
+            .into_iter()
+            .map(|(name, idx)| (name, main.select(&idx)))
+            .collect();
+        if let Some(test) = official_test {
+            splits.push(("test".into(), limit(test, self.config.limit)));
+        }
+        let train = &splits.iter().find(|(n, _)| n == "train").context("the split always has a train part")?.1;
+        if train.len() == 0 {
+            bail!("the `train` split is empty");
+        }
+        let stats = data::normalize::fit(train, &self.config.normalize);
+        for (name, ds) in &mut splits {
+            data::normalize::apply(ds, &stats);
+            data::artifact::write_dataset(&ctx.output_dir(name)?, ds)?;
+            ctx.record_metric(&format!("{name}_samples"), ds.len());
+        }
+        Ok(())
+    }
+}
+
+impl DatasetStep {
+    /// The source's training data, and its official test data when it has one.
+    fn load(&self) -> anyhow::Result<(Dataset, Option<Dataset>)> {
+        let path = || self.resolved.clone().context("path is checked at parse time");
+        Ok(match self.config.source {
+            Source::Digits => (data::digits::load()?, None),
+            Source::Mnist => {
+                let dir = path()?;
+                (data::mnist::load_dir(&dir, data::mnist::MnistSplit::Train)?, Some(data::mnist::load_dir(&dir, data::mnist::MnistSplit::Test)?))
+            }
+            Source::Csv => {
+                let label = self.config.label.clone().unwrap_or(LabelColumn::Last);
+                let options = data::csv::CsvOptions { label, header: None, delimiter: b',' };
+                (data::csv::load(&path()?, &options)?, None)
+            }
+            Source::Tensors => (data::tensors::load(&path()?)?, None),
+        })
+    }
+}
+
+fn limit(ds: Dataset, n: Option<usize>) -> Dataset {
+    match n {
+        Some(n) if n < ds.len() => ds.select(&tch::Tensor::arange(n as i64, (tch::Kind::Int64, tch::Device::Cpu))),
+        _ => ds,
+    }
+}

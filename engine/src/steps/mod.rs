@@ -1,0 +1,150 @@
+//! Step kinds: one file per kind, all behind the [`Step`] trait, found by name in the [`registry`].
+//!
+//! A step gets its configuration (already parsed and validated), the directories of its resolved inputs and a
+//! temporary directory for its outputs; it knows nothing of other steps, the DAG, the cache or the lockfile. Adding a
+//! step kind means one new file here and one line in [`registry::KINDS`].
+
+mod context;
+pub mod dataset;
+mod reference;
+pub mod registry;
+
+pub use context::{Progress, ResolvedInput, StepContext};
+pub use reference::{is_identifier, StepRef};
+pub use registry::{find_kind, registry, ParseEnv, StepKind};
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// What an output is; checked against what a referencing field accepts before anything runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactKind {
+    /// Samples and labels (or an index view of another dataset).
+    Dataset,
+    /// Trained weights plus the architecture that reads them.
+    Model,
+    /// A teacher's outputs over a dataset.
+    Logits,
+    /// Metrics and tables.
+    Report,
+}
+
+impl fmt::Display for ArtifactKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ArtifactKind::Dataset => "a dataset",
+            ArtifactKind::Model => "a model",
+            ArtifactKind::Logits => "teacher logits",
+            ArtifactKind::Report => "a report",
+        })
+    }
+}
+
+/// One named output of a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputDecl {
+    pub name: String,
+    pub kind: ArtifactKind,
+}
+
+impl OutputDecl {
+    pub fn new(name: impl Into<String>, kind: ArtifactKind) -> Self {
+        OutputDecl { name: name.into(), kind }
+    }
+}
+
+/// One reference from a step's configuration to another step's output.
+#[derive(Clone, Debug)]
+pub struct InputDecl {
+    /// Where the reference sits in the step's config, as a path (`data`, `models[1]`): the key under which the
+    /// step later asks its context for the input, and how errors find the line and column.
+    pub role: String,
+    pub reference: StepRef,
+    /// Kinds of artifact this field can take.
+    pub accepts: &'static [ArtifactKind],
+}
+
+impl InputDecl {
+    pub fn new(role: impl Into<String>, reference: &StepRef, accepts: &'static [ArtifactKind]) -> Self {
+        InputDecl { role: role.into(), reference: reference.clone(), accepts }
+    }
+}
+
+/// A parsed, validated step of one kind.
+pub trait Step: Send + Sync + fmt::Debug {
+    /// The step's outputs; the first is the default, what a bare `step-id` reference means.
+    fn outputs(&self) -> Vec<OutputDecl>;
+
+    /// The other steps' outputs this step reads.
+    fn inputs(&self) -> Vec<InputDecl>;
+
+    /// Files outside the store that this step reads: their bytes enter the cache key.
+    fn files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    /// The configuration in canonical form (defaults filled in): hashed into the cache key and kept in the lockfile
+    /// so that `plan` can say which field changed.
+    fn canonical_config(&self) -> serde_json::Value;
+
+    /// Does the work: reads inputs from `ctx`, writes every declared output under `ctx.output_dir(name)`.
+    fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()>;
+}
+
+/// Serialises a config for [`Step::canonical_config`]; configs are plain data, so this cannot fail.
+pub fn canonical<T: Serialize>(config: &T) -> serde_json::Value {
+    serde_json::to_value(config).expect("step configs serialise to JSON")
+}
+
+/// Turns `(field path, message)` problems into located errors at each field's value (or the step, if absent).
+pub fn check_fields(node: &crate::config::Node, problems: Vec<(String, String)>) -> Result<(), Vec<crate::config::Located>> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(problems
+        .into_iter()
+        .map(|(field, message)| {
+            let span = field_span(node, &field).unwrap_or(node.span);
+            let message = if field.is_empty() { message } else { format!("`{field}`: {message}") };
+            crate::config::Located { span, message }
+        })
+        .collect())
+}
+
+/// The span of the value at a field path like `data`, `models[1]` or `loss.kd.temperature`; the deepest part of
+/// the path that exists.
+pub fn field_span(node: &crate::config::Node, path: &str) -> Option<crate::config::Span> {
+    let mut current = node;
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (key, index) = match part.split_once('[') {
+            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let Some(next) = current.get(key) else { break };
+        current = next;
+        if let Some(item) = index.and_then(|i| current.as_seq().and_then(|s| s.get(i))) {
+            current = item;
+        }
+    }
+    Some(current.span)
+}
+
+/// Runs one sample through a freshly built model, so that a model that does not fit the data fails with a clear
+/// message before any training starts.
+pub fn check_model_fits(model: &dyn crate::nn::Model, data: &crate::data::Dataset, device: tch::Device) -> anyhow::Result<()> {
+    let x = data.x.narrow(0, 0, 1).to_device(device);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tch::no_grad(|| model.forward(&x, crate::nn::Mode::Eval).size())
+    }));
+    match result {
+        Ok(shape) if shape == [1, data.meta.classes] => Ok(()),
+        Ok(shape) => anyhow::bail!("field `model`: the model outputs shape {shape:?} per sample, the data has {} classes", data.meta.classes),
+        Err(_) => anyhow::bail!(
+            "field `model`: the model does not accept the data's samples of shape {:?} (e.g. a `cnn` needs images [C, H, W])",
+            data.meta.sample_shape
+        ),
+    }
+}

@@ -1,0 +1,73 @@
+//! `digits.train`, `teacher`: how one step's config names another step's output.
+
+use std::fmt;
+
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+/// A reference to a step's output: `step` alone means the step's default (first) output.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StepRef {
+    pub step: String,
+    pub output: Option<String>,
+}
+
+impl StepRef {
+    pub fn parse(text: &str) -> Result<StepRef, String> {
+        let (step, output) = match text.split_once('.') {
+            Some((s, o)) => (s, Some(o)),
+            None => (text, None),
+        };
+        if !is_identifier(step) {
+            return Err(format!(
+                "`{text}` is not a step reference: expected `step` or `step.output` (letters, digits, `_`, `-`)"
+            ));
+        }
+        if let Some(o) = output {
+            if !is_identifier(o) {
+                return Err(format!("`{text}` is not a step reference: `{o}` is not an output name"));
+            }
+        }
+        Ok(StepRef { step: step.to_string(), output: output.map(str::to_string) })
+    }
+}
+
+/// Step ids and output names: non-empty, ASCII letters, digits, `_` and `-` (dots separate step from output).
+pub fn is_identifier(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+impl fmt::Display for StepRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.output {
+            Some(o) => write!(f, "{}.{}", self.step, o),
+            None => f.write_str(&self.step),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StepRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        StepRef::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+impl Serialize for StepRef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_step_and_output() {
+        assert_eq!(StepRef::parse("digits.train").unwrap(), StepRef { step: "digits".into(), output: Some("train".into()) });
+        assert_eq!(StepRef::parse("teacher").unwrap().output, None);
+        assert!(StepRef::parse("a.b.c").is_err());
+        assert!(StepRef::parse("").is_err());
+        assert!(StepRef::parse("has space").is_err());
+    }
+}

@@ -1,0 +1,50 @@
+//! The name-keyed table of step kinds: YAML's `kind: train` is looked up here, nowhere else.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use super::Step;
+use crate::config::{from_node, Located, Node};
+
+/// What a step's parser may know about the workflow around it.
+#[derive(Clone, Debug)]
+pub struct ParseEnv {
+    /// Directory of the workflow file: relative paths in step configs are resolved against it.
+    pub workflow_dir: PathBuf,
+}
+
+impl ParseEnv {
+    /// Resolves a path written in a workflow file.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.workflow_dir.join(path)
+        }
+    }
+}
+
+/// A step kind: its YAML name, a one-line summary for `--help`, and the parser that builds a [`Step`] from the step's
+/// configuration node (without the `kind` and `after` keys, which the workflow layer owns).
+pub struct StepKind {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub parse: fn(&Node, &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>>,
+}
+
+/// Every step kind anbiq knows.
+const KINDS: &[StepKind] = &[super::dataset::KIND];
+
+pub fn registry() -> &'static [StepKind] {
+    KINDS
+}
+
+pub fn find_kind(name: &str) -> Option<&'static StepKind> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+/// The usual parser: deserialise the config with located errors, then let the config check itself.
+pub fn parse_config<C: DeserializeOwned>(node: &Node) -> Result<C, Vec<Located>> {
+    from_node(node).map_err(|e| vec![e])
+}

@@ -1,0 +1,151 @@
+//! `kind: train` — supervised training of a built-in architecture on labelled data.
+//!
+//! ```yaml
+//! teacher:
+//!   kind: train
+//!   data: digits.train
+//!   val: digits.test              # optional: accuracy after every epoch
+//!   model: {arch: mlp, hidden: [256, 256], dropout: 0.2}
+//!   epochs: 30
+//!   batch_size: 64
+//!   optimizer: {name: adam, lr: 0.001}
+//!   schedule: {kind: cosine}
+//! ```
+//! Output `model`: `weights.safetensors`, `model.json` (the architecture) and `history.json` (per-epoch loss and
+//! validation accuracy).
+
+use serde::{Deserialize, Serialize};
+use tch::nn::VarStore;
+use tch::Tensor;
+
+use super::artifacts::load_data;
+use super::registry::{parse_config, ParseEnv, StepKind};
+use super::training::{default_batch_size, default_optimizer, TensorSource, TrainingOptions};
+use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
+use crate::config::{Located, Node};
+use crate::data::augment;
+use crate::nn::learner::{Batch, Learner, ModelEvaluator, TrainStep};
+use crate::nn::model_file::{ModelArtifact, ModelSpec};
+use crate::nn::optim::OptimizerConfig;
+use crate::nn::schedule::LrSchedule;
+use crate::nn::{ArchConfig, Mode, Model};
+use crate::rng::Rng;
+
+pub const KIND: StepKind = StepKind { name: "train", summary: "train a model on labelled data", parse };
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub data: StepRef,
+    #[serde(default)]
+    pub val: Option<StepRef>,
+    pub model: ArchConfig,
+    pub epochs: usize,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "default_optimizer")]
+    pub optimizer: OptimizerConfig,
+    #[serde(default)]
+    pub schedule: LrSchedule,
+    #[serde(default)]
+    pub clip_grad_norm: Option<f64>,
+    #[serde(default)]
+    pub jitter: i64,
+}
+
+impl TrainConfig {
+    fn training(&self) -> TrainingOptions {
+        TrainingOptions {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            optimizer: self.optimizer.clone(),
+            schedule: self.schedule.clone(),
+            clip_grad_norm: self.clip_grad_norm,
+            jitter: self.jitter,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Train {
+    config: TrainConfig,
+}
+
+fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
+    let config: TrainConfig = parse_config(node)?;
+    let mut problems = config.training().check();
+    if let Err(e) = config.model.validate() {
+        problems.push(("model".into(), e));
+    }
+    check_fields(node, problems)?;
+    Ok(Box::new(Train { config }))
+}
+
+/// One batch of supervised training: cross-entropy of the model's logits against the labels.
+pub(crate) struct Supervised<'a> {
+    pub model: &'a dyn Model,
+    pub jitter: i64,
+}
+
+impl TrainStep for Supervised<'_> {
+    fn loss(&mut self, batch: &Batch, rng: &mut Rng) -> anyhow::Result<Tensor> {
+        let x = if self.jitter > 0 { augment::jitter(&batch.x, self.jitter, rng) } else { batch.x.shallow_clone() };
+        Ok(self.model.forward(&x, Mode::Train(rng)).cross_entropy_for_logits(&batch.y))
+    }
+}
+
+impl Step for Train {
+    fn outputs(&self) -> Vec<OutputDecl> {
+        vec![OutputDecl::new("model", ArtifactKind::Model)]
+    }
+
+    fn inputs(&self) -> Vec<InputDecl> {
+        let mut inputs = vec![InputDecl::new("data", &self.config.data, &[ArtifactKind::Dataset])];
+        if let Some(val) = &self.config.val {
+            inputs.push(InputDecl::new("val", val, &[ArtifactKind::Dataset]));
+        }
+        inputs
+    }
+
+    fn canonical_config(&self) -> serde_json::Value {
+        canonical(&self.config)
+    }
+
+    fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
+        let train = load_data(ctx, "data")?.dataset;
+        let val = self.config.val.as_ref().map(|_| load_data(ctx, "val")).transpose()?.map(|d| d.dataset);
+        let meta = &train.meta;
+        let mut rng = Rng::new(ctx.seed);
+        let vs = VarStore::new(ctx.device);
+        let model = crate::nn::build(&self.config.model, &vs.root(), &meta.sample_shape, meta.classes, &mut rng.fork("init"))
+            .map_err(|e| anyhow::anyhow!("field `model`: {e:#}"))?;
+        super::check_model_fits(model.as_ref(), &train, ctx.device)?;
+
+        let source = TensorSource::new(&train.x, &train.y, ctx.device);
+        let val_source = val.as_ref().map(|v| TensorSource::new(&v.x, &v.y, ctx.device));
+        let evaluator = val_source.as_ref().map(|v| ModelEvaluator { model: model.as_ref(), data: v, batch_size: 1024 });
+        let learner = Learner::new(self.config.training().learner());
+        let mut step = Supervised { model: model.as_ref(), jitter: self.config.jitter };
+        let history = learner.fit(
+            &vs,
+            &mut step,
+            &source,
+            evaluator.as_ref().map(|e| e as &dyn crate::nn::learner::Evaluator),
+            &mut rng.fork("fit"),
+            &ctx.progress,
+        )?;
+
+        let dir = ctx.output_dir("model")?;
+        let spec = ModelSpec::new(self.config.model.clone(), meta.sample_shape.clone(), meta.classes, &vs);
+        ModelArtifact::save(&dir, &vs, &spec)?;
+        std::fs::write(dir.join("history.json"), serde_json::to_string_pretty(&history)? + "\n")?;
+        ctx.record_metric("parameters", spec.parameters);
+        if let Some(last) = history.last() {
+            ctx.record_metric("train_loss", last.train_loss);
+            if let Some(acc) = last.val_accuracy {
+                ctx.record_metric("val_accuracy", acc);
+            }
+        }
+        Ok(())
+    }
+}

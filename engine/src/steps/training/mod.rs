@@ -1,0 +1,8 @@
+//! What the training steps (`train`, `distill`) share: the YAML training options and a batch source over an
+//! in-memory dataset on the step's device. The loop itself is [`crate::nn::learner::Learner`].
+
+mod options;
+mod source;
+
+pub use options::{default_batch_size, default_optimizer, TrainingOptions};
+pub use source::TensorSource;

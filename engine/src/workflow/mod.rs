@@ -1,0 +1,215 @@
+//! Workflow files: read, interpolate `${params.x}`, parse each step through the step registry, check references.
+//!
+//! Everything wrong with a file is reported at once, each problem as `file:line:col: message`. Cycles are the graph
+//! layer's business ([`crate::graph`]), since finding them needs the DAG.
+//!
+//! ```no_run
+//! let wf = anbiq::workflow::load("workflows/quickstart.yaml".as_ref(), &[]).unwrap();
+//! for step in &wf.steps {
+//!     println!("{} ({})", step.id, step.kind);
+//! }
+//! ```
+
+mod header;
+mod overrides;
+mod references;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, Diagnostic, Diagnostics, Located, Node, Span};
+use crate::steps::{self, OutputDecl, ParseEnv, Step};
+
+pub use overrides::Override;
+
+/// A parsed and checked workflow.
+#[derive(Debug)]
+pub struct Workflow {
+    pub path: PathBuf,
+    pub name: String,
+    pub seed: u64,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`, resolved when the run starts.
+    pub device: String,
+    /// libtorch threads per step; `None` lets the runner divide the machine's cores among parallel steps.
+    pub threads: Option<usize>,
+    /// Parameters after `--set` overrides.
+    pub params: BTreeMap<String, Node>,
+    /// In file order.
+    pub steps: Vec<StepDecl>,
+}
+
+/// One step as declared in the file.
+#[derive(Debug)]
+pub struct StepDecl {
+    pub id: String,
+    pub kind: &'static str,
+    /// Where the step's id is written.
+    pub span: Span,
+    /// The step's configuration after interpolation (for locating errors found later).
+    pub node: Node,
+    pub step: Box<dyn Step>,
+    /// Explicit ordering edges (`after: [a, b]`), with their locations.
+    pub after: Vec<(String, Span)>,
+}
+
+impl Workflow {
+    pub fn step_index(&self, id: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.id == id)
+    }
+
+    /// The output a reference denotes, or `None` if the step has no such output.
+    pub fn resolve_output(&self, step: usize, output: Option<&str>) -> Option<OutputDecl> {
+        let outputs = self.steps[step].step.outputs();
+        match output {
+            None => outputs.into_iter().next(),
+            Some(name) => outputs.into_iter().find(|o| o.name == name),
+        }
+    }
+
+    /// Formats a problem found after loading (e.g. a cycle) at a step's location.
+    pub fn diagnostic(&self, span: Span, message: impl Into<String>) -> Diagnostic {
+        Diagnostic { file: self.path.clone(), span: Some(span), message: message.into() }
+    }
+
+    /// The lockfile path: beside the workflow, `<file stem>.lock`.
+    pub fn lockfile_path(&self) -> PathBuf {
+        let stem = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| self.name.clone());
+        self.path.with_file_name(format!("{stem}.lock"))
+    }
+}
+
+/// Reads, parses and checks a workflow file, applying `--set` overrides.
+pub fn load(path: &Path, overrides: &[Override]) -> Result<Workflow, Diagnostics> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic { file: path.to_path_buf(), span: None, message: format!("cannot read: {e}") }])
+    })?;
+    parse(path, &text, overrides)
+}
+
+/// Parses workflow text; `path` names the file in messages and anchors relative paths.
+pub fn parse(path: &Path, text: &str, overrides: &[Override]) -> Result<Workflow, Diagnostics> {
+    let mut errors: Vec<Located> = Vec::new();
+    let fail = |errors: Vec<Located>| Diagnostics::from_located(path, errors);
+
+    let root = config::parse_yaml(text).map_err(fail)?;
+    let header = header::read(&root, &mut errors);
+    let mut params = header.params;
+    overrides::apply(&mut params, overrides, &mut errors);
+
+    let env = ParseEnv { workflow_dir: path.parent().map(Path::to_path_buf).unwrap_or_default() };
+    let mut steps = Vec::new();
+    if let Some(steps_node) = header.steps {
+        let mut steps_node = steps_node.clone();
+        errors.extend(config::interpolate(&mut steps_node, &params));
+        steps = parse_steps(&steps_node, &env, &mut errors);
+    }
+
+    let mut workflow = Workflow {
+        path: path.to_path_buf(),
+        name: header.name.unwrap_or_else(|| default_name(path)),
+        seed: header.seed,
+        device: header.device,
+        threads: header.threads,
+        params,
+        steps,
+    };
+    references::check(&workflow, &mut errors);
+    if !errors.is_empty() {
+        return Err(fail(errors));
+    }
+    workflow.steps.shrink_to_fit();
+    Ok(workflow)
+}
+
+fn default_name(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "workflow".into())
+}
+
+/// Keys every step may have whatever its kind; the rest belongs to the kind's parser.
+const COMMON_STEP_KEYS: &[&str] = &["kind", "after"];
+
+fn parse_steps(steps_node: &Node, env: &ParseEnv, errors: &mut Vec<Located>) -> Vec<StepDecl> {
+    let Some(entries) = steps_node.as_map() else {
+        errors.push(located(steps_node.span, format!("`steps` must be a mapping of step id to step, found {}", steps_node.kind_name())));
+        return Vec::new();
+    };
+    if entries.is_empty() {
+        errors.push(located(steps_node.span, "`steps` is empty: a workflow needs at least one step"));
+    }
+    let mut steps = Vec::new();
+    for (key, body) in entries {
+        let Some(id) = key.as_str() else {
+            errors.push(located(key.span, format!("a step id must be a string, found {}", key.kind_name())));
+            continue;
+        };
+        if !steps::is_identifier(id) {
+            errors.push(located(key.span, format!("step id `{id}` may contain only letters, digits, `_` and `-`")));
+            continue;
+        }
+        if let Some(step) = parse_step(id, key.span, body, env, errors) {
+            steps.push(step);
+        }
+    }
+    steps
+}
+
+fn parse_step(id: &str, span: Span, body: &Node, env: &ParseEnv, errors: &mut Vec<Located>) -> Option<StepDecl> {
+    let Some(entries) = body.as_map() else {
+        errors.push(located(body.span, format!("step `{id}` must be a mapping with a `kind`, found {}", body.kind_name())));
+        return None;
+    };
+    let Some(kind_node) = body.get("kind") else {
+        errors.push(located(span, format!("step `{id}` has no `kind` (one of: {})", kind_names())));
+        return None;
+    };
+    let Some(kind_name) = kind_node.as_str() else {
+        errors.push(located(kind_node.span, format!("`kind` must be a string, found {}", kind_node.kind_name())));
+        return None;
+    };
+    let Some(kind) = steps::find_kind(kind_name) else {
+        errors.push(located(kind_node.span, format!("unknown step kind `{kind_name}` (known: {})", kind_names())));
+        return None;
+    };
+
+    let after = match body.get("after") {
+        None => Vec::new(),
+        Some(node) => read_after(node, errors),
+    };
+    // The kind's parser sees only its own keys, so its `deny_unknown_fields` stays exact.
+    let own: Vec<(Node, Node)> =
+        entries.iter().filter(|(k, _)| !k.as_str().is_some_and(|k| COMMON_STEP_KEYS.contains(&k))).cloned().collect();
+    let config_node = Node { value: config::Value::Map(own), span: body.span };
+    match (kind.parse)(&config_node, env) {
+        Ok(step) => Some(StepDecl { id: id.to_string(), kind: kind.name, span, node: config_node, step, after }),
+        Err(mut es) => {
+            for e in &mut es {
+                e.message = format!("step `{id}`: {}", e.message);
+            }
+            errors.extend(es);
+            None
+        }
+    }
+}
+
+fn read_after(node: &Node, errors: &mut Vec<Located>) -> Vec<(String, Span)> {
+    let items: Vec<&Node> = match node.as_seq() {
+        Some(seq) => seq.iter().collect(),
+        None => vec![node],
+    };
+    let mut after = Vec::new();
+    for item in items {
+        match item.as_str() {
+            Some(s) => after.push((s.to_string(), item.span)),
+            None => errors.push(located(item.span, format!("`after` lists step ids, found {}", item.kind_name()))),
+        }
+    }
+    after
+}
+
+fn kind_names() -> String {
+    steps::registry().iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+}
+
+pub(crate) fn located(span: Span, message: impl Into<String>) -> Located {
+    Located { span, message: message.into() }
+}

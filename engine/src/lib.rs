@@ -7,6 +7,7 @@
 //! - [`graph`]: the DAG, cycles, cache keys, drawings;
 //! - [`run`]: plan against the store, execute in parallel, write the lockfile;
 //! - [`steps`]: one file per step kind behind the [`steps::Step`] trait;
+//! - [`loss`]: distillation losses behind one trait (built in, and later WebAssembly plugins);
 //! - [`nn`], [`data`]: models, training loop and datasets on libtorch;
 //! - [`config`]: the spanned YAML tree and located errors everything above reports with;
 //! - [`cli`]: the `anbiq` command line.
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod graph;
+pub mod loss;
 pub mod nn;
 pub mod rng;
 pub mod run;

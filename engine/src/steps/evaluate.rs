@@ -1,0 +1,226 @@
+//! `kind: evaluate` — compares models on a dataset.
+//!
+//! ```yaml
+//! report: {kind: evaluate, data: digits.test, models: [teacher, student], reference: teacher}
+//! ```
+//! Per model: accuracy, top-5 accuracy (more than 5 classes), NLL, ECE (15 bins), agreement with and
+//! KL(reference ‖ model) against the reference model, parameter count, weight bytes, and (unless `timing: false`)
+//! latency at batch 1 (median of `latency_runs`) and throughput at batch 256. Output `report`: `metrics.json`
+//! shaped `{model: {metric: value}}` and `report.md`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use super::artifacts::load_data;
+use super::infer::batched_logits;
+use super::registry::{parse_config, ParseEnv, StepKind};
+use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
+use crate::config::{Located, Node};
+use crate::nn::metrics;
+use crate::nn::model_file::{LoadedModel, ModelArtifact, WEIGHTS_FILE};
+use crate::nn::Mode;
+
+pub const KIND: StepKind = StepKind { name: "evaluate", summary: "compare models on a dataset", parse };
+
+/// The file `anbiq metrics` reads.
+pub const METRICS_FILE: &str = "metrics.json";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateConfig {
+    pub data: StepRef,
+    pub models: Vec<StepRef>,
+    /// One of `models`: agreement and KL are measured against it.
+    #[serde(default)]
+    pub reference: Option<StepRef>,
+    /// Measure latency and throughput (these vary from run to run, unlike every other metric).
+    #[serde(default = "default_true")]
+    pub timing: bool,
+    #[serde(default = "default_latency_runs")]
+    pub latency_runs: usize,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_latency_runs() -> usize {
+    50
+}
+
+#[derive(Debug)]
+pub struct Evaluate {
+    config: EvaluateConfig,
+}
+
+fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
+    let config: EvaluateConfig = parse_config(node)?;
+    let mut problems = Vec::new();
+    if config.models.is_empty() {
+        problems.push(("models".into(), "list at least one model".into()));
+    }
+    if let Some(r) = &config.reference {
+        if !config.models.contains(r) {
+            problems.push(("reference".into(), format!("`{r}` must be one of `models`")));
+        }
+    }
+    for (i, m) in config.models.iter().enumerate() {
+        if config.models[..i].contains(m) {
+            problems.push((format!("models[{i}]"), format!("`{m}` is listed twice")));
+        }
+    }
+    if config.timing && config.latency_runs < 1 {
+        problems.push(("latency_runs".into(), "must be at least 1".into()));
+    }
+    check_fields(node, problems)?;
+    Ok(Box::new(Evaluate { config }))
+}
+
+impl Step for Evaluate {
+    fn outputs(&self) -> Vec<OutputDecl> {
+        vec![OutputDecl::new("report", ArtifactKind::Report)]
+    }
+
+    fn inputs(&self) -> Vec<InputDecl> {
+        let mut inputs = vec![InputDecl::new("data", &self.config.data, &[ArtifactKind::Dataset])];
+        for (i, m) in self.config.models.iter().enumerate() {
+            inputs.push(InputDecl::new(format!("models[{i}]"), m, &[ArtifactKind::Model]));
+        }
+        inputs
+    }
+
+    fn canonical_config(&self) -> serde_json::Value {
+        canonical(&self.config)
+    }
+
+    fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
+        let data = load_data(ctx, "data")?.dataset;
+        let mut logits: Vec<(String, Tensor)> = Vec::new();
+        let mut results: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+        for (i, reference) in self.config.models.iter().enumerate() {
+            let input = ctx.input(&format!("models[{i}]"))?.clone();
+            let model = ModelArtifact::load(&input.dir, ctx.device)?;
+            if model.spec.input_shape != data.meta.sample_shape || model.spec.classes != data.meta.classes {
+                anyhow::bail!(
+                    "field `models[{i}]`: `{reference}` takes {:?} with {} classes; the data has {:?} with {} classes",
+                    model.spec.input_shape,
+                    model.spec.classes,
+                    data.meta.sample_shape,
+                    data.meta.classes
+                );
+            }
+            let bar = ctx.progress.bar(data.len() as u64, &format!("{}: {reference}", ctx.id));
+            let out = batched_logits(model.model.as_ref(), &data.x, 1024, ctx.device, &bar);
+            bar.finish_and_clear();
+            let mut m = quality(&out, &data.y, data.meta.classes);
+            m.insert("parameters".into(), model.spec.parameters as f64);
+            m.insert("weight_bytes".into(), std::fs::metadata(input.dir.join(WEIGHTS_FILE))?.len() as f64);
+            if self.config.timing {
+                let (latency, throughput) = timing(&model, &data.x, ctx.device, self.config.latency_runs);
+                m.insert("latency_ms".into(), latency);
+                m.insert("throughput".into(), throughput);
+            }
+            results.insert(reference.to_string(), m);
+            logits.push((reference.to_string(), out));
+        }
+        if let Some(r) = &self.config.reference {
+            let name = r.to_string();
+            let reference = &logits.iter().find(|(n, _)| *n == name).expect("checked at parse").1;
+            for (model, out) in &logits {
+                let m = results.get_mut(model).expect("inserted above");
+                m.insert("agreement".into(), metrics::agreement(reference, out));
+                m.insert("kl_from_reference".into(), metrics::kl(reference, out));
+            }
+        }
+
+        let dir = ctx.output_dir("report")?;
+        std::fs::write(dir.join(METRICS_FILE), serde_json::to_string_pretty(&results)? + "\n")?;
+        std::fs::write(dir.join("report.md"), markdown(&ctx.id, &results))?;
+        for (model, m) in &results {
+            ctx.record_metric(&format!("{model}.accuracy"), m["accuracy"]);
+        }
+        Ok(())
+    }
+}
+
+/// The metrics that depend only on the logits (deterministic).
+pub fn quality(logits: &Tensor, labels: &Tensor, classes: i64) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    m.insert("accuracy".into(), metrics::accuracy(logits, labels));
+    if classes > 5 {
+        m.insert("top5_accuracy".into(), metrics::top_k_accuracy(logits, labels, 5));
+    }
+    m.insert("nll".into(), metrics::nll(logits, labels));
+    m.insert("ece".into(), metrics::ece(logits, labels, 15));
+    m.insert("errors".into(), (logits.argmax(-1, false).ne_tensor(labels).sum(Kind::Int64).int64_value(&[])) as f64);
+    m
+}
+
+/// (median latency in ms at batch 1 over `runs`, samples/s at batch 256).
+fn timing(model: &LoadedModel, x: &Tensor, device: Device, runs: usize) -> (f64, f64) {
+    tch::no_grad(|| {
+        let one = x.narrow(0, 0, 1).to_device(device);
+        let run_once = |input: &Tensor| {
+            let out = model.model.forward(input, Mode::Eval);
+            if device.is_cuda() {
+                tch::Cuda::synchronize(device.index() as i64);
+            }
+            out
+        };
+        for _ in 0..5 {
+            run_once(&one); // warm-up: allocator, kernels, caches
+        }
+        let mut times: Vec<f64> = (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                run_once(&one);
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let latency = times[times.len() / 2];
+        let batch = x.narrow(0, 0, x.size()[0].min(256)).to_device(device);
+        run_once(&batch);
+        let reps = 10;
+        let t = Instant::now();
+        for _ in 0..reps {
+            run_once(&batch);
+        }
+        let throughput = (reps as f64 * batch.size()[0] as f64) / t.elapsed().as_secs_f64();
+        (latency, throughput)
+    })
+}
+
+fn markdown(step: &str, results: &BTreeMap<String, BTreeMap<String, f64>>) -> String {
+    let mut columns: Vec<&String> = Vec::new();
+    for m in results.values() {
+        for k in m.keys() {
+            if !columns.contains(&k) {
+                columns.push(k);
+            }
+        }
+    }
+    let mut out = format!("# {step}\n\n| model |");
+    for c in &columns {
+        write!(out, " {c} |").unwrap();
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---:|".repeat(columns.len()));
+    out.push('\n');
+    for (model, m) in results {
+        write!(out, "| {model} |").unwrap();
+        for c in &columns {
+            match m.get(*c) {
+                Some(v) if v.fract() == 0.0 => write!(out, " {v:.0} |").unwrap(),
+                Some(v) => write!(out, " {v:.4} |").unwrap(),
+                None => out.push_str(" - |"),
+            }
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -1,1 +1,2 @@
 //! anbiq — a reproducible workflow engine for knowledge distillation.
+pub mod config;

@@ -3,8 +3,12 @@
 
 mod diagnostic;
 mod located;
+mod node;
+mod parse;
 mod span;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use located::Located;
+pub use node::{Node, Value};
+pub use parse::parse_yaml;
 pub use span::Span;

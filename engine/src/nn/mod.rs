@@ -1,0 +1,9 @@
+//! Neural-network building blocks on libtorch: layers, architectures, optimisers, schedules, the training loop.
+//!
+//! Everything random (weight init, dropout masks, shuffling) draws from [`crate::rng::Rng`], never from libtorch's
+//! process-global generator, so concurrent steps with the same seed give bit-identical results on CPU.
+
+pub mod layers;
+pub mod model;
+
+pub use model::{Mode, Model};

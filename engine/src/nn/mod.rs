@@ -3,7 +3,9 @@
 //! Everything random (weight init, dropout masks, shuffling) draws from [`crate::rng::Rng`], never from libtorch's
 //! process-global generator, so concurrent steps with the same seed give bit-identical results on CPU.
 
+pub mod arch;
 pub mod layers;
 pub mod model;
 
+pub use arch::{build, ArchConfig};
 pub use model::{Mode, Model};

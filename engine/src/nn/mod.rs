@@ -6,6 +6,8 @@
 pub mod arch;
 pub mod layers;
 pub mod model;
+pub mod optim;
+pub mod schedule;
 
 pub use arch::{build, ArchConfig};
 pub use model::{Mode, Model};

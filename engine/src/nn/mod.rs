@@ -4,6 +4,8 @@
 //! process-global generator, so concurrent steps with the same seed give bit-identical results on CPU.
 
 pub mod arch;
+pub mod determinism;
+pub mod device;
 pub mod layers;
 pub mod model;
 pub mod optim;

@@ -7,6 +7,7 @@ pub mod arch;
 pub mod determinism;
 pub mod device;
 pub mod layers;
+pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod schedule;

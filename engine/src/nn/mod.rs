@@ -7,10 +7,16 @@ pub mod arch;
 pub mod determinism;
 pub mod device;
 pub mod layers;
+pub mod learner;
 pub mod metrics;
 pub mod model;
+pub mod model_file;
 pub mod optim;
+pub mod progress;
 pub mod schedule;
 
 pub use arch::{build, ArchConfig};
 pub use model::{Mode, Model};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,232 @@
+//! The training loop, split burn-style: a [`TrainStep`] says what one batch costs; the [`Learner`] owns everything
+//! else (epochs, shuffling, optimiser, schedule, clipping, divergence checks, history, progress).
+//!
+//! Data access stays behind [`BatchSource`] so any dataset (in memory, on a GPU, a teacher's cached logits) can feed it.
+
+use crate::nn::metrics;
+use crate::nn::optim::OptimizerConfig;
+use crate::nn::progress::Progress;
+use crate::nn::schedule::LrSchedule;
+use crate::nn::{Mode, Model};
+use crate::rng::Rng;
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+use tch::{nn::VarStore, Tensor};
+
+/// One mini-batch: inputs, labels, and the dataset indices they came from (so a step can look up per-sample extras
+/// such as cached teacher logits).
+pub struct Batch {
+    pub x: Tensor,
+    pub y: Tensor,
+    pub idx: Tensor,
+}
+
+/// A dataset the learner can slice into batches.
+pub trait BatchSource {
+    fn len(&self) -> usize;
+    /// The samples at `idx` (int64, CPU); the source moves them to its device.
+    fn batch(&self, idx: &Tensor) -> Batch;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What one training batch does: returns the scalar loss to minimise. Train-mode forward passes draw their dropout
+/// masks from `rng`.
+pub trait TrainStep {
+    fn loss(&mut self, batch: &Batch, rng: &mut Rng) -> Tensor;
+}
+
+/// Scores the model after each epoch (validation accuracy in [0, 1]).
+pub trait Evaluator {
+    fn evaluate(&self) -> Result<f64>;
+}
+
+/// Accuracy of `model` on a whole [`BatchSource`], in eval mode, in order, `batch_size` at a time.
+pub struct ModelEvaluator<'a> {
+    pub model: &'a dyn Model,
+    pub data: &'a dyn BatchSource,
+    pub batch_size: usize,
+}
+
+impl Evaluator for ModelEvaluator<'_> {
+    fn evaluate(&self) -> Result<f64> {
+        Ok(accuracy_on(self.model, self.data, self.batch_size))
+    }
+}
+
+/// Eval-mode accuracy over all of `data`.
+pub fn accuracy_on(model: &dyn Model, data: &dyn BatchSource, batch_size: usize) -> f64 {
+    let n = data.len();
+    if n == 0 {
+        return 0.0;
+    }
+    let mut correct = 0.0;
+    tch::no_grad(|| {
+        for start in (0..n).step_by(batch_size.max(1)) {
+            let end = (start + batch_size.max(1)).min(n);
+            let idx = Tensor::arange_start(
+                start as i64,
+                end as i64,
+                (tch::Kind::Int64, tch::Device::Cpu),
+            );
+            let b = data.batch(&idx);
+            correct +=
+                metrics::accuracy(&model.forward(&b.x, Mode::Eval), &b.y) * (end - start) as f64;
+        }
+    });
+    correct / n as f64
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LearnerConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optimizer: OptimizerConfig,
+    #[serde(default)]
+    pub schedule: LrSchedule,
+    /// Clip the global L2 norm of all gradients to this value before each step.
+    #[serde(default)]
+    pub clip_grad_norm: Option<f64>,
+}
+
+impl LearnerConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.epochs == 0 {
+            return Err("epochs: must be positive, got 0".into());
+        }
+        if self.batch_size == 0 {
+            return Err("batch_size: must be positive, got 0".into());
+        }
+        self.optimizer.validate()?;
+        self.schedule.validate()?;
+        match self.clip_grad_norm {
+            Some(c) if !(c > 0.0 && c.is_finite()) => {
+                Err(format!("clip_grad_norm: must be positive, got {c}"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One row of [`History`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct EpochRecord {
+    /// 1-based.
+    pub epoch: usize,
+    /// Sample-weighted mean of the batch losses during the epoch.
+    pub train_loss: f64,
+    pub val_accuracy: Option<f64>,
+    /// Learning rate of the epoch's last step.
+    pub lr: f64,
+    pub seconds: f64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct History {
+    pub epochs: Vec<EpochRecord>,
+}
+
+impl History {
+    pub fn last(&self) -> Option<&EpochRecord> {
+        self.epochs.last()
+    }
+}
+
+pub struct Learner {
+    pub config: LearnerConfig,
+}
+
+impl Learner {
+    pub fn new(config: LearnerConfig) -> Self {
+        Learner { config }
+    }
+
+    /// Trains the trainable variables of `vs` with the loss `step` computes, for `config.epochs` passes over `train`.
+    ///
+    /// Randomness: shuffling and the step's dropout use two streams forked from `rng` ("shuffle", "step"), so the batch
+    /// order does not depend on how much randomness the step consumes; `rng` is then advanced once so a later `fit`
+    /// with the same `rng` gets fresh streams. Each epoch visits a fresh permutation; the last batch may be smaller.
+    pub fn fit(
+        &self,
+        vs: &VarStore,
+        step: &mut dyn TrainStep,
+        train: &dyn BatchSource,
+        val: Option<&dyn Evaluator>,
+        rng: &mut Rng,
+        progress: &Progress,
+    ) -> Result<History> {
+        let cfg = &self.config;
+        cfg.validate().map_err(anyhow::Error::msg)?;
+        let n = train.len();
+        if n == 0 {
+            bail!("training set is empty");
+        }
+        let mut shuffle_rng = rng.fork("shuffle");
+        let mut step_rng = rng.fork("step");
+        rng.next_u64();
+
+        let mut opt = cfg.optimizer.build(vs)?;
+        let base_lr = cfg.optimizer.lr();
+        let batches_per_epoch = n.div_ceil(cfg.batch_size);
+        let total_steps = batches_per_epoch * cfg.epochs;
+        let bar = progress.bar(total_steps as u64, "train");
+        let mut history = History::default();
+        let mut global_step = 0;
+
+        for epoch in 1..=cfg.epochs {
+            let started = Instant::now();
+            let order = shuffle_rng.permutation(n);
+            let (mut loss_sum, mut lr) = (0.0, base_lr);
+            for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
+                lr = cfg.schedule.lr_at(base_lr, global_step, total_steps);
+                opt.set_lr(lr);
+                let batch = train.batch(&Tensor::from_slice(chunk));
+                let loss = step.loss(&batch, &mut step_rng);
+                if loss.numel() != 1 {
+                    bail!(
+                        "epoch {epoch}, batch {}: the loss must be a scalar, got shape {:?}",
+                        b + 1,
+                        loss.size()
+                    );
+                }
+                let value = loss.double_value(&[]);
+                if !value.is_finite() {
+                    bail!("epoch {epoch}, batch {}/{batches_per_epoch}: loss is {value} (diverged; lower the learning rate or clip gradients)", b + 1);
+                }
+                opt.zero_grad();
+                loss.backward();
+                if let Some(max) = cfg.clip_grad_norm {
+                    opt.clip_grad_norm(max);
+                }
+                opt.step();
+                loss_sum += value * chunk.len() as f64;
+                global_step += 1;
+                bar.inc(1);
+            }
+            let train_loss = loss_sum / n as f64;
+            let val_accuracy = val.map(|v| v.evaluate()).transpose()?;
+            let seconds = started.elapsed().as_secs_f64();
+            let record = EpochRecord {
+                epoch,
+                train_loss,
+                val_accuracy,
+                lr,
+                seconds,
+            };
+            match val_accuracy {
+                Some(acc) => bar.set_message(format!(
+                    "epoch {epoch} loss {train_loss:.4} val {:.2}%",
+                    acc * 100.0
+                )),
+                None => bar.set_message(format!("epoch {epoch} loss {train_loss:.4}")),
+            }
+            tracing::info!(epoch, train_loss, ?val_accuracy, lr, seconds, "epoch done");
+            history.epochs.push(record);
+        }
+        bar.finish_and_clear();
+        Ok(history)
+    }
+}

@@ -1,0 +1,22 @@
+//! Neural-network building blocks on libtorch: layers, architectures, optimisers, schedules, the training loop.
+//!
+//! Everything random (weight init, dropout masks, shuffling) draws from [`crate::rng::Rng`], never from libtorch's
+//! process-global generator, so concurrent steps with the same seed give bit-identical results on CPU.
+
+pub mod arch;
+pub mod determinism;
+pub mod device;
+pub mod layers;
+pub mod learner;
+pub mod metrics;
+pub mod model;
+pub mod model_file;
+pub mod optim;
+pub mod progress;
+pub mod schedule;
+
+pub use arch::{build, ArchConfig};
+pub use model::{Mode, Model};
+
+#[cfg(test)]
+mod tests;

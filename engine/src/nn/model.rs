@@ -1,0 +1,33 @@
+//! The [`Model`] trait every architecture implements, and the train/eval [`Mode`] passed to `forward`.
+
+use crate::rng::Rng;
+use tch::Tensor;
+
+/// Whether a forward pass trains (dropout active, drawing its masks from the given stream) or evaluates.
+///
+/// Holding `&mut Rng` instead of a flag makes a training forward pass impossible without a seeded stream, so no layer
+/// can fall back to libtorch's global generator.
+pub enum Mode<'a> {
+    Eval,
+    Train(&'a mut Rng),
+}
+
+impl Mode<'_> {
+    /// A shorter-lived copy of this mode, for handing to one layer after another.
+    pub fn reborrow(&mut self) -> Mode<'_> {
+        match self {
+            Mode::Eval => Mode::Eval,
+            Mode::Train(rng) => Mode::Train(rng),
+        }
+    }
+
+    pub fn is_train(&self) -> bool {
+        matches!(self, Mode::Train(_))
+    }
+}
+
+/// A classifier: input `[B, ..input_shape]` → logits `[B, classes]`. Its parameters live in the `VarStore` it was
+/// built in; the model only holds shallow handles to them.
+pub trait Model: Send {
+    fn forward(&self, x: &Tensor, mode: Mode<'_>) -> Tensor;
+}

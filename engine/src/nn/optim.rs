@@ -1,0 +1,192 @@
+//! Optimiser configs (`optimizer: {name: adamw, lr: 1e-3}`) and their libtorch optimisers.
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, OptimizerConfig as _};
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimizerConfig {
+    Sgd {
+        lr: f64,
+        #[serde(default)]
+        momentum: f64,
+        #[serde(default)]
+        nesterov: bool,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+    /// Adam; `weight_decay` is an L2 penalty added to the gradient, as in `torch.optim.Adam`.
+    Adam {
+        lr: f64,
+        #[serde(default = "default_betas")]
+        betas: [f64; 2],
+        #[serde(default)]
+        weight_decay: f64,
+        #[serde(default = "default_eps")]
+        eps: f64,
+    },
+    /// Adam with decoupled weight decay, as in `torch.optim.AdamW` (same default decay 0.01).
+    #[serde(rename = "adamw")]
+    AdamW {
+        lr: f64,
+        #[serde(default = "default_betas")]
+        betas: [f64; 2],
+        #[serde(default = "default_adamw_decay")]
+        weight_decay: f64,
+        #[serde(default = "default_eps")]
+        eps: f64,
+    },
+}
+
+fn default_betas() -> [f64; 2] {
+    [0.9, 0.999]
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+fn default_adamw_decay() -> f64 {
+    0.01
+}
+
+impl OptimizerConfig {
+    /// The base learning rate (schedules scale from it).
+    pub fn lr(&self) -> f64 {
+        match *self {
+            OptimizerConfig::Sgd { lr, .. }
+            | OptimizerConfig::Adam { lr, .. }
+            | OptimizerConfig::AdamW { lr, .. } => lr,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let lr = self.lr();
+        if !(lr > 0.0 && lr.is_finite()) {
+            return Err(format!("optimizer.lr: must be positive, got {lr}"));
+        }
+        let nonneg = |field: &str, v: f64| {
+            if v >= 0.0 && v.is_finite() {
+                Ok(())
+            } else {
+                Err(format!("optimizer.{field}: must be non-negative, got {v}"))
+            }
+        };
+        match *self {
+            OptimizerConfig::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+                ..
+            } => {
+                nonneg("momentum", momentum)?;
+                nonneg("weight_decay", weight_decay)?;
+                if nesterov && momentum <= 0.0 {
+                    return Err("optimizer.nesterov: needs momentum > 0".into());
+                }
+            }
+            OptimizerConfig::Adam {
+                betas,
+                weight_decay,
+                eps,
+                ..
+            }
+            | OptimizerConfig::AdamW {
+                betas,
+                weight_decay,
+                eps,
+                ..
+            } => {
+                for (i, b) in betas.iter().enumerate() {
+                    if !(0.0..1.0).contains(b) {
+                        return Err(format!("optimizer.betas[{i}]: must be in [0, 1), got {b}"));
+                    }
+                }
+                nonneg("weight_decay", weight_decay)?;
+                if eps <= 0.0 {
+                    return Err(format!("optimizer.eps: must be positive, got {eps}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An optimiser over every trainable variable of `vs`, at the base learning rate.
+    pub fn build(&self, vs: &nn::VarStore) -> Result<nn::Optimizer> {
+        self.validate().map_err(anyhow::Error::msg)?;
+        let opt = match *self {
+            OptimizerConfig::Sgd {
+                lr,
+                momentum,
+                nesterov,
+                weight_decay,
+            } => nn::sgd(momentum, 0.0, weight_decay, nesterov).build(vs, lr)?,
+            OptimizerConfig::Adam {
+                lr,
+                betas,
+                weight_decay,
+                eps,
+            } => nn::adam(betas[0], betas[1], weight_decay)
+                .eps(eps)
+                .build(vs, lr)?,
+            OptimizerConfig::AdamW {
+                lr,
+                betas,
+                weight_decay,
+                eps,
+            } => nn::adamw(betas[0], betas[1], weight_decay)
+                .eps(eps)
+                .build(vs, lr)?,
+        };
+        Ok(opt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_with_defaults_and_validates() {
+        let c: OptimizerConfig = serde_json::from_str(r#"{"name":"adamw","lr":0.001}"#).unwrap();
+        assert_eq!(
+            c,
+            OptimizerConfig::AdamW {
+                lr: 0.001,
+                betas: [0.9, 0.999],
+                weight_decay: 0.01,
+                eps: 1e-8
+            }
+        );
+        let c: OptimizerConfig =
+            serde_json::from_str(r#"{"name":"sgd","lr":0.1,"momentum":0.9}"#).unwrap();
+        assert_eq!(c.lr(), 0.1);
+        assert!(c.validate().is_ok());
+        let c: OptimizerConfig = serde_json::from_str(r#"{"name":"adam","lr":0}"#).unwrap();
+        assert_eq!(
+            c.validate().unwrap_err(),
+            "optimizer.lr: must be positive, got 0"
+        );
+        assert!(
+            serde_json::from_str::<OptimizerConfig>(r#"{"name":"sgd","lr":0.1,"mom":0.9}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn sgd_step_moves_a_parameter_by_lr_times_grad() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let w = vs.root().var_copy("w", &tch::Tensor::from_slice(&[1.0f32]));
+        let mut opt = OptimizerConfig::Sgd {
+            lr: 0.5,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+        .build(&vs)
+        .unwrap();
+        opt.zero_grad();
+        (&w * &w).sum(tch::Kind::Float).backward(); // grad 2w = 2
+        opt.step();
+        assert_eq!(w.double_value(&[0]), 0.0);
+    }
+}

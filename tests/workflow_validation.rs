@@ -97,7 +97,9 @@ fn all_problems_of_a_file_are_reported_at_once() {
 
 #[test]
 fn interpolation_errors_name_the_parameter() {
-    let errs = errors("params: {alpha: 0.1}\nsteps:\n  d: {kind: dataset, source: digits, split: {test: \"${params.alpah}\"}}\n");
+    let errs = errors(
+        "params: {alpha: 0.1}\nsteps:\n  d: {kind: dataset, source: digits, split: {test: \"${params.alpah}\"}}\n",
+    );
     assert_has(&errs, "wf.yaml:3:", "unknown parameter `alpah`");
 }
 

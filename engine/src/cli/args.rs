@@ -47,10 +47,14 @@ pub enum Command {
     #[command(after_help = "Example:\n  anbiq plan workflows/quickstart.yaml --set temperature=8")]
     Plan(PlanArgs),
     /// Draw the step graph as Graphviz DOT or Mermaid.
-    #[command(after_help = "Example:\n  anbiq graph workflows/quickstart.yaml --format dot | dot -Tsvg > quickstart.svg")]
+    #[command(
+        after_help = "Example:\n  anbiq graph workflows/quickstart.yaml --format dot | dot -Tsvg > quickstart.svg"
+    )]
     Graph(GraphArgs),
     /// Run a workflow: every step whose outputs are not cached, independent steps in parallel.
-    #[command(after_help = "Examples:\n  anbiq run workflows/quickstart.yaml\n  anbiq run workflows/quickstart.yaml --set temperature=8 --jobs 2\n  anbiq run workflows/quickstart.yaml --only teacher --force teacher")]
+    #[command(
+        after_help = "Examples:\n  anbiq run workflows/quickstart.yaml\n  anbiq run workflows/quickstart.yaml --set temperature=8 --jobs 2\n  anbiq run workflows/quickstart.yaml --only teacher --force teacher"
+    )]
     Run(RunArgs),
     /// Show the results of every evaluation step, from the store.
     #[command(after_help = "Example:\n  anbiq metrics workflows/quickstart.yaml --json")]

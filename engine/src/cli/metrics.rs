@@ -35,7 +35,10 @@ pub fn metrics(args: MetricsArgs) -> Result<i32, CliError> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&all).map_err(anyhow::Error::from)?);
     } else if all.is_empty() {
-        println!("no evaluation results in {} (does the workflow have an evaluate step, and has it run?)", lock_path.display());
+        println!(
+            "no evaluation results in {} (does the workflow have an evaluate step, and has it run?)",
+            lock_path.display()
+        );
     } else {
         for (step, models) in &all {
             print_table(step, models);

@@ -103,6 +103,9 @@ fn init_logging(args: &Args) {
 }
 
 /// Loads a workflow for a command: load errors are the user's to fix (exit 2).
-fn load(path: &std::path::Path, overrides: &[crate::workflow::Override]) -> Result<crate::workflow::Workflow, CliError> {
+fn load(
+    path: &std::path::Path,
+    overrides: &[crate::workflow::Override],
+) -> Result<crate::workflow::Workflow, CliError> {
     Ok(crate::workflow::load(path, overrides)?)
 }

@@ -11,7 +11,8 @@ pub fn plan(args: PlanArgs) -> Result<i32, CliError> {
     let store = Store::open(&args.workflow.store)?;
     let previous = Lockfile::read(&wf.lockfile_path())?;
     let options = PlanOptions { force: args.select.force, only: args.select.only };
-    let plan = run::plan(&wf, &dag, &store, previous.as_ref(), &KeyEnv::current(), &options).map_err(|e| CliError::Usage(format!("{e:#}")))?;
+    let plan = run::plan(&wf, &dag, &store, previous.as_ref(), &KeyEnv::current(), &options)
+        .map_err(|e| CliError::Usage(format!("{e:#}")))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan).map_err(anyhow::Error::from)?);
         return Ok(EXIT_OK);

@@ -11,7 +11,11 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
     for id in args.select.force.iter().chain(args.select.only.iter()) {
         if wf.step_index(id).is_none() {
             let known: Vec<&str> = wf.steps.iter().map(|s| s.id.as_str()).collect();
-            return Err(CliError::Usage(format!("no step `{id}` in {} (steps: {})", wf.path.display(), known.join(", "))));
+            return Err(CliError::Usage(format!(
+                "no step `{id}` in {} (steps: {})",
+                wf.path.display(),
+                known.join(", ")
+            )));
         }
     }
     let options = RunOptions {

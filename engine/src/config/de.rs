@@ -13,8 +13,8 @@
 use super::de_error::Error;
 use super::{Located, Node, Value};
 use serde::de::{
-    self, DeserializeOwned, DeserializeSeed, EnumAccess, Expected, IntoDeserializer, MapAccess,
-    SeqAccess, Unexpected, VariantAccess, Visitor,
+    self, DeserializeOwned, DeserializeSeed, EnumAccess, Expected, IntoDeserializer, MapAccess, SeqAccess, Unexpected,
+    VariantAccess, Visitor,
 };
 use std::marker::PhantomData;
 
@@ -53,10 +53,7 @@ impl<'a> NodeDe<'a> {
     fn int_in(self, min: i64, max: i64, what: &str) -> Result<i64, Error> {
         match self.0.value {
             Value::Int(i) if (min..=max).contains(&i) => Ok(i),
-            Value::Int(i) => Err(Error::at(
-                self.0.span,
-                format!("expected {what} in {min}..={max}, found {i}"),
-            )),
+            Value::Int(i) => Err(Error::at(self.0.span, format!("expected {what} in {min}..={max}, found {i}"))),
             _ => Err(type_error(self.0, &what)),
         }
     }
@@ -66,22 +63,12 @@ impl<'a> NodeDe<'a> {
         let value = visitor.visit_seq(&mut access)?;
         match access.0.len() {
             0 => Ok(value),
-            left => Err(de::Error::invalid_length(
-                items.len(),
-                &format!("{} elements", items.len() - left).as_str(),
-            )),
+            left => Err(de::Error::invalid_length(items.len(), &format!("{} elements", items.len() - left).as_str())),
         }
     }
 
-    fn visit_map<V: Visitor<'a>>(
-        self,
-        entries: &'a [(Node, Node)],
-        visitor: V,
-    ) -> Result<V::Value, Error> {
-        visitor.visit_map(Map {
-            entries: entries.iter(),
-            value: None,
-        })
+    fn visit_map<V: Visitor<'a>>(self, entries: &'a [(Node, Node)], visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_map(Map { entries: entries.iter(), value: None })
     }
 }
 
@@ -95,9 +82,7 @@ fn child<'a, S: DeserializeSeed<'a>>(node: &'a Node, seed: S) -> Result<S::Value
 macro_rules! signed {
     ($method:ident, $visit:ident, $t:ty) => {
         fn $method<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
-            let r = self
-                .int_in(<$t>::MIN as i64, <$t>::MAX as i64, "an integer")
-                .and_then(|i| visitor.$visit(i as $t));
+            let r = self.int_in(<$t>::MIN as i64, <$t>::MAX as i64, "an integer").and_then(|i| visitor.$visit(i as $t));
             self.locate(r)
         }
     };
@@ -107,9 +92,7 @@ macro_rules! unsigned {
     ($method:ident, $visit:ident, $t:ty) => {
         fn $method<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
             let max = i64::try_from(<$t>::MAX).unwrap_or(i64::MAX);
-            let r = self
-                .int_in(0, max, "a non-negative integer")
-                .and_then(|i| visitor.$visit(i as $t));
+            let r = self.int_in(0, max, "a non-negative integer").and_then(|i| visitor.$visit(i as $t));
             self.locate(r)
         }
     };
@@ -208,19 +191,11 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a> {
         self.locate(r)
     }
 
-    fn deserialize_unit_struct<V: Visitor<'a>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
+    fn deserialize_unit_struct<V: Visitor<'a>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Error> {
         self.deserialize_unit(visitor)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'a>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
+    fn deserialize_newtype_struct<V: Visitor<'a>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Error> {
         let r = visitor.visit_newtype_struct(self);
         self.locate(r)
     }
@@ -271,20 +246,13 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a> {
         visitor: V,
     ) -> Result<V::Value, Error> {
         let r = match &self.0.value {
-            Value::Str(_) => visitor.visit_enum(Enum {
-                tag: self.0,
-                content: None,
-            }),
-            Value::Map(entries) if entries.len() == 1 => visitor.visit_enum(Enum {
-                tag: &entries[0].0,
-                content: Some(&entries[0].1),
-            }),
+            Value::Str(_) => visitor.visit_enum(Enum { tag: self.0, content: None }),
+            Value::Map(entries) if entries.len() == 1 => {
+                visitor.visit_enum(Enum { tag: &entries[0].0, content: Some(&entries[0].1) })
+            }
             Value::Map(entries) => Err(Error::at(
                 self.0.span,
-                format!(
-                    "expected a mapping with exactly one key (the variant name), found {} keys",
-                    entries.len()
-                ),
+                format!("expected a mapping with exactly one key (the variant name), found {} keys", entries.len()),
             )),
             _ => Err(type_error(self.0, &visitor)),
         };
@@ -317,10 +285,7 @@ struct Seq<'a>(std::slice::Iter<'a, Node>);
 impl<'a> SeqAccess<'a> for Seq<'a> {
     type Error = Error;
 
-    fn next_element_seed<T: DeserializeSeed<'a>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: DeserializeSeed<'a>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
         self.0.next().map(|node| child(node, seed)).transpose()
     }
 
@@ -337,10 +302,7 @@ struct Map<'a> {
 impl<'a> MapAccess<'a> for Map<'a> {
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'a>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'a>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
         match self.entries.next() {
             Some((key, value)) => {
                 self.value = Some(value);
@@ -351,10 +313,8 @@ impl<'a> MapAccess<'a> for Map<'a> {
     }
 
     fn next_value_seed<V: DeserializeSeed<'a>>(&mut self, seed: V) -> Result<V::Value, Error> {
-        let value = self
-            .value
-            .take()
-            .ok_or_else(|| <Error as de::Error>::custom("map value requested before its key"))?;
+        let value =
+            self.value.take().ok_or_else(|| <Error as de::Error>::custom("map value requested before its key"))?;
         child(value, seed)
     }
 
@@ -374,18 +334,9 @@ impl<'a> EnumAccess<'a> for Enum<'a> {
     type Error = Error;
     type Variant = Variant<'a>;
 
-    fn variant_seed<T: DeserializeSeed<'a>>(
-        self,
-        seed: T,
-    ) -> Result<(T::Value, Variant<'a>), Error> {
+    fn variant_seed<T: DeserializeSeed<'a>>(self, seed: T) -> Result<(T::Value, Variant<'a>), Error> {
         let variant = child(self.tag, seed)?;
-        Ok((
-            variant,
-            Variant {
-                tag: self.tag,
-                content: self.content,
-            },
-        ))
+        Ok((variant, Variant { tag: self.tag, content: self.content }))
     }
 }
 
@@ -399,11 +350,7 @@ impl<'a> Variant<'a> {
         self.content.map(NodeDe).ok_or_else(|| {
             Error::at(
                 self.tag.span,
-                format!(
-                    "variant `{}` needs {what}; write it as `{}: ...`",
-                    self.tag.key_text(),
-                    self.tag.key_text()
-                ),
+                format!("variant `{}` needs {what}; write it as `{}: ...`", self.tag.key_text(), self.tag.key_text()),
             )
         })
     }
@@ -418,11 +365,7 @@ impl<'a> VariantAccess<'a> for Variant<'a> {
             Some(node) if node.is_null() => Ok(()),
             Some(node) => Err(Error::at(
                 node.span,
-                format!(
-                    "variant `{}` takes no value, found {}",
-                    self.tag.key_text(),
-                    node.kind_name()
-                ),
+                format!("variant `{}` takes no value, found {}", self.tag.key_text(), node.kind_name()),
             )),
         }
     }
@@ -436,11 +379,7 @@ impl<'a> VariantAccess<'a> for Variant<'a> {
         de::Deserializer::deserialize_seq(self.content("a sequence")?, visitor)
     }
 
-    fn struct_variant<V: Visitor<'a>>(
-        self,
-        _fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Error> {
+    fn struct_variant<V: Visitor<'a>>(self, _fields: &'static [&'static str], visitor: V) -> Result<V::Value, Error> {
         de::Deserializer::deserialize_map(self.content("a mapping")?, visitor)
     }
 }

@@ -27,19 +27,11 @@ enum Hint {
 
 impl Error {
     pub fn at(span: Span, message: impl Into<String>) -> Self {
-        Error {
-            span: Some(span),
-            message: message.into(),
-            hint: None,
-        }
+        Error { span: Some(span), message: message.into(), hint: None }
     }
 
     fn hinted(message: String, hint: Option<Hint>) -> Self {
-        Error {
-            span: None,
-            message,
-            hint,
-        }
+        Error { span: None, message, hint }
     }
 
     /// Gives the error a position inside `node` unless it already has one:

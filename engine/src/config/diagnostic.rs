@@ -16,20 +16,12 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A diagnostic at the position of `located`.
     pub fn at(file: impl Into<PathBuf>, located: Located) -> Self {
-        Diagnostic {
-            file: file.into(),
-            span: Some(located.span),
-            message: located.message,
-        }
+        Diagnostic { file: file.into(), span: Some(located.span), message: located.message }
     }
 
     /// A diagnostic about the file as a whole.
     pub fn whole_file(file: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Diagnostic {
-            file: file.into(),
-            span: None,
-            message: message.into(),
-        }
+        Diagnostic { file: file.into(), span: None, message: message.into() }
     }
 }
 
@@ -55,12 +47,7 @@ impl Diagnostics {
 
     pub fn from_located(file: impl Into<PathBuf>, located: Vec<Located>) -> Self {
         let file = file.into();
-        Diagnostics(
-            located
-                .into_iter()
-                .map(|l| Diagnostic::at(file.clone(), l))
-                .collect(),
-        )
+        Diagnostics(located.into_iter().map(|l| Diagnostic::at(file.clone(), l)).collect())
     }
 
     pub fn push(&mut self, diagnostic: Diagnostic) {
@@ -164,20 +151,11 @@ mod tests {
     fn display_sorts_by_position_within_file() {
         let mut d = Diagnostics::from_located(
             "wf.yaml",
-            vec![
-                Located::new(Span::new(7, 2), "late"),
-                Located::new(Span::new(3, 9), "early"),
-            ],
+            vec![Located::new(Span::new(7, 2), "late"), Located::new(Span::new(3, 9), "early")],
         );
         d.push(Diagnostic::whole_file("wf.yaml", "general"));
-        d.push(Diagnostic::at(
-            "b.yaml",
-            Located::new(Span::new(1, 1), "other"),
-        ));
+        d.push(Diagnostic::at("b.yaml", Located::new(Span::new(1, 1), "other")));
         assert_eq!(d.len(), 4);
-        assert_eq!(
-            d.to_string(),
-            "wf.yaml: general\nwf.yaml:3:9: early\nwf.yaml:7:2: late\nb.yaml:1:1: other"
-        );
+        assert_eq!(d.to_string(), "wf.yaml: general\nwf.yaml:3:9: early\nwf.yaml:7:2: late\nb.yaml:1:1: other");
     }
 }

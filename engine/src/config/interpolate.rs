@@ -20,9 +20,7 @@ pub fn interpolate(node: &mut Node, params: &BTreeMap<String, Node>) -> Vec<Loca
 fn walk(node: &mut Node, params: &BTreeMap<String, Node>, errors: &mut Vec<Located>) {
     match &mut node.value {
         Value::Seq(items) => items.iter_mut().for_each(|n| walk(n, params, errors)),
-        Value::Map(entries) => entries
-            .iter_mut()
-            .for_each(|(_, v)| walk(v, params, errors)),
+        Value::Map(entries) => entries.iter_mut().for_each(|(_, v)| walk(v, params, errors)),
         Value::Str(s) => {
             if !s.contains('$') {
                 return;
@@ -61,9 +59,7 @@ fn substitute(s: &str, params: &BTreeMap<String, Node>, error: &mut dyn FnMut(St
             rest = after;
         } else if let Some(after) = tail.strip_prefix("${") {
             let Some(end) = after.find('}') else {
-                error(format!(
-                    "unterminated `{tail}`: expected `${{params.NAME}}` (write `$${{` for a literal `${{`)"
-                ));
+                error(format!("unterminated `{tail}`: expected `${{params.NAME}}` (write `$${{` for a literal `${{`)"));
                 break;
             };
             if let Some(param) = lookup(&after[..end], params, error) {
@@ -92,11 +88,7 @@ fn param_name(inner: &str) -> &str {
 }
 
 /// Resolves the text between `${` and `}`.
-fn lookup<'p>(
-    inner: &str,
-    params: &'p BTreeMap<String, Node>,
-    error: &mut dyn FnMut(String),
-) -> Option<&'p Node> {
+fn lookup<'p>(inner: &str, params: &'p BTreeMap<String, Node>, error: &mut dyn FnMut(String)) -> Option<&'p Node> {
     let trimmed = inner.trim();
     let Some(name) = trimmed.strip_prefix(PREFIX).filter(|n| !n.is_empty()) else {
         error(format!(

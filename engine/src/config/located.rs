@@ -15,10 +15,7 @@ pub struct Located {
 
 impl Located {
     pub fn new(span: Span, message: impl Into<String>) -> Self {
-        Located {
-            span,
-            message: message.into(),
-        }
+        Located { span, message: message.into() }
     }
 }
 

@@ -30,19 +30,13 @@ impl Node {
 
     /// The value under string key `key` of a mapping; `None` for non-mappings.
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
+        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
     }
 
     /// Mutable counterpart of [`Node::get`].
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
         match &mut self.value {
-            Value::Map(entries) => entries
-                .iter_mut()
-                .find(|(k, _)| k.as_str() == Some(key))
-                .map(|(_, v)| v),
+            Value::Map(entries) => entries.iter_mut().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v),
             _ => None,
         }
     }
@@ -112,12 +106,7 @@ impl Node {
             Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
             Value::Str(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
-            Value::Map(entries) => J::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.key_text(), v.to_json()))
-                    .collect(),
-            ),
+            Value::Map(entries) => J::Object(entries.iter().map(|(k, v)| (k.key_text(), v.to_json())).collect()),
         }
     }
 
@@ -137,12 +126,7 @@ impl Node {
             J::Object(entries) => Value::Map(
                 entries
                     .iter()
-                    .map(|(k, v)| {
-                        (
-                            Node::new(Value::Str(k.clone()), span),
-                            Node::from_json(v, span),
-                        )
-                    })
+                    .map(|(k, v)| (Node::new(Value::Str(k.clone()), span), Node::from_json(v, span)))
                     .collect(),
             ),
         };
@@ -163,8 +147,7 @@ impl Node {
 
     /// Text used for a mapping key in messages and JSON.
     pub(crate) fn key_text(&self) -> String {
-        self.scalar_text()
-            .unwrap_or_else(|| self.to_json().to_string())
+        self.scalar_text().unwrap_or_else(|| self.to_json().to_string())
     }
 }
 

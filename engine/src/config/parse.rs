@@ -26,8 +26,7 @@ pub fn parse_yaml(text: &str) -> Result<Node, Vec<Located>> {
             Ok(x) => x,
             Err(e) => {
                 let span = Span::from_marker(e.marker());
-                b.errors
-                    .push(Located::new(span, format!("syntax error: {}", e.info())));
+                b.errors.push(Located::new(span, format!("syntax error: {}", e.info())));
                 break;
             }
         };
@@ -91,11 +90,7 @@ impl Builder {
             }
             Event::SequenceStart(anchor, tag) => {
                 self.check_collection_tag(tag.as_ref(), "seq", span);
-                self.stack.push(Frame::Seq {
-                    items: Vec::new(),
-                    span,
-                    anchor,
-                });
+                self.stack.push(Frame::Seq { items: Vec::new(), span, anchor });
             }
             Event::MappingStart(anchor, tag) => {
                 self.check_collection_tag(tag.as_ref(), "map", span);
@@ -108,17 +103,8 @@ impl Builder {
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Seq {
-                    items,
-                    span,
-                    anchor,
-                }) => self.finish(Node::new(Value::Seq(items), span), anchor),
-                Some(Frame::Map {
-                    entries,
-                    span,
-                    anchor,
-                    ..
-                }) => {
+                Some(Frame::Seq { items, span, anchor }) => self.finish(Node::new(Value::Seq(items), span), anchor),
+                Some(Frame::Map { entries, span, anchor, .. }) => {
                     // yaml-rust2 marks a block mapping after its first key; the
                     // mapping really starts at that key.
                     let span = entries.first().map_or(span, |(k, _)| span.min(k.span));
@@ -164,12 +150,7 @@ impl Builder {
         match self.stack.last_mut() {
             None => self.root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map {
-                entries,
-                pending_key,
-                seen,
-                ..
-            }) => match pending_key.take() {
+            Some(Frame::Map { entries, pending_key, seen, .. }) => match pending_key.take() {
                 Some(key) => entries.push((key, node)),
                 None => {
                     let identity = node.to_json().to_string();
@@ -190,10 +171,7 @@ impl Builder {
     fn check_collection_tag(&mut self, tag: Option<&Tag>, expected: &str, span: Span) {
         if let Some(tag) = tag {
             if !(tag.handle == CORE_TAG && tag.suffix == expected) {
-                self.errors.push(Located::new(
-                    span,
-                    format!("unsupported tag `{}{}`", tag.handle, tag.suffix),
-                ));
+                self.errors.push(Located::new(span, format!("unsupported tag `{}{}`", tag.handle, tag.suffix)));
             }
         }
     }
@@ -276,11 +254,7 @@ fn parse_int(s: &str) -> Option<Result<i64, String>> {
         return None;
     }
     // Parse with the sign attached so i64::MIN is representable.
-    let signed = if negative {
-        format!("-{digits}")
-    } else {
-        digits.to_string()
-    };
+    let signed = if negative { format!("-{digits}") } else { digits.to_string() };
     Some(
         i64::from_str_radix(&signed, radix)
             .map_err(|_| format!("integer `{s}` does not fit in a 64-bit signed integer")),
@@ -292,11 +266,7 @@ fn parse_float(s: &str) -> Option<f64> {
     let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
     let negative = s.starts_with('-');
     if matches!(unsigned, ".inf" | ".Inf" | ".INF") {
-        return Some(if negative {
-            f64::NEG_INFINITY
-        } else {
-            f64::INFINITY
-        });
+        return Some(if negative { f64::NEG_INFINITY } else { f64::INFINITY });
     }
     if matches!(s, ".nan" | ".NaN" | ".NAN") {
         return Some(f64::NAN);

@@ -96,8 +96,7 @@ fn multi_line_strings() {
 
 #[test]
 fn anchors_and_aliases() {
-    let n =
-        parse("base: &opt\n  lr: 0.1\n  steps: 5\nstudent:\n  optim: *opt\nlist: [&one 1, *one]\n");
+    let n = parse("base: &opt\n  lr: 0.1\n  steps: 5\nstudent:\n  optim: *opt\nlist: [&one 1, *one]\n");
     let optim = n.get("student").unwrap().get("optim").unwrap();
     assert_eq!(optim.to_json(), serde_json::json!({"lr": 0.1, "steps": 5}));
     // The copy is located at the alias; its contents at the anchor.
@@ -185,20 +184,14 @@ fn to_json_round_trip() {
     // Serialize gives the same plain data.
     assert_eq!(serde_json::to_value(&n).unwrap(), json);
     // Non-string keys become text in JSON.
-    assert_eq!(
-        parse("1: a\ntrue: b\n").to_json(),
-        serde_json::json!({"1": "a", "true": "b"})
-    );
+    assert_eq!(parse("1: a\ntrue: b\n").to_json(), serde_json::json!({"1": "a", "true": "b"}));
 }
 
 #[test]
 fn kind_names() {
     let n = parse("[~, true, 1, 1.0, s, [], {}]");
     let kinds: Vec<&str> = n.as_seq().unwrap().iter().map(Node::kind_name).collect();
-    assert_eq!(
-        kinds,
-        ["null", "boolean", "integer", "float", "string", "sequence", "mapping"]
-    );
+    assert_eq!(kinds, ["null", "boolean", "integer", "float", "string", "sequence", "mapping"]);
 }
 
 // ---------------------------------------------------------------- deserialisation
@@ -267,40 +260,23 @@ fn deserialises_nested_config() {
     assert_eq!(w.steps[0].lr, 1.0, "integer accepted as float");
     assert_eq!(w.steps[1].temperature, Some(4.0));
     assert_eq!(w.steps[0].temperature, None);
-    assert_eq!(
-        w.model,
-        Some(Model::Mlp {
-            hidden: vec![64, 32]
-        })
-    );
+    assert_eq!(w.model, Some(Model::Mlp { hidden: vec![64, 32] }));
 }
 
 #[test]
 fn unknown_field_in_nested_struct_points_at_key() {
     let text = GOOD.replace("  batch_size: 32\n", "  batch_size: 32\n  shufle: true\n");
-    assert_eq!(
-        err::<Workflow>(&text),
-        "5:3: unknown field `shufle`, expected one of `path`, `batch_size`, `shuffle`"
-    );
+    assert_eq!(err::<Workflow>(&text), "5:3: unknown field `shufle`, expected one of `path`, `batch_size`, `shuffle`");
 }
 
 #[test]
 fn wrong_type_in_vec_element_points_at_value() {
     let text = GOOD.replace("epochs: 3,", "epochs: three,");
-    assert_eq!(
-        err::<Workflow>(&text),
-        "9:27: expected a non-negative integer, found string \"three\""
-    );
+    assert_eq!(err::<Workflow>(&text), "9:27: expected a non-negative integer, found string \"three\"");
     let text = GOOD.replace("    epochs: 2", "    epochs: -2");
-    assert_eq!(
-        err::<Workflow>(&text),
-        "7:13: expected a non-negative integer in 0..=4294967295, found -2"
-    );
+    assert_eq!(err::<Workflow>(&text), "7:13: expected a non-negative integer in 0..=4294967295, found -2");
     let text = GOOD.replace("batch_size: 32", "batch_size: [32]");
-    assert_eq!(
-        err::<Workflow>(&text),
-        "4:15: expected a non-negative integer, found sequence"
-    );
+    assert_eq!(err::<Workflow>(&text), "4:15: expected a non-negative integer, found sequence");
 }
 
 #[test]
@@ -314,34 +290,19 @@ fn missing_field_points_at_enclosing_mapping() {
 #[test]
 fn internally_tagged_enum() {
     let text = GOOD.replace("arch: mlp", "arch: rnn");
-    assert_eq!(
-        err::<Workflow>(&text),
-        "11:9: unknown variant `rnn`, expected `mlp` or `cnn`"
-    );
+    assert_eq!(err::<Workflow>(&text), "11:9: unknown variant `rnn`, expected `mlp` or `cnn`");
     let text = GOOD.replace("  arch: mlp\n", "");
     assert_eq!(err::<Workflow>(&text), "11:3: missing field `arch`");
     // Content is replayed from a buffer; unknown fields are still found by name.
-    let text = GOOD.replace(
-        "  hidden: [64, 32]\n",
-        "  hidden: [64, 32]\n  dropout: 0.1\n",
-    );
-    assert_eq!(
-        err::<Workflow>(&text),
-        "13:3: unknown field `dropout`, expected `hidden`"
-    );
+    let text = GOOD.replace("  hidden: [64, 32]\n", "  hidden: [64, 32]\n  dropout: 0.1\n");
+    assert_eq!(err::<Workflow>(&text), "13:3: unknown field `dropout`, expected `hidden`");
     // Wrong types inside buffered content are found by value when unambiguous
     // (the message is serde's, since our deserializer is not involved)...
     let text = GOOD.replace("hidden: [64, 32]", "hidden: [64, 3.5]");
-    assert_eq!(
-        err::<Workflow>(&text),
-        "12:16: expected u32, found floating point `3.5`"
-    );
+    assert_eq!(err::<Workflow>(&text), "12:16: expected u32, found floating point `3.5`");
     // ...and otherwise fall back to the enclosing mapping.
     let text = GOOD.replace("hidden: [64, 32]", "hidden: [3.5, 3.5]");
-    assert_eq!(
-        err::<Workflow>(&text),
-        "11:3: expected u32, found floating point `3.5`"
-    );
+    assert_eq!(err::<Workflow>(&text), "11:3: expected u32, found floating point `3.5`");
     let m: Model = from_node(&parse("{arch: cnn, channels: 8}")).unwrap();
     assert_eq!(m, Model::Cnn { channels: 8 });
 }
@@ -357,39 +318,19 @@ enum Loss {
 
 #[test]
 fn externally_tagged_enum() {
-    let v: Vec<Loss> = from_node(&parse(
-        "- mse\n- kl: {temperature: 2}\n- weighted: 0.5\n- pair: [1, 2]\n",
-    ))
-    .unwrap();
-    assert_eq!(
-        v,
-        [
-            Loss::Mse,
-            Loss::Kl { temperature: 2.0 },
-            Loss::Weighted(0.5),
-            Loss::Pair(1, 2)
-        ]
-    );
+    let v: Vec<Loss> = from_node(&parse("- mse\n- kl: {temperature: 2}\n- weighted: 0.5\n- pair: [1, 2]\n")).unwrap();
+    assert_eq!(v, [Loss::Mse, Loss::Kl { temperature: 2.0 }, Loss::Weighted(0.5), Loss::Pair(1, 2)]);
     assert_eq!(
         err::<Vec<Loss>>("- mse\n- ce\n"),
         "2:3: unknown variant `ce`, expected one of `mse`, `kl`, `weighted`, `pair`"
     );
-    assert_eq!(
-        err::<Vec<Loss>>("- kl: {temperature: hot}\n"),
-        "1:21: expected a number, found string \"hot\""
-    );
+    assert_eq!(err::<Vec<Loss>>("- kl: {temperature: hot}\n"), "1:21: expected a number, found string \"hot\"");
     assert_eq!(
         err::<Loss>("{kl: {}, mse: ~}"),
         "1:1: expected a mapping with exactly one key (the variant name), found 2 keys"
     );
-    assert_eq!(
-        err::<Loss>("kl"),
-        "1:1: variant `kl` needs a mapping; write it as `kl: ...`"
-    );
-    assert_eq!(
-        err::<Loss>("pair: [1, 2, 3]"),
-        "1:7: invalid length 3, expected 2 elements"
-    );
+    assert_eq!(err::<Loss>("kl"), "1:1: variant `kl` needs a mapping; write it as `kl: ...`");
+    assert_eq!(err::<Loss>("pair: [1, 2, 3]"), "1:7: invalid length 3, expected 2 elements");
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -405,18 +346,9 @@ fn untagged_enum() {
     let v: Vec<Schedule> = from_node(&parse("[1, [0.1, 0.01], {kind: cosine}]")).unwrap();
     assert_eq!(
         v,
-        [
-            Schedule::Constant(1.0),
-            Schedule::Steps(vec![0.1, 0.01]),
-            Schedule::Named {
-                kind: "cosine".into()
-            }
-        ]
+        [Schedule::Constant(1.0), Schedule::Steps(vec![0.1, 0.01]), Schedule::Named { kind: "cosine".into() }]
     );
-    assert_eq!(
-        err::<Vec<Schedule>>("[1, true]"),
-        "1:5: data did not match any variant of untagged enum Schedule"
-    );
+    assert_eq!(err::<Vec<Schedule>>("[1, true]"), "1:5: data did not match any variant of untagged enum Schedule");
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -450,25 +382,10 @@ fn flatten_newtype_and_misc_types() {
     let f: WithFlatten = from_node(&parse("id: a\nretries: 3\nextra: [1, x]\n")).unwrap();
     assert_eq!(f.common.retries, 3);
     assert_eq!(f.rest["extra"], serde_json::json!([1, "x"]));
-    assert_eq!(
-        err::<WithFlatten>("id: a\n"),
-        "1:1: missing field `retries`"
-    );
+    assert_eq!(err::<WithFlatten>("id: a\n"), "1:1: missing field `retries`");
 
-    let m: Misc = from_node(&parse(
-        "c: x\nlen: 3\nsmall: -4\npair: [p, false]\nunit: ~\n",
-    ))
-    .unwrap();
-    assert_eq!(
-        m,
-        Misc {
-            c: 'x',
-            len: Meters(3.0),
-            small: -4,
-            pair: ("p".into(), false),
-            unit: ()
-        }
-    );
+    let m: Misc = from_node(&parse("c: x\nlen: 3\nsmall: -4\npair: [p, false]\nunit: ~\n")).unwrap();
+    assert_eq!(m, Misc { c: 'x', len: Meters(3.0), small: -4, pair: ("p".into(), false), unit: () });
     assert_eq!(
         err::<Misc>("c: xy\nlen: 3\nsmall: 1\npair: [p, false]\nunit: ~\n"),
         "1:4: expected a single character, found string \"xy\""
@@ -481,14 +398,8 @@ fn flatten_newtype_and_misc_types() {
         err::<Misc>("c: x\nlen: 3\nsmall: 1\npair: [p, 1]\nunit: ~\n"),
         "4:11: expected a boolean (true or false), found integer `1`"
     );
-    assert_eq!(
-        err::<String>("12"),
-        "1:1: expected a string, found integer `12`"
-    );
-    assert_eq!(
-        err::<Data>("- 1"),
-        "1:1: expected struct Data, found sequence"
-    );
+    assert_eq!(err::<String>("12"), "1:1: expected a string, found integer `12`");
+    assert_eq!(err::<Data>("- 1"), "1:1: expected struct Data, found sequence");
     let map: BTreeMap<String, Vec<i64>> = from_node(&parse("a: [1]\nb: []\n")).unwrap();
     assert_eq!(map["a"], [1]);
 }
@@ -497,10 +408,7 @@ fn flatten_newtype_and_misc_types() {
 
 fn params(text: &str) -> BTreeMap<String, Node> {
     match parse(text).value {
-        Value::Map(entries) => entries
-            .into_iter()
-            .map(|(k, v)| (k.as_str().unwrap().to_string(), v))
-            .collect(),
+        Value::Map(entries) => entries.into_iter().map(|(k, v)| (k.as_str().unwrap().to_string(), v)).collect(),
         _ => panic!("params must be a mapping"),
     }
 }
@@ -517,16 +425,10 @@ fn interpolation_gives_typed_values() {
     let t = n.get("t").unwrap();
     assert_eq!((&t.value, t.span), (&Value::Int(4), sp(1, 4)));
     assert_eq!(n.get("a").unwrap().value, Value::Float(0.5));
-    assert_eq!(
-        n.get("layers").unwrap().to_json(),
-        serde_json::json!([8, 4])
-    );
+    assert_eq!(n.get("layers").unwrap().to_json(), serde_json::json!([8, 4]));
     assert_eq!(n.get("out").unwrap().as_str(), Some("runs/kd-t4/a0.5"));
     assert_eq!(n.get("lit").unwrap().as_str(), Some("cost $${x} $5"));
-    assert_eq!(
-        n.get("${params.name}").unwrap().as_str(),
-        Some("key untouched")
-    );
+    assert_eq!(n.get("${params.name}").unwrap().as_str(), Some("key untouched"));
 
     #[derive(Deserialize)]
     struct T {
@@ -557,10 +459,7 @@ steps:
     w: ok ${params.alpha}
 ";
     let mut n = parse(text);
-    let errors: Vec<String> = interpolate(&mut n, &p)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let errors: Vec<String> = interpolate(&mut n, &p).iter().map(ToString::to_string).collect();
     assert_eq!(
         errors,
         [
@@ -572,28 +471,18 @@ steps:
     );
     let step = &n.get("steps").unwrap().as_seq().unwrap()[0];
     assert_eq!(step.get("w").unwrap().as_str(), Some("ok 0.5"));
-    assert_eq!(
-        step.get("t").unwrap().as_str(),
-        Some("${params.tmp}"),
-        "left unchanged"
-    );
+    assert_eq!(step.get("t").unwrap().as_str(), Some("${params.tmp}"), "left unchanged");
 
     let mut n = parse("a: ${params.x}");
     let e = interpolate(&mut n, &BTreeMap::new());
-    assert_eq!(
-        e[0].message,
-        "unknown parameter `x` (no parameters are defined)"
-    );
+    assert_eq!(e[0].message, "unknown parameter `x` (no parameters are defined)");
 }
 
 #[test]
 fn diagnostics_from_pipeline() {
     let e = parse_yaml("a: 1\na: 2\n").unwrap_err();
     let d = Diagnostics::from_located("wf/train.yaml", e);
-    assert_eq!(
-        d.to_string(),
-        "wf/train.yaml:2:1: duplicate key `a` (first at 1:1)"
-    );
+    assert_eq!(d.to_string(), "wf/train.yaml:2:1: duplicate key `a` (first at 1:1)");
     let err: Box<dyn std::error::Error> = Box::new(d);
     assert!(err.to_string().starts_with("wf/train.yaml:2:1"));
 }

@@ -77,7 +77,8 @@ pub fn compute_keys(wf: &Workflow, dag: &Dag, env: &KeyEnv) -> anyhow::Result<Ve
         let mut inputs = BTreeMap::new();
         for input in decl.step.inputs() {
             let j = wf.step_index(&input.reference.step).context("references are checked at load")?;
-            let output = wf.resolve_output(j, input.reference.output.as_deref()).context("outputs are checked at load")?;
+            let output =
+                wf.resolve_output(j, input.reference.output.as_deref()).context("outputs are checked at load")?;
             let (upstream, _) = keys[j].as_ref().context("topological order visits inputs first")?;
             inputs.insert(input.role, format!("{}/{}", upstream, output.name));
         }

@@ -65,7 +65,7 @@ fn mermaid(wf: &Workflow, dag: &Dag) -> String {
         writeln!(out, "  s{i}[\"{}<br/><small>{}</small>\"]", s.id, s.kind).unwrap();
     }
     for (a, b) in dag.edges() {
-        writeln!(out, "  s{a} -->|{}| s{b}", edge_label(wf, a, b).replace('|', "/")).unwrap();
+        writeln!(out, "  s{a} -->|\"{}\"| s{b}", edge_label(wf, a, b).replace('"', "'")).unwrap();
     }
     out
 }

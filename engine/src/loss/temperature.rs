@@ -29,7 +29,9 @@ impl Temperature {
         let ok = |t: f64| t > 0.0 && t.is_finite();
         match *self {
             Temperature::Constant(t) if !ok(t) => Err(format!("must be positive, got {t}")),
-            Temperature::Linear { from, to } if !ok(from) || !ok(to) => Err(format!("must be positive, got {from} → {to}")),
+            Temperature::Linear { from, to } if !ok(from) || !ok(to) => {
+                Err(format!("must be positive, got {from} → {to}"))
+            }
             _ => Ok(()),
         }
     }

@@ -66,9 +66,7 @@ pub fn load_cuda_runtime() {
             let msg = if err.is_null() {
                 String::from("unknown error")
             } else {
-                unsafe { std::ffi::CStr::from_ptr(err) }
-                    .to_string_lossy()
-                    .into_owned()
+                unsafe { std::ffi::CStr::from_ptr(err) }.to_string_lossy().into_owned()
             };
             tracing::debug!("libtorch_cuda not loaded ({msg}); CUDA unavailable unless linked in");
         } else {
@@ -98,10 +96,7 @@ mod tests {
         let auto = resolve("auto").unwrap();
         assert_eq!(auto == Device::Cpu, !Cuda::is_available());
         if !Cuda::is_available() {
-            assert!(resolve("cuda")
-                .unwrap_err()
-                .to_string()
-                .contains("not available"));
+            assert!(resolve("cuda").unwrap_err().to_string().contains("not available"));
         }
     }
 }

@@ -35,7 +35,7 @@ pub trait BatchSource {
 /// What one training batch does: returns the scalar loss to minimise. Train-mode forward passes draw their dropout
 /// masks from `rng`.
 pub trait TrainStep {
-    fn loss(&mut self, batch: &Batch, rng: &mut Rng) -> Tensor;
+    fn loss(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Tensor>;
 }
 
 /// Scores the model after each epoch (validation accuracy in [0, 1]).
@@ -66,14 +66,9 @@ pub fn accuracy_on(model: &dyn Model, data: &dyn BatchSource, batch_size: usize)
     tch::no_grad(|| {
         for start in (0..n).step_by(batch_size.max(1)) {
             let end = (start + batch_size.max(1)).min(n);
-            let idx = Tensor::arange_start(
-                start as i64,
-                end as i64,
-                (tch::Kind::Int64, tch::Device::Cpu),
-            );
+            let idx = Tensor::arange_start(start as i64, end as i64, (tch::Kind::Int64, tch::Device::Cpu));
             let b = data.batch(&idx);
-            correct +=
-                metrics::accuracy(&model.forward(&b.x, Mode::Eval), &b.y) * (end - start) as f64;
+            correct += metrics::accuracy(&model.forward(&b.x, Mode::Eval), &b.y) * (end - start) as f64;
         }
     });
     correct / n as f64
@@ -103,9 +98,7 @@ impl LearnerConfig {
         self.optimizer.validate()?;
         self.schedule.validate()?;
         match self.clip_grad_norm {
-            Some(c) if !(c > 0.0 && c.is_finite()) => {
-                Err(format!("clip_grad_norm: must be positive, got {c}"))
-            }
+            Some(c) if !(c > 0.0 && c.is_finite()) => Err(format!("clip_grad_norm: must be positive, got {c}")),
             _ => Ok(()),
         }
     }
@@ -184,13 +177,11 @@ impl Learner {
                 lr = cfg.schedule.lr_at(base_lr, global_step, total_steps);
                 opt.set_lr(lr);
                 let batch = train.batch(&Tensor::from_slice(chunk));
-                let loss = step.loss(&batch, &mut step_rng);
+                let loss = step
+                    .loss(&batch, &mut step_rng)
+                    .map_err(|e| e.context(format!("epoch {epoch}, batch {}", b + 1)))?;
                 if loss.numel() != 1 {
-                    bail!(
-                        "epoch {epoch}, batch {}: the loss must be a scalar, got shape {:?}",
-                        b + 1,
-                        loss.size()
-                    );
+                    bail!("epoch {epoch}, batch {}: the loss must be a scalar, got shape {:?}", b + 1, loss.size());
                 }
                 let value = loss.double_value(&[]);
                 if !value.is_finite() {
@@ -209,21 +200,12 @@ impl Learner {
             let train_loss = loss_sum / n as f64;
             let val_accuracy = val.map(|v| v.evaluate()).transpose()?;
             let seconds = started.elapsed().as_secs_f64();
-            let record = EpochRecord {
-                epoch,
-                train_loss,
-                val_accuracy,
-                lr,
-                seconds,
-            };
+            let record = EpochRecord { epoch, train_loss, val_accuracy, lr, seconds };
             match val_accuracy {
-                Some(acc) => bar.set_message(format!(
-                    "epoch {epoch} loss {train_loss:.4} val {:.2}%",
-                    acc * 100.0
-                )),
+                Some(acc) => bar.set_message(format!("epoch {epoch} loss {train_loss:.4} val {:.2}%", acc * 100.0)),
                 None => bar.set_message(format!("epoch {epoch} loss {train_loss:.4}")),
             }
-            tracing::info!(epoch, train_loss, ?val_accuracy, lr, seconds, "epoch done");
+            tracing::debug!(epoch, train_loss, ?val_accuracy, lr, seconds, "epoch done");
             history.epochs.push(record);
         }
         bar.finish_and_clear();

@@ -26,12 +26,7 @@ pub struct ModelSpec {
 impl ModelSpec {
     /// The spec of a model just built in `vs` (counts its parameters).
     pub fn new(arch: ArchConfig, input_shape: Vec<i64>, classes: i64, vs: &VarStore) -> Self {
-        ModelSpec {
-            arch,
-            input_shape,
-            classes,
-            parameters: parameter_count(vs),
-        }
+        ModelSpec { arch, input_shape, classes, parameters: parameter_count(vs) }
     }
 }
 
@@ -66,19 +61,12 @@ impl ModelArtifact {
     /// shapes must match exactly.
     pub fn load(dir: &Path, device: Device) -> Result<LoadedModel> {
         let spec_path = dir.join(SPEC_FILE);
-        let text = std::fs::read_to_string(&spec_path)
-            .with_context(|| format!("reading {}", spec_path.display()))?;
-        let spec: ModelSpec = serde_json::from_str(&text)
-            .with_context(|| format!("parsing {}", spec_path.display()))?;
+        let text = std::fs::read_to_string(&spec_path).with_context(|| format!("reading {}", spec_path.display()))?;
+        let spec: ModelSpec =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", spec_path.display()))?;
         let vs = VarStore::new(device);
         // The initial values are overwritten below, so any stream will do.
-        let model = arch::build(
-            &spec.arch,
-            &vs.root(),
-            &spec.input_shape,
-            spec.classes,
-            &mut Rng::new(0),
-        )?;
+        let model = arch::build(&spec.arch, &vs.root(), &spec.input_shape, spec.classes, &mut Rng::new(0))?;
         let weights_path = dir.join(WEIGHTS_FILE);
         let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&weights_path)
             .with_context(|| format!("reading {}", weights_path.display()))?
@@ -88,7 +76,10 @@ impl ModelArtifact {
         let missing: Vec<&String> = vars.keys().filter(|k| !saved.contains_key(*k)).collect();
         let extra: Vec<&String> = saved.keys().filter(|k| !vars.contains_key(*k)).collect();
         if !missing.is_empty() || !extra.is_empty() {
-            bail!("{}: weights do not match the architecture: missing {missing:?}, unexpected {extra:?}", dir.display());
+            bail!(
+                "{}: weights do not match the architecture: missing {missing:?}, unexpected {extra:?}",
+                dir.display()
+            );
         }
         tch::no_grad(|| -> Result<()> {
             for (name, mut var) in vars {

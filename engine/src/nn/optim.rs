@@ -53,9 +53,9 @@ impl OptimizerConfig {
     /// The base learning rate (schedules scale from it).
     pub fn lr(&self) -> f64 {
         match *self {
-            OptimizerConfig::Sgd { lr, .. }
-            | OptimizerConfig::Adam { lr, .. }
-            | OptimizerConfig::AdamW { lr, .. } => lr,
+            OptimizerConfig::Sgd { lr, .. } | OptimizerConfig::Adam { lr, .. } | OptimizerConfig::AdamW { lr, .. } => {
+                lr
+            }
         }
     }
 
@@ -72,30 +72,15 @@ impl OptimizerConfig {
             }
         };
         match *self {
-            OptimizerConfig::Sgd {
-                momentum,
-                nesterov,
-                weight_decay,
-                ..
-            } => {
+            OptimizerConfig::Sgd { momentum, nesterov, weight_decay, .. } => {
                 nonneg("momentum", momentum)?;
                 nonneg("weight_decay", weight_decay)?;
                 if nesterov && momentum <= 0.0 {
                     return Err("optimizer.nesterov: needs momentum > 0".into());
                 }
             }
-            OptimizerConfig::Adam {
-                betas,
-                weight_decay,
-                eps,
-                ..
-            }
-            | OptimizerConfig::AdamW {
-                betas,
-                weight_decay,
-                eps,
-                ..
-            } => {
+            OptimizerConfig::Adam { betas, weight_decay, eps, .. }
+            | OptimizerConfig::AdamW { betas, weight_decay, eps, .. } => {
                 for (i, b) in betas.iter().enumerate() {
                     if !(0.0..1.0).contains(b) {
                         return Err(format!("optimizer.betas[{i}]: must be in [0, 1), got {b}"));
@@ -114,28 +99,15 @@ impl OptimizerConfig {
     pub fn build(&self, vs: &nn::VarStore) -> Result<nn::Optimizer> {
         self.validate().map_err(anyhow::Error::msg)?;
         let opt = match *self {
-            OptimizerConfig::Sgd {
-                lr,
-                momentum,
-                nesterov,
-                weight_decay,
-            } => nn::sgd(momentum, 0.0, weight_decay, nesterov).build(vs, lr)?,
-            OptimizerConfig::Adam {
-                lr,
-                betas,
-                weight_decay,
-                eps,
-            } => nn::adam(betas[0], betas[1], weight_decay)
-                .eps(eps)
-                .build(vs, lr)?,
-            OptimizerConfig::AdamW {
-                lr,
-                betas,
-                weight_decay,
-                eps,
-            } => nn::adamw(betas[0], betas[1], weight_decay)
-                .eps(eps)
-                .build(vs, lr)?,
+            OptimizerConfig::Sgd { lr, momentum, nesterov, weight_decay } => {
+                nn::sgd(momentum, 0.0, weight_decay, nesterov).build(vs, lr)?
+            }
+            OptimizerConfig::Adam { lr, betas, weight_decay, eps } => {
+                nn::adam(betas[0], betas[1], weight_decay).eps(eps).build(vs, lr)?
+            }
+            OptimizerConfig::AdamW { lr, betas, weight_decay, eps } => {
+                nn::adamw(betas[0], betas[1], weight_decay).eps(eps).build(vs, lr)?
+            }
         };
         Ok(opt)
     }
@@ -148,42 +120,21 @@ mod tests {
     #[test]
     fn parses_with_defaults_and_validates() {
         let c: OptimizerConfig = serde_json::from_str(r#"{"name":"adamw","lr":0.001}"#).unwrap();
-        assert_eq!(
-            c,
-            OptimizerConfig::AdamW {
-                lr: 0.001,
-                betas: [0.9, 0.999],
-                weight_decay: 0.01,
-                eps: 1e-8
-            }
-        );
-        let c: OptimizerConfig =
-            serde_json::from_str(r#"{"name":"sgd","lr":0.1,"momentum":0.9}"#).unwrap();
+        assert_eq!(c, OptimizerConfig::AdamW { lr: 0.001, betas: [0.9, 0.999], weight_decay: 0.01, eps: 1e-8 });
+        let c: OptimizerConfig = serde_json::from_str(r#"{"name":"sgd","lr":0.1,"momentum":0.9}"#).unwrap();
         assert_eq!(c.lr(), 0.1);
         assert!(c.validate().is_ok());
         let c: OptimizerConfig = serde_json::from_str(r#"{"name":"adam","lr":0}"#).unwrap();
-        assert_eq!(
-            c.validate().unwrap_err(),
-            "optimizer.lr: must be positive, got 0"
-        );
-        assert!(
-            serde_json::from_str::<OptimizerConfig>(r#"{"name":"sgd","lr":0.1,"mom":0.9}"#)
-                .is_err()
-        );
+        assert_eq!(c.validate().unwrap_err(), "optimizer.lr: must be positive, got 0");
+        assert!(serde_json::from_str::<OptimizerConfig>(r#"{"name":"sgd","lr":0.1,"mom":0.9}"#).is_err());
     }
 
     #[test]
     fn sgd_step_moves_a_parameter_by_lr_times_grad() {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let w = vs.root().var_copy("w", &tch::Tensor::from_slice(&[1.0f32]));
-        let mut opt = OptimizerConfig::Sgd {
-            lr: 0.5,
-            momentum: 0.0,
-            nesterov: false,
-            weight_decay: 0.0,
-        }
-        .build(&vs)
-        .unwrap();
+        let mut opt =
+            OptimizerConfig::Sgd { lr: 0.5, momentum: 0.0, nesterov: false, weight_decay: 0.0 }.build(&vs).unwrap();
         opt.zero_grad();
         (&w * &w).sum(tch::Kind::Float).backward(); // grad 2w = 2
         opt.step();

@@ -1,40 +1,42 @@
-//! Terminal progress bars for training loops, hidden when stderr is not a terminal (logs, Slurm, CI).
+//! Terminal progress bars for every loop over data, hidden when stderr is not a terminal (logs, Slurm, CI).
+//!
+//! All bars of a run hang off one `MultiProgress`, so steps running in parallel draw on separate lines instead of
+//! tearing each other's output.
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
+use std::time::Duration;
 
-/// Whether and how to draw progress; cheap to copy into each loop.
-#[derive(Clone, Copy, Debug)]
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Where progress bars go; clones share the same set of lines.
+#[derive(Clone, Debug)]
 pub struct Progress {
-    visible: bool,
+    multi: Option<MultiProgress>,
 }
 
 impl Progress {
     /// Visible iff stderr is a terminal.
     pub fn auto() -> Self {
-        Progress {
-            visible: std::io::stderr().is_terminal(),
+        if std::io::stderr().is_terminal() {
+            Progress { multi: Some(MultiProgress::with_draw_target(ProgressDrawTarget::stderr())) }
+        } else {
+            Progress::hidden()
         }
     }
 
     pub fn hidden() -> Self {
-        Progress { visible: false }
+        Progress { multi: None }
     }
 
     /// A bar of `len` steps labelled `prefix`, with rate and ETA.
     pub fn bar(&self, len: u64, prefix: &str) -> ProgressBar {
-        let target = if self.visible {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
-        let bar = ProgressBar::with_draw_target(Some(len), target);
-        let style = ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} {msg}",
-        )
-        .expect("valid template");
-        bar.set_style(style);
-        bar.set_prefix(prefix.to_string());
+        let Some(multi) = &self.multi else { return ProgressBar::hidden() };
+        let style =
+            ProgressStyle::with_template("{prefix:>16} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} {msg}")
+                .expect("valid template")
+                .progress_chars("=> ");
+        let bar = multi.add(ProgressBar::new(len).with_style(style).with_prefix(prefix.to_string()));
+        bar.enable_steady_tick(Duration::from_millis(200));
         bar
     }
 }

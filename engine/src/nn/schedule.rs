@@ -46,15 +46,13 @@ impl LrSchedule {
 
     pub fn validate(&self) -> Result<(), String> {
         match *self {
-            LrSchedule::Step { every: 0, .. } => {
-                Err("schedule.every: must be positive, got 0".into())
-            }
+            LrSchedule::Step { every: 0, .. } => Err("schedule.every: must be positive, got 0".into()),
             LrSchedule::Step { gamma, .. } if !(gamma > 0.0 && gamma.is_finite()) => {
                 Err(format!("schedule.gamma: must be positive, got {gamma}"))
             }
-            LrSchedule::Cosine { min_lr, .. } if !(min_lr >= 0.0 && min_lr.is_finite()) => Err(
-                format!("schedule.min_lr: must be non-negative, got {min_lr}"),
-            ),
+            LrSchedule::Cosine { min_lr, .. } if !(min_lr >= 0.0 && min_lr.is_finite()) => {
+                Err(format!("schedule.min_lr: must be non-negative, got {min_lr}"))
+            }
             _ => Ok(()),
         }
     }
@@ -68,9 +66,7 @@ impl LrSchedule {
         let t = step - warmup;
         match *self {
             LrSchedule::Constant { .. } => base_lr,
-            LrSchedule::Step { every, gamma, .. } => {
-                base_lr * gamma.powi((t / every.max(1)) as i32)
-            }
+            LrSchedule::Step { every, gamma, .. } => base_lr * gamma.powi((t / every.max(1)) as i32),
             LrSchedule::Cosine { min_lr, .. } => {
                 // Reaches min_lr exactly at the last step (t = span).
                 let span = total_steps.saturating_sub(warmup + 1);
@@ -103,18 +99,10 @@ mod tests {
 
     #[test]
     fn step_decay() {
-        let s = LrSchedule::Step {
-            every: 3,
-            gamma: 0.5,
-            warmup_steps: 0,
-        };
+        let s = LrSchedule::Step { every: 3, gamma: 0.5, warmup_steps: 0 };
         let v: Vec<f64> = (0..7).map(|i| s.lr_at(1.0, i, 10)).collect();
         assert_eq!(v, [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25]);
-        let s = LrSchedule::Step {
-            every: 2,
-            gamma: 0.1,
-            warmup_steps: 2,
-        };
+        let s = LrSchedule::Step { every: 2, gamma: 0.1, warmup_steps: 2 };
         assert_eq!(s.lr_at(1.0, 0, 10), 0.5);
         assert_eq!(s.lr_at(1.0, 3, 10), 1.0);
         assert!(close(s.lr_at(1.0, 4, 10), 0.1));
@@ -122,17 +110,11 @@ mod tests {
 
     #[test]
     fn cosine_endpoints_and_midpoint() {
-        let s = LrSchedule::Cosine {
-            min_lr: 0.0,
-            warmup_steps: 0,
-        };
+        let s = LrSchedule::Cosine { min_lr: 0.0, warmup_steps: 0 };
         assert_eq!(s.lr_at(1.0, 0, 11), 1.0);
         assert!(close(s.lr_at(1.0, 5, 11), 0.5));
         assert!(close(s.lr_at(1.0, 10, 11), 0.0));
-        let s = LrSchedule::Cosine {
-            min_lr: 0.1,
-            warmup_steps: 2,
-        };
+        let s = LrSchedule::Cosine { min_lr: 0.1, warmup_steps: 2 };
         assert_eq!(s.lr_at(1.0, 0, 13), 0.5);
         assert_eq!(s.lr_at(1.0, 2, 13), 1.0);
         assert!(close(s.lr_at(1.0, 7, 13), 0.55));
@@ -142,21 +124,13 @@ mod tests {
     #[test]
     fn parses() {
         let s: LrSchedule = serde_json::from_str(r#"{"kind":"cosine"}"#).unwrap();
-        assert_eq!(
-            s,
-            LrSchedule::Cosine {
-                min_lr: 0.0,
-                warmup_steps: 0
-            }
-        );
+        assert_eq!(s, LrSchedule::Cosine { min_lr: 0.0, warmup_steps: 0 });
         let s: LrSchedule = serde_json::from_str(r#"{"kind":"constant"}"#).unwrap();
         assert_eq!(s, LrSchedule::default());
-        assert!(
-            serde_json::from_str::<LrSchedule>(r#"{"kind":"step","every":0,"gamma":0.5}"#)
-                .unwrap()
-                .validate()
-                .is_err()
-        );
+        assert!(serde_json::from_str::<LrSchedule>(r#"{"kind":"step","every":0,"gamma":0.5}"#)
+            .unwrap()
+            .validate()
+            .is_err());
         assert!(serde_json::from_str::<LrSchedule>(r#"{"kind":"cosine","warmup":3}"#).is_err());
     }
 }

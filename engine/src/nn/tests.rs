@@ -1,8 +1,6 @@
 //! End-to-end tests across the module: init, determinism, learning, shapes, persistence.
 
-use crate::nn::learner::{
-    accuracy_on, Batch, BatchSource, Learner, LearnerConfig, ModelEvaluator, TrainStep,
-};
+use crate::nn::learner::{accuracy_on, Batch, BatchSource, Learner, LearnerConfig, ModelEvaluator, TrainStep};
 use crate::nn::model_file::{ModelArtifact, ModelSpec};
 use crate::nn::optim::OptimizerConfig;
 use crate::nn::progress::Progress;
@@ -12,25 +10,12 @@ use crate::rng::Rng;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 fn mlp(hidden: &[i64], dropout: f64) -> ArchConfig {
-    serde_json::from_value(serde_json::json!({"arch": "mlp", "hidden": hidden, "dropout": dropout}))
-        .unwrap()
+    serde_json::from_value(serde_json::json!({"arch": "mlp", "hidden": hidden, "dropout": dropout})).unwrap()
 }
 
-fn build_in(
-    config: &ArchConfig,
-    input: &[i64],
-    classes: i64,
-    seed: u64,
-) -> (VarStore, Box<dyn Model>) {
+fn build_in(config: &ArchConfig, input: &[i64], classes: i64, seed: u64) -> (VarStore, Box<dyn Model>) {
     let vs = VarStore::new(Device::Cpu);
-    let model = build(
-        config,
-        &vs.root(),
-        input,
-        classes,
-        &mut Rng::derive(seed, "init"),
-    )
-    .unwrap();
+    let model = build(config, &vs.root(), input, classes, &mut Rng::derive(seed, "init")).unwrap();
     (vs, model)
 }
 
@@ -55,50 +40,33 @@ fn weight_bytes(vs: &VarStore) -> Vec<(String, Vec<u8>)> {
 fn init_follows_pytorch_default_bounds() {
     let (vs, _) = build_in(&mlp(&[256], 0.0), &[784], 10, 1);
     let vars = vs.variables();
-    for (name, fan_in) in [
-        ("hidden.0.weight", 784.0),
-        ("hidden.0.bias", 784.0),
-        ("out.weight", 256.0),
-    ] {
+    for (name, fan_in) in [("hidden.0.weight", 784.0), ("hidden.0.bias", 784.0), ("out.weight", 256.0)] {
         let t = &vars[name];
         let bound = 1.0 / f64::sqrt(fan_in);
         let (lo, hi) = (t.min().double_value(&[]), t.max().double_value(&[]));
-        assert!(
-            lo >= -bound && hi < bound,
-            "{name}: [{lo}, {hi}] outside ±{bound}"
-        );
+        assert!(lo >= -bound && hi < bound, "{name}: [{lo}, {hi}] outside ±{bound}");
         if t.numel() > 10_000 {
             // U(-b, b): mean 0, std b/√3, and the extremes come close to the bound.
             let mean = t.mean(Kind::Double).double_value(&[]);
             let std = t.std(true).double_value(&[]);
             assert!(mean.abs() < 0.01 * bound, "{name} mean {mean}");
-            assert!(
-                (std / (bound / 3f64.sqrt()) - 1.0).abs() < 0.01,
-                "{name} std {std}"
-            );
+            assert!((std / (bound / 3f64.sqrt()) - 1.0).abs() < 0.01, "{name} std {std}");
             assert!(lo < -0.99 * bound && hi > 0.99 * bound);
         }
     }
-    assert_eq!(
-        crate::nn::model_file::parameter_count(&vs),
-        784 * 256 + 256 + 256 * 10 + 10
-    );
+    assert_eq!(crate::nn::model_file::parameter_count(&vs), 784 * 256 + 256 + 256 * 10 + 10);
 }
 
 #[test]
 fn same_seed_gives_bit_identical_weights() {
-    let cnn: ArchConfig =
-        serde_json::from_str(r#"{"arch":"cnn","channels":[4, 8],"hidden":[16]}"#).unwrap();
+    let cnn: ArchConfig = serde_json::from_str(r#"{"arch":"cnn","channels":[4, 8],"hidden":[16]}"#).unwrap();
     for config in [mlp(&[32, 16], 0.0), cnn] {
         let (a, _) = build_in(&config, &[1, 8, 8], 10, 7);
         let (b, _) = build_in(&config, &[1, 8, 8], 10, 7);
         let (c, _) = build_in(&config, &[1, 8, 8], 10, 8);
         assert_eq!(weight_bytes(&a), weight_bytes(&b));
         let (wa, wc) = (weight_bytes(&a), weight_bytes(&c));
-        assert!(
-            wa.iter().zip(&wc).all(|(x, y)| x.0 == y.0 && x.1 != y.1),
-            "different seed should change every tensor"
-        );
+        assert!(wa.iter().zip(&wc).all(|(x, y)| x.0 == y.0 && x.1 != y.1), "different seed should change every tensor");
     }
 }
 
@@ -117,8 +85,7 @@ fn dropout_only_in_train_mode() {
 
 #[test]
 fn cnn_forward_shapes() {
-    let config: ArchConfig =
-        serde_json::from_str(r#"{"arch":"cnn","channels":[4, 8],"hidden":[16]}"#).unwrap();
+    let config: ArchConfig = serde_json::from_str(r#"{"arch":"cnn","channels":[4, 8],"hidden":[16]}"#).unwrap();
     for (input, b) in [(vec![1, 8, 8], 3), (vec![1, 28, 28], 2)] {
         let (_, model) = build_in(&config, &input, 10, 1);
         let shape: Vec<i64> = [vec![b], input.clone()].concat();
@@ -153,10 +120,7 @@ impl Blobs {
             }
         }
         let n = ys.len() as i64;
-        Blobs {
-            x: Tensor::from_slice(&xs).reshape([n, 2]),
-            y: Tensor::from_slice(&ys),
-        }
+        Blobs { x: Tensor::from_slice(&xs).reshape([n, 2]), y: Tensor::from_slice(&ys) }
     }
 }
 
@@ -165,11 +129,7 @@ impl BatchSource for Blobs {
         self.y.size()[0] as usize
     }
     fn batch(&self, idx: &Tensor) -> Batch {
-        Batch {
-            x: self.x.index_select(0, idx),
-            y: self.y.index_select(0, idx),
-            idx: idx.shallow_clone(),
-        }
+        Batch { x: self.x.index_select(0, idx), y: self.y.index_select(0, idx), idx: idx.shallow_clone() }
     }
 }
 
@@ -177,9 +137,7 @@ struct CrossEntropy<'a>(&'a dyn Model);
 
 impl TrainStep for CrossEntropy<'_> {
     fn loss(&mut self, batch: &Batch, rng: &mut Rng) -> Tensor {
-        self.0
-            .forward(&batch.x, Mode::Train(rng))
-            .cross_entropy_for_logits(&batch.y)
+        self.0.forward(&batch.x, Mode::Train(rng)).cross_entropy_for_logits(&batch.y)
     }
 }
 
@@ -190,23 +148,11 @@ fn train_blobs(seed: u64) -> (VarStore, crate::nn::learner::History, f64) {
     let config = LearnerConfig {
         epochs: 30,
         batch_size: 16,
-        optimizer: OptimizerConfig::Adam {
-            lr: 0.02,
-            betas: [0.9, 0.999],
-            weight_decay: 0.0,
-            eps: 1e-8,
-        },
-        schedule: LrSchedule::Cosine {
-            min_lr: 0.0,
-            warmup_steps: 5,
-        },
+        optimizer: OptimizerConfig::Adam { lr: 0.02, betas: [0.9, 0.999], weight_decay: 0.0, eps: 1e-8 },
+        schedule: LrSchedule::Cosine { min_lr: 0.0, warmup_steps: 5 },
         clip_grad_norm: Some(5.0),
     };
-    let eval = ModelEvaluator {
-        model: model.as_ref(),
-        data: &data,
-        batch_size: 64,
-    };
+    let eval = ModelEvaluator { model: model.as_ref(), data: &data, batch_size: 64 };
     let history = Learner::new(config)
         .fit(
             &vs,
@@ -228,17 +174,9 @@ fn mlp_learns_a_separable_problem_through_the_learner() {
     assert_eq!(acc, 1.0, "{history:?}");
     let first = history.epochs[0].train_loss;
     let last = history.last().unwrap();
-    assert!(
-        last.train_loss < first / 5.0,
-        "loss {first} → {}",
-        last.train_loss
-    );
+    assert!(last.train_loss < first / 5.0, "loss {first} → {}", last.train_loss);
     assert_eq!(last.val_accuracy, Some(1.0));
-    assert!(
-        last.lr.abs() < 1e-12,
-        "cosine ends at min_lr, got {}",
-        last.lr
-    );
+    assert!(last.lr.abs() < 1e-12, "cosine ends at min_lr, got {}", last.lr);
     serde_json::to_string(&history).unwrap();
 }
 
@@ -247,8 +185,7 @@ fn identical_learner_runs_give_bit_identical_weights() {
     let (a, ha, _) = train_blobs(5);
     let (b, hb, _) = train_blobs(5);
     assert_eq!(weight_bytes(&a), weight_bytes(&b));
-    let losses =
-        |h: &crate::nn::learner::History| h.epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>();
+    let losses = |h: &crate::nn::learner::History| h.epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>();
     assert_eq!(losses(&ha), losses(&hb));
 }
 
@@ -265,61 +202,34 @@ fn diverging_loss_names_epoch_and_batch() {
     let config = LearnerConfig {
         epochs: 1,
         batch_size: 4,
-        optimizer: OptimizerConfig::Sgd {
-            lr: 0.1,
-            momentum: 0.0,
-            nesterov: false,
-            weight_decay: 0.0,
-        },
+        optimizer: OptimizerConfig::Sgd { lr: 0.1, momentum: 0.0, nesterov: false, weight_decay: 0.0 },
         schedule: LrSchedule::default(),
         clip_grad_norm: None,
     };
     let err = Learner::new(config)
-        .fit(
-            &vs,
-            &mut Nan,
-            &data,
-            None,
-            &mut Rng::new(0),
-            &Progress::hidden(),
-        )
+        .fit(&vs, &mut Nan, &data, None, &mut Rng::new(0), &Progress::hidden())
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("epoch 1, batch 1/3") && err.contains("NaN"),
-        "{err}"
-    );
+    assert!(err.contains("epoch 1, batch 1/3") && err.contains("NaN"), "{err}");
 }
 
 #[test]
 fn save_load_round_trip_gives_identical_logits() {
     let dir = tempfile::tempdir().unwrap();
-    let config: ArchConfig =
-        serde_json::from_str(r#"{"arch":"cnn","channels":[4],"hidden":[8]}"#).unwrap();
+    let config: ArchConfig = serde_json::from_str(r#"{"arch":"cnn","channels":[4],"hidden":[8]}"#).unwrap();
     let (vs, model) = build_in(&config, &[1, 8, 8], 10, 3);
     let spec = ModelSpec::new(config.clone(), vec![1, 8, 8], 10, &vs);
     ModelArtifact::save(dir.path(), &vs, &spec).unwrap();
     let loaded = ModelArtifact::load(dir.path(), Device::Cpu).unwrap();
     assert_eq!(loaded.spec, spec);
     let x = Tensor::from_slice(&Rng::new(1).uniform_vec(2 * 64, -1.0, 1.0)).reshape([2, 1, 8, 8]);
-    assert!(model
-        .forward(&x, Mode::Eval)
-        .equal(&loaded.model.forward(&x, Mode::Eval)));
+    assert!(model.forward(&x, Mode::Eval).equal(&loaded.model.forward(&x, Mode::Eval)));
     assert_eq!(weight_bytes(&vs), weight_bytes(&loaded.vs));
 
     // A spec whose architecture does not match the weights is refused.
-    let wrong = ModelSpec {
-        arch: serde_json::from_str(r#"{"arch":"cnn","channels":[5],"hidden":[8]}"#).unwrap(),
-        ..spec
-    };
-    std::fs::write(
-        dir.path().join("model.json"),
-        serde_json::to_string(&wrong).unwrap(),
-    )
-    .unwrap();
-    let err = ModelArtifact::load(dir.path(), Device::Cpu)
-        .err()
-        .unwrap()
-        .to_string();
+    let wrong =
+        ModelSpec { arch: serde_json::from_str(r#"{"arch":"cnn","channels":[5],"hidden":[8]}"#).unwrap(), ..spec };
+    std::fs::write(dir.path().join("model.json"), serde_json::to_string(&wrong).unwrap()).unwrap();
+    let err = ModelArtifact::load(dir.path(), Device::Cpu).err().unwrap().to_string();
     assert!(err.contains("shape"), "{err}");
 }

@@ -28,7 +28,12 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { jobs: 1, store: PathBuf::from(".anbiq"), plan: PlanOptions::default(), progress: Progress::default() }
+        RunOptions {
+            jobs: 1,
+            store: PathBuf::from(".anbiq"),
+            plan: PlanOptions::default(),
+            progress: Progress::default(),
+        }
     }
 }
 
@@ -36,10 +41,16 @@ impl Default for RunOptions {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     Cached,
-    Ran { seconds: f64 },
-    Failed { error: String },
+    Ran {
+        seconds: f64,
+    },
+    Failed {
+        error: String,
+    },
     /// Not run because a step it needs failed.
-    Skipped { because: String },
+    Skipped {
+        because: String,
+    },
     NotSelected,
 }
 
@@ -124,7 +135,10 @@ pub fn run(wf: &Workflow, options: &RunOptions) -> anyhow::Result<RunReport> {
     let results = plan
         .entries
         .iter()
-        .map(|e| StepResult { id: e.id.clone(), outcome: outcomes.get(&e.index).cloned().unwrap_or(Outcome::NotSelected) })
+        .map(|e| StepResult {
+            id: e.id.clone(),
+            outcome: outcomes.get(&e.index).cloned().unwrap_or(Outcome::NotSelected),
+        })
         .collect();
     Ok(RunReport { plan, results, lockfile: lockfile_path })
 }
@@ -141,7 +155,12 @@ struct Shared<'a> {
 }
 
 /// Runs every `Run` entry once its dependencies are done, at most `jobs` at a time.
-fn schedule(ctx: &Shared, jobs: usize, outcomes: &mut BTreeMap<usize, Outcome>, manifests: &mut BTreeMap<usize, Manifest>) {
+fn schedule(
+    ctx: &Shared,
+    jobs: usize,
+    outcomes: &mut BTreeMap<usize, Outcome>,
+    manifests: &mut BTreeMap<usize, Manifest>,
+) {
     let pending: Vec<&PlanEntry> = ctx.plan.to_run().collect();
     let mut waiting: Vec<&PlanEntry> = pending.clone();
     let (tx, rx) = mpsc::channel::<(usize, anyhow::Result<Manifest>, f64)>();
@@ -152,7 +171,10 @@ fn schedule(ctx: &Shared, jobs: usize, outcomes: &mut BTreeMap<usize, Outcome>, 
             let mut still_waiting = Vec::new();
             for e in waiting.drain(..) {
                 let deps = ctx.dag.dependencies(e.index);
-                if let Some(bad) = deps.iter().find(|d| matches!(outcomes.get(d), Some(Outcome::Failed { .. } | Outcome::Skipped { .. }))) {
+                if let Some(bad) = deps
+                    .iter()
+                    .find(|d| matches!(outcomes.get(d), Some(Outcome::Failed { .. } | Outcome::Skipped { .. })))
+                {
                     let because = format!("`{}` did not complete", ctx.wf.steps[*bad].id);
                     tracing::warn!(step = %e.id, "skipped: {because}");
                     outcomes.insert(e.index, Outcome::Skipped { because });
@@ -203,7 +225,8 @@ fn run_step(ctx: &Shared, entry: &PlanEntry) -> anyhow::Result<Manifest> {
     let mut inputs = BTreeMap::new();
     for input in decl.step.inputs() {
         let j = ctx.wf.step_index(&input.reference.step).context("references are checked at load")?;
-        let output = ctx.wf.resolve_output(j, input.reference.output.as_deref()).context("outputs are checked at load")?;
+        let output =
+            ctx.wf.resolve_output(j, input.reference.output.as_deref()).context("outputs are checked at load")?;
         let upstream = ctx.plan.entry(j).context("every step is planned")?;
         let dir = ctx.store.step_dir(&upstream.key).join(&output.name);
         inputs.insert(input.role, ResolvedInput { label: input.reference.to_string(), kind: output.kind, dir });
@@ -259,7 +282,8 @@ fn catch_panics<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
                 .or_else(|| payload.downcast_ref::<&str>().copied())
                 .unwrap_or("unknown panic");
             // libtorch messages carry a long C++ backtrace after the first lines; keep the part a user can act on.
-            let msg: String = msg.lines().take_while(|l| !l.starts_with("Exception raised from")).collect::<Vec<_>>().join("\n");
+            let msg: String =
+                msg.lines().take_while(|l| !l.starts_with("Exception raised from")).collect::<Vec<_>>().join("\n");
             Err(anyhow::anyhow!("{}", msg.trim()))
         }
     }

@@ -71,12 +71,14 @@ impl Lockfile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let lock: Lockfile = serde_yaml::from_str(&text).with_context(|| format!("{}: not a valid lockfile", path.display()))?;
+        let lock: Lockfile =
+            serde_yaml::from_str(&text).with_context(|| format!("{}: not a valid lockfile", path.display()))?;
         Ok(Some(lock))
     }
 
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
-        let mut text = String::from("# Written by anbiq: what produced each step's outputs. Commit it to share provenance.\n");
+        let mut text =
+            String::from("# Written by anbiq: what produced each step's outputs. Commit it to share provenance.\n");
         text.push_str(&serde_yaml::to_string(self)?);
         write_atomic(path, text.as_bytes())
     }

@@ -89,7 +89,14 @@ pub fn plan(
         } else {
             Status::Run(reasons(wf, i, &key, &ingredients, previous, env, &entries))
         };
-        entries.push(PlanEntry { index: i, id: decl.id.clone(), kind: decl.kind.to_string(), key, ingredients, status });
+        entries.push(PlanEntry {
+            index: i,
+            id: decl.id.clone(),
+            kind: decl.kind.to_string(),
+            key,
+            ingredients,
+            status,
+        });
     }
     Ok(Plan { entries })
 }
@@ -129,7 +136,8 @@ fn reasons(
         match was.inputs.get(role) {
             None => why.push(format!("new input `{role}`")),
             Some(old) if old != input => {
-                let upstream = wf.steps[i].step.inputs().into_iter().find(|x| &x.role == role).map(|x| x.reference.step);
+                let upstream =
+                    wf.steps[i].step.inputs().into_iter().find(|x| &x.role == role).map(|x| x.reference.step);
                 let rerun = upstream
                     .as_ref()
                     .and_then(|u| earlier.iter().find(|e| &e.id == u))
@@ -187,7 +195,12 @@ mod tests {
     #[test]
     fn json_diff_names_changed_leaves() {
         let mut out = Vec::new();
-        diff_json("", &json!({"a": 1, "m": {"h": [1, 2]}, "gone": true}), &json!({"a": 1, "m": {"h": [3]}, "new": 2}), &mut out);
+        diff_json(
+            "",
+            &json!({"a": 1, "m": {"h": [1, 2]}, "gone": true}),
+            &json!({"a": 1, "m": {"h": [3]}, "new": 2}),
+            &mut out,
+        );
         assert_eq!(out, vec!["config `m.h`: [1,2] → [3]", "config `gone` removed (was true)", "config `new` added: 2"]);
     }
 }

@@ -115,13 +115,20 @@ impl Store {
     }
 
     /// Hashes a finished step's outputs, writes its manifest, and moves it into place atomically.
-    pub fn commit(&self, tmp: &Path, mut manifest: Manifest, declared: &[(String, ArtifactKind)]) -> anyhow::Result<Manifest> {
+    pub fn commit(
+        &self,
+        tmp: &Path,
+        mut manifest: Manifest,
+        declared: &[(String, ArtifactKind)],
+    ) -> anyhow::Result<Manifest> {
         for (name, kind) in declared {
             let dir = tmp.join(name);
             if !dir.is_dir() {
                 bail!("step `{}` finished without writing its output `{name}`", manifest.step);
             }
-            manifest.outputs.insert(name.clone(), OutputRecord { kind: *kind, hash: hash_path(&dir)?, bytes: dir_bytes(&dir)? });
+            manifest
+                .outputs
+                .insert(name.clone(), OutputRecord { kind: *kind, hash: hash_path(&dir)?, bytes: dir_bytes(&dir)? });
         }
         write_atomic(&tmp.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
         sync_tree(tmp)?;

@@ -79,8 +79,13 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
     let mut errors = Vec::new();
     let needs_path = config.source != Source::Digits;
     match (&config.path, needs_path) {
-        (None, true) => errors.push(Located { span: node.span, message: format!("source `{:?}` needs a `path`", config.source).to_lowercase() }),
-        (Some(_), false) => errors.push(Located { span: at("path"), message: "source `digits` is built in and takes no `path`".into() }),
+        (None, true) => errors.push(Located {
+            span: node.span,
+            message: format!("source `{:?}` needs a `path`", config.source).to_lowercase(),
+        }),
+        (Some(_), false) => {
+            errors.push(Located { span: at("path"), message: "source `digits` is built in and takes no `path`".into() })
+        }
         _ => {}
     }
     if config.label.is_some() && config.source != Source::Csv {
@@ -89,18 +94,32 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
     let mut total = 0.0;
     for (name, fraction) in &config.split {
         if !super::is_identifier(name) || name == "train" {
-            errors.push(Located { span: at("split"), message: format!("split name `{name}` is not allowed (`train` is what remains; names use letters, digits, `_`, `-`)") });
+            errors.push(Located {
+                span: at("split"),
+                message: format!(
+                    "split name `{name}` is not allowed (`train` is what remains; names use letters, digits, `_`, `-`)"
+                ),
+            });
         }
         if !(*fraction > 0.0 && *fraction < 1.0) {
-            errors.push(Located { span: at("split"), message: format!("split `{name}`: fraction must be in (0, 1), got {fraction}") });
+            errors.push(Located {
+                span: at("split"),
+                message: format!("split `{name}`: fraction must be in (0, 1), got {fraction}"),
+            });
         }
         total += fraction;
     }
     if total >= 1.0 {
-        errors.push(Located { span: at("split"), message: format!("split fractions sum to {total}, leaving nothing for `train`") });
+        errors.push(Located {
+            span: at("split"),
+            message: format!("split fractions sum to {total}, leaving nothing for `train`"),
+        });
     }
     if config.source == Source::Mnist && config.split.contains_key("test") {
-        errors.push(Located { span: at("split"), message: "MNIST-format sources have their own `test` split; name this one differently (e.g. `val`)".into() });
+        errors.push(Located {
+            span: at("split"),
+            message: "MNIST-format sources have their own `test` split; name this one differently (e.g. `val`)".into(),
+        });
     }
     if config.limit == Some(0) {
         errors.push(Located { span: at("limit"), message: "`limit` must be positive".into() });
@@ -150,9 +169,9 @@ impl Step for DatasetStep {
         if train.len() == 0 {
             bail!("the `train` split is empty");
         }
-        let stats = data::normalize::fit(train, &self.config.normalize);
+        let stats = data::normalize::fit(train, self.config.normalize.clone())?;
         for (name, ds) in &mut splits {
-            data::normalize::apply(ds, &stats);
+            data::normalize::apply(ds, &stats)?;
             data::artifact::write_dataset(&ctx.output_dir(name)?, ds)?;
             ctx.record_metric(&format!("{name}_samples"), ds.len());
         }
@@ -165,10 +184,13 @@ impl DatasetStep {
     fn load(&self) -> anyhow::Result<(Dataset, Option<Dataset>)> {
         let path = || self.resolved.clone().context("path is checked at parse time");
         Ok(match self.config.source {
-            Source::Digits => (data::digits::load()?, None),
+            Source::Digits => (data::digits::load(), None),
             Source::Mnist => {
                 let dir = path()?;
-                (data::mnist::load_dir(&dir, data::mnist::MnistSplit::Train)?, Some(data::mnist::load_dir(&dir, data::mnist::MnistSplit::Test)?))
+                (
+                    data::mnist::load_dir(&dir, data::mnist::MnistSplit::Train)?,
+                    Some(data::mnist::load_dir(&dir, data::mnist::MnistSplit::Test)?),
+                )
             }
             Source::Csv => {
                 let label = self.config.label.clone().unwrap_or(LabelColumn::Last);

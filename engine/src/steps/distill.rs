@@ -31,7 +31,8 @@ use crate::nn::schedule::LrSchedule;
 use crate::nn::{ArchConfig, Mode, Model};
 use crate::rng::Rng;
 
-pub const KIND: StepKind = StepKind { name: "distill", summary: "train a student from a teacher's logits or model", parse };
+pub const KIND: StepKind =
+    StepKind { name: "distill", summary: "train a student from a teacher's logits or model", parse };
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,15 +177,17 @@ impl Step for Distill {
             anyhow::bail!("field `teacher`: the teacher has {classes} classes, the data {}", meta.classes);
         }
 
-        let mut rng = Rng::new(ctx.seed);
+        let rng = Rng::new(ctx.seed);
         let vs = VarStore::new(ctx.device);
-        let student = crate::nn::build(&self.config.model, &vs.root(), &meta.sample_shape, meta.classes, &mut rng.fork("init"))
-            .map_err(|e| anyhow::anyhow!("field `model`: {e:#}"))?;
+        let student =
+            crate::nn::build(&self.config.model, &vs.root(), &meta.sample_shape, meta.classes, &mut rng.fork("init"))
+                .map_err(|e| anyhow::anyhow!("field `model`: {e:#}"))?;
         super::check_model_fits(student.as_ref(), &data.dataset, ctx.device)?;
 
         let source = TensorSource::new(&data.dataset.x, &data.dataset.y, ctx.device);
         let val_source = val.as_ref().map(|v| TensorSource::new(&v.dataset.x, &v.dataset.y, ctx.device));
-        let evaluator = val_source.as_ref().map(|v| ModelEvaluator { model: student.as_ref(), data: v, batch_size: 1024 });
+        let evaluator =
+            val_source.as_ref().map(|v| ModelEvaluator { model: student.as_ref(), data: v, batch_size: 1024 });
         let training = self.config.training();
         let mut step = DistillBatch {
             student: student.as_ref(),

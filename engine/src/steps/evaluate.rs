@@ -165,11 +165,10 @@ fn timing(model: &LoadedModel, x: &Tensor, device: Device, runs: usize) -> (f64,
     tch::no_grad(|| {
         let one = x.narrow(0, 0, 1).to_device(device);
         let run_once = |input: &Tensor| {
-            let out = model.model.forward(input, Mode::Eval);
-            if device.is_cuda() {
-                tch::Cuda::synchronize(device.index() as i64);
+            let _logits = model.model.forward(input, Mode::Eval);
+            if let Device::Cuda(index) = device {
+                tch::Cuda::synchronize(index as i64);
             }
-            out
         };
         for _ in 0..5 {
             run_once(&one); // warm-up: allocator, kernels, caches

@@ -150,7 +150,8 @@ pub fn select(rule: &KeepRule, scores: &Scores, labels: &Tensor, classes: i64) -
     let mut per_class: Vec<Vec<i64>> = Vec::new();
     for c in 0..classes {
         let in_class = candidates.masked_select(&labels.index_select(0, &candidates).eq(c));
-        let score: Vec<f64> = Vec::<f64>::try_from(ranking.index_select(0, &in_class).to_kind(Kind::Double)).unwrap_or_default();
+        let score: Vec<f64> =
+            Vec::<f64>::try_from(ranking.index_select(0, &in_class).to_kind(Kind::Double)).unwrap_or_default();
         let rows: Vec<i64> = Vec::<i64>::try_from(&in_class).unwrap_or_default();
         let mut order: Vec<usize> = (0..rows.len()).collect();
         order.sort_by(|&a, &b| score[b].total_cmp(&score[a]).then(rows[a].cmp(&rows[b])));

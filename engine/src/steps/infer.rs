@@ -17,7 +17,8 @@ use crate::config::{Located, Node};
 use crate::nn::model_file::ModelArtifact;
 use crate::nn::Mode;
 
-pub const KIND: StepKind = StepKind { name: "infer", summary: "run a teacher over a dataset and cache its logits", parse };
+pub const KIND: StepKind =
+    StepKind { name: "infer", summary: "run a teacher over a dataset and cache its logits", parse };
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,7 +66,13 @@ fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
 }
 
 /// Logits of `model` over all rows of `x`, in order, `batch_size` rows at a time; returned on the CPU as f32.
-pub fn batched_logits(model: &dyn crate::nn::Model, x: &Tensor, batch_size: usize, device: Device, bar: &indicatif::ProgressBar) -> Tensor {
+pub fn batched_logits(
+    model: &dyn crate::nn::Model,
+    x: &Tensor,
+    batch_size: usize,
+    device: Device,
+    bar: &indicatif::ProgressBar,
+) -> Tensor {
     let n = x.size()[0];
     let mut chunks = Vec::new();
     tch::no_grad(|| {
@@ -100,7 +107,10 @@ impl Step for Infer {
     fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
         let data = load_data(ctx, "data")?;
         if data.base_indices.is_some() {
-            anyhow::bail!("field `data`: run inference on a full dataset, then filter by its logits (`{}` is a filtered view)", ctx.input("data")?.label);
+            anyhow::bail!(
+                "field `data`: run inference on a full dataset, then filter by its logits (`{}` is a filtered view)",
+                ctx.input("data")?.label
+            );
         }
         let model_input = ctx.input("model")?.clone();
         let teacher = ModelArtifact::load(&model_input.dir, ctx.device)?;

@@ -4,10 +4,17 @@
 //! temporary directory for its outputs; it knows nothing of other steps, the DAG, the cache or the lockfile. Adding a
 //! step kind means one new file here and one line in [`registry::KINDS`].
 
+pub mod artifacts;
 mod context;
 pub mod dataset;
+pub mod distill;
+pub mod evaluate;
+pub mod filter;
+pub mod infer;
 mod reference;
 pub mod registry;
+pub mod train;
+pub mod training;
 
 pub use context::{Progress, ResolvedInput, StepContext};
 pub use reference::{is_identifier, StepRef};
@@ -100,7 +107,10 @@ pub fn canonical<T: Serialize>(config: &T) -> serde_json::Value {
 }
 
 /// Turns `(field path, message)` problems into located errors at each field's value (or the step, if absent).
-pub fn check_fields(node: &crate::config::Node, problems: Vec<(String, String)>) -> Result<(), Vec<crate::config::Located>> {
+pub fn check_fields(
+    node: &crate::config::Node,
+    problems: Vec<(String, String)>,
+) -> Result<(), Vec<crate::config::Located>> {
     if problems.is_empty() {
         return Ok(());
     }
@@ -134,7 +144,11 @@ pub fn field_span(node: &crate::config::Node, path: &str) -> Option<crate::confi
 
 /// Runs one sample through a freshly built model, so that a model that does not fit the data fails with a clear
 /// message before any training starts.
-pub fn check_model_fits(model: &dyn crate::nn::Model, data: &crate::data::Dataset, device: tch::Device) -> anyhow::Result<()> {
+pub fn check_model_fits(
+    model: &dyn crate::nn::Model,
+    data: &crate::data::Dataset,
+    device: tch::Device,
+) -> anyhow::Result<()> {
     let x = data.x.narrow(0, 0, 1).to_device(device);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         tch::no_grad(|| model.forward(&x, crate::nn::Mode::Eval).size())

@@ -64,7 +64,10 @@ mod tests {
 
     #[test]
     fn parses_step_and_output() {
-        assert_eq!(StepRef::parse("digits.train").unwrap(), StepRef { step: "digits".into(), output: Some("train".into()) });
+        assert_eq!(
+            StepRef::parse("digits.train").unwrap(),
+            StepRef { step: "digits".into(), output: Some("train".into()) }
+        );
         assert_eq!(StepRef::parse("teacher").unwrap().output, None);
         assert!(StepRef::parse("a.b.c").is_err());
         assert!(StepRef::parse("").is_err());

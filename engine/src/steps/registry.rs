@@ -34,7 +34,14 @@ pub struct StepKind {
 }
 
 /// Every step kind anbiq knows.
-const KINDS: &[StepKind] = &[super::dataset::KIND];
+const KINDS: &[StepKind] = &[
+    super::dataset::KIND,
+    super::train::KIND,
+    super::infer::KIND,
+    super::filter::KIND,
+    super::distill::KIND,
+    super::evaluate::KIND,
+];
 
 pub fn registry() -> &'static [StepKind] {
     KINDS

@@ -115,15 +115,17 @@ impl Step for Train {
         let train = load_data(ctx, "data")?.dataset;
         let val = self.config.val.as_ref().map(|_| load_data(ctx, "val")).transpose()?.map(|d| d.dataset);
         let meta = &train.meta;
-        let mut rng = Rng::new(ctx.seed);
+        let rng = Rng::new(ctx.seed);
         let vs = VarStore::new(ctx.device);
-        let model = crate::nn::build(&self.config.model, &vs.root(), &meta.sample_shape, meta.classes, &mut rng.fork("init"))
-            .map_err(|e| anyhow::anyhow!("field `model`: {e:#}"))?;
+        let model =
+            crate::nn::build(&self.config.model, &vs.root(), &meta.sample_shape, meta.classes, &mut rng.fork("init"))
+                .map_err(|e| anyhow::anyhow!("field `model`: {e:#}"))?;
         super::check_model_fits(model.as_ref(), &train, ctx.device)?;
 
         let source = TensorSource::new(&train.x, &train.y, ctx.device);
         let val_source = val.as_ref().map(|v| TensorSource::new(&v.x, &v.y, ctx.device));
-        let evaluator = val_source.as_ref().map(|v| ModelEvaluator { model: model.as_ref(), data: v, batch_size: 1024 });
+        let evaluator =
+            val_source.as_ref().map(|v| ModelEvaluator { model: model.as_ref(), data: v, batch_size: 1024 });
         let learner = Learner::new(self.config.training().learner());
         let mut step = Supervised { model: model.as_ref(), jitter: self.config.jitter };
         let history = learner.fit(

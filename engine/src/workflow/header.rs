@@ -18,8 +18,14 @@ const KEYS: &[&str] = &["name", "description", "seed", "device", "threads", "par
 const DEFAULT_SEED: u64 = 0;
 
 pub(super) fn read<'a>(root: &'a Node, errors: &mut Vec<Located>) -> Header<'a> {
-    let mut header =
-        Header { name: None, seed: DEFAULT_SEED, device: "auto".into(), threads: None, params: BTreeMap::new(), steps: None };
+    let mut header = Header {
+        name: None,
+        seed: DEFAULT_SEED,
+        device: "auto".into(),
+        threads: None,
+        params: BTreeMap::new(),
+        steps: None,
+    };
     let Some(entries) = root.as_map() else {
         errors.push(located(root.span, format!("a workflow is a mapping with `steps`, found {}", root.kind_name())));
         return header;
@@ -41,7 +47,10 @@ pub(super) fn read<'a>(root: &'a Node, errors: &mut Vec<Located>) -> Header<'a> 
             }
             "seed" => match value.value {
                 Value::Int(i) if i >= 0 => header.seed = i as u64,
-                _ => errors.push(located(value.span, format!("`seed` must be a non-negative integer, found {}", value.kind_name()))),
+                _ => errors.push(located(
+                    value.span,
+                    format!("`seed` must be a non-negative integer, found {}", value.kind_name()),
+                )),
             },
             "device" => match value.as_str() {
                 Some(d) if is_device(d) => header.device = d.to_string(),

@@ -130,7 +130,10 @@ const COMMON_STEP_KEYS: &[&str] = &["kind", "after"];
 
 fn parse_steps(steps_node: &Node, env: &ParseEnv, errors: &mut Vec<Located>) -> Vec<StepDecl> {
     let Some(entries) = steps_node.as_map() else {
-        errors.push(located(steps_node.span, format!("`steps` must be a mapping of step id to step, found {}", steps_node.kind_name())));
+        errors.push(located(
+            steps_node.span,
+            format!("`steps` must be a mapping of step id to step, found {}", steps_node.kind_name()),
+        ));
         return Vec::new();
     };
     if entries.is_empty() {
@@ -155,7 +158,10 @@ fn parse_steps(steps_node: &Node, env: &ParseEnv, errors: &mut Vec<Located>) -> 
 
 fn parse_step(id: &str, span: Span, body: &Node, env: &ParseEnv, errors: &mut Vec<Located>) -> Option<StepDecl> {
     let Some(entries) = body.as_map() else {
-        errors.push(located(body.span, format!("step `{id}` must be a mapping with a `kind`, found {}", body.kind_name())));
+        errors.push(located(
+            body.span,
+            format!("step `{id}` must be a mapping with a `kind`, found {}", body.kind_name()),
+        ));
         return None;
     };
     let Some(kind_node) = body.get("kind") else {

@@ -38,14 +38,21 @@ pub(super) fn apply(params: &mut BTreeMap<String, Node>, overrides: &[Override],
             continue;
         }
         match config::parse_yaml(&o.value) {
-            Ok(mut value) if value.as_map().is_none() && value.as_seq().is_none() || o.value.trim_start().starts_with('[') => {
+            Ok(mut value)
+                if value.as_map().is_none() && value.as_seq().is_none() || o.value.trim_start().starts_with('[') =>
+            {
                 value.span = params[&o.name].span;
                 params.insert(o.name.clone(), value);
             }
             Ok(_) => errors.push(located(at, format!("--set {}: value must be a scalar or a [list]", o.name))),
             Err(es) => errors.push(located(
                 at,
-                format!("--set {}: cannot read `{}`: {}", o.name, o.value, es.first().map(|e| e.message.as_str()).unwrap_or("?")),
+                format!(
+                    "--set {}: cannot read `{}`: {}",
+                    o.name,
+                    o.value,
+                    es.first().map(|e| e.message.as_str()).unwrap_or("?")
+                ),
             )),
         }
     }

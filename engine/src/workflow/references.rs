@@ -12,7 +12,16 @@ pub(super) fn check(wf: &Workflow, errors: &mut Vec<Located>) {
             let span = crate::steps::field_span(&decl.node, &input.role).unwrap_or(decl.span);
             let r = &input.reference;
             let Some(&target) = index.get(r.step.as_str()) else {
-                errors.push(located(span, format!("step `{}`: `{}` refers to unknown step `{}`{}", decl.id, input.role, r.step, suggest(&r.step, &index))));
+                errors.push(located(
+                    span,
+                    format!(
+                        "step `{}`: `{}` refers to unknown step `{}`{}",
+                        decl.id,
+                        input.role,
+                        r.step,
+                        suggest(&r.step, &index)
+                    ),
+                ));
                 continue;
             };
             let Some(output) = wf.resolve_output(target, r.output.as_deref()) else {
@@ -34,13 +43,22 @@ pub(super) fn check(wf: &Workflow, errors: &mut Vec<Located>) {
                 let wanted: Vec<String> = input.accepts.iter().map(|k| k.to_string()).collect();
                 errors.push(located(
                     span,
-                    format!("step `{}`: `{}` expects {}, but `{r}` is {}", decl.id, input.role, wanted.join(" or "), output.kind),
+                    format!(
+                        "step `{}`: `{}` expects {}, but `{r}` is {}",
+                        decl.id,
+                        input.role,
+                        wanted.join(" or "),
+                        output.kind
+                    ),
                 ));
             }
         }
         for (after, span) in &decl.after {
             if !index.contains_key(after.as_str()) {
-                errors.push(located(*span, format!("step `{}`: `after` names unknown step `{after}`{}", decl.id, suggest(after, &index))));
+                errors.push(located(
+                    *span,
+                    format!("step `{}`: `after` names unknown step `{after}`{}", decl.id, suggest(after, &index)),
+                ));
             }
         }
     }

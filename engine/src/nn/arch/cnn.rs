@@ -46,10 +46,7 @@ impl Architecture for CnnConfig {
         }
         check_sizes("model.channels", &self.channels)?;
         if self.kernel <= 0 {
-            return Err(format!(
-                "model.kernel: must be positive, got {}",
-                self.kernel
-            ));
+            return Err(format!("model.kernel: must be positive, got {}", self.kernel));
         }
         if self.pool <= 0 {
             return Err(format!("model.pool: must be positive, got {}", self.pool));
@@ -58,13 +55,7 @@ impl Architecture for CnnConfig {
         check_dropout("model.dropout", self.dropout)
     }
 
-    fn build(
-        &self,
-        vs: &nn::Path,
-        input_shape: &[i64],
-        classes: i64,
-        rng: &mut Rng,
-    ) -> Result<Box<dyn Model>> {
+    fn build(&self, vs: &nn::Path, input_shape: &[i64], classes: i64, rng: &mut Rng) -> Result<Box<dyn Model>> {
         Ok(Box::new(Cnn::new(self, vs, input_shape, classes, rng)?))
     }
 }
@@ -81,13 +72,7 @@ pub struct Cnn {
 }
 
 impl Cnn {
-    pub fn new(
-        config: &CnnConfig,
-        vs: &nn::Path,
-        input_shape: &[i64],
-        classes: i64,
-        rng: &mut Rng,
-    ) -> Result<Self> {
+    pub fn new(config: &CnnConfig, vs: &nn::Path, input_shape: &[i64], classes: i64, rng: &mut Rng) -> Result<Self> {
         let image = match *input_shape {
             [h, w] => [1, h, w],
             [c, h, w] => [c, h, w],
@@ -128,10 +113,7 @@ impl Model for Cnn {
         let mut t = x.reshape([-1, c, h, w]);
         for conv in &self.convs {
             let p = [self.pool, self.pool];
-            t = conv
-                .forward(&t)
-                .relu()
-                .max_pool2d(p, p, [0, 0], [1, 1], false);
+            t = conv.forward(&t).relu().max_pool2d(p, p, [0, 0], [1, 1], false);
         }
         let mut t = t.flatten(1, -1);
         for layer in &self.hidden {

@@ -34,20 +34,8 @@ impl Architecture for MlpConfig {
         check_dropout("model.input_dropout", self.input_dropout)
     }
 
-    fn build(
-        &self,
-        vs: &nn::Path,
-        input_shape: &[i64],
-        classes: i64,
-        rng: &mut Rng,
-    ) -> Result<Box<dyn Model>> {
-        Ok(Box::new(Mlp::new(
-            self,
-            vs,
-            input_shape.iter().product(),
-            classes,
-            rng,
-        )))
+    fn build(&self, vs: &nn::Path, input_shape: &[i64], classes: i64, rng: &mut Rng) -> Result<Box<dyn Model>> {
+        Ok(Box::new(Mlp::new(self, vs, input_shape.iter().product(), classes, rng)))
     }
 }
 
@@ -62,13 +50,7 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub fn new(
-        config: &MlpConfig,
-        vs: &nn::Path,
-        input_features: i64,
-        classes: i64,
-        rng: &mut Rng,
-    ) -> Self {
+    pub fn new(config: &MlpConfig, vs: &nn::Path, input_features: i64, classes: i64, rng: &mut Rng) -> Self {
         let mut width = input_features;
         let mut hidden = Vec::with_capacity(config.hidden.len());
         for (i, &h) in config.hidden.iter().enumerate() {
@@ -88,13 +70,9 @@ impl Mlp {
 
 impl Model for Mlp {
     fn forward(&self, x: &Tensor, mut mode: Mode<'_>) -> Tensor {
-        let mut h = self
-            .input_dropout
-            .forward(&x.reshape([-1, self.input_features]), &mut mode);
+        let mut h = self.input_dropout.forward(&x.reshape([-1, self.input_features]), &mut mode);
         for layer in &self.hidden {
-            h = self
-                .dropout
-                .forward(&self.activation.apply(&layer.forward(&h)), &mut mode);
+            h = self.dropout.forward(&self.activation.apply(&layer.forward(&h)), &mut mode);
         }
         self.out.forward(&h)
     }

@@ -24,13 +24,7 @@ pub trait Architecture {
     /// Checks the values serde cannot (positivity, ranges); messages start with the field path, e.g. `model.hidden[1]`.
     fn validate(&self) -> Result<(), String>;
     /// Registers the parameters under `vs` (initialised from `rng`) and returns the model.
-    fn build(
-        &self,
-        vs: &nn::Path,
-        input_shape: &[i64],
-        classes: i64,
-        rng: &mut Rng,
-    ) -> Result<Box<dyn Model>>;
+    fn build(&self, vs: &nn::Path, input_shape: &[i64], classes: i64, rng: &mut Rng) -> Result<Box<dyn Model>>;
 }
 
 /// An architecture config, internally tagged by `arch`.
@@ -68,11 +62,7 @@ pub fn build(
     rng: &mut Rng,
 ) -> Result<Box<dyn Model>> {
     config.validate().map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(
-        classes >= 1,
-        "{}: classes must be positive, got {classes}",
-        config.name()
-    );
+    anyhow::ensure!(classes >= 1, "{}: classes must be positive, got {classes}", config.name());
     anyhow::ensure!(
         !input_shape.is_empty() && input_shape.iter().all(|&d| d > 0),
         "{}: input shape must be non-empty with positive sizes, got {input_shape:?}",
@@ -105,11 +95,9 @@ mod tests {
 
     #[test]
     fn unknown_field_in_mlp_is_rejected() {
-        let err = serde_json::from_str::<ArchConfig>(r#"{"arch":"mlp","hidden":[8],"hiden":[3]}"#)
-            .unwrap_err();
+        let err = serde_json::from_str::<ArchConfig>(r#"{"arch":"mlp","hidden":[8],"hiden":[3]}"#).unwrap_err();
         assert!(err.to_string().contains("hiden"), "{err}");
-        let err = serde_json::from_str::<ArchConfig>(r#"{"arch":"cnn","channels":[8],"kernal":3}"#)
-            .unwrap_err();
+        let err = serde_json::from_str::<ArchConfig>(r#"{"arch":"cnn","channels":[8],"kernal":3}"#).unwrap_err();
         assert!(err.to_string().contains("kernal"), "{err}");
         let err = serde_json::from_str::<ArchConfig>(r#"{"arch":"transformer"}"#).unwrap_err();
         assert!(err.to_string().contains("transformer"), "{err}");
@@ -129,10 +117,7 @@ mod tests {
         );
         let c: ArchConfig = serde_json::from_str(r#"{"arch":"cnn","channels":[32, 64]}"#).unwrap();
         let ArchConfig::Cnn(cnn) = &c else { panic!() };
-        assert_eq!(
-            (cnn.kernel, cnn.pool, cnn.hidden.clone(), cnn.dropout),
-            (5, 2, vec![128], 0.0)
-        );
+        assert_eq!((cnn.kernel, cnn.pool, cnn.hidden.clone(), cnn.dropout), (5, 2, vec![128], 0.0));
         assert_eq!(c.name(), "cnn");
         let back: ArchConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
@@ -140,10 +125,9 @@ mod tests {
 
     #[test]
     fn parses_from_yaml() {
-        let c: ArchConfig = serde_yaml::from_str(
-            "arch: mlp\nhidden: [1200, 1200]\ndropout: 0.5\ninput_dropout: 0\nactivation: gelu\n",
-        )
-        .unwrap();
+        let c: ArchConfig =
+            serde_yaml::from_str("arch: mlp\nhidden: [1200, 1200]\ndropout: 0.5\ninput_dropout: 0\nactivation: gelu\n")
+                .unwrap();
         let ArchConfig::Mlp(m) = c else { panic!() };
         assert_eq!(
             (m.hidden, m.dropout, m.input_dropout, m.activation),
@@ -155,21 +139,10 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         let c: ArchConfig = serde_json::from_str(r#"{"arch":"mlp","hidden":[8, 0]}"#).unwrap();
-        assert_eq!(
-            c.validate().unwrap_err(),
-            "model.hidden[1]: must be positive, got 0"
-        );
-        let c: ArchConfig =
-            serde_json::from_str(r#"{"arch":"mlp","hidden":[8],"dropout":1.0}"#).unwrap();
-        assert_eq!(
-            c.validate().unwrap_err(),
-            "model.dropout: must be in [0, 1), got 1"
-        );
-        let c: ArchConfig =
-            serde_json::from_str(r#"{"arch":"cnn","channels":[8],"kernel":0}"#).unwrap();
-        assert_eq!(
-            c.validate().unwrap_err(),
-            "model.kernel: must be positive, got 0"
-        );
+        assert_eq!(c.validate().unwrap_err(), "model.hidden[1]: must be positive, got 0");
+        let c: ArchConfig = serde_json::from_str(r#"{"arch":"mlp","hidden":[8],"dropout":1.0}"#).unwrap();
+        assert_eq!(c.validate().unwrap_err(), "model.dropout: must be in [0, 1), got 1");
+        let c: ArchConfig = serde_json::from_str(r#"{"arch":"cnn","channels":[8],"kernel":0}"#).unwrap();
+        assert_eq!(c.validate().unwrap_err(), "model.kernel: must be positive, got 0");
     }
 }

@@ -23,21 +23,9 @@ pub struct Conv2d {
 
 impl Conv2d {
     /// Registers `weight` `[out, in, k, k]` and `bias` `[out]`, both `U(±1/√(in·k·k))`.
-    pub fn new(
-        vs: &nn::Path,
-        in_channels: i64,
-        out_channels: i64,
-        kernel: i64,
-        rng: &mut Rng,
-    ) -> Self {
+    pub fn new(vs: &nn::Path, in_channels: i64, out_channels: i64, kernel: i64, rng: &mut Rng) -> Self {
         let bound = default_bound(in_channels * kernel * kernel);
-        let weight = uniform_var(
-            vs,
-            "weight",
-            &[out_channels, in_channels, kernel, kernel],
-            bound,
-            rng,
-        );
+        let weight = uniform_var(vs, "weight", &[out_channels, in_channels, kernel, kernel], bound, rng);
         let bias = uniform_var(vs, "bias", &[out_channels], bound, rng);
         Conv2d { weight, bias }
     }

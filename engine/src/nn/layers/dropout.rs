@@ -39,10 +39,7 @@ impl Dropout {
             _ => return x.shallow_clone(),
         };
         let keep = rng.uniform_vec(x.numel(), 0.0, 1.0);
-        let mask = Tensor::from_slice(&keep)
-            .reshape(x.size())
-            .to_device(x.device())
-            .ge(self.p);
+        let mask = Tensor::from_slice(&keep).reshape(x.size()).to_device(x.device()).ge(self.p);
         x * mask.to_kind(x.kind()) * (1.0 / (1.0 - self.p))
     }
 }
@@ -78,8 +75,6 @@ mod tests {
     fn p_zero_is_identity_in_train() {
         let x = Tensor::ones([3, 3], (Kind::Float, Device::Cpu));
         let mut rng = Rng::derive(1, "d");
-        assert!(Dropout::new(0.0)
-            .forward(&x, &mut Mode::Train(&mut rng))
-            .equal(&x));
+        assert!(Dropout::new(0.0).forward(&x, &mut Mode::Train(&mut rng)).equal(&x));
     }
 }

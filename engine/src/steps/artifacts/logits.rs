@@ -67,7 +67,8 @@ impl LogitsArtifact {
             Some(k) => {
                 let logp = logits.log_softmax(-1, Kind::Float);
                 let (values, indices) = logp.topk(k, -1, true, true);
-                let rest = (1.0 - values.exp().sum_dim_intlist(-1, false, Kind::Float)).clamp_min(0.0);
+                let mass: Tensor = values.exp().sum_dim_intlist(-1, false, Kind::Float);
+                let rest = (-mass + 1.0).clamp_min(0.0);
                 // Class ids fit in 16 bits for any classifier and most vocabularies: a quarter of the bytes of i64.
                 let index_kind = if meta.classes <= i16::MAX as i64 { Kind::Int16 } else { Kind::Int };
                 StoredLogits::TopK {
@@ -88,16 +89,24 @@ impl LogitsArtifact {
                 named.extend([("logprobs", logprobs), ("indices", indices), ("rest", rest)])
             }
         }
-        Tensor::write_safetensors(&named, dir.join(FILE)).with_context(|| format!("writing {}", dir.join(FILE).display()))?;
+        Tensor::write_safetensors(&named, dir.join(FILE))
+            .with_context(|| format!("writing {}", dir.join(FILE).display()))?;
         std::fs::write(dir.join(META), serde_json::to_string_pretty(&self.meta)? + "\n")?;
         Ok(())
     }
 
     pub fn read(dir: &Path) -> anyhow::Result<LogitsArtifact> {
-        let meta: LogitsMeta = serde_json::from_str(&std::fs::read_to_string(dir.join(META)).with_context(|| format!("reading {}", dir.join(META).display()))?)?;
-        let mut tensors = Tensor::read_safetensors(dir.join(FILE)).with_context(|| format!("reading {}", dir.join(FILE).display()))?;
+        let meta: LogitsMeta = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(META))
+                .with_context(|| format!("reading {}", dir.join(META).display()))?,
+        )?;
+        let mut tensors = Tensor::read_safetensors(dir.join(FILE))
+            .with_context(|| format!("reading {}", dir.join(FILE).display()))?;
         let mut take = |name: &str| -> anyhow::Result<Tensor> {
-            let i = tensors.iter().position(|(n, _)| n == name).with_context(|| format!("{}: no tensor `{name}`", dir.display()))?;
+            let i = tensors
+                .iter()
+                .position(|(n, _)| n == name)
+                .with_context(|| format!("{}: no tensor `{name}`", dir.display()))?;
             Ok(tensors.swap_remove(i).1)
         };
         let predictions = take("predictions")?;
@@ -137,5 +146,4 @@ impl LogitsArtifact {
             }
         }
     }
-
 }

@@ -32,7 +32,8 @@ impl TrainingOptions {
     pub fn check(&self) -> Vec<(String, String)> {
         let mut problems = Vec::new();
         if let Err(e) = self.learner().validate() {
-            let (field, message) = e.split_once(": ").map(|(f, m)| (f.to_string(), m.to_string())).unwrap_or(("".into(), e));
+            let (field, message) =
+                e.split_once(": ").map(|(f, m)| (f.to_string(), m.to_string())).unwrap_or(("".into(), e));
             problems.push((field, message));
         }
         if self.jitter < 0 {

@@ -111,3 +111,64 @@ fn set_overrides_a_parameter_and_rejects_unknown_ones() {
     let errs = errors_with(VALID, &[set("fraction=0.5")]);
     assert_has(&errs, "wf.yaml:1:1:", "--set fraction: the workflow has no parameter `fraction` (known: frac)");
 }
+
+const CHAIN: &str = "\
+steps:
+  digits: {kind: dataset, source: digits, split: {test: 0.2}}
+  teacher: {kind: train, data: digits.train, model: {arch: mlp, hidden: [8]}, epochs: 1}
+";
+
+#[test]
+fn dangling_reference_names_the_missing_step() {
+    let yaml = format!("{CHAIN}  logits: {{kind: infer, model: teachr, data: digits.train}}\n");
+    let errs = errors(&yaml);
+    assert_has(&errs, "wf.yaml:4:32:", "refers to unknown step `teachr` (did you mean `teacher`?)");
+}
+
+#[test]
+fn reference_to_a_missing_output_lists_the_outputs() {
+    let yaml = format!("{CHAIN}  logits: {{kind: infer, model: teacher, data: digits.val}}\n");
+    let errs = errors(&yaml);
+    assert_has(&errs, "wf.yaml:4:47:", "step `digits` has no output `val` (its outputs: train, test)");
+}
+
+#[test]
+fn reference_of_the_wrong_kind() {
+    let yaml = format!("{CHAIN}  logits: {{kind: infer, model: digits.train, data: teacher}}\n");
+    let errs = errors(&yaml);
+    assert_has(&errs, "wf.yaml:4:32:", "`model` expects a model, but `digits.train` is a dataset");
+    assert_has(&errs, "wf.yaml:4:52:", "`data` expects a dataset, but `teacher` is a model");
+}
+
+#[test]
+fn cycles_name_their_steps_in_order() {
+    let yaml = "\
+steps:
+  digits: {kind: dataset, source: digits}
+  a: {kind: train, data: digits.train, model: {arch: mlp, hidden: [4]}, epochs: 1, after: [c]}
+  b: {kind: train, data: digits.train, model: {arch: mlp, hidden: [4]}, epochs: 1, after: [a]}
+  c: {kind: train, data: digits.train, model: {arch: mlp, hidden: [4]}, epochs: 1, after: [b]}
+";
+    let errs = errors(yaml);
+    assert_eq!(errs, vec!["wf.yaml:3:3: cycle: a → b → c → a"]);
+}
+
+#[test]
+fn a_step_that_needs_itself_is_a_cycle() {
+    let yaml = "steps:\n  a: {kind: dataset, source: digits, after: [a]}\n";
+    assert_eq!(errors(yaml), vec!["wf.yaml:2:3: cycle: a → a"]);
+}
+
+#[test]
+fn bad_training_values_name_the_field() {
+    let yaml = "\
+steps:
+  digits: {kind: dataset, source: digits}
+  t: {kind: train, data: digits.train, model: {arch: mlp, hidden: [8, 0]}, epochs: 1, optimizer: {name: sgd, lr: 0}}
+  u: {kind: train, data: digits.train, model: {arch: transformer}, epochs: 1}
+";
+    let errs = errors(yaml);
+    assert_has(&errs, "wf.yaml:3:", "hidden[1]");
+    assert_has(&errs, "wf.yaml:3:", "lr");
+    assert_has(&errs, "wf.yaml:4:", "transformer");
+}

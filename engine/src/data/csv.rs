@@ -10,8 +10,8 @@ use tch::Tensor;
 use super::error::read_uncompressed;
 use super::{DataError, Dataset, DatasetMeta, Result};
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "snake_case")]
+/// Which column holds the label. In YAML: `last`, `first`, a 0-based column index, or a header name.
+#[derive(Clone, Debug, PartialEq)]
 pub enum LabelColumn {
     Last,
     First,
@@ -19,6 +19,45 @@ pub enum LabelColumn {
     Index(usize),
     /// Column named in the header row (implies a header).
     Name(String),
+}
+
+impl Serialize for LabelColumn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            LabelColumn::Last => s.serialize_str("last"),
+            LabelColumn::First => s.serialize_str("first"),
+            LabelColumn::Index(i) => s.serialize_u64(*i as u64),
+            LabelColumn::Name(n) => s.serialize_str(n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LabelColumn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = LabelColumn;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`last`, `first`, a column index or a header name")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<LabelColumn, E> {
+                Ok(LabelColumn::Index(v as usize))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<LabelColumn, E> {
+                usize::try_from(v)
+                    .map(LabelColumn::Index)
+                    .map_err(|_| E::custom(format!("a column index is 0 or more, found {v}")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<LabelColumn, E> {
+                Ok(match v {
+                    "last" => LabelColumn::Last,
+                    "first" => LabelColumn::First,
+                    name => LabelColumn::Name(name.to_string()),
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

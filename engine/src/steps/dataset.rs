@@ -158,10 +158,14 @@ impl Step for DatasetStep {
         let main = limit(main, self.config.limit);
         let parts: Vec<(String, f64)> = self.config.split.iter().map(|(k, v)| (k.clone(), *v)).collect();
         let stratify = self.config.stratify.then_some(&main.y);
-        let mut splits: Vec<(String, Dataset)> = data::split::split_indices(main.len(), &parts, ctx.seed, stratify)?
-            .into_iter()
-            .map(|(name, idx)| (name, main.select(&idx)))
-            .collect();
+        let mut splits: Vec<(String, Dataset)> = if parts.is_empty() {
+            vec![("train".to_string(), main)]
+        } else {
+            data::split::split_indices(main.len(), &parts, ctx.seed, stratify)?
+                .into_iter()
+                .map(|(name, idx)| (name, main.select(&idx)))
+                .collect()
+        };
         if let Some(test) = official_test {
             splits.push(("test".into(), limit(test, self.config.limit)));
         }

@@ -88,7 +88,7 @@ fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
     let mut problems = config.training().check();
     problems.extend(config.loss.validate());
     if let Err(e) = config.model.validate() {
-        problems.push(("model".into(), e));
+        problems.push(super::field_problem("model", e));
     }
     check_fields(node, problems)?;
     Ok(Box::new(Distill { config }))

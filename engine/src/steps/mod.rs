@@ -106,6 +106,15 @@ pub fn canonical<T: Serialize>(config: &T) -> serde_json::Value {
     serde_json::to_value(config).expect("step configs serialise to JSON")
 }
 
+/// Splits a message of the form `field.path[1]: what is wrong` (how nn and loss configs report problems) into its
+/// field and text; other messages are attributed to `default_field`.
+pub fn field_problem(default_field: &str, message: String) -> (String, String) {
+    match message.split_once(": ") {
+        Some((field, rest)) if !field.is_empty() && !field.contains(' ') => (field.to_string(), rest.to_string()),
+        _ => (default_field.to_string(), message),
+    }
+}
+
 /// Turns `(field path, message)` problems into located errors at each field's value (or the step, if absent).
 pub fn check_fields(
     node: &crate::config::Node,

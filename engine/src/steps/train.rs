@@ -75,7 +75,7 @@ fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
     let config: TrainConfig = parse_config(node)?;
     let mut problems = config.training().check();
     if let Err(e) = config.model.validate() {
-        problems.push(("model".into(), e));
+        problems.push(super::field_problem("model", e));
     }
     check_fields(node, problems)?;
     Ok(Box::new(Train { config }))

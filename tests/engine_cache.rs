@@ -1,0 +1,278 @@
+//! The engine core on a small real workflow (digits): caching, exact invalidation, plan reasons, interrupted writes,
+//! failure isolation, `--only`/`--force`, gc, graph output and the CLI's exit codes.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anbiq::graph::{render, Dag, KeyEnv};
+use anbiq::run::{self, Lockfile, Outcome, PlanOptions, RunOptions, RunReport, Status, Store};
+use anbiq::steps::Progress;
+use anbiq::workflow::{self, Override, Workflow};
+
+const WORKFLOW: &str = "\
+name: small
+seed: 3
+params: {t: 4, hidden: [16]}
+steps:
+  digits: {kind: dataset, source: digits, split: {test: 0.25}, limit: 600}
+  teacher: {kind: train, data: digits.train, model: {arch: mlp, hidden: [32]}, epochs: 3, optimizer: {name: adam, lr: 0.01}}
+  logits: {kind: infer, model: teacher, data: digits.train}
+  student:
+    kind: distill
+    teacher: logits
+    data: digits.train
+    model: {arch: mlp, hidden: \"${params.hidden}\"}
+    loss: {kd: {temperature: \"${params.t}\"}}
+    epochs: 2
+  baseline: {kind: train, data: digits.train, model: {arch: mlp, hidden: [16]}, epochs: 2}
+  report: {kind: evaluate, data: digits.test, models: [teacher, student, baseline], timing: false}
+";
+
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(yaml: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("wf.yaml"), yaml).unwrap();
+        Project { dir }
+    }
+
+    fn workflow_path(&self) -> PathBuf {
+        self.dir.path().join("wf.yaml")
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn load(&self, sets: &[&str]) -> Workflow {
+        let overrides: Vec<Override> = sets.iter().map(|s| s.parse().unwrap()).collect();
+        workflow::load(&self.workflow_path(), &overrides).unwrap()
+    }
+
+    fn run_with(&self, sets: &[&str], plan: PlanOptions) -> RunReport {
+        let options = RunOptions { jobs: 2, store: self.store(), plan, progress: Progress::hidden() };
+        let report = run::run(&self.load(sets), &options).unwrap();
+        let failures: Vec<_> = report.failures().collect();
+        assert!(failures.is_empty(), "{failures:?}");
+        report
+    }
+
+    fn run(&self, sets: &[&str]) -> RunReport {
+        self.run_with(sets, PlanOptions::default())
+    }
+
+    fn plan(&self, sets: &[&str]) -> run::Plan {
+        let wf = self.load(sets);
+        let dag = Dag::build(&wf).unwrap();
+        let store = Store::open(&self.store()).unwrap();
+        let previous = Lockfile::read(&wf.lockfile_path()).unwrap();
+        run::plan(&wf, &dag, &store, previous.as_ref(), &KeyEnv::current(), &PlanOptions::default()).unwrap()
+    }
+}
+
+fn status_of<'a>(plan: &'a run::Plan, id: &str) -> &'a Status {
+    &plan.entries.iter().find(|e| e.id == id).unwrap().status
+}
+
+#[test]
+fn unchanged_rerun_runs_nothing_and_a_param_change_reruns_exactly_its_descendants() {
+    let p = Project::new(WORKFLOW);
+    let first = p.run(&[]);
+    assert_eq!(first.ran(), ["digits", "teacher", "logits", "student", "baseline", "report"]);
+    let lock = Lockfile::read(&p.dir.path().join("wf.lock")).unwrap().expect("lockfile written");
+    assert_eq!(lock.steps.len(), 6);
+    assert!(lock.steps.iter().all(|s| !s.outputs.is_empty()));
+
+    let second = p.run(&[]);
+    assert!(second.ran().is_empty(), "nothing may run again: {:?}", second.ran());
+    assert!(second.results.iter().all(|r| r.outcome == Outcome::Cached));
+
+    let third = p.run(&["t=8"]);
+    assert_eq!(third.ran(), ["student", "report"]);
+
+    // Back to the old value: both versions are in the store, so nothing runs.
+    assert!(p.run(&[]).ran().is_empty());
+}
+
+#[test]
+fn plan_says_why_each_step_runs() {
+    let p = Project::new(WORKFLOW);
+    let plan = p.plan(&[]);
+    assert_eq!(status_of(&plan, "teacher"), &Status::Run(vec!["never run (no lockfile)".into()]));
+    p.run(&[]);
+    let plan = p.plan(&["t=8", "hidden=[8]"]);
+    assert_eq!(status_of(&plan, "teacher"), &Status::Cached);
+    assert_eq!(
+        status_of(&plan, "student"),
+        &Status::Run(vec!["config `model.hidden`: [16] → [8]".into(), "config `loss.kd.temperature`: 4.0 → 8.0".into()])
+    );
+    assert_eq!(
+        status_of(&plan, "report"),
+        &Status::Run(vec!["input `models[1]` changed: upstream `student` will run".into()])
+    );
+}
+
+#[test]
+fn a_changed_input_file_is_named_in_the_plan_and_reruns_the_step() {
+    let csv = "a,b,label\n0.1,0.2,0\n0.9,0.8,1\n0.2,0.1,0\n0.8,0.9,1\n";
+    let p = Project::new("steps:\n  table: {kind: dataset, source: csv, path: t.csv, label: label}\n");
+    std::fs::write(p.dir.path().join("t.csv"), csv).unwrap();
+    assert_eq!(p.run(&[]).ran(), ["table"]);
+    assert!(p.run(&[]).ran().is_empty());
+    std::fs::write(p.dir.path().join("t.csv"), format!("{csv}0.5,0.5,1\n")).unwrap();
+    let plan = p.plan(&[]);
+    let path = p.dir.path().join("t.csv").display().to_string();
+    assert_eq!(status_of(&plan, "table"), &Status::Run(vec![format!("file `{path}` changed")]));
+    assert_eq!(p.run(&[]).ran(), ["table"]);
+}
+
+#[test]
+fn only_and_force_select_steps() {
+    let p = Project::new(WORKFLOW);
+    let only = p.run_with(&[], PlanOptions { only: Some("teacher".into()), ..Default::default() });
+    assert_eq!(only.ran(), ["digits", "teacher"]);
+    let forced = p.run_with(&[], PlanOptions { force: vec!["teacher".into()], only: Some("teacher".into()) });
+    assert_eq!(forced.ran(), ["teacher"]);
+    // A forced step recomputes its own key: its dependants stay cached.
+    let rest = p.run(&[]);
+    assert_eq!(rest.ran(), ["logits", "student", "baseline", "report"]);
+}
+
+#[test]
+fn a_partial_step_left_by_a_crash_is_never_trusted() {
+    let p = Project::new(WORKFLOW);
+    p.run(&[]);
+    let plan = p.plan(&[]);
+    let teacher_key = &plan.entries.iter().find(|e| e.id == "teacher").unwrap().key;
+    let store = Store::open(&p.store()).unwrap();
+    let dir = store.step_dir(teacher_key);
+    // A crash between writing outputs and the manifest: the directory exists, its manifest does not.
+    std::fs::remove_file(dir.join("manifest.json")).unwrap();
+    // And a crashed run's temporary directory.
+    let stray = p.store().join("tmp").join("deadbeef.1.0");
+    std::fs::create_dir_all(stray.join("model")).unwrap();
+    std::fs::write(stray.join("model").join("weights.safetensors"), b"half a file").unwrap();
+
+    assert_eq!(status_of(&p.plan(&[]), "teacher"), &Status::Run(vec!["outputs missing from the store".into()]));
+    let again = p.run(&[]);
+    assert_eq!(again.ran(), ["teacher"], "only the untrusted step reruns; its key is unchanged so dependants stay cached");
+    assert!(!stray.exists(), "stray temporary directories are removed");
+    assert!(store.is_complete(teacher_key));
+}
+
+#[test]
+fn a_killed_run_leaves_no_output_that_a_later_run_would_trust() {
+    let slow = WORKFLOW.replace("hidden: [32]}, epochs: 3,", "hidden: [256, 256]}, epochs: 5000,");
+    let p = Project::new(&slow);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_anbiq"))
+        .args(["run", "--store"])
+        .arg(p.store())
+        .arg(p.workflow_path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if line.contains("running") && line.contains("teacher") {
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.kill().unwrap(); // SIGKILL: no cleanup code runs
+    child.wait().unwrap();
+
+    let tmp_entries = std::fs::read_dir(p.store().join("tmp")).unwrap().count();
+    assert_eq!(tmp_entries, 1, "the killed step's work is in tmp/");
+    let plan = p.plan(&[]);
+    assert_eq!(status_of(&plan, "digits"), &Status::Cached, "steps finished before the kill are kept");
+    assert!(matches!(status_of(&plan, "teacher"), Status::Run(_)), "the interrupted step must run again");
+    let key = &plan.entries.iter().find(|e| e.id == "teacher").unwrap().key;
+    assert!(!Store::open(&p.store()).unwrap().step_dir(key).exists());
+}
+
+#[test]
+fn a_failing_step_stops_its_descendants_only() {
+    let failing = format!("{WORKFLOW}  kept: {{kind: filter, data: logits, keep: {{min_confidence: 1.0}}}}\n  late: {{kind: distill, teacher: logits, data: kept, model: {{arch: mlp, hidden: [4]}}, loss: {{kd: {{}}}}, epochs: 1}}\n");
+    let p = Project::new(&failing);
+    let options = RunOptions { jobs: 2, store: p.store(), plan: PlanOptions::default(), progress: Progress::hidden() };
+    let report = run::run(&p.load(&[]), &options).unwrap();
+    let outcome = |id: &str| report.results.iter().find(|r| r.id == id).unwrap().outcome.clone();
+    match outcome("kept") {
+        Outcome::Failed { error } => assert!(error.contains("keeps no samples"), "{error}"),
+        other => panic!("kept should fail: {other:?}"),
+    }
+    assert_eq!(outcome("late"), Outcome::Skipped { because: "`kept` did not complete".into() });
+    assert!(matches!(outcome("report"), Outcome::Ran { .. }), "independent branches finish");
+    let lock = Lockfile::read(&p.dir.path().join("wf.lock")).unwrap().unwrap();
+    assert!(lock.step("kept").is_none() && lock.step("late").is_none());
+    assert!(std::fs::read_dir(p.store().join("tmp")).unwrap().next().is_none(), "a failed step leaves nothing behind");
+}
+
+#[test]
+fn gc_drops_what_no_lockfile_references() {
+    let p = Project::new(WORKFLOW);
+    p.run(&[]);
+    p.run(&["t=8"]);
+    let dry = run::gc(&p.store(), true).unwrap();
+    assert_eq!((dry.kept, dry.removed), (6, 2), "the old student and report are unreferenced");
+    let real = run::gc(&p.store(), false).unwrap();
+    assert_eq!(real.removed, 2);
+    assert!(p.run(&["t=8"]).ran().is_empty(), "what the lockfile references survives");
+}
+
+#[test]
+fn graph_renders_dot_and_mermaid_with_field_labels() {
+    let p = Project::new(WORKFLOW);
+    let wf = p.load(&[]);
+    let dag = Dag::build(&wf).unwrap();
+    let dot = render::render(&wf, &dag, render::Format::Dot);
+    assert!(dot.starts_with("digraph \"small\" {"), "{dot}");
+    assert!(dot.contains("\"digits\" -> \"teacher\" [label=\"data ← train\"];"), "{dot}");
+    assert!(dot.contains("\"student\" -> \"report\" [label=\"models[1]\"];"), "{dot}");
+    let mermaid = render::render(&wf, &dag, render::Format::Mermaid);
+    assert!(mermaid.starts_with("flowchart LR\n"));
+    assert!(mermaid.contains("s2 -->|\"teacher\"| s3"), "{mermaid}");
+    assert_eq!(mermaid.matches("-->").count(), dag.edges().len());
+}
+
+fn anbiq(args: &[&str], dir: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_anbiq")).args(args).current_dir(dir).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn cli_exit_codes_mean_something() {
+    let p = Project::new(WORKFLOW);
+    let dir = p.dir.path();
+    std::fs::write(dir.join("bad.yaml"), "steps:\n  a: {kind: dataset, source: digitz}\n").unwrap();
+    let (code, _, err) = anbiq(&["validate", "bad.yaml"], dir);
+    assert_eq!(code, 2);
+    assert!(err.starts_with("bad.yaml:2:30: "), "{err}");
+
+    let (code, out, _) = anbiq(&["validate", "wf.yaml"], dir);
+    assert_eq!((code, out.as_str()), (0, "wf.yaml: ok (6 steps)\n"));
+
+    let (code, _, err) = anbiq(&["run", "wf.yaml", "--only", "nope"], dir);
+    assert_eq!(code, 2, "{err}");
+
+    let (code, out, _) = anbiq(&["run", "wf.yaml", "--only", "digits", "-q"], dir);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("digits"), "{out}");
+
+    let failing = WORKFLOW.replace("report:", "kept: {kind: filter, data: logits, keep: {min_confidence: 1.0}}\n  report:");
+    std::fs::write(dir.join("fail.yaml"), failing).unwrap();
+    let (code, _, err) = anbiq(&["run", "fail.yaml", "-q"], dir);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("1 step(s) failed"), "{err}");
+
+    let (code, out, _) = anbiq(&["metrics", "fail.yaml", "--json"], dir);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(json["report"]["teacher"]["accuracy"].as_f64().unwrap() > 0.5, "{json}");
+}

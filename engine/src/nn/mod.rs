@@ -13,6 +13,7 @@ pub mod model;
 pub mod model_file;
 pub mod optim;
 pub mod progress;
+pub mod random;
 pub mod schedule;
 
 pub use arch::{build, ArchConfig};

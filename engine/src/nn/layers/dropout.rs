@@ -38,8 +38,8 @@ impl Dropout {
             Mode::Train(rng) if self.p > 0.0 => rng,
             _ => return x.shallow_clone(),
         };
-        let keep = rng.uniform_vec(x.numel(), 0.0, 1.0);
-        let mask = Tensor::from_slice(&keep).reshape(x.size()).to_device(x.device()).ge(self.p);
+        // One draw from the step's stream seeds a mask computed where `x` lives.
+        let mask = crate::nn::random::uniform(rng.next_u64(), &x.size(), x.device()).ge(self.p);
         x * mask.to_kind(x.kind()) * (1.0 / (1.0 - self.p))
     }
 }

@@ -59,6 +59,12 @@ pub enum Command {
     /// Show the results of every evaluation step, from the store.
     #[command(after_help = "Example:\n  anbiq metrics workflows/quickstart.yaml --json")]
     Metrics(MetricsArgs),
+    /// Recompute the hashes of a workflow's stored outputs and compare them with its lockfile.
+    #[command(after_help = "Example:\n  anbiq verify workflows/quickstart.yaml")]
+    Verify(VerifyArgs),
+    /// Explain the differences between two lockfiles: versions, seeds, configs, inputs, files, outputs.
+    #[command(after_help = "Example:\n  anbiq diff yesterday/quickstart.lock workflows/quickstart.lock")]
+    Diff(DiffArgs),
     /// Delete cached outputs that no lockfile references any more.
     #[command(after_help = "Example:\n  anbiq gc --dry-run")]
     Gc(GcArgs),
@@ -144,4 +150,18 @@ pub struct GcArgs {
     /// Only report what would be deleted.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// The first lockfile.
+    pub a: PathBuf,
+    /// The second lockfile.
+    pub b: PathBuf,
 }

@@ -2,12 +2,14 @@
 //! something (0 success, 1 a step or the engine failed, 2 the workflow or the arguments are invalid).
 
 mod args;
+mod diff;
 mod gc;
 mod graph;
 mod metrics;
 mod plan;
 mod run;
 mod validate;
+mod verify;
 
 use std::io::IsTerminal;
 
@@ -81,6 +83,8 @@ fn try_main(args: Args) -> Result<i32, CliError> {
         Command::Graph(a) => graph::graph(a),
         Command::Run(a) => run::run(a),
         Command::Metrics(a) => metrics::metrics(a),
+        Command::Verify(a) => verify::verify(a),
+        Command::Diff(a) => diff::diff(a),
         Command::Gc(a) => gc::gc(a),
     }
 }

@@ -1,10 +1,13 @@
 //! Running workflows: plan against the store, execute, record the lockfile; and the store's upkeep (`gc`).
 
+mod diff;
 mod executor;
+mod json_diff;
 pub mod lockfile;
 pub mod plan;
 pub mod store;
 
+pub use diff::diff;
 pub use executor::{run, Outcome, RunOptions, RunReport, StepResult};
 pub use lockfile::{LockedStep, Lockfile};
 pub use plan::{plan, Plan, PlanEntry, PlanOptions, Status};
@@ -42,4 +45,35 @@ pub fn gc(store_root: &Path, dry_run: bool) -> anyhow::Result<GcReport> {
         }
     }
     Ok(report)
+}
+
+/// One problem `verify` found.
+#[derive(Debug, PartialEq)]
+pub struct VerifyProblem {
+    pub step: String,
+    pub message: String,
+}
+
+/// Recomputes the hash of every output the lockfile lists and compares; an empty list means all match.
+pub fn verify(lock: &Lockfile, store_root: &Path) -> anyhow::Result<Vec<VerifyProblem>> {
+    let store = Store::open(store_root)?;
+    let mut problems = Vec::new();
+    for step in &lock.steps {
+        let problem = |message: String| VerifyProblem { step: step.id.clone(), message };
+        let Some(manifest) = store.manifest(&step.key) else {
+            problems.push(problem(format!("not in the store {} (never run here, or collected)", store.root().display())));
+            continue;
+        };
+        for (name, recorded) in &step.outputs {
+            match manifest.outputs.get(name) {
+                Some(m) if &m.hash == recorded => {}
+                Some(m) => problems.push(problem(format!("output `{name}`: the store's manifest says {}, the lockfile {recorded}", m.hash))),
+                None => problems.push(problem(format!("output `{name}` is missing from the store"))),
+            }
+        }
+        for (name, recorded, actual) in store.verify(&manifest)? {
+            problems.push(problem(format!("output `{name}` was modified on disk: recorded {recorded}, now {actual}")));
+        }
+    }
+    Ok(problems)
 }

@@ -3,9 +3,9 @@
 use std::collections::BTreeSet;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::lockfile::Lockfile;
+use super::json_diff::diff_json;
 use super::store::Store;
 use crate::graph::{compute_keys, Dag, KeyEnv, KeyIngredients, StepKey};
 use crate::workflow::Workflow;
@@ -165,42 +165,4 @@ fn reasons(
         why.push("cache key changed".into());
     }
     why
-}
-
-/// Appends "config `a.b`: old → new" for each leaf that differs.
-fn diff_json(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
-    let join = |k: &str| if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
-    match (old, new) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, va) in a {
-                match b.get(k) {
-                    Some(vb) => diff_json(&join(k), va, vb, out),
-                    None => out.push(format!("config `{}` removed (was {va})", join(k))),
-                }
-            }
-            for (k, vb) in b.iter().filter(|(k, _)| !a.contains_key(*k)) {
-                out.push(format!("config `{}` added: {vb}", join(k)));
-            }
-        }
-        _ if old != new => out.push(format!("config `{}`: {old} → {new}", if path.is_empty() { "." } else { path })),
-        _ => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn json_diff_names_changed_leaves() {
-        let mut out = Vec::new();
-        diff_json(
-            "",
-            &json!({"a": 1, "m": {"h": [1, 2]}, "gone": true}),
-            &json!({"a": 1, "m": {"h": [3]}, "new": 2}),
-            &mut out,
-        );
-        assert_eq!(out, vec!["config `m.h`: [1,2] → [3]", "config `gone` removed (was true)", "config `new` added: 2"]);
-    }
 }

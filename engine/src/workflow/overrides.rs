@@ -38,13 +38,14 @@ pub(super) fn apply(params: &mut BTreeMap<String, Node>, overrides: &[Override],
             continue;
         }
         match config::parse_yaml(&o.value) {
-            Ok(mut value)
-                if value.as_map().is_none() && value.as_seq().is_none() || o.value.trim_start().starts_with('[') =>
-            {
+            // A mapping on the command line is almost always a typo (`--set a=b: c`); scalars and [lists] are fine.
+            Ok(value) if value.as_map().is_some() => {
+                errors.push(located(at, format!("--set {}: value must be a scalar or a [list]", o.name)))
+            }
+            Ok(mut value) => {
                 value.span = params[&o.name].span;
                 params.insert(o.name.clone(), value);
             }
-            Ok(_) => errors.push(located(at, format!("--set {}: value must be a scalar or a [list]", o.name))),
             Err(es) => errors.push(located(
                 at,
                 format!(

@@ -1,0 +1,74 @@
+//! `anbiq diff A.lock B.lock`: why two runs of a workflow may differ.
+
+use std::collections::BTreeSet;
+
+use super::json_diff::diff_json;
+use super::lockfile::{LockedStep, Lockfile};
+
+/// One line per difference, most general first (versions, seed), then per step in A's order.
+pub fn diff(a: &Lockfile, b: &Lockfile) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut header = |what: &str, x: &str, y: &str| {
+        if x != y {
+            out.push(format!("{what}: {x} → {y}"));
+        }
+    };
+    header("workflow", &a.workflow, &b.workflow);
+    header("engine", &a.engine, &b.engine);
+    header("libtorch", &a.libtorch, &b.libtorch);
+    header("seed", &a.seed.to_string(), &b.seed.to_string());
+    let ids_b: BTreeSet<&str> = b.steps.iter().map(|s| s.id.as_str()).collect();
+    for sa in &a.steps {
+        match b.step(&sa.id) {
+            None => out.push(format!("step `{}`: only in the first lockfile", sa.id)),
+            Some(sb) => step_diff(sa, sb, &mut out),
+        }
+    }
+    for sb in b.steps.iter().filter(|s| a.step(&s.id).is_none()) {
+        debug_assert!(ids_b.contains(sb.id.as_str()));
+        out.push(format!("step `{}`: only in the second lockfile", sb.id));
+    }
+    out
+}
+
+fn step_diff(a: &LockedStep, b: &LockedStep, out: &mut Vec<String>) {
+    let id = &a.id;
+    let mut why = Vec::new();
+    if a.ingredients.kind != b.ingredients.kind {
+        why.push(format!("kind: {} → {}", a.ingredients.kind, b.ingredients.kind));
+    }
+    if a.ingredients.seed != b.ingredients.seed {
+        why.push("seed changed".into());
+    }
+    diff_json("", &a.ingredients.config, &b.ingredients.config, &mut why);
+    for (role, key) in &a.ingredients.inputs {
+        if b.ingredients.inputs.get(role) != Some(key) {
+            why.push(format!("input `{role}` differs"));
+        }
+    }
+    for (path, hash) in &a.ingredients.files {
+        if b.ingredients.files.get(path) != Some(hash) {
+            why.push(format!("file `{path}` differs"));
+        }
+    }
+    if a.key != b.key && why.is_empty() {
+        why.push("cache key differs (engine or libtorch version)".into());
+    }
+    if a.device != b.device {
+        why.push(format!("device: {} → {}", a.device, b.device));
+    }
+    if a.threads != b.threads {
+        why.push(format!("threads: {} → {}", a.threads, b.threads));
+    }
+    for (name, hash) in &a.outputs {
+        match b.outputs.get(name) {
+            Some(h) if h == hash => {}
+            Some(_) if a.key == b.key => {
+                why.push(format!("output `{name}` differs although every input is the same (non-deterministic step?)"))
+            }
+            Some(_) => why.push(format!("output `{name}` differs")),
+            None => why.push(format!("output `{name}` missing in the second")),
+        }
+    }
+    out.extend(why.into_iter().map(|w| format!("step `{id}`: {w}")));
+}

@@ -57,7 +57,7 @@ pub enum Command {
     )]
     Run(RunArgs),
     /// Show the results of every evaluation step, from the store.
-    #[command(after_help = "Example:\n  anbiq metrics workflows/quickstart.yaml --json")]
+    #[command(after_help = "Examples:\n  anbiq metrics workflows/quickstart.yaml --json\n  anbiq metrics workflows/sweep.yaml --sort accuracy")]
     Metrics(MetricsArgs),
     /// Recompute the hashes of a workflow's stored outputs and compare them with its lockfile.
     #[command(after_help = "Example:\n  anbiq verify workflows/quickstart.yaml")]
@@ -137,6 +137,9 @@ pub struct RunArgs {
 pub struct MetricsArgs {
     #[command(flatten)]
     pub workflow: WorkflowArgs,
+    /// Sort each table by this metric, best first (highest, or lowest for nll, ece, errors, kl_*, latency_ms).
+    #[arg(long, value_name = "METRIC")]
+    pub sort: Option<String>,
     /// JSON shaped {step: {model: {metric: value}}}.
     #[arg(long)]
     pub json: bool,

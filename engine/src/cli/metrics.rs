@@ -41,14 +41,29 @@ pub fn metrics(args: MetricsArgs) -> Result<i32, CliError> {
         );
     } else {
         for (step, models) in &all {
-            print_table(step, models);
+            print_table(step, models, args.sort.as_deref());
         }
     }
     Ok(EXIT_OK)
 }
 
-fn print_table(step: &str, models: &Value) {
+/// Metrics where smaller is better.
+fn lower_is_better(metric: &str) -> bool {
+    matches!(metric, "nll" | "ece" | "errors" | "latency_ms" | "weight_bytes" | "parameters") || metric.starts_with("kl")
+}
+
+fn print_table(step: &str, models: &Value, sort: Option<&str>) {
     let Some(models) = models.as_object() else { return };
+    let mut rows: Vec<(&String, &Value)> = models.iter().collect();
+    if let Some(metric) = sort {
+        let key = |v: &Value| v.get(metric).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        rows.sort_by(|a, b| {
+            let (x, y) = (key(a.1), key(b.1));
+            // Models without the metric go last; ties keep name order.
+            let ord = if lower_is_better(metric) { x.total_cmp(&y) } else { y.total_cmp(&x) };
+            x.is_nan().cmp(&y.is_nan()).then(ord)
+        });
+    }
     let mut columns: Vec<&str> = Vec::new();
     for metrics in models.values().filter_map(Value::as_object) {
         for k in metrics.keys() {
@@ -64,7 +79,7 @@ fn print_table(step: &str, models: &Value) {
         print!("  {c:>12}");
     }
     println!();
-    for (model, metrics) in models {
+    for (model, metrics) in rows {
         print!("  {model:<width$}");
         for c in &columns {
             match metrics.get(*c) {

@@ -1,4 +1,4 @@
-//! `${params.NAME}` substitution in string scalars.
+//! `${params.NAME}` (and `${matrix.NAME}`) substitution in string scalars.
 //!
 //! Runs on the tree before typed deserialisation, so a whole-string reference
 //! takes the parameter's type: `"${params.temperature}"` becomes the integer
@@ -7,17 +7,32 @@
 use super::{Located, Node, Value};
 use std::collections::BTreeMap;
 
-const PREFIX: &str = "params.";
-
 /// Substitutes parameters in every string scalar of `node` (map keys are left
 /// alone) and returns all problems found. Nodes with errors are left unchanged.
 pub fn interpolate(node: &mut Node, params: &BTreeMap<String, Node>) -> Vec<Located> {
+    interpolate_scopes(node, &[("params", params)])
+}
+
+/// Substitutes `${NAMESPACE.NAME}` for each `(namespace, values)` given, in one
+/// pass (so `$${` escapes are undone exactly once).
+pub fn interpolate_scopes(node: &mut Node, scopes: &[(&str, &BTreeMap<String, Node>)]) -> Vec<Located> {
     let mut errors = Vec::new();
-    walk(node, params, &mut errors);
+    walk(node, &Scope { scopes }, &mut errors);
     errors
 }
 
-fn walk(node: &mut Node, params: &BTreeMap<String, Node>, errors: &mut Vec<Located>) {
+struct Scope<'a> {
+    scopes: &'a [(&'a str, &'a BTreeMap<String, Node>)],
+}
+
+impl Scope<'_> {
+    fn expected(&self) -> String {
+        let forms: Vec<String> = self.scopes.iter().map(|(ns, _)| format!("`${{{ns}.NAME}}`")).collect();
+        forms.join(" or ")
+    }
+}
+
+fn walk(node: &mut Node, params: &Scope, errors: &mut Vec<Located>) {
     match &mut node.value {
         Value::Seq(items) => items.iter_mut().for_each(|n| walk(n, params, errors)),
         Value::Map(entries) => entries.iter_mut().for_each(|(_, v)| walk(v, params, errors)),
@@ -40,7 +55,7 @@ fn walk(node: &mut Node, params: &BTreeMap<String, Node>, errors: &mut Vec<Locat
 
 /// Whole-string `${params.x}` → the parameter's value; otherwise the string
 /// with each reference rendered as text and `$${` turned into `${`.
-fn substitute(s: &str, params: &BTreeMap<String, Node>, error: &mut dyn FnMut(String)) -> Value {
+fn substitute(s: &str, params: &Scope, error: &mut dyn FnMut(String)) -> Value {
     if let Some(inner) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
         if !inner.contains('}') {
             return match lookup(inner, params, error) {
@@ -66,8 +81,8 @@ fn substitute(s: &str, params: &BTreeMap<String, Node>, error: &mut dyn FnMut(St
                 match param.scalar_text() {
                     Some(text) => out.push_str(&text),
                     None => error(format!(
-                        "parameter `{}` is a {} and can only be used as a whole value, not inside a longer string",
-                        param_name(&after[..end]),
+                        "`{}` is a {} and can only be used as a whole value, not inside a longer string",
+                        after[..end].trim(),
                         param.kind_name()
                     )),
                 }
@@ -82,29 +97,30 @@ fn substitute(s: &str, params: &BTreeMap<String, Node>, error: &mut dyn FnMut(St
     Value::Str(out)
 }
 
-fn param_name(inner: &str) -> &str {
-    let inner = inner.trim();
-    inner.strip_prefix(PREFIX).unwrap_or(inner)
-}
-
 /// Resolves the text between `${` and `}`.
-fn lookup<'p>(inner: &str, params: &'p BTreeMap<String, Node>, error: &mut dyn FnMut(String)) -> Option<&'p Node> {
+fn lookup<'p>(inner: &str, scope: &Scope<'p>, error: &mut dyn FnMut(String)) -> Option<&'p Node> {
     let trimmed = inner.trim();
-    let Some(name) = trimmed.strip_prefix(PREFIX).filter(|n| !n.is_empty()) else {
+    let found = trimmed.split_once('.').and_then(|(ns, name)| {
+        scope.scopes.iter().find(|(n, _)| *n == ns).map(|(ns, values)| (*ns, name, *values))
+    });
+    let Some((namespace, name, values)) = found.filter(|(_, name, _)| !name.is_empty()) else {
+        let hint = if trimmed.starts_with("matrix.") { " (`${matrix.…}` works only in a step with `matrix:`)" } else { "" };
         error(format!(
-            "malformed reference `${{{inner}}}`: expected `${{params.NAME}}` (write `$${{` for a literal `${{`)"
+            "malformed reference `${{{inner}}}`: expected {}{hint} (write `$${{` for a literal `${{`)",
+            scope.expected()
         ));
         return None;
     };
-    let found = params.get(name);
-    if found.is_none() {
-        let known = if params.is_empty() {
-            "no parameters are defined".to_string()
+    let value = values.get(name);
+    if value.is_none() {
+        let noun = if namespace == "params" { "parameter" } else { "matrix value" };
+        let known = if values.is_empty() {
+            format!("no {noun}s are defined")
         } else {
-            let names: Vec<&str> = params.keys().map(String::as_str).collect();
+            let names: Vec<&str> = values.keys().map(String::as_str).collect();
             format!("known: {}", names.join(", "))
         };
-        error(format!("unknown parameter `{name}` ({known})"));
+        error(format!("unknown {noun} `{name}` ({known})"));
     }
-    found
+    value
 }

@@ -52,7 +52,7 @@ mod tests;
 
 pub use de::from_node;
 pub use diagnostic::{Diagnostic, Diagnostics};
-pub use interpolate::interpolate;
+pub use interpolate::{interpolate, interpolate_scopes};
 pub use located::Located;
 pub use node::{Node, Value};
 pub use parse::parse_yaml;

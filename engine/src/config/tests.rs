@@ -464,7 +464,7 @@ steps:
         errors,
         [
             "2:8: unknown parameter `tmp` (known: alpha, layers, temperature)",
-            "3:8: parameter `layers` is a sequence and can only be used as a whole value, not inside a longer string",
+            "3:8: `params.layers` is a sequence and can only be used as a whole value, not inside a longer string",
             "4:8: unterminated `${params.alpha`: expected `${params.NAME}` (write `$${` for a literal `${`)",
             "5:8: malformed reference `${env.HOME}`: expected `${params.NAME}` (write `$${` for a literal `${`)",
         ]

@@ -96,7 +96,7 @@ pub fn compute_keys(wf: &Workflow, dag: &Dag, env: &KeyEnv) -> anyhow::Result<Ve
         }
         let ingredients = KeyIngredients {
             kind: decl.kind.to_string(),
-            seed: step_seed(wf.seed, &decl.id),
+            seed: step_seed(wf.seed, &decl.seed_id),
             config: decl.step.canonical_config(),
             inputs,
             files,

@@ -11,6 +11,7 @@
 //! ```
 
 mod header;
+mod matrix;
 mod overrides;
 mod references;
 
@@ -50,6 +51,11 @@ pub struct StepDecl {
     pub step: Box<dyn Step>,
     /// Explicit ordering edges (`after: [a, b]`), with their locations.
     pub after: Vec<(String, Span)>,
+    /// The id the step's seed derives from: its own, or its template's for a sweep variant (variants differ only in
+    /// what the matrix changes).
+    pub seed_id: String,
+    /// For a sweep variant, its matrix values.
+    pub matrix: BTreeMap<String, serde_json::Value>,
 }
 
 impl Workflow {
@@ -99,9 +105,7 @@ pub fn parse(path: &Path, text: &str, overrides: &[Override]) -> Result<Workflow
     let env = ParseEnv { workflow_dir: path.parent().map(Path::to_path_buf).unwrap_or_default() };
     let mut steps = Vec::new();
     if let Some(steps_node) = header.steps {
-        let mut steps_node = steps_node.clone();
-        errors.extend(config::interpolate(&mut steps_node, &params));
-        steps = parse_steps(&steps_node, &env, &mut errors);
+        steps = parse_steps(steps_node, &params, &env, &mut errors);
     }
 
     let mut workflow = Workflow {
@@ -126,9 +130,14 @@ fn default_name(path: &Path) -> String {
 }
 
 /// Keys every step may have whatever its kind; the rest belongs to the kind's parser.
-const COMMON_STEP_KEYS: &[&str] = &["kind", "after"];
+const COMMON_STEP_KEYS: &[&str] = &["kind", "after", "matrix"];
 
-fn parse_steps(steps_node: &Node, env: &ParseEnv, errors: &mut Vec<Located>) -> Vec<StepDecl> {
+fn parse_steps(
+    steps_node: &Node,
+    params: &BTreeMap<String, Node>,
+    env: &ParseEnv,
+    errors: &mut Vec<Located>,
+) -> Vec<StepDecl> {
     let Some(entries) = steps_node.as_map() else {
         errors.push(located(
             steps_node.span,
@@ -140,6 +149,7 @@ fn parse_steps(steps_node: &Node, env: &ParseEnv, errors: &mut Vec<Located>) -> 
         errors.push(located(steps_node.span, "`steps` is empty: a workflow needs at least one step"));
     }
     let mut steps = Vec::new();
+    let mut templates = matrix::Templates::new();
     for (key, body) in entries {
         let Some(id) = key.as_str() else {
             errors.push(located(key.span, format!("a step id must be a string, found {}", key.kind_name())));
@@ -149,14 +159,37 @@ fn parse_steps(steps_node: &Node, env: &ParseEnv, errors: &mut Vec<Located>) -> 
             errors.push(located(key.span, format!("step id `{id}` may contain only letters, digits, `_` and `-`")));
             continue;
         }
-        if let Some(step) = parse_step(id, key.span, body, env, errors) {
-            steps.push(step);
+        let Some(matrix_node) = body.get("matrix") else {
+            let (body, es) = matrix::interpolate(body, params, None);
+            errors.extend(es);
+            steps.extend(parse_step(id, id, key.span, &body, env, errors));
+            continue;
+        };
+        let variants = matrix::combinations(id, matrix_node, errors);
+        for variant in &variants {
+            let (body, es) = matrix::interpolate(body, params, Some(variant));
+            errors.extend(es);
+            if let Some(mut step) = parse_step(&variant.id, id, key.span, &body, env, errors) {
+                step.matrix = variant.values.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+                steps.push(step);
+            }
         }
+        templates.insert(id.to_string(), variants);
+    }
+    if !templates.is_empty() {
+        matrix::propagate(&mut steps, &mut templates, env, errors);
     }
     steps
 }
 
-fn parse_step(id: &str, span: Span, body: &Node, env: &ParseEnv, errors: &mut Vec<Located>) -> Option<StepDecl> {
+fn parse_step(
+    id: &str,
+    seed_id: &str,
+    span: Span,
+    body: &Node,
+    env: &ParseEnv,
+    errors: &mut Vec<Located>,
+) -> Option<StepDecl> {
     let Some(entries) = body.as_map() else {
         errors.push(located(
             body.span,
@@ -186,7 +219,16 @@ fn parse_step(id: &str, span: Span, body: &Node, env: &ParseEnv, errors: &mut Ve
         entries.iter().filter(|(k, _)| !k.as_str().is_some_and(|k| COMMON_STEP_KEYS.contains(&k))).cloned().collect();
     let config_node = Node { value: config::Value::Map(own), span: body.span };
     match (kind.parse)(&config_node, env) {
-        Ok(step) => Some(StepDecl { id: id.to_string(), kind: kind.name, span, node: config_node, step, after }),
+        Ok(step) => Some(StepDecl {
+            id: id.to_string(),
+            kind: kind.name,
+            span,
+            node: config_node,
+            step,
+            after,
+            seed_id: seed_id.to_string(),
+            matrix: BTreeMap::new(),
+        }),
         Err(mut es) => {
             for e in &mut es {
                 e.message = format!("step `{id}`: {}", e.message);

@@ -24,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod graph;
+pub mod interrupt;
 pub mod loss;
 pub mod nn;
 pub mod rng;

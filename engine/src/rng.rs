@@ -42,6 +42,16 @@ impl Rng {
         Rng::new(u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 bytes")))
     }
 
+    /// The generator's state, for checkpoints.
+    pub fn state(&self) -> [u64; 4] {
+        self.s
+    }
+
+    /// A generator continuing exactly where the one whose [`state`](Self::state) this is stopped.
+    pub fn from_state(s: [u64; 4]) -> Self {
+        Rng { s }
+    }
+
     /// A child stream, derived without disturbing this one's sequence.
     pub fn fork(&self, label: &str) -> Self {
         Rng::derive(self.s[0] ^ self.s[3].rotate_left(17), label)

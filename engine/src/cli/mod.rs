@@ -1,5 +1,6 @@
 //! The command line: parse arguments, set up logging, run one command, print one error, exit with a code that means
-//! something (0 success, 1 a step or the engine failed, 2 the workflow or the arguments are invalid).
+//! something (0 success, 1 a step or the engine failed, 2 the workflow or the arguments are invalid, 130
+//! interrupted).
 
 mod args;
 mod diff;
@@ -23,6 +24,8 @@ use crate::config::Diagnostics;
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_INVALID: i32 = 2;
+/// Stopped by Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Why a command did not succeed.
 #[derive(Debug, thiserror::Error)]

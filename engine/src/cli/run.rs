@@ -1,7 +1,7 @@
 //! `anbiq run`: execute, then print a one-line result per step.
 
 use super::args::RunArgs;
-use super::{load, CliError, EXIT_FAILED, EXIT_OK};
+use super::{load, CliError, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK};
 use crate::run::{self, Outcome, PlanOptions, RunOptions};
 use crate::steps::Progress;
 
@@ -24,6 +24,7 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
         plan: PlanOptions { force: args.select.force, only: args.select.only },
         progress: Progress::default(),
     };
+    crate::interrupt::install_handler();
     let report = run::run(&wf, &options)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.results).map_err(anyhow::Error::from)?);
@@ -40,6 +41,10 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
             println!("{:<width$}  {what}", r.id);
         }
         println!("lockfile: {}", report.lockfile.display());
+    }
+    if crate::interrupt::requested() {
+        eprintln!("interrupted: finished steps are stored and checkpoints kept; run the same command to resume");
+        return Ok(EXIT_INTERRUPTED);
     }
     let failed = report.failures().count();
     if failed > 0 {

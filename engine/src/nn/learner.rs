@@ -3,7 +3,9 @@
 //!
 //! Data access stays behind [`BatchSource`] so any dataset (in memory, on a GPU, a teacher's cached logits) can feed it.
 
+use crate::nn::checkpoint::{Checkpoint, Position};
 use crate::nn::metrics;
+use crate::nn::optimizer::Optimizer;
 use crate::nn::optim::OptimizerConfig;
 use crate::nn::progress::Progress;
 use crate::nn::schedule::LrSchedule;
@@ -35,7 +37,8 @@ pub trait BatchSource {
 /// What one training batch does: returns the scalar loss to minimise. Train-mode forward passes draw their dropout
 /// masks from `rng`.
 pub trait TrainStep {
-    fn loss(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Tensor>;
+    /// `progress` is the fraction of training done (for schedules inside the loss, e.g. a temperature).
+    fn loss(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> Result<Tensor>;
 }
 
 /// Scores the model after each epoch (validation accuracy in [0, 1]).
@@ -114,7 +117,6 @@ pub struct EpochRecord {
     pub val_accuracy: Option<f64>,
     /// Learning rate of the epoch's last step.
     pub lr: f64,
-    pub seconds: f64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -142,6 +144,11 @@ impl Learner {
     /// Randomness: shuffling and the step's dropout use two streams forked from `rng` ("shuffle", "step"), so the batch
     /// order does not depend on how much randomness the step consumes; `rng` is then advanced once so a later `fit`
     /// with the same `rng` gets fresh streams. Each epoch visits a fresh permutation; the last batch may be smaller.
+    ///
+    /// With a `checkpoint`, the run is saved after every epoch and when interrupted (Ctrl-C, see
+    /// [`crate::interrupt`]); a later `fit` with the same arguments resumes from it and ends with bit-identical
+    /// weights.
+    #[allow(clippy::too_many_arguments)]
     pub fn fit(
         &self,
         vs: &VarStore,
@@ -150,6 +157,7 @@ impl Learner {
         val: Option<&dyn Evaluator>,
         rng: &mut Rng,
         progress: &Progress,
+        checkpoint: Option<&Checkpoint>,
     ) -> Result<History> {
         let cfg = &self.config;
         cfg.validate().map_err(anyhow::Error::msg)?;
@@ -157,28 +165,52 @@ impl Learner {
         if n == 0 {
             bail!("training set is empty");
         }
-        let mut shuffle_rng = rng.fork("shuffle");
-        let mut step_rng = rng.fork("step");
-        rng.next_u64();
-
-        let mut opt = cfg.optimizer.build(vs)?;
+        let mut opt = Optimizer::new(&cfg.optimizer, vs);
         let base_lr = cfg.optimizer.lr();
         let batches_per_epoch = n.div_ceil(cfg.batch_size);
         let total_steps = batches_per_epoch * cfg.epochs;
-        let bar = progress.bar(total_steps as u64, "train");
-        let mut history = History::default();
-        let mut global_step = 0;
 
-        for epoch in 1..=cfg.epochs {
+        let fresh = Position {
+            epoch: 1,
+            batch: 0,
+            global_step: 0,
+            loss_sum: 0.0,
+            shuffle_rng: rng.fork("shuffle").state(),
+            step_rng: rng.fork("step").state(),
+            history: History::default(),
+        };
+        rng.next_u64();
+        let mut pos = match checkpoint.map(|c| c.load(vs, &mut opt)).transpose()?.flatten() {
+            Some(saved) => {
+                tracing::info!(epoch = saved.epoch, batch = saved.batch, "resuming from a checkpoint");
+                saved
+            }
+            None => fresh,
+        };
+        let mut step_rng = Rng::from_state(pos.step_rng);
+        let bar = progress.bar(total_steps as u64, "train");
+        bar.set_position(pos.global_step as u64);
+
+        while pos.epoch <= cfg.epochs {
             let started = Instant::now();
+            let mut shuffle_rng = Rng::from_state(pos.shuffle_rng);
             let order = shuffle_rng.permutation(n);
-            let (mut loss_sum, mut lr) = (0.0, base_lr);
-            for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
-                lr = cfg.schedule.lr_at(base_lr, global_step, total_steps);
+            let mut lr = base_lr;
+            for (b, chunk) in order.chunks(cfg.batch_size).enumerate().skip(pos.batch) {
+                if crate::interrupt::requested() {
+                    if let Some(c) = checkpoint {
+                        pos.step_rng = step_rng.state();
+                        c.save(vs, &opt, &pos)?;
+                    }
+                    return Err(crate::interrupt::Interrupted.into());
+                }
+                lr = cfg.schedule.lr_at(base_lr, pos.global_step, total_steps);
                 opt.set_lr(lr);
                 let batch = train.batch(&Tensor::from_slice(chunk));
+                let progress = pos.global_step as f64 / total_steps as f64;
+                let epoch = pos.epoch;
                 let loss = step
-                    .loss(&batch, &mut step_rng)
+                    .loss(&batch, &mut step_rng, progress)
                     .map_err(|e| e.context(format!("epoch {epoch}, batch {}", b + 1)))?;
                 if loss.numel() != 1 {
                     bail!("epoch {epoch}, batch {}: the loss must be a scalar, got shape {:?}", b + 1, loss.size());
@@ -193,22 +225,36 @@ impl Learner {
                     opt.clip_grad_norm(max);
                 }
                 opt.step();
-                loss_sum += value * chunk.len() as f64;
-                global_step += 1;
+                pos.loss_sum += value * chunk.len() as f64;
+                pos.global_step += 1;
+                pos.batch = b + 1;
                 bar.inc(1);
             }
-            let train_loss = loss_sum / n as f64;
+            let epoch = pos.epoch;
+            let train_loss = pos.loss_sum / n as f64;
             let val_accuracy = val.map(|v| v.evaluate()).transpose()?;
             let seconds = started.elapsed().as_secs_f64();
-            let record = EpochRecord { epoch, train_loss, val_accuracy, lr, seconds };
             match val_accuracy {
                 Some(acc) => bar.set_message(format!("epoch {epoch} loss {train_loss:.4} val {:.2}%", acc * 100.0)),
                 None => bar.set_message(format!("epoch {epoch} loss {train_loss:.4}")),
             }
             tracing::debug!(epoch, train_loss, ?val_accuracy, lr, seconds, "epoch done");
-            history.epochs.push(record);
+            pos.history.epochs.push(EpochRecord { epoch, train_loss, val_accuracy, lr });
+            pos = Position {
+                epoch: epoch + 1,
+                batch: 0,
+                loss_sum: 0.0,
+                shuffle_rng: shuffle_rng.state(),
+                step_rng: step_rng.state(),
+                ..pos
+            };
+            if let Some(c) = checkpoint {
+                if pos.epoch <= cfg.epochs {
+                    c.save(vs, &opt, &pos)?;
+                }
+            }
         }
         bar.finish_and_clear();
-        Ok(history)
+        Ok(pos.history)
     }
 }

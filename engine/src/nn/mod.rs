@@ -4,6 +4,7 @@
 //! process-global generator, so concurrent steps with the same seed give bit-identical results on CPU.
 
 pub mod arch;
+pub mod checkpoint;
 pub mod determinism;
 pub mod device;
 pub mod layers;
@@ -12,6 +13,7 @@ pub mod metrics;
 pub mod model;
 pub mod model_file;
 pub mod optim;
+pub mod optimizer;
 pub mod progress;
 pub mod random;
 pub mod schedule;

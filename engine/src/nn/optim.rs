@@ -1,8 +1,6 @@
 //! Optimiser configs (`optimizer: {name: adamw, lr: 1e-3}`) and their libtorch optimisers.
 
-use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, OptimizerConfig as _};
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
@@ -94,23 +92,6 @@ impl OptimizerConfig {
         }
         Ok(())
     }
-
-    /// An optimiser over every trainable variable of `vs`, at the base learning rate.
-    pub fn build(&self, vs: &nn::VarStore) -> Result<nn::Optimizer> {
-        self.validate().map_err(anyhow::Error::msg)?;
-        let opt = match *self {
-            OptimizerConfig::Sgd { lr, momentum, nesterov, weight_decay } => {
-                nn::sgd(momentum, 0.0, weight_decay, nesterov).build(vs, lr)?
-            }
-            OptimizerConfig::Adam { lr, betas, weight_decay, eps } => {
-                nn::adam(betas[0], betas[1], weight_decay).eps(eps).build(vs, lr)?
-            }
-            OptimizerConfig::AdamW { lr, betas, weight_decay, eps } => {
-                nn::adamw(betas[0], betas[1], weight_decay).eps(eps).build(vs, lr)?
-            }
-        };
-        Ok(opt)
-    }
 }
 
 #[cfg(test)]
@@ -127,17 +108,5 @@ mod tests {
         let c: OptimizerConfig = serde_json::from_str(r#"{"name":"adam","lr":0}"#).unwrap();
         assert_eq!(c.validate().unwrap_err(), "optimizer.lr: must be positive, got 0");
         assert!(serde_json::from_str::<OptimizerConfig>(r#"{"name":"sgd","lr":0.1,"mom":0.9}"#).is_err());
-    }
-
-    #[test]
-    fn sgd_step_moves_a_parameter_by_lr_times_grad() {
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let w = vs.root().var_copy("w", &tch::Tensor::from_slice(&[1.0f32]));
-        let mut opt =
-            OptimizerConfig::Sgd { lr: 0.5, momentum: 0.0, nesterov: false, weight_decay: 0.0 }.build(&vs).unwrap();
-        opt.zero_grad();
-        (&w * &w).sum(tch::Kind::Float).backward(); // grad 2w = 2
-        opt.step();
-        assert_eq!(w.double_value(&[0]), 0.0);
     }
 }

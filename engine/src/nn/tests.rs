@@ -136,7 +136,7 @@ impl BatchSource for Blobs {
 struct CrossEntropy<'a>(&'a dyn Model);
 
 impl TrainStep for CrossEntropy<'_> {
-    fn loss(&mut self, batch: &Batch, rng: &mut Rng) -> anyhow::Result<Tensor> {
+    fn loss(&mut self, batch: &Batch, rng: &mut Rng, _progress: f64) -> anyhow::Result<Tensor> {
         Ok(self.0.forward(&batch.x, Mode::Train(rng)).cross_entropy_for_logits(&batch.y))
     }
 }
@@ -161,6 +161,7 @@ fn train_blobs(seed: u64) -> (VarStore, crate::nn::learner::History, f64) {
             Some(&eval),
             &mut Rng::derive(seed, "train"),
             &Progress::hidden(),
+            None,
         )
         .unwrap();
     let acc = accuracy_on(model.as_ref(), &data, 64);
@@ -193,7 +194,7 @@ fn identical_learner_runs_give_bit_identical_weights() {
 fn diverging_loss_names_epoch_and_batch() {
     struct Nan;
     impl TrainStep for Nan {
-        fn loss(&mut self, _: &Batch, _: &mut Rng) -> anyhow::Result<Tensor> {
+        fn loss(&mut self, _: &Batch, _: &mut Rng, _: f64) -> anyhow::Result<Tensor> {
             Ok(Tensor::from(f32::NAN))
         }
     }
@@ -207,7 +208,7 @@ fn diverging_loss_names_epoch_and_batch() {
         clip_grad_norm: None,
     };
     let err = Learner::new(config)
-        .fit(&vs, &mut Nan, &data, None, &mut Rng::new(0), &Progress::hidden())
+        .fit(&vs, &mut Nan, &data, None, &mut Rng::new(0), &Progress::hidden(), None)
         .unwrap_err()
         .to_string();
     assert!(err.contains("epoch 1, batch 1/3") && err.contains("NaN"), "{err}");

@@ -91,10 +91,9 @@ pub fn run(wf: &Workflow, options: &RunOptions) -> anyhow::Result<RunReport> {
     let plan = plan(wf, &dag, &store, previous.as_ref(), &env, &options.plan)?;
     let device_name = wf.device.clone();
     let jobs = options.jobs.max(1);
-    let threads = wf.threads.unwrap_or_else(|| {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        (cores / jobs.min(plan.to_run().count().max(1))).max(1)
-    });
+    // The thread count can change floating-point reduction order, so it must not depend on --jobs: the workflow's
+    // `threads`, else every core. It is recorded per step in the lockfile.
+    let threads = wf.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
 
     let mut outcomes: BTreeMap<usize, Outcome> = BTreeMap::new();
     let mut manifests: BTreeMap<usize, Manifest> = BTreeMap::new();
@@ -113,6 +112,7 @@ pub fn run(wf: &Workflow, options: &RunOptions) -> anyhow::Result<RunReport> {
     }
     if plan.to_run().next().is_some() {
         let device = crate::nn::device::resolve(&device_name)?;
+        crate::nn::determinism::set_deterministic(true);
         install_panic_hook();
         let ctx = Shared { wf, dag: &dag, plan: &plan, store: &store, device, threads, progress: &options.progress };
         schedule(&ctx, jobs, &mut outcomes, &mut manifests);
@@ -242,7 +242,8 @@ fn run_step(ctx: &Shared, entry: &PlanEntry) -> anyhow::Result<Manifest> {
         inputs,
         tmp.clone(),
         ctx.store.root().to_path_buf(),
-    );
+    )
+    .with_checkpoints(ctx.store.checkpoint_dir(&entry.key));
     let result = catch_panics(|| decl.step.run(&mut step_ctx));
     let result = result.and_then(|()| {
         let manifest = Manifest {

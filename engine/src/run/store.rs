@@ -5,6 +5,7 @@
 //!   steps/<key>/manifest.json     written last: a step directory without it is not trusted
 //!   steps/<key>/<output>/...      the step's outputs
 //!   tmp/<key>.<pid>.<n>/          a step at work; renamed into steps/ in one step when it succeeds
+//!   checkpoints/<key>/            a long step's last checkpoint, kept until the step completes (resume)
 //!   roots/<hash>.path             lockfiles that use this store (what `gc` keeps)
 //!   lock                          held by the run that is writing
 //! ```
@@ -59,7 +60,7 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 impl Store {
     /// Opens (creating if needed) a store.
     pub fn open(root: &Path) -> anyhow::Result<Store> {
-        for sub in ["steps", "tmp", "roots"] {
+        for sub in ["steps", "tmp", "roots", "checkpoints"] {
             fs::create_dir_all(root.join(sub)).with_context(|| format!("creating store {}", root.display()))?;
         }
         let root = root.canonicalize().with_context(|| format!("resolving store path {}", root.display()))?;
@@ -94,6 +95,11 @@ impl Store {
 
     pub fn step_dir(&self, key: &StepKey) -> PathBuf {
         self.root.join("steps").join(&key.0)
+    }
+
+    /// Where a step with this key checkpoints; it survives crashes and is removed once the step completes.
+    pub fn checkpoint_dir(&self, key: &StepKey) -> PathBuf {
+        self.root.join("checkpoints").join(&key.0)
     }
 
     /// The manifest of a completed step, if the store has one.
@@ -139,6 +145,10 @@ impl Store {
         }
         fs::rename(tmp, &dest).with_context(|| format!("moving {} into the store", tmp.display()))?;
         fsync_dir(&self.root.join("steps"))?;
+        let checkpoint = self.checkpoint_dir(&manifest.key);
+        if checkpoint.exists() {
+            fs::remove_dir_all(&checkpoint).with_context(|| format!("removing {}", checkpoint.display()))?;
+        }
         Ok(manifest)
     }
 

@@ -30,6 +30,7 @@ pub struct StepContext {
     inputs: BTreeMap<String, ResolvedInput>,
     out_dir: PathBuf,
     store_root: PathBuf,
+    checkpoint_dir: Option<PathBuf>,
     metrics: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -45,7 +46,29 @@ impl StepContext {
         out_dir: PathBuf,
         store_root: PathBuf,
     ) -> Self {
-        StepContext { id, seed, device, threads, progress, inputs, out_dir, store_root, metrics: Default::default() }
+        StepContext {
+            id,
+            seed,
+            device,
+            threads,
+            progress,
+            inputs,
+            out_dir,
+            store_root,
+            checkpoint_dir: None,
+            metrics: Default::default(),
+        }
+    }
+
+    /// Lets long steps checkpoint into (and resume from) `dir`, which outlives a failed or interrupted run.
+    pub fn with_checkpoints(mut self, dir: PathBuf) -> Self {
+        self.checkpoint_dir = Some(dir);
+        self
+    }
+
+    /// Where a training loop keeps its checkpoint, if the engine provides one.
+    pub fn checkpoint(&self) -> Option<crate::nn::checkpoint::Checkpoint> {
+        self.checkpoint_dir.as_ref().map(crate::nn::checkpoint::Checkpoint::new)
     }
 
     /// The input behind the config field `role` (`data`, `models[1]`).

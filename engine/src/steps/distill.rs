@@ -109,20 +109,16 @@ struct DistillBatch<'a> {
     loss: Box<dyn DistillLoss>,
     jitter: i64,
     device: Device,
-    steps_done: usize,
-    total_steps: usize,
 }
 
 impl TrainStep for DistillBatch<'_> {
-    fn loss(&mut self, batch: &Batch, rng: &mut Rng) -> anyhow::Result<Tensor> {
+    fn loss(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> anyhow::Result<Tensor> {
         let x = if self.jitter > 0 { augment::jitter(&batch.x, self.jitter, rng) } else { batch.x.shallow_clone() };
         let teacher = match self.teacher {
             Teacher::Offline(logits) => logits.dense_logits(&self.data.base_rows(&batch.idx)).to_device(self.device),
             Teacher::Online(t) => tch::no_grad(|| t.model.forward(&x, Mode::Eval)),
         };
         let student = self.student.forward(&x, Mode::Train(rng));
-        let progress = self.steps_done as f64 / self.total_steps.max(1) as f64;
-        self.steps_done += 1;
         self.loss.loss(&LossInput { student: &student, teacher: &teacher, labels: &batch.y, progress })
     }
 }
@@ -196,8 +192,6 @@ impl Step for Distill {
             loss: self.config.loss.build(),
             jitter: self.config.jitter,
             device: ctx.device,
-            steps_done: 0,
-            total_steps: data.dataset.len().div_ceil(training.batch_size) * training.epochs,
         };
         let history = Learner::new(training.learner()).fit(
             &vs,
@@ -206,6 +200,7 @@ impl Step for Distill {
             evaluator.as_ref().map(|e| e as &dyn Evaluator),
             &mut rng.fork("fit"),
             &ctx.progress,
+            ctx.checkpoint().as_ref(),
         )?;
 
         let dir = ctx.output_dir("model")?;

@@ -88,7 +88,7 @@ pub(crate) struct Supervised<'a> {
 }
 
 impl TrainStep for Supervised<'_> {
-    fn loss(&mut self, batch: &Batch, rng: &mut Rng) -> anyhow::Result<Tensor> {
+    fn loss(&mut self, batch: &Batch, rng: &mut Rng, _progress: f64) -> anyhow::Result<Tensor> {
         let x = if self.jitter > 0 { augment::jitter(&batch.x, self.jitter, rng) } else { batch.x.shallow_clone() };
         Ok(self.model.forward(&x, Mode::Train(rng)).cross_entropy_for_logits(&batch.y))
     }
@@ -135,6 +135,7 @@ impl Step for Train {
             evaluator.as_ref().map(|e| e as &dyn crate::nn::learner::Evaluator),
             &mut rng.fork("fit"),
             &ctx.progress,
+            ctx.checkpoint().as_ref(),
         )?;
 
         let dir = ctx.output_dir("model")?;

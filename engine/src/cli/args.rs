@@ -57,7 +57,9 @@ pub enum Command {
     )]
     Run(RunArgs),
     /// Show the results of every evaluation step, from the store.
-    #[command(after_help = "Examples:\n  anbiq metrics workflows/quickstart.yaml --json\n  anbiq metrics workflows/sweep.yaml --sort accuracy")]
+    #[command(
+        after_help = "Examples:\n  anbiq metrics workflows/quickstart.yaml --json\n  anbiq metrics workflows/sweep.yaml --sort accuracy"
+    )]
     Metrics(MetricsArgs),
     /// Recompute the hashes of a workflow's stored outputs and compare them with its lockfile.
     #[command(after_help = "Example:\n  anbiq verify workflows/quickstart.yaml")]

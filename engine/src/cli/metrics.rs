@@ -49,7 +49,8 @@ pub fn metrics(args: MetricsArgs) -> Result<i32, CliError> {
 
 /// Metrics where smaller is better.
 fn lower_is_better(metric: &str) -> bool {
-    matches!(metric, "nll" | "ece" | "errors" | "latency_ms" | "weight_bytes" | "parameters") || metric.starts_with("kl")
+    matches!(metric, "nll" | "ece" | "errors" | "latency_ms" | "weight_bytes" | "parameters")
+        || metric.starts_with("kl")
 }
 
 fn print_table(step: &str, models: &Value, sort: Option<&str>) {

@@ -7,7 +7,8 @@ use crate::run::{self, Lockfile};
 pub fn verify(args: VerifyArgs) -> Result<i32, CliError> {
     let wf = load(&args.workflow.workflow, &args.workflow.overrides)?;
     let path = wf.lockfile_path();
-    let lock = Lockfile::read(&path)?.ok_or_else(|| anyhow::anyhow!("no lockfile {}: run the workflow first", path.display()))?;
+    let lock = Lockfile::read(&path)?
+        .ok_or_else(|| anyhow::anyhow!("no lockfile {}: run the workflow first", path.display()))?;
     let problems = run::verify(&lock, &args.workflow.store)?;
     for p in &problems {
         println!("step `{}`: {}", p.step, p.message);

@@ -100,11 +100,12 @@ fn substitute(s: &str, params: &Scope, error: &mut dyn FnMut(String)) -> Value {
 /// Resolves the text between `${` and `}`.
 fn lookup<'p>(inner: &str, scope: &Scope<'p>, error: &mut dyn FnMut(String)) -> Option<&'p Node> {
     let trimmed = inner.trim();
-    let found = trimmed.split_once('.').and_then(|(ns, name)| {
-        scope.scopes.iter().find(|(n, _)| *n == ns).map(|(ns, values)| (*ns, name, *values))
-    });
+    let found = trimmed
+        .split_once('.')
+        .and_then(|(ns, name)| scope.scopes.iter().find(|(n, _)| *n == ns).map(|(ns, values)| (*ns, name, *values)));
     let Some((namespace, name, values)) = found.filter(|(_, name, _)| !name.is_empty()) else {
-        let hint = if trimmed.starts_with("matrix.") { " (`${matrix.…}` works only in a step with `matrix:`)" } else { "" };
+        let hint =
+            if trimmed.starts_with("matrix.") { " (`${matrix.…}` works only in a step with `matrix:`)" } else { "" };
         error(format!(
             "malformed reference `${{{inner}}}`: expected {}{hint} (write `$${{` for a literal `${{`)",
             scope.expected()

@@ -79,7 +79,8 @@ impl Checkpoint {
 
     /// Loads the newest complete checkpoint into `vs` and `opt`; `None` when there is none.
     pub fn load(&self, vs: &VarStore, opt: &mut Optimizer) -> anyhow::Result<Option<Position>> {
-        let Some(dir) = ["current", "previous"].iter().map(|d| self.dir.join(d)).find(|d| d.join(STATE).exists()) else {
+        let Some(dir) = ["current", "previous"].iter().map(|d| self.dir.join(d)).find(|d| d.join(STATE).exists())
+        else {
             return Ok(None);
         };
         let position: Position = serde_json::from_str(&fs::read_to_string(dir.join(STATE))?)
@@ -98,7 +99,10 @@ fn load_weights(vs: &VarStore, path: &Path) -> anyhow::Result<()> {
     }
     tch::no_grad(|| {
         for (name, t) in saved {
-            let mut v = variables.get(&name).with_context(|| format!("{}: unknown tensor `{name}`", path.display()))?.shallow_clone();
+            let mut v = variables
+                .get(&name)
+                .with_context(|| format!("{}: unknown tensor `{name}`", path.display()))?
+                .shallow_clone();
             v.copy_(&t);
         }
         Ok(())

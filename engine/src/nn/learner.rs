@@ -5,8 +5,8 @@
 
 use crate::nn::checkpoint::{Checkpoint, Position};
 use crate::nn::metrics;
-use crate::nn::optimizer::Optimizer;
 use crate::nn::optim::OptimizerConfig;
+use crate::nn::optimizer::Optimizer;
 use crate::nn::progress::Progress;
 use crate::nn::schedule::LrSchedule;
 use crate::nn::{Mode, Model};

@@ -25,8 +25,7 @@ pub struct Optimizer {
 
 impl Optimizer {
     pub fn new(config: &OptimizerConfig, vs: &VarStore) -> Optimizer {
-        let mut params: Vec<(String, Tensor)> =
-            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
         Optimizer { config: config.clone(), lr: config.lr(), params, state: BTreeMap::new(), steps: 0 }
     }
@@ -90,11 +89,16 @@ impl Optimizer {
                     OptimizerConfig::Adam { betas, weight_decay, eps, .. }
                     | OptimizerConfig::AdamW { betas, weight_decay, eps, .. } => {
                         let decoupled = matches!(self.config, OptimizerConfig::AdamW { .. });
-                        let g = if weight_decay > 0.0 && !decoupled { &grad + &p * weight_decay } else { grad.shallow_clone() };
+                        let g = if weight_decay > 0.0 && !decoupled {
+                            &grad + &p * weight_decay
+                        } else {
+                            grad.shallow_clone()
+                        };
                         if weight_decay > 0.0 && decoupled {
                             let _ = p.g_mul_scalar_(1.0 - lr * weight_decay);
                         }
-                        let state = self.state.entry(name.clone()).or_insert_with(|| vec![p.zeros_like(), p.zeros_like()]);
+                        let state =
+                            self.state.entry(name.clone()).or_insert_with(|| vec![p.zeros_like(), p.zeros_like()]);
                         let [b1, b2] = betas;
                         let _ = state[0].g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
                         let _ = state[1].g_mul_scalar_(b2).g_add_(&(&g * &g * (1.0 - b2)));

@@ -61,13 +61,17 @@ pub fn verify(lock: &Lockfile, store_root: &Path) -> anyhow::Result<Vec<VerifyPr
     for step in &lock.steps {
         let problem = |message: String| VerifyProblem { step: step.id.clone(), message };
         let Some(manifest) = store.manifest(&step.key) else {
-            problems.push(problem(format!("not in the store {} (never run here, or collected)", store.root().display())));
+            problems
+                .push(problem(format!("not in the store {} (never run here, or collected)", store.root().display())));
             continue;
         };
         for (name, recorded) in &step.outputs {
             match manifest.outputs.get(name) {
                 Some(m) if &m.hash == recorded => {}
-                Some(m) => problems.push(problem(format!("output `{name}`: the store's manifest says {}, the lockfile {recorded}", m.hash))),
+                Some(m) => problems.push(problem(format!(
+                    "output `{name}`: the store's manifest says {}, the lockfile {recorded}",
+                    m.hash
+                ))),
                 None => problems.push(problem(format!("output `{name}` is missing from the store"))),
             }
         }

@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::lockfile::Lockfile;
 use super::json_diff::diff_json;
+use super::lockfile::Lockfile;
 use super::store::Store;
 use crate::graph::{compute_keys, Dag, KeyEnv, KeyIngredients, StepKey};
 use crate::workflow::Workflow;

@@ -5,6 +5,8 @@
 //!   kind: distill
 //!   teacher: logits           # offline: cached logits from an `infer` step …
 //!   # teacher: big_model      # … or online: any model-producing step, run in the loop
+//!   # teacher: [a, b]         # … or several, combined by a weighted mean of log-probabilities
+//!   # teacher_weights: [2, 1]
 //!   data: kept                # a dataset or a filtered view of the one the logits cover
 //!   model: {arch: mlp, hidden: [32]}
 //!   loss: {kd: {temperature: 4, alpha: 0.9}}
@@ -20,7 +22,7 @@ use tch::{Device, Tensor};
 use super::artifacts::{load_data, LoadedData, LogitsArtifact};
 use super::registry::{parse_config, ParseEnv, StepKind};
 use super::training::{default_batch_size, default_optimizer, TensorSource, TrainingOptions};
-use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
+use super::{canonical, check_fields, ArtifactKind, InputDecl, OneOrMany, OutputDecl, Step, StepContext, StepRef};
 use crate::config::{from_node, Located, Node};
 use crate::data::augment;
 use crate::loss::{DistillLoss, LossConfig, LossInput, LossTerm, WeightedTerm};
@@ -37,7 +39,10 @@ pub const KIND: StepKind =
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DistillConfig {
-    pub teacher: StepRef,
+    pub teacher: OneOrMany,
+    /// With several teachers: their weights (normalised to sum to 1); equal by default.
+    #[serde(default)]
+    pub teacher_weights: Option<Vec<f64>>,
     pub data: StepRef,
     #[serde(default)]
     pub val: Option<StepRef>,
@@ -87,6 +92,17 @@ fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
     let config: DistillConfig = parse_config(node)?;
     let mut problems = config.training().check();
     problems.extend(config.loss.validate());
+    if config.teacher.is_empty() {
+        problems.push(("teacher".into(), "list at least one teacher".into()));
+    }
+    if let Some(w) = &config.teacher_weights {
+        if w.len() != config.teacher.len() {
+            problems
+                .push(("teacher_weights".into(), format!("{} weights for {} teachers", w.len(), config.teacher.len())));
+        } else if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) || w.iter().sum::<f64>() <= 0.0 {
+            problems.push(("teacher_weights".into(), "weights must be 0 or more, and not all 0".into()));
+        }
+    }
     if let Err(e) = config.model.validate() {
         problems.push(super::field_problem("model", e));
     }
@@ -102,9 +118,20 @@ enum Teacher {
     Online(LoadedModel),
 }
 
+impl Teacher {
+    /// The teacher's logits for a batch: looked up (offline) or computed on the batch's inputs (online).
+    fn logits(&self, x: &Tensor, base_rows: &Tensor, device: Device) -> Tensor {
+        match self {
+            Teacher::Offline(logits) => logits.dense_logits(base_rows).to_device(device),
+            Teacher::Online(t) => tch::no_grad(|| t.model.forward(x, Mode::Eval)),
+        }
+    }
+}
+
 struct DistillBatch<'a> {
     student: &'a dyn Model,
-    teacher: &'a Teacher,
+    /// Teachers and their normalised weights.
+    teachers: &'a [(Teacher, f64)],
     data: &'a LoadedData,
     loss: Box<dyn DistillLoss>,
     jitter: i64,
@@ -114,13 +141,39 @@ struct DistillBatch<'a> {
 impl TrainStep for DistillBatch<'_> {
     fn loss(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> anyhow::Result<Tensor> {
         let x = if self.jitter > 0 { augment::jitter(&batch.x, self.jitter, rng) } else { batch.x.shallow_clone() };
-        let teacher = match self.teacher {
-            Teacher::Offline(logits) => logits.dense_logits(&self.data.base_rows(&batch.idx)).to_device(self.device),
-            Teacher::Online(t) => tch::no_grad(|| t.model.forward(&x, Mode::Eval)),
+        let rows = self.data.base_rows(&batch.idx);
+        let teacher = match self.teachers {
+            [(only, _)] => only.logits(&x, &rows, self.device),
+            // An ensemble: the weighted mean of log-probabilities, i.e. a normalised weighted geometric mean.
+            many => many
+                .iter()
+                .map(|(t, w)| t.logits(&x, &rows, self.device).log_softmax(-1, tch::Kind::Float) * *w)
+                .reduce(|a, b| a + b)
+                .expect("at least one teacher"),
         };
         let student = self.student.forward(&x, Mode::Train(rng));
         self.loss.loss(&LossInput { student: &student, teacher: &teacher, labels: &batch.y, progress })
     }
+}
+
+/// Loads the teacher behind `role`: cached logits (checked to cover `data`'s rows) or a model.
+fn load_teacher(ctx: &StepContext, role: &str, data: &LoadedData) -> anyhow::Result<Teacher> {
+    let input = ctx.input(role)?;
+    if input.kind != ArtifactKind::Logits {
+        return Ok(Teacher::Online(ModelArtifact::load(&input.dir, ctx.device)?));
+    }
+    let logits = LogitsArtifact::read(&input.dir)?;
+    if logits.meta.dataset != data.base {
+        anyhow::bail!(
+            "field `{role}`: the logits `{}` were computed on {}, but `data` ({}) comes from {}; \
+             distil on the dataset the teacher saw, or a filter of it",
+            input.label,
+            logits.meta.dataset.display(),
+            ctx.input("data")?.label,
+            data.base.display()
+        );
+    }
+    Ok(Teacher::Offline(logits))
 }
 
 impl Step for Distill {
@@ -129,10 +182,14 @@ impl Step for Distill {
     }
 
     fn inputs(&self) -> Vec<InputDecl> {
-        let mut inputs = vec![
-            InputDecl::new("teacher", &self.config.teacher, &[ArtifactKind::Logits, ArtifactKind::Model]),
-            InputDecl::new("data", &self.config.data, &[ArtifactKind::Dataset]),
-        ];
+        let mut inputs: Vec<InputDecl> = self
+            .config
+            .teacher
+            .roles("teacher")
+            .into_iter()
+            .map(|(role, r)| InputDecl::new(role, r, &[ArtifactKind::Logits, ArtifactKind::Model]))
+            .collect();
+        inputs.push(InputDecl::new("data", &self.config.data, &[ArtifactKind::Dataset]));
         if let Some(val) = &self.config.val {
             inputs.push(InputDecl::new("val", val, &[ArtifactKind::Dataset]));
         }
@@ -146,31 +203,21 @@ impl Step for Distill {
     fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
         let data = load_data(ctx, "data")?;
         let val = self.config.val.as_ref().map(|_| load_data(ctx, "val")).transpose()?;
-        let teacher_input = ctx.input("teacher")?.clone();
-        let teacher = match teacher_input.kind {
-            ArtifactKind::Logits => {
-                let logits = LogitsArtifact::read(&teacher_input.dir)?;
-                if logits.meta.dataset != data.base {
-                    anyhow::bail!(
-                        "field `teacher`: the logits `{}` were computed on {}, but `data` ({}) comes from {}; \
-                         distil on the dataset the teacher saw, or a filter of it",
-                        teacher_input.label,
-                        logits.meta.dataset.display(),
-                        ctx.input("data")?.label,
-                        data.base.display()
-                    );
-                }
-                Teacher::Offline(logits)
-            }
-            _ => Teacher::Online(ModelArtifact::load(&teacher_input.dir, ctx.device)?),
-        };
-        let classes = match &teacher {
-            Teacher::Offline(l) => l.meta.classes,
-            Teacher::Online(m) => m.spec.classes,
-        };
         let meta = &data.dataset.meta;
-        if classes != meta.classes {
-            anyhow::bail!("field `teacher`: the teacher has {classes} classes, the data {}", meta.classes);
+        let roles = self.config.teacher.roles("teacher");
+        let weights = self.config.teacher_weights.clone().unwrap_or_else(|| vec![1.0; roles.len()]);
+        let total: f64 = weights.iter().sum();
+        let mut teachers = Vec::new();
+        for ((role, _), weight) in roles.iter().zip(weights) {
+            let teacher = load_teacher(ctx, role, &data)?;
+            let classes = match &teacher {
+                Teacher::Offline(l) => l.meta.classes,
+                Teacher::Online(m) => m.spec.classes,
+            };
+            if classes != meta.classes {
+                anyhow::bail!("field `{role}`: the teacher has {classes} classes, the data {}", meta.classes);
+            }
+            teachers.push((teacher, weight / total));
         }
 
         let rng = Rng::new(ctx.seed);
@@ -187,7 +234,7 @@ impl Step for Distill {
         let training = self.config.training();
         let mut step = DistillBatch {
             student: student.as_ref(),
-            teacher: &teacher,
+            teachers: &teachers,
             data: &data,
             loss: self.config.loss.build(),
             jitter: self.config.jitter,

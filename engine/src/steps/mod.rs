@@ -17,7 +17,7 @@ pub mod train;
 pub mod training;
 
 pub use context::{Progress, ResolvedInput, StepContext};
-pub use reference::{is_identifier, StepRef};
+pub use reference::{is_identifier, OneOrMany, StepRef};
 pub use registry::{find_kind, registry, ParseEnv, StepKind};
 
 use std::fmt;

@@ -74,3 +74,63 @@ mod tests {
         assert!(StepRef::parse("has space").is_err());
     }
 }
+
+/// A field that takes one reference or a list of them (`teacher: t` or `teacher: [t1, t2]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OneOrMany {
+    One(StepRef),
+    Many(Vec<StepRef>),
+}
+
+impl OneOrMany {
+    /// Each reference with its role: `field` alone, or `field[i]` for a list.
+    pub fn roles(&self, field: &str) -> Vec<(String, &StepRef)> {
+        match self {
+            OneOrMany::One(r) => vec![(field.to_string(), r)],
+            OneOrMany::Many(rs) => rs.iter().enumerate().map(|(i, r)| (format!("{field}[{i}]"), r)).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            OneOrMany::One(_) => 1,
+            OneOrMany::Many(rs) => rs.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a step reference or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                StepRef::parse(v).map(OneOrMany::One).map_err(E::custom)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut refs = Vec::new();
+                while let Some(r) = seq.next_element::<StepRef>()? {
+                    refs.push(r);
+                }
+                Ok(OneOrMany::Many(refs))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl Serialize for OneOrMany {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            OneOrMany::One(r) => r.serialize(s),
+            OneOrMany::Many(rs) => rs.serialize(s),
+        }
+    }
+}

@@ -36,7 +36,10 @@ pub(super) struct Variant {
 /// The combinations of a `matrix:` node, in key order (first key varies slowest).
 pub(super) fn combinations(id: &str, matrix: &Node, errors: &mut Vec<Located>) -> Vec<Variant> {
     let Some(entries) = matrix.as_map() else {
-        errors.push(located(matrix.span, format!("`matrix` must map names to lists of values, found {}", matrix.kind_name())));
+        errors.push(located(
+            matrix.span,
+            format!("`matrix` must map names to lists of values, found {}", matrix.kind_name()),
+        ));
         return Vec::new();
     };
     let mut axes: Vec<(String, Vec<Node>)> = Vec::new();
@@ -49,7 +52,8 @@ pub(super) fn combinations(id: &str, matrix: &Node, errors: &mut Vec<Located>) -
             Some(items) if !items.is_empty() => {
                 for item in items {
                     if item.scalar_text().is_none() {
-                        errors.push(located(item.span, format!("matrix values are scalars, found {}", item.kind_name())));
+                        errors
+                            .push(located(item.span, format!("matrix values are scalars, found {}", item.kind_name())));
                     }
                 }
                 axes.push((name.to_string(), items.to_vec()));
@@ -97,7 +101,12 @@ fn id_text(value: &Node) -> String {
 /// Rewrites references to swept steps: list fields collect every variant, single fields fan the step out.
 /// Runs until no reference names a template (bounded, so a cycle through templates stops and is reported by the
 /// graph layer).
-pub(super) fn propagate(steps: &mut Vec<StepDecl>, templates: &mut Templates, env: &ParseEnv, errors: &mut Vec<Located>) {
+pub(super) fn propagate(
+    steps: &mut Vec<StepDecl>,
+    templates: &mut Templates,
+    env: &ParseEnv,
+    errors: &mut Vec<Located>,
+) {
     for _round in 0..=steps.len() {
         let mut changed = false;
         let mut next = Vec::with_capacity(steps.len());
@@ -112,10 +121,8 @@ pub(super) fn propagate(steps: &mut Vec<StepDecl>, templates: &mut Templates, en
             // Collect: list elements (`models[1]`) become one element per variant, highest index first so earlier
             // indices stay valid.
             let mut node = decl.node.clone();
-            let mut lists: Vec<(&str, usize, &crate::steps::InputDecl)> = swept
-                .iter()
-                .filter_map(|i| list_role(&i.role).map(|(field, index)| (field, index, *i)))
-                .collect();
+            let mut lists: Vec<(&str, usize, &crate::steps::InputDecl)> =
+                swept.iter().filter_map(|i| list_role(&i.role).map(|(field, index)| (field, index, *i))).collect();
             lists.sort_by(|a, b| b.1.cmp(&a.1));
             for (field, index, input) in &lists {
                 let refs = variant_refs(&templates[&input.reference.step], &input.reference);
@@ -247,7 +254,11 @@ fn reparse(template: &StepDecl, id: String, node: Node, env: &ParseEnv, errors: 
 }
 
 /// Substitutes `${params.*}` and, for a variant, `${matrix.*}` in a step body.
-pub(super) fn interpolate(body: &Node, params: &BTreeMap<String, Node>, variant: Option<&Variant>) -> (Node, Vec<Located>) {
+pub(super) fn interpolate(
+    body: &Node,
+    params: &BTreeMap<String, Node>,
+    variant: Option<&Variant>,
+) -> (Node, Vec<Located>) {
     let mut node = body.clone();
     let errors = match variant {
         Some(v) => config::interpolate_scopes(&mut node, &[("params", params), ("matrix", &v.values)]),

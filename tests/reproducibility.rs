@@ -294,3 +294,29 @@ fn verify_catches_a_tampered_output() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_exits_130_then_the_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_workflow(dir.path(), LONG);
+    let store = dir.path().join("store");
+    let child = anbiq().arg("run").arg(&path).arg("--store").arg(&store).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let checkpoints = store.join("checkpoints");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_dir(&checkpoints).map(|mut d| d.next().is_none()).unwrap_or(true) {
+        assert!(Instant::now() < deadline, "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let lock = Lockfile::read(&dir.path().join("wf.lock")).unwrap().unwrap();
+    assert!(lock.step("teacher").is_none(), "an interrupted step is not recorded as done");
+
+    let out = anbiq().arg("run").arg(&path).arg("--store").arg(&store).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming from a checkpoint"));
+}

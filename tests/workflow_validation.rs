@@ -172,3 +172,18 @@ steps:
     assert_has(&errs, "wf.yaml:3:", "lr");
     assert_has(&errs, "wf.yaml:4:", "transformer");
 }
+
+#[test]
+fn every_shipped_workflow_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let wf = workflow::load(&path, &[]).unwrap_or_else(|d| panic!("{d}"));
+            anbiq::graph::Dag::build(&wf).unwrap_or_else(|d| panic!("{d}"));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "found only {checked} workflows in {}", dir.display());
+}

@@ -173,6 +173,16 @@ impl Step for Distill {
             Teacher::Online(m) => m.spec.classes,
         };
         let meta = &data.dataset.meta;
+        if let Teacher::Online(m) = &teacher {
+            if m.spec.input_shape != meta.sample_shape {
+                anyhow::bail!(
+                    "field `teacher`: `{}` takes samples of shape {:?}, the data's are {:?}",
+                    teacher_input.label,
+                    m.spec.input_shape,
+                    meta.sample_shape
+                );
+            }
+        }
         if classes != meta.classes {
             anyhow::bail!("field `teacher`: the teacher has {classes} classes, the data {}", meta.classes);
         }

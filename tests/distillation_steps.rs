@@ -621,3 +621,150 @@ steps:
     let err = failure(&report, "wrong_logits");
     assert!(err.contains("field `teacher`") && err.contains("were computed on"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Import
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
+}
+
+/// `tests/fixtures/tiny_mlp.pt` and what PyTorch computed with it (scripts/make-torchscript-fixture.py).
+fn tiny_mlp_reference() -> (Tensor, Tensor, i64) {
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("tiny_mlp.json")).unwrap()).unwrap();
+    let floats = |key: &str| -> Vec<f32> { serde_json::from_value(json[key].clone()).unwrap() };
+    let inputs = Tensor::from_slice(&floats("inputs")).reshape([-1, 1, 8, 8]);
+    let logits = Tensor::from_slice(&floats("logits")).reshape([-1, 10]);
+    (inputs, logits, json["parameters"].as_i64().unwrap())
+}
+
+#[test]
+fn torchscript_import_gives_the_modules_own_logits_and_feeds_infer_evaluate_and_distill() {
+    let p = Project::new(
+        "\
+threads: 1
+steps:
+  digits: {kind: dataset, source: digits, split: {test: 0.2}, limit: 400}
+  teacher: {kind: import, torchscript: tiny_mlp.pt, input_shape: [1, 8, 8], classes: 10}
+  logits: {kind: infer, model: teacher, data: digits.train, store: {dtype: f32}}
+  online: {kind: distill, teacher: teacher, data: digits.train, model: {arch: mlp, hidden: [16]}, loss: {kd: {temperature: 2}}, epochs: 2}
+  offline: {kind: distill, teacher: logits, data: digits.train, model: {arch: mlp, hidden: [16]}, loss: {mse_logits: {}}, epochs: 2}
+  report: {kind: evaluate, data: digits.test, models: [teacher, online, offline], reference: teacher, latency_runs: 5}
+",
+    );
+    std::fs::copy(fixture("tiny_mlp.pt"), p.dir.path().join("tiny_mlp.pt")).unwrap();
+    p.run();
+
+    let (inputs, reference, parameters) = tiny_mlp_reference();
+    let imported = anbiq::nn::model_file::ModelArtifact::load(&p.output("teacher", "model"), tch::Device::Cpu).unwrap();
+    let own = tch::CModule::load(fixture("tiny_mlp.pt")).unwrap().forward_ts(&[&inputs]).unwrap();
+    let ours = tch::no_grad(|| imported.model.forward(&inputs, anbiq::nn::Mode::Eval));
+    assert!(ours.equal(&own), "the imported model must compute exactly what the module computes");
+    let diff = (&ours - &reference).abs().max().double_value(&[]);
+    assert!(diff <= 1e-6, "PyTorch's reference logits differ by {diff}");
+    assert_eq!(imported.spec.parameters, parameters);
+    assert_eq!((imported.spec.input_shape.clone(), imported.spec.classes), (vec![1, 8, 8], 10));
+
+    // infer's cached logits are the module's logits for the training rows.
+    let logits = LogitsArtifact::read(&p.output("logits", "logits")).unwrap();
+    let train = anbiq::data::artifact::read_dataset(&p.output("digits", "train")).unwrap();
+    let own = tch::CModule::load(fixture("tiny_mlp.pt")).unwrap().forward_ts(&[&train.x]).unwrap();
+    let all = Tensor::arange(train.len() as i64, (Kind::Int64, tch::Device::Cpu));
+    let diff = (logits.dense_logits(&all) - own).abs().max().double_value(&[]);
+    assert!(diff <= 1e-6, "cached logits differ by {diff}");
+
+    let m = p.metrics("report");
+    assert_eq!(m["teacher"]["parameters"], parameters as f64);
+    assert_eq!(m["teacher"]["weight_bytes"], std::fs::metadata(fixture("tiny_mlp.pt")).unwrap().len() as f64);
+    assert_eq!(m["teacher"]["agreement"], 1.0);
+    assert!(m["teacher"]["latency_ms"] > 0.0 && m["online"]["latency_ms"] > 0.0);
+
+    // The file's bytes are in the key: another module under the same name makes the import (and what follows) stale.
+    let wf = workflow::load(&p.dir.path().join("wf.yaml"), &[]).unwrap();
+    let plan = |wf: &workflow::Workflow| {
+        let dag = anbiq::graph::Dag::build(wf).unwrap();
+        let store = Store::open(&p.store()).unwrap();
+        let previous = Lockfile::read(&wf.lockfile_path()).unwrap();
+        let env = anbiq::graph::KeyEnv::current();
+        run::plan(wf, &dag, &store, previous.as_ref(), &env, &PlanOptions::default()).unwrap()
+    };
+    assert_eq!(plan(&wf).to_run().count(), 0);
+    let mut bytes = std::fs::read(fixture("tiny_mlp.pt")).unwrap();
+    bytes.extend_from_slice(b"\0");
+    std::fs::write(p.dir.path().join("tiny_mlp.pt"), bytes).unwrap();
+    let stale: Vec<String> = plan(&wf).to_run().map(|e| e.id.clone()).collect();
+    assert_eq!(stale, ["teacher", "logits", "online", "offline", "report"]);
+}
+
+#[test]
+fn safetensors_weights_import_into_a_built_in_architecture() {
+    // Weights made outside any workflow, named as anbiq names them.
+    let arch: anbiq::nn::ArchConfig = serde_json::from_str(r#"{"arch":"mlp","hidden":[12]}"#).unwrap();
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let model = anbiq::nn::build(&arch, &vs.root(), &[1, 8, 8], 10, &mut anbiq::rng::Rng::new(9)).unwrap();
+    let named: Vec<(String, Tensor)> =
+        vs.variables().into_iter().map(|(n, t)| (n, t.detach().to_kind(Kind::Double))).collect();
+    let p = Project::new(
+        "\
+threads: 1
+steps:
+  digits: {kind: dataset, source: digits, split: {test: 0.2}, limit: 200}
+  mine: {kind: import, weights: w.safetensors, model: {arch: mlp, hidden: [12]}, input_shape: [1, 8, 8], classes: 10}
+  wrong: {kind: import, weights: w.safetensors, model: {arch: mlp, hidden: [13]}, input_shape: [1, 8, 8], classes: 10}
+  report: {kind: evaluate, data: digits.test, models: [mine], timing: false}
+",
+    );
+    Tensor::write_safetensors(&named, p.dir.path().join("w.safetensors")).unwrap();
+    let report = p.run_report();
+    let err = failure(&report, "wrong");
+    assert!(err.contains("field `weights`: hidden.0.bias has shape [12], the architecture expects [13]"), "{err}");
+    assert!(report.results.iter().find(|r| r.id == "report").is_some_and(|r| matches!(r.outcome, Outcome::Ran { .. })));
+
+    let imported = anbiq::nn::model_file::ModelArtifact::load(&p.output("mine", "model"), tch::Device::Cpu).unwrap();
+    let test = anbiq::data::artifact::read_dataset(&p.output("digits", "test")).unwrap();
+    let ours = tch::no_grad(|| imported.model.forward(&test.x, anbiq::nn::Mode::Eval));
+    let theirs = tch::no_grad(|| model.forward(&test.x, anbiq::nn::Mode::Eval));
+    assert!(ours.allclose(&theirs, 1e-6, 1e-6, false));
+    let m = p.metrics("report");
+    assert_close(m["mine"]["accuracy"], anbiq::nn::metrics::accuracy(&theirs, &test.y), 1e-12, "accuracy");
+    assert_eq!(m["mine"]["parameters"], (64 * 12 + 12 + 12 * 10 + 10) as f64);
+}
+
+#[test]
+fn bad_imports_fail_naming_the_field() {
+    let step = |body: &str| format!("{HEAD}  t: {{kind: import, {body}}}\n");
+    let err = parse_error(&step("torchscript: a.pt, model: {arch: mlp, hidden: [4]}, input_shape: [64], classes: 10"));
+    assert!(err.contains("step `t`: `model`: a TorchScript file brings its own architecture"), "{err}");
+    let err = parse_error(&step("weights: a.safetensors, input_shape: [64], classes: 10"));
+    assert!(err.contains("step `t`: `weights`: needs `model`"), "{err}");
+    let err = parse_error(&step("input_shape: [64], classes: 10"));
+    assert!(err.contains("step `t`: needs `torchscript: file.pt` or `weights` and `model`"), "{err}");
+    let err = parse_error(&step("torchscript: a.pt, input_shape: [0, 8], classes: 0"));
+    assert!(err.contains("step `t`: `input_shape`: must list positive sizes, got [0, 8]"), "{err}");
+    assert!(err.contains("step `t`: `classes`: must be positive, got 0"), "{err}");
+
+    let p = Project::new(
+        "\
+threads: 1
+steps:
+  shape: {kind: import, torchscript: tiny_mlp.pt, input_shape: [1, 28, 28], classes: 10}
+  classes: {kind: import, torchscript: tiny_mlp.pt, input_shape: [1, 8, 8], classes: 3}
+  garbage: {kind: import, torchscript: wf.yaml, input_shape: [1, 8, 8], classes: 10}
+",
+    );
+    std::fs::copy(fixture("tiny_mlp.pt"), p.dir.path().join("tiny_mlp.pt")).unwrap();
+    let report = p.run_report();
+    let err = failure(&report, "shape");
+    assert!(
+        err.ends_with(
+            "field `input_shape`: the model does not accept [1, 1, 28, 28]: \
+             RuntimeError: mat1 and mat2 shapes cannot be multiplied (1x784 and 64x16)"
+        ),
+        "{err}"
+    );
+    let err = failure(&report, "classes");
+    assert!(err.contains("field `classes`: the model maps one sample to shape [1, 10], expected [1, 3]"), "{err}");
+    let err = failure(&report, "garbage");
+    assert!(err.contains("step `garbage` (import): field `torchscript`: loading TorchScript module"), "{err}");
+}

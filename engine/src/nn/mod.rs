@@ -14,6 +14,7 @@ pub mod model_file;
 pub mod optim;
 pub mod progress;
 pub mod schedule;
+pub mod torchscript;
 
 pub use arch::{build, ArchConfig};
 pub use model::{Mode, Model};

@@ -37,6 +37,7 @@ pub struct StepKind {
 const KINDS: &[StepKind] = &[
     super::dataset::KIND,
     super::train::KIND,
+    super::import::KIND,
     super::infer::KIND,
     super::filter::KIND,
     super::distill::KIND,

@@ -768,3 +768,12 @@ steps:
     let err = failure(&report, "garbage");
     assert!(err.contains("step `garbage` (import): field `torchscript`: loading TorchScript module"), "{err}");
 }
+
+#[test]
+fn shipped_workflows_parse() {
+    for name in ["quickstart.yaml", "mnist-cnn-to-mlp.yaml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows").join(name);
+        let wf = workflow::load(&path, &[]).unwrap_or_else(|d| panic!("{d}"));
+        assert!(anbiq::graph::Dag::build(&wf).is_ok(), "{name}");
+    }
+}

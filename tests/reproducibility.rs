@@ -300,7 +300,15 @@ fn ctrl_c_saves_a_checkpoint_and_exits_130_then_the_run_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_workflow(dir.path(), LONG);
     let store = dir.path().join("store");
-    let child = anbiq().arg("run").arg(&path).arg("--store").arg(&store).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let child = anbiq()
+        .arg("run")
+        .arg(&path)
+        .arg("--store")
+        .arg(&store)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let checkpoints = store.join("checkpoints");
     let deadline = Instant::now() + Duration::from_secs(120);
     while std::fs::read_dir(&checkpoints).map(|mut d| d.next().is_none()).unwrap_or(true) {

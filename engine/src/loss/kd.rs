@@ -5,7 +5,7 @@
 //! (`batchmean`), matching `torch.nn.functional.kl_div(..., reduction="batchmean")`.
 
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Reduction, Tensor};
+use tch::{Reduction, Tensor};
 
 use super::{DistillLoss, LossInput, Temperature};
 
@@ -39,8 +39,8 @@ impl KdLoss {
 
 /// `T²·KL(softmax(t/T) ‖ softmax(s/T))`, batch-mean.
 pub fn soft_kl(student: &Tensor, teacher: &Tensor, t: f64) -> Tensor {
-    let log_q = (student / t).log_softmax(-1, Kind::Float);
-    let log_p = (teacher / t).log_softmax(-1, Kind::Float);
+    let log_q = (student / t).log_softmax(-1, student.kind());
+    let log_p = (teacher / t).log_softmax(-1, student.kind());
     // kl_div(input = log q, target = log p, log_target) = Σ p (log p − log q), summed then divided by the batch.
     let batch = student.size()[0] as f64;
     log_q.kl_div(&log_p, Reduction::Sum, true) * (t * t / batch)

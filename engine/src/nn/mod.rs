@@ -17,6 +17,7 @@ pub mod optimizer;
 pub mod progress;
 pub mod random;
 pub mod schedule;
+pub mod torchscript;
 
 pub use arch::{build, ArchConfig};
 pub use model::{Mode, Model};

@@ -1,5 +1,7 @@
-//! A trained model on disk: `weights.safetensors` (named tensors) + `model.json` (what to rebuild them into).
+//! A model on disk: `model.json` (what it is) beside either `weights.safetensors` (named tensors for a built-in
+//! architecture) or `module.pt` (a TorchScript module, which carries its own code and weights).
 
+use crate::nn::torchscript::TorchScriptModel;
 use crate::nn::{arch, ArchConfig, Model};
 use crate::rng::Rng;
 use anyhow::{bail, Context, Result};
@@ -10,12 +12,18 @@ use tch::{nn::VarStore, Device, Tensor};
 
 pub const WEIGHTS_FILE: &str = "weights.safetensors";
 pub const SPEC_FILE: &str = "model.json";
+pub const TORCHSCRIPT_FILE: &str = "module.pt";
 
-/// Everything needed to rebuild a model's structure, saved next to its weights.
+/// Everything needed to rebuild a model, saved next to its weights. Exactly one of `arch` and `torchscript` is set.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
-    pub arch: ArchConfig,
+    /// A built-in architecture, whose weights are in `weights.safetensors` …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<ArchConfig>,
+    /// … or the name of a TorchScript module file in the model directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torchscript: Option<String>,
     /// Sample shape, without the batch dimension.
     pub input_shape: Vec<i64>,
     pub classes: i64,
@@ -26,11 +34,22 @@ pub struct ModelSpec {
 impl ModelSpec {
     /// The spec of a model just built in `vs` (counts its parameters).
     pub fn new(arch: ArchConfig, input_shape: Vec<i64>, classes: i64, vs: &VarStore) -> Self {
-        ModelSpec { arch, input_shape, classes, parameters: parameter_count(vs) }
+        ModelSpec { arch: Some(arch), torchscript: None, input_shape, classes, parameters: parameter_count(vs) }
+    }
+
+    /// The spec of a TorchScript module stored as [`TORCHSCRIPT_FILE`].
+    pub fn torchscript(input_shape: Vec<i64>, classes: i64, parameters: i64) -> Self {
+        ModelSpec { arch: None, torchscript: Some(TORCHSCRIPT_FILE.into()), input_shape, classes, parameters }
+    }
+
+    /// The file holding the weights (for reports of their size).
+    pub fn weights_file(&self) -> &str {
+        self.torchscript.as_deref().unwrap_or(WEIGHTS_FILE)
     }
 }
 
-/// A model loaded from disk with the VarStore that owns its weights.
+/// A model loaded from disk with the VarStore that owns its weights (empty for a TorchScript module, which owns its
+/// own).
 pub struct LoadedModel {
     pub vs: VarStore,
     pub model: Box<dyn Model>,
@@ -57,46 +76,50 @@ impl ModelArtifact {
         Ok(())
     }
 
-    /// Rebuilds the architecture from `model.json` on `device`, then copies the saved weights in by name; names and
-    /// shapes must match exactly.
+    /// Writes a TorchScript model: copies `module` into `dir` as [`TORCHSCRIPT_FILE`] and writes `dir/model.json`.
+    pub fn save_torchscript(dir: &Path, module: &Path, spec: &ModelSpec) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::copy(module, dir.join(TORCHSCRIPT_FILE)).with_context(|| format!("copying {}", module.display()))?;
+        let json = serde_json::to_string_pretty(spec)?;
+        std::fs::write(dir.join(SPEC_FILE), json + "\n")
+            .with_context(|| format!("writing {}", dir.join(SPEC_FILE).display()))?;
+        Ok(())
+    }
+
+    /// Loads a model directory on `device`: the one way every step reads a model. A built-in architecture is rebuilt
+    /// from `model.json` and the saved weights copied in by name (names and shapes must match exactly); a TorchScript
+    /// module is loaded by libtorch's JIT.
     pub fn load(dir: &Path, device: Device) -> Result<LoadedModel> {
         let spec_path = dir.join(SPEC_FILE);
         let text = std::fs::read_to_string(&spec_path).with_context(|| format!("reading {}", spec_path.display()))?;
         let spec: ModelSpec =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", spec_path.display()))?;
         let vs = VarStore::new(device);
-        // The initial values are overwritten below, so any stream will do.
-        let model = arch::build(&spec.arch, &vs.root(), &spec.input_shape, spec.classes, &mut Rng::new(0))?;
-        let weights_path = dir.join(WEIGHTS_FILE);
-        let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&weights_path)
-            .with_context(|| format!("reading {}", weights_path.display()))?
-            .into_iter()
-            .collect();
-        let vars = sorted_variables(&vs);
-        let missing: Vec<&String> = vars.keys().filter(|k| !saved.contains_key(*k)).collect();
-        let extra: Vec<&String> = saved.keys().filter(|k| !vars.contains_key(*k)).collect();
-        if !missing.is_empty() || !extra.is_empty() {
-            bail!(
-                "{}: weights do not match the architecture: missing {missing:?}, unexpected {extra:?}",
-                dir.display()
-            );
-        }
-        tch::no_grad(|| -> Result<()> {
-            for (name, mut var) in vars {
-                let src = &saved[&name];
-                if src.size() != var.size() {
+        let (model, parameters): (Box<dyn Model>, i64) = match (&spec.arch, &spec.torchscript) {
+            (Some(arch), None) => {
+                // The initial values are overwritten below, so any stream will do.
+                let model = arch::build(arch, &vs.root(), &spec.input_shape, spec.classes, &mut Rng::new(0))?;
+                let weights_path = dir.join(WEIGHTS_FILE);
+                let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&weights_path)
+                    .with_context(|| format!("reading {}", weights_path.display()))?
+                    .into_iter()
+                    .collect();
+                copy_weights(&vs, &saved).map_err(|e| anyhow::anyhow!("{}: {e:#}", dir.display()))?;
+                (model, parameter_count(&vs))
+            }
+            (None, Some(file)) => {
+                if file.contains(['/', '\\']) || file == ".." {
                     bail!(
-                        "{}: {name} has shape {:?}, the architecture expects {:?}",
-                        dir.display(),
-                        src.size(),
-                        var.size()
+                        "{}: `torchscript` must name a file in the model directory, got `{file}`",
+                        spec_path.display()
                     );
                 }
-                var.copy_(src);
+                let model = TorchScriptModel::load(&dir.join(file), device)?;
+                let parameters = model.parameter_count()?;
+                (Box::new(model), parameters)
             }
-            Ok(())
-        })?;
-        let parameters = parameter_count(&vs);
+            _ => bail!("{}: needs exactly one of `arch` and `torchscript`", spec_path.display()),
+        };
         if parameters != spec.parameters {
             bail!(
                 "{}: model.json says {} parameters, the architecture has {parameters}",
@@ -106,6 +129,26 @@ impl ModelArtifact {
         }
         Ok(LoadedModel { vs, model, spec })
     }
+}
+
+/// Copies `saved` into the variables of `vs` by name; names and shapes must match exactly (dtypes are converted).
+pub fn copy_weights(vs: &VarStore, saved: &BTreeMap<String, Tensor>) -> Result<()> {
+    let vars = sorted_variables(vs);
+    let missing: Vec<&String> = vars.keys().filter(|k| !saved.contains_key(*k)).collect();
+    let extra: Vec<&String> = saved.keys().filter(|k| !vars.contains_key(*k)).collect();
+    if !missing.is_empty() || !extra.is_empty() {
+        bail!("weights do not match the architecture: missing {missing:?}, unexpected {extra:?}");
+    }
+    tch::no_grad(|| {
+        for (name, mut var) in vars {
+            let src = &saved[&name];
+            if src.size() != var.size() {
+                bail!("{name} has shape {:?}, the architecture expects {:?}", src.size(), var.size());
+            }
+            var.copy_(src);
+        }
+        Ok(())
+    })
 }
 
 /// Total number of scalar parameters in `vs`.

@@ -217,6 +217,16 @@ impl Step for Distill {
             if classes != meta.classes {
                 anyhow::bail!("field `{role}`: the teacher has {classes} classes, the data {}", meta.classes);
             }
+            if let Teacher::Online(m) = &teacher {
+                if m.spec.input_shape != meta.sample_shape {
+                    anyhow::bail!(
+                        "field `{role}`: `{}` takes samples of shape {:?}, the data's are {:?}",
+                        ctx.input(role)?.label,
+                        m.spec.input_shape,
+                        meta.sample_shape
+                    );
+                }
+            }
             teachers.push((teacher, weight / total));
         }
 

@@ -21,7 +21,7 @@ use super::registry::{parse_config, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
 use crate::config::{Located, Node};
 use crate::nn::metrics;
-use crate::nn::model_file::{LoadedModel, ModelArtifact, WEIGHTS_FILE};
+use crate::nn::model_file::{LoadedModel, ModelArtifact};
 use crate::nn::Mode;
 
 pub const KIND: StepKind = StepKind { name: "evaluate", summary: "compare models on a dataset", parse };
@@ -118,7 +118,7 @@ impl Step for Evaluate {
             bar.finish_and_clear();
             let mut m = quality(&out, &data.y, data.meta.classes);
             m.insert("parameters".into(), model.spec.parameters as f64);
-            m.insert("weight_bytes".into(), std::fs::metadata(input.dir.join(WEIGHTS_FILE))?.len() as f64);
+            m.insert("weight_bytes".into(), std::fs::metadata(input.dir.join(model.spec.weights_file()))?.len() as f64);
             if self.config.timing {
                 let (latency, throughput) = timing(&model, &data.x, ctx.device, self.config.latency_runs);
                 m.insert("latency_ms".into(), latency);

@@ -10,6 +10,7 @@ pub mod dataset;
 pub mod distill;
 pub mod evaluate;
 pub mod filter;
+pub mod import;
 pub mod infer;
 mod reference;
 pub mod registry;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use super::Step;
-use crate::config::{from_node, Located, Node};
+use crate::config::{from_node, Located, Node, Span, Value};
 
 /// What a step's parser may know about the workflow around it.
 #[derive(Clone, Debug)]
@@ -37,6 +37,7 @@ pub struct StepKind {
 const KINDS: &[StepKind] = &[
     super::dataset::KIND,
     super::train::KIND,
+    super::import::KIND,
     super::infer::KIND,
     super::filter::KIND,
     super::distill::KIND,
@@ -51,7 +52,26 @@ pub fn find_kind(name: &str) -> Option<&'static StepKind> {
     KINDS.iter().find(|k| k.name == name)
 }
 
-/// The usual parser: deserialise the config with located errors, then let the config check itself.
+/// The usual parser: deserialise the config with located errors, then let the config check itself. An error inside
+/// a field's value names the field (`` `model`: unknown variant `transformer` ``): serde's own messages do not.
 pub fn parse_config<C: DeserializeOwned>(node: &Node) -> Result<C, Vec<Located>> {
-    from_node(node).map_err(|e| vec![e])
+    from_node(node).map_err(|mut e| {
+        if let Some(field) = field_containing(node, e.span) {
+            e.message = format!("`{field}`: {}", e.message);
+        }
+        vec![e]
+    })
+}
+
+/// The top-level key whose value holds the node at `span`.
+fn field_containing(node: &Node, span: Span) -> Option<&str> {
+    fn contains(n: &Node, span: Span) -> bool {
+        n.span == span
+            || match &n.value {
+                Value::Seq(items) => items.iter().any(|i| contains(i, span)),
+                Value::Map(entries) => entries.iter().any(|(k, v)| k.span == span || contains(v, span)),
+                _ => false,
+            }
+    }
+    node.as_map()?.iter().find(|(_, v)| contains(v, span)).and_then(|(k, _)| k.as_str())
 }

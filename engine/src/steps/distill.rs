@@ -214,9 +214,6 @@ impl Step for Distill {
                 Teacher::Offline(l) => l.meta.classes,
                 Teacher::Online(m) => m.spec.classes,
             };
-            if classes != meta.classes {
-                anyhow::bail!("field `{role}`: the teacher has {classes} classes, the data {}", meta.classes);
-            }
             if let Teacher::Online(m) = &teacher {
                 if m.spec.input_shape != meta.sample_shape {
                     anyhow::bail!(
@@ -226,6 +223,9 @@ impl Step for Distill {
                         meta.sample_shape
                     );
                 }
+            }
+            if classes != meta.classes {
+                anyhow::bail!("field `{role}`: the teacher has {classes} classes, the data {}", meta.classes);
             }
             teachers.push((teacher, weight / total));
         }

@@ -108,7 +108,10 @@ fn plan_says_why_each_step_runs() {
     assert_eq!(status_of(&plan, "teacher"), &Status::Cached);
     assert_eq!(
         status_of(&plan, "student"),
-        &Status::Run(vec!["config `model.hidden`: [16] → [8]".into(), "config `loss.kd.temperature`: 4.0 → 8.0".into()])
+        &Status::Run(vec![
+            "config `model.hidden`: [16] → [8]".into(),
+            "config `loss.kd.temperature`: 4.0 → 8.0".into()
+        ])
     );
     assert_eq!(
         status_of(&plan, "report"),
@@ -159,7 +162,11 @@ fn a_partial_step_left_by_a_crash_is_never_trusted() {
 
     assert_eq!(status_of(&p.plan(&[]), "teacher"), &Status::Run(vec!["outputs missing from the store".into()]));
     let again = p.run(&[]);
-    assert_eq!(again.ran(), ["teacher"], "only the untrusted step reruns; its key is unchanged so dependants stay cached");
+    assert_eq!(
+        again.ran(),
+        ["teacher"],
+        "only the untrusted step reruns; its key is unchanged so dependants stay cached"
+    );
     assert!(!stray.exists(), "stray temporary directories are removed");
     assert!(store.is_complete(teacher_key));
 }
@@ -243,7 +250,11 @@ fn graph_renders_dot_and_mermaid_with_field_labels() {
 
 fn anbiq(args: &[&str], dir: &Path) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_anbiq")).args(args).current_dir(dir).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
@@ -265,7 +276,8 @@ fn cli_exit_codes_mean_something() {
     assert_eq!(code, 0);
     assert!(out.starts_with("digits"), "{out}");
 
-    let failing = WORKFLOW.replace("report:", "kept: {kind: filter, data: logits, keep: {min_confidence: 1.0}}\n  report:");
+    let failing =
+        WORKFLOW.replace("report:", "kept: {kind: filter, data: logits, keep: {min_confidence: 1.0}}\n  report:");
     std::fs::write(dir.join("fail.yaml"), failing).unwrap();
     let (code, _, err) = anbiq(&["run", "fail.yaml", "-q"], dir);
     assert_eq!(code, 1, "{err}");

@@ -84,6 +84,9 @@ fn classify(limits: &Limits, e: &wasmtime::Error) -> (ErrorKind, String) {
         if h.out_of_fuel {
             return out_of_fuel();
         }
+        if h.import == "panic" {
+            return (ErrorKind::Trap, format!("panicked: {}", h.message));
+        }
         return (ErrorKind::HostCall, h.to_string());
     }
     if let Some(trap) = e.downcast_ref::<Trap>() {

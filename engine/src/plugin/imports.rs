@@ -331,6 +331,11 @@ fn build() -> wasmtime::Result<(Linker<HostState>, Vec<&'static str>)> {
         }
         Ok(())
     })?;
-    names.extend(["param", "progress", "log_msg"]);
+    // The guest gave up (a Rust panic, a failed check): its message becomes the error.
+    l.func_wrap("anbiq", "panic", |mut c: C<'_>, ptr: i32, len: i32| -> R<()> {
+        let bytes = guest_bytes(&mut c, "panic", ptr, len, MAX_LOG)?;
+        Err(HostError::new("panic", String::from_utf8_lossy(&bytes)).into())
+    })?;
+    names.extend(["param", "progress", "log_msg", "panic"]);
     Ok((l, names))
 }

@@ -383,3 +383,56 @@ fn the_shipped_kd_plugin_equals_native_kd() {
     }
     eprintln!("checked {checked} shipped plugin(s)");
 }
+
+// ---- The CLI ------------------------------------------------------------------------------------------------------
+
+fn anbiq(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_anbiq")).args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn plugin_check_reports_describe_gradient_fuel_and_time() {
+    let kd = fixture("kd.wat");
+    let (code, out, err) =
+        anbiq(&["plugin", "check", kd.to_str().unwrap(), "--params", "temperature=2", "--calls", "5"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for part in [
+        "plugin `kd_wat`",
+        "param temperature = 2",
+        "param alpha = 0.9",
+        "loss on random [16, 10]",
+        "— ok",
+        "fuel per call",
+    ] {
+        assert!(out.contains(part), "`{part}` missing from:\n{out}");
+    }
+    let (code, _, err) = anbiq(&["plugin", "check", fixture("wasi.wat").to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("wasi_snapshot_preview1::fd_write"), "{err}");
+    let (code, _, err) = anbiq(&["plugin", "check", kd.to_str().unwrap(), "--params", "alpha=7"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("parameter `alpha`: must be at most 1"), "{err}");
+}
+
+#[test]
+fn plugin_new_scaffolds_a_project() {
+    let dir = tempfile::tempdir().unwrap();
+    for (lang, files) in [
+        ("rust", &["Cargo.toml", "src/lib.rs", "build.sh", "README.md", "anbiq-sdk/src/tensor.rs"][..]),
+        ("c", &["my_c_loss.c", "anbiq_plugin.h", "build.sh", "README.md"][..]),
+    ] {
+        let name = if lang == "c" { "my_c_loss" } else { "my_loss" };
+        let at = dir.path().join(name);
+        let (code, out, err) = anbiq(&["plugin", "new", name, "--lang", lang, "--dir", at.to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}{err}");
+        for f in files {
+            assert!(at.join(f).is_file(), "{lang}: {f} missing");
+        }
+        let (code, _, err) = anbiq(&["plugin", "new", name, "--lang", lang, "--dir", at.to_str().unwrap()]);
+        assert_eq!(code, 2, "an existing directory is refused: {err}");
+    }
+    let (code, _, err) = anbiq(&["plugin", "new", "bad name"]);
+    assert_eq!(code, 2, "{err}");
+}

@@ -6,6 +6,7 @@ mod gc;
 mod graph;
 mod metrics;
 mod plan;
+mod plugin;
 mod run;
 mod validate;
 
@@ -13,7 +14,7 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 
-pub use args::{Args, Command, LogFormat};
+pub use args::{Args, Command, LogFormat, PluginCommand};
 
 use crate::config::Diagnostics;
 
@@ -82,6 +83,8 @@ fn try_main(args: Args) -> Result<i32, CliError> {
         Command::Run(a) => run::run(a),
         Command::Metrics(a) => metrics::metrics(a),
         Command::Gc(a) => gc::gc(a),
+        Command::Plugin(PluginCommand::Check(a)) => plugin::check(a),
+        Command::Plugin(PluginCommand::New(a)) => plugin::new(a),
     }
 }
 

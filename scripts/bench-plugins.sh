@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): the same distill step with the native kd loss, the tensor-style kd plugin
 # (plugins/build/kd.wasm) and the dense-style kd plugin (plugins/build/kd_dense.wasm), side by side in one run.
-# Each variant runs REPEATS times, interleaved (native, tensor, dense, native, …), on one job; reports the median
-# step time and its ratio to native. Needs the plugins built (scripts/build-plugins.sh) and an anbiq binary.
+# Each variant runs REPEATS times, interleaved (native, tensor, dense, native, …), on one job and one libtorch
+# thread; reports the median and the minimum step time and their ratios to native (on a busy machine the minimum
+# is the better estimate of the cost). Needs the plugins built (scripts/build-plugins.sh) and an anbiq binary.
 #
 # Usage: scripts/bench-plugins.sh [REPEATS=5] [EPOCHS=10]      (ANBIQ=path/to/anbiq to pick the binary)
 set -euo pipefail
@@ -18,6 +19,7 @@ trap 'rm -rf "$work"' EXIT
 {
     echo "name: plugin-bench"
     echo "seed: 1"
+    echo "threads: 1   # one libtorch thread: small tensors, and steadier timings on a shared machine"
     echo "steps:"
     echo "  digits: {kind: dataset, source: digits, split: {test: 0.2}, normalize: standardize}"
     echo "  teacher: {kind: train, data: digits.train, model: {arch: mlp, hidden: [128]}, epochs: 5}"
@@ -43,11 +45,12 @@ for r in results:
         variant = r["id"].rsplit("_", 1)[0]
         times.setdefault(variant, []).append(r["seconds"])
 base = statistics.median(times["native"])
+base_min = min(times["native"])
 batches = -(-1437 // 64) * int(sys.argv[3])
 print(f"distill step: digits train split (1437 samples), MLP [64], {sys.argv[3]} epochs, batch 64 ({batches} loss calls); "
       f"median of {sys.argv[2]}")
 for variant, label in [("native", "native kd"), ("tensor", "kd.wasm (tensor style)"), ("dense", "kd_dense.wasm (dense style)")]:
     t = times[variant]
     m = statistics.median(t)
-    print(f"  {label:<30} {m:7.3f} s   {m / base:5.3f}x   (min {min(t):.3f}, max {max(t):.3f})")
+    print(f"  {label:<30} median {m:7.3f} s {m / base:6.3f}x   min {min(t):7.3f} s {min(t) / base_min:6.3f}x   max {max(t):.3f} s")
 PY

@@ -436,3 +436,32 @@ fn plugin_new_scaffolds_a_project() {
     let (code, _, err) = anbiq(&["plugin", "new", "bad name"]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// Not a test: per-call cost of native kd vs the kd fixture (`cargo test --test plugins per_call -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn per_call_cost() {
+    tch::set_num_threads(1);
+    let native = KdLoss { temperature: Temperature::Constant(4.0), alpha: 0.9 };
+    let wasm = term(fixture("kd.wat"), BTreeMap::new(), Limits::default()).build().unwrap();
+    let (s, te, y) = batch(0, 64, 10);
+    let mut best = [f64::MAX; 4];
+    for _ in 0..15 {
+        for (i, loss) in [&native as &dyn DistillLoss, &wasm as &dyn DistillLoss].into_iter().enumerate() {
+            for backward in [false, true] {
+                let n = 300;
+                let start = std::time::Instant::now();
+                for _ in 0..n {
+                    let l = loss.loss(&LossInput { student: &s, teacher: &te, labels: &y, progress: 0.0 }).unwrap();
+                    if backward {
+                        l.backward();
+                    }
+                }
+                let k = 2 * i + backward as usize;
+                best[k] = best[k].min(start.elapsed().as_secs_f64() / n as f64 * 1e6);
+            }
+        }
+    }
+    eprintln!("forward: native {:.1} µs, wasm {:.1} µs", best[0], best[2]);
+    eprintln!("forward+backward: native {:.1} µs, wasm {:.1} µs", best[1], best[3]);
+}

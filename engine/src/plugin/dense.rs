@@ -30,7 +30,7 @@ fn alloc(live: &mut Live, plugin: &str, limits: &Limits, bytes: usize, align: us
         .alloc
         .call(&mut live.store, (size, align as i32))
         .map_err(|e| PluginError::from_wasm(plugin, "anbiq_alloc", limits, e))? as u32 as usize;
-    let fits = ptr != 0 && ptr % align == 0 && ptr + bytes <= live.memory.data_size(&live.store);
+    let fits = ptr != 0 && ptr.is_multiple_of(align) && ptr + bytes <= live.memory.data_size(&live.store);
     if !fits {
         return Err(PluginError::new(
             plugin,

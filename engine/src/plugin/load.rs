@@ -37,7 +37,8 @@ impl std::fmt::Debug for Plugin {
 
 /// Loads (or finds already loaded) the plugin at `path`.
 pub fn load(path: &Path) -> Result<Arc<Plugin>, PluginError> {
-    static CACHE: Mutex<Option<HashMap<(PathBuf, String), Arc<Plugin>>>> = Mutex::new(None);
+    type Cache = HashMap<(PathBuf, String), Arc<Plugin>>;
+    static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
     let label = format!("`{}` ({})", path.file_name().unwrap_or_default().to_string_lossy(), path.display());
     let bytes = std::fs::read(path)
         .map_err(|e| PluginError::new(&label, "load", ErrorKind::Io, format!("cannot read {}: {e}", path.display())))?;

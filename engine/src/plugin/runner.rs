@@ -27,12 +27,15 @@ pub struct Runner {
     pub last_fuel: u64,
 }
 
+/// `anbiq_loss_dense(student, teacher, labels, batch, classes, grad) -> loss`.
+pub(crate) type DenseFn = TypedFunc<(i32, i32, i32, i32, i32, i32), f32>;
+
 pub(crate) struct Live {
     pub store: Store<HostState>,
     pub memory: Memory,
     pub alloc: TypedFunc<(i32, i32), i32>,
     pub tensor: Option<TypedFunc<(i32, i32, i32), i32>>,
-    pub dense: Option<TypedFunc<(i32, i32, i32, i32, i32, i32), f32>>,
+    pub dense: Option<DenseFn>,
     pub buffers: Option<dense::Buffers>,
 }
 

@@ -169,6 +169,9 @@ fn hostile_calls_fail_cleanly_and_the_next_call_gets_a_fresh_instance() {
     let mut r = runner("bad_handle.wat", Limits::default()).unwrap();
     assert_fails(call(&mut r, 0.0), ErrorKind::HostCall, &["`anbiq::exp`", "bad handle 12345"]);
 
+    let mut r = runner("broadcast_bomb.wat", Limits::default()).unwrap();
+    assert_fails(call(&mut r, 0.0), ErrorKind::HostCall, &["`anbiq::mul`", "over the call's budget"]);
+
     let mut r = runner("undeclared_param.wat", Limits::default()).unwrap();
     assert_fails(call(&mut r, 0.0), ErrorKind::HostCall, &["parameter `beta` is not declared"]);
 

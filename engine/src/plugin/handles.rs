@@ -109,6 +109,21 @@ impl Handles {
         }
     }
 
+    /// Refuses, before running it, an operation whose result would take the call over its element budget (a
+    /// broadcast of `[B, C, 1]` against `[B, 1, C]`, a one-hot with a billion classes, …).
+    pub fn reserve(&self, import: &'static str, elements: u64) -> Result<(), HostError> {
+        if self.created.saturating_add(elements) > self.budget {
+            return Err(HostError::new(
+                import,
+                format!(
+                    "the result would have {elements} elements, over the call's budget of {} (64× its inputs)",
+                    self.budget
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Adds an operation's result, within the call's handle and element budgets.
     pub fn put(&mut self, import: &'static str, t: Tensor) -> Result<i32, HostError> {
         self.created += t.numel() as u64;

@@ -49,6 +49,16 @@ fn op1(c: &mut C<'_>, import: &'static str, a: i32, f: impl FnOnce(&Tensor) -> R
     result(c, import, t)
 }
 
+/// Elements of the broadcast of some shapes (numpy rules; incompatible shapes are libtorch's to report).
+fn broadcast_numel(shapes: &[Vec<i64>]) -> u64 {
+    let rank = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
+    (0..rank)
+        .map(|i| {
+            shapes.iter().map(|s| if i < s.len() { s[s.len() - 1 - i].max(0) as u64 } else { 1 }).max().unwrap_or(1)
+        })
+        .fold(1u64, |n, d| n.saturating_mul(d))
+}
+
 fn op2(
     c: &mut C<'_>,
     import: &'static str,
@@ -57,7 +67,9 @@ fn op2(
     f: impl FnOnce(&Tensor, &Tensor) -> Result<Tensor, TchError>,
 ) -> R<i32> {
     let h = &c.data().handles;
-    let t = f(h.get(import, a)?, h.get(import, b)?);
+    let (x, y) = (h.get(import, a)?, h.get(import, b)?);
+    h.reserve(import, broadcast_numel(&[x.size(), y.size()]))?;
+    let t = f(x, y);
     result(c, import, t)
 }
 
@@ -218,6 +230,9 @@ fn build() -> wasmtime::Result<(Linker<HostState>, Vec<&'static str>)> {
         op1(&mut c, "unsqueeze", a, |x| x.f_unsqueeze(dim as i64))
     })?;
     l.func_wrap("anbiq", "one_hot", |mut c: C<'_>, a: i32, classes: i32| {
+        let h = &c.data().handles;
+        let n = h.get("one_hot", a)?.numel() as u64;
+        h.reserve("one_hot", n.saturating_mul(classes.max(0) as u64))?;
         op1(&mut c, "one_hot", a, |x| x.f_one_hot(classes as i64)?.f_to_kind(Kind::Float))
     })?;
     l.func_wrap("anbiq", "gather", |mut c: C<'_>, a: i32, dim: i32, index: i32| {
@@ -225,7 +240,9 @@ fn build() -> wasmtime::Result<(Linker<HostState>, Vec<&'static str>)> {
     })?;
     l.func_wrap("anbiq", "where", |mut c: C<'_>, cond: i32, a: i32, b: i32| {
         let h = &c.data().handles;
-        let t = h.get("where", a)?.f_where_self(h.get("where", cond)?, h.get("where", b)?);
+        let (k, x, y) = (h.get("where", cond)?, h.get("where", a)?, h.get("where", b)?);
+        h.reserve("where", broadcast_numel(&[k.size(), x.size(), y.size()]))?;
+        let t = x.f_where_self(k, y);
         result(&mut c, "where", t)
     })?;
     // kl_div(input = log q, target = p or log p): Σ target · (log target − input), reduced.

@@ -40,8 +40,14 @@ pub fn load(path: &Path) -> Result<Arc<Plugin>, PluginError> {
     type Cache = HashMap<(PathBuf, String), Arc<Plugin>>;
     static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
     let label = format!("`{}` ({})", path.file_name().unwrap_or_default().to_string_lossy(), path.display());
-    let bytes = std::fs::read(path)
-        .map_err(|e| PluginError::new(&label, "load", ErrorKind::Io, format!("cannot read {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound && path.components().any(|c| c.as_os_str() == "build") {
+            " (the shipped plugins are built by scripts/build-plugins.sh)"
+        } else {
+            ""
+        };
+        PluginError::new(&label, "load", ErrorKind::Io, format!("cannot read {}: {e}{hint}", path.display()))
+    })?;
     let hash = blake3::hash(&bytes).to_hex().to_string();
     let key = (path.to_path_buf(), hash.clone());
     if let Some(p) = CACHE.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_default().get(&key) {

@@ -7,7 +7,8 @@
 //! - [`graph`]: the DAG, cycles, cache keys, drawings;
 //! - [`run`]: plan against the store, execute in parallel, write the lockfile;
 //! - [`steps`]: one file per step kind behind the [`steps::Step`] trait;
-//! - [`loss`]: distillation losses behind one trait (built in, and later WebAssembly plugins);
+//! - [`loss`]: distillation losses behind one trait (built in, and WebAssembly plugins);
+//! - [`plugin`]: the sandboxed WebAssembly host those plugins run in (wasmtime; `plugins/ABI.md`);
 //! - [`nn`], [`data`]: models, training loop and datasets on libtorch;
 //! - [`config`]: the spanned YAML tree and located errors everything above reports with;
 //! - [`cli`]: the `anbiq` command line.
@@ -27,6 +28,7 @@ pub mod graph;
 pub mod interrupt;
 pub mod loss;
 pub mod nn;
+pub mod plugin;
 pub mod rng;
 pub mod run;
 pub mod steps;

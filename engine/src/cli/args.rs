@@ -70,6 +70,58 @@ pub enum Command {
     /// Delete cached outputs that no lockfile references any more.
     #[command(after_help = "Example:\n  anbiq gc --dry-run")]
     Gc(GcArgs),
+    /// Work with WebAssembly loss plugins: check one, or start a new one.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Load a plugin, print its describe, run it on random logits, compare its gradient with central finite
+    /// differences, and report fuel and time per call.
+    #[command(after_help = "Example:\n  anbiq plugin check plugins/build/reverse_kl.wasm --params temperature=2")]
+    Check(PluginCheckArgs),
+    /// Create a plugin project that builds as-is (Rust with the anbiq SDK, or C with anbiq_plugin.h).
+    #[command(after_help = "Example:\n  anbiq plugin new my_loss && cd my_loss && ./build.sh")]
+    New(PluginNewArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PluginCheckArgs {
+    /// The plugin module (.wasm, or .wat text).
+    pub file: PathBuf,
+    /// Parameter values (repeatable, or comma-separated): --params temperature=2,alpha=0.5.
+    #[arg(long, value_name = "NAME=VALUE", value_delimiter = ',')]
+    pub params: Vec<String>,
+    /// Rows of the random batch.
+    #[arg(long, default_value_t = 16)]
+    pub batch: i64,
+    /// Classes of the random batch.
+    #[arg(long, default_value_t = 10)]
+    pub classes: i64,
+    /// Calls to time.
+    #[arg(long, default_value_t = 200)]
+    pub calls: usize,
+    /// Fuel per call.
+    #[arg(long)]
+    pub fuel: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PluginLang {
+    Rust,
+    C,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PluginNewArgs {
+    /// The plugin's name (letters, digits, `_`); also the directory created.
+    pub name: String,
+    #[arg(long, value_enum, default_value_t = PluginLang::Rust)]
+    pub lang: PluginLang,
+    /// Where to create the project (default: ./NAME).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -8,6 +8,7 @@ mod gc;
 mod graph;
 mod metrics;
 mod plan;
+mod plugin;
 mod run;
 mod validate;
 mod verify;
@@ -16,7 +17,7 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 
-pub use args::{Args, Command, LogFormat};
+pub use args::{Args, Command, LogFormat, PluginCommand};
 
 use crate::config::Diagnostics;
 
@@ -89,6 +90,8 @@ fn try_main(args: Args) -> Result<i32, CliError> {
         Command::Verify(a) => verify::verify(a),
         Command::Diff(a) => diff::diff(a),
         Command::Gc(a) => gc::gc(a),
+        Command::Plugin(PluginCommand::Check(a)) => plugin::check(a),
+        Command::Plugin(PluginCommand::New(a)) => plugin::new(a),
     }
 }
 

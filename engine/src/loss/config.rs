@@ -1,8 +1,10 @@
 //! The `loss:` field: one term, or a list of weighted terms.
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
-use super::{CeTeacherLabels, DistillLoss, KdLoss, MseLogits, WeightedSum};
+use super::{CeTeacherLabels, DistillLoss, KdLoss, MseLogits, PluginTerm, WeightedSum};
 
 /// One loss term, externally tagged by its name: `{kd: {temperature: 4}}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -11,6 +13,8 @@ pub enum LossTerm {
     Kd(KdLoss),
     MseLogits(MseLogits),
     CeTeacherLabels(CeTeacherLabels),
+    /// A WebAssembly plugin: `{plugin: {path: my_loss.wasm, params: {...}}}`.
+    Plugin(PluginTerm),
 }
 
 /// A term with a weight in a sum: `{kd: {...}, weight: 0.5}`.
@@ -38,16 +42,18 @@ impl LossTerm {
     pub fn validate(&self) -> Result<(), (String, String)> {
         match self {
             LossTerm::Kd(kd) => kd.validate().map_err(|(f, m)| (format!("kd.{f}"), m)),
+            LossTerm::Plugin(p) => p.validate().map_err(|(f, m)| (format!("plugin.{f}"), m)),
             LossTerm::MseLogits(_) | LossTerm::CeTeacherLabels(_) => Ok(()),
         }
     }
 
-    pub fn build(&self) -> Box<dyn DistillLoss> {
-        match self {
+    pub fn build(&self) -> anyhow::Result<Box<dyn DistillLoss>> {
+        Ok(match self {
             LossTerm::Kd(l) => Box::new(l.clone()),
             LossTerm::MseLogits(l) => Box::new(l.clone()),
             LossTerm::CeTeacherLabels(l) => Box::new(l.clone()),
-        }
+            LossTerm::Plugin(p) => Box::new(p.build()?),
+        })
     }
 }
 
@@ -82,7 +88,35 @@ impl LossConfig {
         problems
     }
 
-    pub fn build(&self) -> Box<dyn DistillLoss> {
-        Box::new(WeightedSum { terms: self.terms().iter().map(|t| (t.weight, t.term.build())).collect() })
+    pub fn build(&self) -> anyhow::Result<Box<dyn DistillLoss>> {
+        let terms = self.terms().iter().map(|t| Ok((t.weight, t.term.build()?))).collect::<anyhow::Result<_>>()?;
+        Ok(Box::new(WeightedSum { terms }))
+    }
+
+    fn terms_mut(&mut self) -> Vec<&mut LossTerm> {
+        match self {
+            LossConfig::One(term) => vec![term],
+            LossConfig::Sum(terms) => terms.iter_mut().map(|t| &mut t.term).collect(),
+        }
+    }
+
+    /// Resolves plugin paths (as written, relative to the workflow) to files; call before `validate` and `build`.
+    pub fn resolve_paths(&mut self, resolve: &dyn Fn(&Path) -> PathBuf) {
+        for term in self.terms_mut() {
+            if let LossTerm::Plugin(p) = term {
+                p.resolve_path(resolve);
+            }
+        }
+    }
+
+    /// Files the loss reads (plugin modules): their bytes belong in the step's cache key.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.terms()
+            .iter()
+            .filter_map(|t| match &t.term {
+                LossTerm::Plugin(p) => Some(p.file()),
+                _ => None,
+            })
+            .collect()
     }
 }

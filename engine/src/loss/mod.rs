@@ -7,18 +7,21 @@
 //! loss: [{kd: {temperature: 4}, weight: 1.0}, {mse_logits: {}, weight: 0.1}]
 //! ```
 //! Adding a loss: one file implementing [`DistillLoss`], one variant in [`LossTerm`], one arm in
-//! [`LossTerm::build`]. WebAssembly loss plugins implement the same trait.
+//! [`LossTerm::build`]. WebAssembly loss plugins (`{plugin: {path: x.wasm, params: {...}}}`, see [`PluginTerm`]) are
+//! one more term implementing the same trait.
 
 mod ce_teacher;
 mod config;
 mod kd;
 mod mse;
+mod plugin;
 mod temperature;
 
 pub use ce_teacher::CeTeacherLabels;
 pub use config::{LossConfig, LossTerm, WeightedTerm};
 pub use kd::KdLoss;
 pub use mse::MseLogits;
+pub use plugin::{PluginLoss, PluginTerm};
 pub use temperature::Temperature;
 
 use tch::Tensor;

@@ -79,7 +79,7 @@ pub struct Distill {
     config: DistillConfig,
 }
 
-fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
+fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
     // `loss` is one term or a list of weighted terms; parse it on its own first so a mistake inside it is reported
     // at its exact place rather than as "no variant matched".
     if let Some(loss) = node.get("loss") {
@@ -89,7 +89,8 @@ fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
         }
         .map_err(|e| vec![e])?;
     }
-    let config: DistillConfig = parse_config(node)?;
+    let mut config: DistillConfig = parse_config(node)?;
+    config.loss.resolve_paths(&|p| env.resolve(p));
     let mut problems = config.training().check();
     problems.extend(config.loss.validate());
     if config.teacher.is_empty() {
@@ -196,6 +197,10 @@ impl Step for Distill {
         inputs
     }
 
+    fn files(&self) -> Vec<std::path::PathBuf> {
+        self.config.loss.files()
+    }
+
     fn canonical_config(&self) -> serde_json::Value {
         canonical(&self.config)
     }
@@ -246,7 +251,7 @@ impl Step for Distill {
             student: student.as_ref(),
             teachers: &teachers,
             data: &data,
-            loss: self.config.loss.build(),
+            loss: self.config.loss.build()?,
             jitter: self.config.jitter,
             device: ctx.device,
         };

@@ -1,0 +1,80 @@
+//! `plugin`: a loss computed by a sandboxed WebAssembly module (see `crate::plugin` and plugins/ABI.md).
+//!
+//! ```yaml
+//! loss: {plugin: {path: plugins/build/reverse_kl.wasm, params: {temperature: 2}}}
+//! loss: [{kd: {temperature: 4}, weight: 0.5}, {plugin: {path: my_loss.wasm}, weight: 0.5}]
+//! ```
+//! `path` is relative to the workflow file; the module's bytes enter the step's cache key. The module is loaded
+//! (compiled once per process) and its parameters are checked against its `describe` when the workflow is
+//! loaded, so a typo fails `anbiq validate` with a line and column before anything trains.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use super::{DistillLoss, LossInput};
+use crate::plugin::{self, CallInput, Limits, Runner};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginTerm {
+    /// The `.wasm` file, as written in the workflow (relative paths are relative to the workflow file).
+    pub path: PathBuf,
+    /// Values for the parameters the plugin declares; the others take their defaults.
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Sandbox limits per call.
+    #[serde(default)]
+    pub limits: Limits,
+    /// `path` resolved against the workflow's directory, set by the step that parsed the term.
+    #[serde(skip)]
+    pub resolved: Option<PathBuf>,
+}
+
+impl PluginTerm {
+    /// The file to load.
+    pub fn file(&self) -> PathBuf {
+        self.resolved.clone().unwrap_or_else(|| self.path.clone())
+    }
+
+    pub fn resolve_path(&mut self, resolve: &dyn Fn(&Path) -> PathBuf) {
+        self.resolved = Some(resolve(&self.path));
+    }
+
+    /// Loads the module and binds the parameters. Problems as (field, message).
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        self.limits.validate().map_err(|(f, m)| (format!("limits.{f}"), m))?;
+        let plugin = plugin::load(&self.file()).map_err(|e| ("path".to_string(), e.to_string()))?;
+        plugin.describe.bind(&self.params).map_err(|(name, message)| {
+            (if name.is_empty() { "params".to_string() } else { format!("params.{name}") }, message)
+        })?;
+        Ok(())
+    }
+
+    pub fn build(&self) -> anyhow::Result<PluginLoss> {
+        let plugin = plugin::load(&self.file())?;
+        Ok(PluginLoss { runner: Mutex::new(Runner::new(plugin, &self.params, self.limits.clone())?) })
+    }
+}
+
+/// A bound plugin as a [`DistillLoss`].
+pub struct PluginLoss {
+    runner: Mutex<Runner>,
+}
+
+impl DistillLoss for PluginLoss {
+    fn loss(&self, input: &LossInput) -> anyhow::Result<Tensor> {
+        // A panic cannot happen while the lock is held (plugin failures are errors), but never let one poison it.
+        let mut runner = self.runner.lock().unwrap_or_else(|p| p.into_inner());
+        let call = CallInput {
+            student: input.student,
+            teacher: input.teacher,
+            labels: input.labels,
+            progress: input.progress,
+        };
+        Ok(runner.loss(&call)?)
+    }
+}

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The test suite, from a fresh clone: installs what it needs (libtorch, real MNIST), then runs every test.
+# The test suite, from a fresh clone: installs what it needs (libtorch, real MNIST, the wasm toolchain for the shipped
+# loss plugins), then runs every test.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh
 bash scripts/fetch-data.sh mnist
+bash scripts/build-plugins.sh
 cargo test --workspace "$@"

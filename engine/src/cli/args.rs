@@ -16,7 +16,7 @@ use crate::workflow::Override;
                   multi-stage distillation, evaluation — described as a DAG of steps in one YAML file. Every output is \
                   cached by a key over everything that produced it, and a lockfile beside the workflow records the \
                   provenance. Re-running an unchanged workflow does no work.",
-    after_help = "Start with:  anbiq run workflows/quickstart.yaml\nExit codes: 0 success, 1 a step failed, 2 invalid workflow or arguments."
+    after_help = "Start with:  anbiq run workflows/quickstart.yaml\nExit codes: 0 success, 1 a step failed, 2 invalid workflow or arguments, 130 interrupted (Ctrl-C)."
 )]
 pub struct Args {
     #[command(subcommand)]

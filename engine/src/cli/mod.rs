@@ -9,6 +9,8 @@ mod graph;
 mod metrics;
 mod plan;
 mod run;
+mod run_step;
+mod slurm;
 mod validate;
 mod verify;
 
@@ -89,6 +91,9 @@ fn try_main(args: Args) -> Result<i32, CliError> {
         Command::Verify(a) => verify::verify(a),
         Command::Diff(a) => diff::diff(a),
         Command::Gc(a) => gc::gc(a),
+        Command::Status(a) => slurm::status(a),
+        Command::Cancel(a) => slurm::cancel(a),
+        Command::RunStep(a) => run_step::run_step(a),
     }
 }
 

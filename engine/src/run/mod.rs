@@ -5,12 +5,15 @@ mod executor;
 mod json_diff;
 pub mod lockfile;
 pub mod plan;
+pub mod slurm;
+mod step;
 pub mod store;
 
 pub use diff::diff;
 pub use executor::{run, Outcome, RunOptions, RunReport, StepResult};
 pub use lockfile::{LockedStep, Lockfile};
 pub use plan::{plan, Plan, PlanEntry, PlanOptions, Status};
+pub use step::{run_one, StepDone, StepOptions};
 pub use store::{Manifest, Store};
 
 use std::collections::BTreeSet;

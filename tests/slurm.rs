@@ -342,3 +342,27 @@ fn sharded_infer_on_the_local_executor_equals_the_unsharded_output() {
         "`shards` is not in the key"
     );
 }
+
+#[test]
+fn resources_come_from_the_step_over_the_workflows_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = |teacher_resources: &str| {
+        format!(
+            "resources: {{cpus: 2, mem: 4G}}\nsteps:\n  digits: {{kind: dataset, source: digits}}\n  \
+             teacher: {{kind: train, data: digits.train, model: {{arch: mlp, hidden: [8]}}, epochs: 1{teacher_resources}}}\n"
+        )
+    };
+    let load = |text: &str| workflow::load(&write(dir.path(), text), &[]).unwrap();
+    let wf = load(&yaml(", resources: {gpus: 1, mem: 16G, time: \"02:00:00\"}"));
+    let r = |id: &str| wf.steps[wf.step_index(id).unwrap()].resources.clone();
+    assert_eq!(r("digits"), workflow::Resources { cpus: Some(2), mem: Some("4G".into()), ..Default::default() });
+    assert_eq!(
+        r("teacher"),
+        workflow::Resources { cpus: Some(2), gpus: Some(1), mem: Some("16G".into()), time: Some("02:00:00".into()) }
+    );
+    let key = |wf: &workflow::Workflow| {
+        let dag = anbiq::graph::Dag::build(wf).unwrap();
+        anbiq::graph::compute_keys(wf, &dag, &anbiq::graph::KeyEnv::current()).unwrap()[1].0.clone()
+    };
+    assert_eq!(key(&wf), key(&load(&yaml(""))), "resources are not part of the key");
+}

@@ -53,7 +53,7 @@ pub enum Command {
     Graph(GraphArgs),
     /// Run a workflow: every step whose outputs are not cached, independent steps in parallel.
     #[command(
-        after_help = "Examples:\n  anbiq run workflows/quickstart.yaml\n  anbiq run workflows/quickstart.yaml --set temperature=8 --jobs 2\n  anbiq run workflows/quickstart.yaml --only teacher --force teacher"
+        after_help = "Examples:\n  anbiq run workflows/quickstart.yaml\n  anbiq run workflows/quickstart.yaml --set temperature=8 --jobs 2\n  anbiq run workflows/quickstart.yaml --only teacher --force teacher\n  anbiq run workflows/quickstart.yaml --executor slurm --store /shared/anbiq --partition gpu"
     )]
     Run(RunArgs),
     /// Show the results of every evaluation step, from the store.

@@ -158,6 +158,19 @@ pub fn read_record(store: &Store, wf: &Workflow) -> anyhow::Result<Option<JobRec
     }
 }
 
+/// The step keys named in every job record in the store (what `gc` keeps besides the lockfiles' keys).
+pub fn recorded_keys(store: &Store) -> anyhow::Result<BTreeSet<StepKey>> {
+    let mut keys = BTreeSet::new();
+    let Ok(dirs) = std::fs::read_dir(store.root().join("slurm")) else { return Ok(keys) };
+    for dir in dirs {
+        let path = dir?.path().join("jobs.json");
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let record: JobRecord = serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+        keys.extend(record.jobs.into_iter().map(|j| j.key));
+    }
+    Ok(keys)
+}
+
 /// Opens the store for the Slurm executor: it must exist on a shared filesystem.
 fn open_shared_store(options: &SlurmOptions) -> anyhow::Result<Store> {
     let store = Store::open(&options.store)?;

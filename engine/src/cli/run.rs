@@ -100,12 +100,13 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
 /// What `--detach` prints: each submitted job, and how to follow them.
 fn print_submission(submission: &slurm::Submission) {
     let cached = submission.plan.entries.iter().filter(|e| e.status == run::Status::Cached).count();
-    let width = submission.record.jobs.iter().map(|j| j.step.len() + 9).max().unwrap_or(0);
+    let label = |j: &slurm::RecordedJob| match j.role {
+        slurm::Role::Step => j.step.clone(),
+        slurm::Role::Shards => format!("{} (shards {})", j.step, j.array.as_deref().unwrap_or("")),
+    };
+    let width = submission.record.jobs.iter().map(|j| label(j).len()).max().unwrap_or(0);
     for j in &submission.record.jobs {
-        let step = match j.role {
-            slurm::Role::Step => j.step.clone(),
-            slurm::Role::Shards => format!("{} (shards {})", j.step, j.array.as_deref().unwrap_or("")),
-        };
+        let step = label(j);
         let note = if submission.new_jobs.contains(&j.job) { "" } else { "  (already queued)" };
         println!("{step:<width$}  job {}{note}", j.job);
     }

@@ -407,6 +407,13 @@ fn summarise(jobs: &[(RecordedJob, Option<Vec<JobInfo>>)], done_in_store: bool) 
                         failure: Some(failure_of(job, bad)),
                     };
                 }
+                if let Some(cancelled) = lines.iter().find(|l| l.phase() == Phase::DependencyFailed) {
+                    return StepState {
+                        phase: Phase::DependencyFailed,
+                        text: format!("shards {}", cancelled.state),
+                        failure: None,
+                    };
+                }
                 let done = lines.iter().filter(|l| l.phase() == Phase::Completed).count();
                 let running = lines.iter().filter(|l| l.phase() == Phase::Running).count();
                 let total = job.array.as_deref().map(count_array).unwrap_or(lines.len());

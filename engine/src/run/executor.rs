@@ -326,10 +326,11 @@ fn ensure_shards(ctx: &Shared, entry: &PlanEntry, compute: bool) -> anyhow::Resu
                 let device = if gpus > 1 { tch::Device::Cuda(w) } else { ctx.device };
                 std::thread::Builder::new()
                     .name(format!("shard-{w}"))
-                    .spawn_scoped(scope, move || loop {
-                        let Some(&index) = missing.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                        if let Err(e) = run_shard(ctx, entry, index, device) {
-                            errors.lock().expect("no panics while held").push(e);
+                    .spawn_scoped(scope, move || {
+                        while let Some(&index) = missing.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            if let Err(e) = run_shard(ctx, entry, index, device) {
+                                errors.lock().expect("no panics while held").push(e);
+                            }
                         }
                     })
                     .expect("spawning a shard thread");

@@ -53,7 +53,7 @@ pub enum Command {
     Graph(GraphArgs),
     /// Run a workflow: every step whose outputs are not cached, independent steps in parallel.
     #[command(
-        after_help = "Examples:\n  anbiq run workflows/quickstart.yaml\n  anbiq run workflows/quickstart.yaml --set temperature=8 --jobs 2\n  anbiq run workflows/quickstart.yaml --only teacher --force teacher"
+        after_help = "Examples:\n  anbiq run workflows/quickstart.yaml\n  anbiq run workflows/quickstart.yaml --set temperature=8 --jobs 2\n  anbiq run workflows/quickstart.yaml --only teacher --force teacher\n  anbiq run workflows/quickstart.yaml --executor slurm --store /shared/anbiq --partition gpu"
     )]
     Run(RunArgs),
     /// Show the results of every evaluation step, from the store.
@@ -70,6 +70,16 @@ pub enum Command {
     /// Delete cached outputs that no lockfile references any more.
     #[command(after_help = "Example:\n  anbiq gc --dry-run")]
     Gc(GcArgs),
+    /// Show the Slurm jobs of a workflow's last `run --executor slurm`, and bring its lockfile up to date.
+    #[command(after_help = "Example:\n  anbiq status workflows/quickstart.yaml --store /shared/anbiq")]
+    Status(StatusArgs),
+    /// Cancel the Slurm jobs of a workflow's last `run --executor slurm` that have not finished.
+    #[command(after_help = "Example:\n  anbiq cancel workflows/quickstart.yaml --store /shared/anbiq")]
+    Cancel(CancelArgs),
+    /// Plumbing: run exactly one step of a workflow against the store and commit its outputs (what each Slurm job
+    /// runs). Refuses when an input is missing from the store.
+    #[command(hide = true)]
+    RunStep(RunStepArgs),
     /// Work with WebAssembly loss plugins: check one, or start a new one.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -185,6 +195,86 @@ pub struct RunArgs {
     /// Print the per-step results as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Where steps run: `local` (this machine, in threads) or `slurm` (one sbatch job per step; the store must be
+    /// on a filesystem every node mounts).
+    #[arg(long, value_enum, default_value_t = Executor::Local)]
+    pub executor: Executor,
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Executor {
+    Local,
+    Slurm,
+}
+
+/// Options of `run --executor slurm`.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Slurm (with --executor slurm)")]
+pub struct SlurmArgs {
+    /// Submit to this partition.
+    #[arg(long, value_name = "P")]
+    pub partition: Option<String>,
+    /// Charge this account.
+    #[arg(long, value_name = "A")]
+    pub account: Option<String>,
+    /// An extra argument for every sbatch call (repeatable): --sbatch-arg=--qos=high.
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
+    /// Submit and return; follow with `anbiq status`, stop with `anbiq cancel`.
+    #[arg(long)]
+    pub detach: bool,
+    /// Accept a store under a node-local temp directory (/tmp, $TMPDIR): only right on a single-node cluster.
+    #[arg(long)]
+    pub allow_local_store: bool,
+    /// Seconds between job-state polls while waiting.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    pub poll: f64,
+}
+
+impl SlurmArgs {
+    /// Whether any Slurm option was given (they need --executor slurm).
+    pub fn any(&self) -> bool {
+        self.partition.is_some()
+            || self.account.is_some()
+            || !self.sbatch_args.is_empty()
+            || self.detach
+            || self.allow_local_store
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
+    /// Print the jobs as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CancelArgs {
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunStepArgs {
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
+    /// The step to run.
+    #[arg(long, value_name = "STEP")]
+    pub step: String,
+    /// Compute only this shard of a sharded step (a job array's task id).
+    #[arg(long, value_name = "I")]
+    pub shard: Option<usize>,
+    /// The step's key at submission: refuse to run if the workflow now gives another.
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+    /// Run even if the step's outputs are in the store.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, clap::Args)]

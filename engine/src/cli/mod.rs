@@ -10,6 +10,8 @@ mod metrics;
 mod plan;
 mod plugin;
 mod run;
+mod run_step;
+mod slurm;
 mod validate;
 mod verify;
 
@@ -92,6 +94,9 @@ fn try_main(args: Args) -> Result<i32, CliError> {
         Command::Gc(a) => gc::gc(a),
         Command::Plugin(PluginCommand::Check(a)) => plugin::check(a),
         Command::Plugin(PluginCommand::New(a)) => plugin::new(a),
+        Command::Status(a) => slurm::status(a),
+        Command::Cancel(a) => slurm::cancel(a),
+        Command::RunStep(a) => run_step::run_step(a),
     }
 }
 

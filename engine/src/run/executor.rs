@@ -1,11 +1,14 @@
 //! Runs a plan: independent steps in parallel, each on its own thread, outputs committed to the store atomically,
 //! the lockfile written at the end. A failed step stops only its descendants; other branches finish.
+//!
+//! [`run_step`] (one step, against the store) is shared with `anbiq run-step`, what each Slurm job runs.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::{mpsc, Once};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex, Once};
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -91,9 +94,7 @@ pub fn run(wf: &Workflow, options: &RunOptions) -> anyhow::Result<RunReport> {
     let plan = plan(wf, &dag, &store, previous.as_ref(), &env, &options.plan)?;
     let device_name = wf.device.clone();
     let jobs = options.jobs.max(1);
-    // The thread count can change floating-point reduction order, so it must not depend on --jobs: the workflow's
-    // `threads`, else every core. It is recorded per step in the lockfile.
-    let threads = wf.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads = step_threads(wf);
 
     let mut outcomes: BTreeMap<usize, Outcome> = BTreeMap::new();
     let mut manifests: BTreeMap<usize, Manifest> = BTreeMap::new();
@@ -118,19 +119,7 @@ pub fn run(wf: &Workflow, options: &RunOptions) -> anyhow::Result<RunReport> {
         schedule(&ctx, jobs, &mut outcomes, &mut manifests);
     }
 
-    // The lockfile describes the newest outputs of each step; steps that did not complete keep their old entry.
-    let mut lock = Lockfile::new(&wf.name, wf.seed, &env);
-    for e in &plan.entries {
-        if let Some(m) = manifests.get(&e.index) {
-            lock.steps.push(LockedStep::new(&e.id, &e.key, &e.ingredients, m));
-        } else if let Some(old) = previous.as_ref().and_then(|p| p.step(&e.id)) {
-            lock.steps.push(old.clone());
-        }
-    }
-    if previous.as_ref() != Some(&lock) {
-        lock.write(&lockfile_path)?;
-    }
-    store.add_root(&lockfile_path)?;
+    write_lockfile(wf, &plan, &manifests, previous.as_ref(), &env, &store)?;
 
     let results = plan
         .entries
@@ -143,15 +132,47 @@ pub fn run(wf: &Workflow, options: &RunOptions) -> anyhow::Result<RunReport> {
     Ok(RunReport { plan, results, lockfile: lockfile_path })
 }
 
-/// What every worker reads.
-struct Shared<'a> {
-    wf: &'a Workflow,
-    dag: &'a Dag,
-    plan: &'a Plan,
-    store: &'a Store,
-    device: tch::Device,
-    threads: usize,
-    progress: &'a Progress,
+/// libtorch threads per step. The thread count can change floating-point reduction order, so it must not depend on
+/// --jobs: the workflow's `threads`, else every core. It is recorded per step in the lockfile.
+pub(crate) fn step_threads(wf: &Workflow) -> usize {
+    wf.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+/// Writes the lockfile (if it changed) and registers it as a store root. It describes the newest outputs of each
+/// step (`manifests`, by step index); steps that did not complete keep their entry from `previous`.
+pub(crate) fn write_lockfile(
+    wf: &Workflow,
+    plan: &Plan,
+    manifests: &BTreeMap<usize, Manifest>,
+    previous: Option<&Lockfile>,
+    env: &KeyEnv,
+    store: &Store,
+) -> anyhow::Result<PathBuf> {
+    let lockfile_path = wf.lockfile_path();
+    let mut lock = Lockfile::new(&wf.name, wf.seed, env);
+    for e in &plan.entries {
+        if let Some(m) = manifests.get(&e.index) {
+            lock.steps.push(LockedStep::new(&e.id, &e.key, &e.ingredients, m));
+        } else if let Some(old) = previous.and_then(|p| p.step(&e.id)) {
+            lock.steps.push(old.clone());
+        }
+    }
+    if previous != Some(&lock) {
+        lock.write(&lockfile_path)?;
+    }
+    store.add_root(&lockfile_path)?;
+    Ok(lockfile_path)
+}
+
+/// What every worker reads; also what `run-step` builds to run its one step.
+pub(crate) struct Shared<'a> {
+    pub wf: &'a Workflow,
+    pub dag: &'a Dag,
+    pub plan: &'a Plan,
+    pub store: &'a Store,
+    pub device: tch::Device,
+    pub threads: usize,
+    pub progress: &'a Progress,
 }
 
 /// Runs every `Run` entry once its dependencies are done, at most `jobs` at a time.
@@ -186,7 +207,7 @@ fn schedule(
                         .name(format!("step-{}", e.id))
                         .spawn_scoped(scope, move || {
                             let start = Instant::now();
-                            let result = run_step(ctx, e);
+                            let result = run_step(ctx, e, true);
                             let _ = tx.send((e.index, result, start.elapsed().as_secs_f64()));
                         })
                         .expect("spawning a step thread");
@@ -218,33 +239,27 @@ fn schedule(
 }
 
 /// Runs one step in a temporary directory and commits it; the temporary directory is removed on failure.
-fn run_step(ctx: &Shared, entry: &PlanEntry) -> anyhow::Result<Manifest> {
+///
+/// A sharded step first computes its shards that are not in the store yet (in parallel, one GPU each when several
+/// are visible) when `compute_shards`; otherwise (a Slurm assembly job, whose array computed them) missing shards
+/// are an error. Then it assembles them into its outputs and drops the shards.
+pub(crate) fn run_step(ctx: &Shared, entry: &PlanEntry, compute_shards: bool) -> anyhow::Result<Manifest> {
     let decl = &ctx.wf.steps[entry.index];
     tracing::info!(step = %decl.id, kind = decl.kind, key = entry.key.short(), "running");
     tch::set_num_threads(ctx.threads as i32);
-    let mut inputs = BTreeMap::new();
-    for input in decl.step.inputs() {
-        let j = ctx.wf.step_index(&input.reference.step).context("references are checked at load")?;
-        let output =
-            ctx.wf.resolve_output(j, input.reference.output.as_deref()).context("outputs are checked at load")?;
-        let upstream = ctx.plan.entry(j).context("every step is planned")?;
-        let dir = ctx.store.step_dir(&upstream.key).join(&output.name);
-        inputs.insert(input.role, ResolvedInput { label: input.reference.to_string(), kind: output.kind, dir });
-    }
+    let count = decl.step.shards();
+    let shards = if count > 1 {
+        Some(ensure_shards(ctx, entry, compute_shards).with_context(|| format!("step `{}` ({})", decl.id, decl.kind))?)
+    } else {
+        None
+    };
     let tmp = ctx.store.begin(&entry.key)?;
     let start = Instant::now();
-    let mut step_ctx = StepContext::new(
-        decl.id.clone(),
-        entry.ingredients.seed,
-        ctx.device,
-        ctx.threads,
-        ctx.progress.clone(),
-        inputs,
-        tmp.clone(),
-        ctx.store.root().to_path_buf(),
-    )
-    .with_checkpoints(ctx.store.checkpoint_dir(&entry.key));
-    let result = catch_panics(|| decl.step.run(&mut step_ctx));
+    let mut step_ctx = step_context(ctx, entry, tmp.clone(), ctx.device)?;
+    let result = catch_panics(|| match &shards {
+        Some(dirs) => decl.step.assemble(&mut step_ctx, dirs),
+        None => decl.step.run(&mut step_ctx),
+    });
     let result = result.and_then(|()| {
         let manifest = Manifest {
             key: entry.key.clone(),
@@ -261,8 +276,96 @@ fn run_step(ctx: &Shared, entry: &PlanEntry) -> anyhow::Result<Manifest> {
     });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
+    } else if shards.is_some() {
+        ctx.store.remove_shards(&entry.key)?;
     }
     result.with_context(|| format!("step `{}` ({})", decl.id, decl.kind))
+}
+
+/// Computes shard `index` of a sharded step on `device` and commits it to the store's shards area.
+pub(crate) fn run_shard(ctx: &Shared, entry: &PlanEntry, index: usize, device: tch::Device) -> anyhow::Result<()> {
+    let decl = &ctx.wf.steps[entry.index];
+    let count = decl.step.shards();
+    anyhow::ensure!(index < count, "step `{}` has {count} shards: there is no shard {index}", decl.id);
+    tracing::info!(step = %decl.id, key = entry.key.short(), "running shard {index} of {count}");
+    tch::set_num_threads(ctx.threads as i32);
+    let tmp = ctx.store.begin(&entry.key)?;
+    let mut step_ctx = step_context(ctx, entry, tmp.clone(), device)?;
+    let result = catch_panics(|| decl.step.run_shard(&mut step_ctx, index, count, &tmp))
+        .and_then(|()| ctx.store.commit_shard(&tmp, &entry.key, count, index).map(drop));
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result.with_context(|| format!("step `{}` ({}), shard {index} of {count}", decl.id, decl.kind))
+}
+
+/// The directories of every shard of a sharded step, computing the missing ones first if `compute`.
+fn ensure_shards(ctx: &Shared, entry: &PlanEntry, compute: bool) -> anyhow::Result<Vec<PathBuf>> {
+    let count = ctx.wf.steps[entry.index].step.shards();
+    let missing = ctx.store.missing_shards(&entry.key, count);
+    if !missing.is_empty() && !compute {
+        let list: Vec<String> = missing.iter().map(usize::to_string).collect();
+        anyhow::bail!(
+            "shard(s) {} of {count} are not in the store (their array tasks did not complete)",
+            list.join(", ")
+        );
+    }
+    if !missing.is_empty() {
+        // One worker per GPU when several are visible, else as many as there are cores (they share libtorch's pool).
+        let gpus = match ctx.device {
+            tch::Device::Cuda(_) => tch::Cuda::device_count().max(0) as usize,
+            _ => 0,
+        };
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let workers = if gpus > 1 { gpus } else { cores }.min(missing.len());
+        let next = AtomicUsize::new(0);
+        let errors = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for w in 0..workers {
+                let (next, errors, missing) = (&next, &errors, &missing);
+                let device = if gpus > 1 { tch::Device::Cuda(w) } else { ctx.device };
+                std::thread::Builder::new()
+                    .name(format!("shard-{w}"))
+                    .spawn_scoped(scope, move || {
+                        while let Some(&index) = missing.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            if let Err(e) = run_shard(ctx, entry, index, device) {
+                                errors.lock().expect("no panics while held").push(e);
+                            }
+                        }
+                    })
+                    .expect("spawning a shard thread");
+            }
+        });
+        if let Some(e) = errors.into_inner().expect("threads joined").into_iter().next() {
+            return Err(e);
+        }
+    }
+    Ok((0..count).map(|i| ctx.store.shard_dir(&entry.key, count, i)).collect())
+}
+
+/// The inputs' directories in the store and the step's environment, writing into `out_dir`.
+fn step_context(ctx: &Shared, entry: &PlanEntry, out_dir: PathBuf, device: tch::Device) -> anyhow::Result<StepContext> {
+    let decl = &ctx.wf.steps[entry.index];
+    let mut inputs = BTreeMap::new();
+    for input in decl.step.inputs() {
+        let j = ctx.wf.step_index(&input.reference.step).context("references are checked at load")?;
+        let output =
+            ctx.wf.resolve_output(j, input.reference.output.as_deref()).context("outputs are checked at load")?;
+        let upstream = ctx.plan.entry(j).context("every step is planned")?;
+        let dir = ctx.store.step_dir(&upstream.key).join(&output.name);
+        inputs.insert(input.role, ResolvedInput { label: input.reference.to_string(), kind: output.kind, dir });
+    }
+    Ok(StepContext::new(
+        decl.id.clone(),
+        entry.ingredients.seed,
+        device,
+        ctx.threads,
+        ctx.progress.clone(),
+        inputs,
+        out_dir,
+        ctx.store.root().to_path_buf(),
+    )
+    .with_checkpoints(ctx.store.checkpoint_dir(&entry.key)))
 }
 
 thread_local! {
@@ -291,7 +394,7 @@ fn catch_panics<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
 }
 
 /// Panics inside steps are reported as step errors, so the default hook's message would only be noise there.
-fn install_panic_hook() {
+pub(crate) fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let default = panic::take_hook();

@@ -5,12 +5,15 @@ mod executor;
 mod json_diff;
 pub mod lockfile;
 pub mod plan;
+pub mod slurm;
+mod step;
 pub mod store;
 
 pub use diff::diff;
 pub use executor::{run, Outcome, RunOptions, RunReport, StepResult};
 pub use lockfile::{LockedStep, Lockfile};
 pub use plan::{plan, Plan, PlanEntry, PlanOptions, Status};
+pub use step::{run_one, StepDone, StepOptions};
 pub use store::{Manifest, Store};
 
 use std::collections::BTreeSet;
@@ -36,6 +39,9 @@ pub fn gc(store_root: &Path, dry_run: bool) -> anyhow::Result<GcReport> {
             live.extend(lock.steps.into_iter().map(|s| s.key));
         }
     }
+    // A detached Slurm run's lockfile lags behind its jobs (`anbiq status` catches it up): what the last submission
+    // of each workflow produces is kept too, so that its pending jobs still find their inputs.
+    live.extend(slurm::recorded_keys(&store)?);
     for key in store.keys()? {
         if live.contains(&key) {
             report.kept += 1;

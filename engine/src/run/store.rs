@@ -6,11 +6,21 @@
 //!   steps/<key>/<output>/...      the step's outputs
 //!   tmp/<key>.<pid>.<n>/          a step at work; renamed into steps/ in one step when it succeeds
 //!   checkpoints/<key>/            a long step's last checkpoint, kept until the step completes (resume)
+//!   shards/<key>/<n>/<i>/         shard i of n of a sharded step, kept until the step is assembled (resume)
 //!   roots/<hash>.path             lockfiles that use this store (what `gc` keeps)
-//!   lock                          held by the run that is writing
+//!   slurm/                        Slurm job records, scripts and job logs (see `run::slurm`)
+//!   lock                          the writers' lock (below)
 //! ```
 //! A step writes into `tmp/`, then its manifest, then the whole directory is renamed into `steps/`. A crash at any
-//! point leaves at most a stray `tmp/` directory, which the next run deletes; it never leaves a `steps/` entry.
+//! point leaves at most a stray `tmp/` directory, which the next exclusive locker deletes; it never leaves a `steps/`
+//! entry.
+//!
+//! Locking: a local `anbiq run` (and `gc`) holds `lock` exclusively for its whole run, so two local runs never write
+//! the same store at once. A single-step writer (`anbiq run-step`, what each Slurm job runs) holds it *shared*: any
+//! number of jobs, on any number of nodes, commit at once, since each commits its own directory by one rename and
+//! shared files (roots, manifests) are written by temp file + rename with names unique per host and process. A local
+//! run waits while jobs are running, and jobs wait while a local run is, so the exclusive holder may safely delete
+//! `tmp/` leftovers. On NFS the lock is a POSIX lock (Linux maps flock onto it); Lustre needs `-o flock`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -71,7 +81,7 @@ impl Store {
         &self.root
     }
 
-    /// Takes the store's writer lock, waiting for another run to finish if needed.
+    /// Takes the store's writer lock exclusively (a whole local run), waiting for other writers to finish.
     pub fn lock(&self) -> anyhow::Result<StoreLock> {
         let path = self.root.join("lock");
         let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
@@ -81,6 +91,22 @@ impl Store {
         }
         // No run holds the lock now, so whatever is in tmp/ was left by a crashed run.
         self.clean_tmp()?;
+        Ok(StoreLock { _file: file })
+    }
+
+    /// Takes the writer lock shared: what a single-step writer (a Slurm job) holds, so that many commit at once
+    /// while a local run, which holds it exclusively, is kept out.
+    pub fn lock_shared(&self) -> anyhow::Result<StoreLock> {
+        let path = self.root.join("lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if FileExt::try_lock_shared(&file).is_err() {
+            tracing::warn!("a local anbiq run is using the store {}; waiting for it to finish", self.root.display());
+            FileExt::lock_shared(&file).with_context(|| format!("locking {}", path.display()))?;
+        }
         Ok(StoreLock { _file: file })
     }
 
@@ -114,10 +140,44 @@ impl Store {
 
     /// A fresh temporary directory for a step at work.
     pub fn begin(&self, key: &StepKey) -> anyhow::Result<PathBuf> {
-        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = self.root.join("tmp").join(format!("{}.{}.{n}", key.short(), std::process::id()));
+        let dir = self.root.join("tmp").join(format!("{}.{}", key.short(), unique_suffix()));
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(dir)
+    }
+
+    /// Where shard `index` of `count` of a sharded step is kept once computed.
+    pub fn shard_dir(&self, key: &StepKey, count: usize, index: usize) -> PathBuf {
+        self.root.join("shards").join(&key.0).join(count.to_string()).join(index.to_string())
+    }
+
+    /// Shards of `count` that are not in the store yet.
+    pub fn missing_shards(&self, key: &StepKey, count: usize) -> Vec<usize> {
+        (0..count).filter(|&i| !self.shard_dir(key, count, i).is_dir()).collect()
+    }
+
+    /// Moves a finished shard into place; a shard another writer committed first wins (they are equal).
+    pub fn commit_shard(&self, tmp: &Path, key: &StepKey, count: usize, index: usize) -> anyhow::Result<PathBuf> {
+        sync_tree(tmp)?;
+        let dest = self.shard_dir(key, count, index);
+        let parent = dest.parent().expect("a shard dir has a parent");
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        if let Err(e) = fs::rename(tmp, &dest) {
+            if !dest.is_dir() {
+                return Err(e).with_context(|| format!("moving {} into the store", tmp.display()));
+            }
+            let _ = fs::remove_dir_all(tmp);
+        }
+        fsync_dir(parent)?;
+        Ok(dest)
+    }
+
+    /// Drops a step's shards once its assembled output is committed.
+    pub fn remove_shards(&self, key: &StepKey) -> anyhow::Result<()> {
+        let dir = self.root.join("shards").join(&key.0);
+        if dir.exists() {
+            fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        Ok(())
     }
 
     /// Hashes a finished step's outputs, writes its manifest, and moves it into place atomically.
@@ -140,10 +200,27 @@ impl Store {
         sync_tree(tmp)?;
         let dest = self.step_dir(&manifest.key);
         if dest.exists() {
-            // A forced rerun replaces the old entry; a stale entry without a manifest is replaced too.
-            fs::remove_dir_all(&dest).with_context(|| format!("replacing {}", dest.display()))?;
+            // A forced rerun replaces the old entry; a stale entry without a manifest is replaced too. The old one is
+            // moved aside first (one rename), so readers never see a half-deleted directory.
+            let old = self.root.join("tmp").join(format!("{}.old.{}", manifest.key.short(), unique_suffix()));
+            match fs::rename(&dest, &old) {
+                Ok(()) => fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("replacing {}", dest.display())),
+            }
         }
-        fs::rename(tmp, &dest).with_context(|| format!("moving {} into the store", tmp.display()))?;
+        if let Err(e) = fs::rename(tmp, &dest) {
+            // Another writer (a concurrent job with the same key) committed between our check and our rename: keep
+            // its entry, which is what readers may already use, and drop ours.
+            match self.manifest(&manifest.key) {
+                Some(theirs) => {
+                    tracing::debug!("step `{}` was committed concurrently; keeping that entry", manifest.step);
+                    let _ = fs::remove_dir_all(tmp);
+                    return Ok(theirs);
+                }
+                None => return Err(e).with_context(|| format!("moving {} into the store", tmp.display())),
+            }
+        }
         fsync_dir(&self.root.join("steps"))?;
         let checkpoint = self.checkpoint_dir(&manifest.key);
         if checkpoint.exists() {
@@ -206,9 +283,32 @@ impl Store {
     }
 }
 
+/// A name part unique to this host, process and call: temp names in a store that many nodes write at once.
+fn unique_suffix() -> String {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{}.{}.{n}", hostname(), std::process::id())
+}
+
+/// This machine's host name (for unique temp names); `host` if it cannot be read.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success (truncation is harmless).
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(0);
+    let name: String = String::from_utf8_lossy(&buf[..len])
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    if ok && !name.is_empty() {
+        name
+    } else {
+        "host".into()
+    }
+}
+
 /// Writes a file so that readers see the old content or the new, never a mix: temp file, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let tmp = path.with_extension(format!("tmp.{}", unique_suffix()));
     {
         let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(bytes)?;

@@ -5,16 +5,23 @@
 //! logits_top5: {kind: infer, model: teacher, data: mnist.train, store: {dtype: f16, top_k: 5}}
 //! ```
 //! Output `logits` (see [`crate::steps::artifacts::logits`]): batched, without autograd, on the workflow's device.
+//!
+//! `shards: N` splits the dataset into N contiguous shards computed independently: in parallel threads on the local
+//! executor (one GPU each when several are visible), as one Slurm job array with `--executor slurm`. A final pass
+//! concatenates them into the same `logits` artifact, byte for byte, as an unsharded run (see [`shard_rows`]).
 
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use super::artifacts::logits::StoreDtype;
-use super::artifacts::{load_data, LogitsArtifact, LogitsMeta};
+use super::artifacts::{load_data, LoadedData, LogitsArtifact, LogitsMeta};
 use super::registry::{parse_config, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
 use crate::config::{Located, Node};
-use crate::nn::model_file::ModelArtifact;
+use crate::nn::model_file::{LoadedModel, ModelArtifact};
 use crate::nn::Mode;
 
 pub const KIND: StepKind =
@@ -39,10 +46,45 @@ pub struct InferConfig {
     pub store: StoreOptions,
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// Split the work into this many contiguous shards (threads locally, a job array on Slurm).
+    ///
+    /// Not part of the cache key (hence `skip_serializing`: the canonical config leaves it out). Shard boundaries
+    /// fall on multiples of `batch_size` ([`shard_rows`]), so every forward pass of a sharded run sees exactly the
+    /// batch an unsharded run would, and the shards are concatenated before the one conversion to the stored form:
+    /// the output is the same bytes for any number of shards (tested on CPU). Like `--jobs`, it is a scheduling
+    /// choice: changing it must not rerun the teacher, and an unsharded result already in the store is reused.
+    #[serde(default = "one", skip_serializing)]
+    pub shards: usize,
 }
 
 fn default_batch_size() -> usize {
     1024
+}
+
+fn one() -> usize {
+    1
+}
+
+/// More shards than this is almost certainly a typo (and more array tasks than a cluster's MaxArraySize allows).
+const MAX_SHARDS: usize = 10_000;
+
+/// Rows `[start, end)` of shard `index` of `count` over `n` rows: contiguous, in order, covering every row once,
+/// with boundaries on multiples of `batch_size` (so batches are the unsharded run's). Trailing shards may be empty
+/// when there are fewer batches than shards.
+pub fn shard_rows(n: usize, batch_size: usize, index: usize, count: usize) -> (usize, usize) {
+    let batches = n.div_ceil(batch_size);
+    let at = |i: usize| (i * batches / count * batch_size).min(n);
+    (at(index), at(index + 1))
+}
+
+/// A shard's file: its rows' f32 logits, exactly as the unsharded computation produced them.
+const SHARD_FILE: &str = "logits.safetensors";
+const SHARD_META: &str = "shard.json";
+
+#[derive(Serialize, Deserialize)]
+struct ShardMeta {
+    start: usize,
+    end: usize,
 }
 
 #[derive(Debug)]
@@ -55,6 +97,9 @@ fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
     let mut problems = Vec::new();
     if config.batch_size == 0 {
         problems.push(("batch_size".into(), "must be positive, got 0".into()));
+    }
+    if config.shards == 0 || config.shards > MAX_SHARDS {
+        problems.push(("shards".into(), format!("must be between 1 and {MAX_SHARDS}, got {}", config.shards)));
     }
     if let Some(k) = config.store.top_k {
         if k < 1 {
@@ -105,6 +150,71 @@ impl Step for Infer {
     }
 
     fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
+        let (data, teacher, label) = self.prepare(ctx)?;
+        let bar = ctx.progress.bar(data.dataset.len() as u64, &format!("{}: infer", ctx.id));
+        let logits = batched_logits(teacher.model.as_ref(), &data.dataset.x, self.config.batch_size, ctx.device, &bar);
+        bar.finish_and_clear();
+        self.finish(ctx, &data, &teacher, label, &logits)
+    }
+
+    fn shards(&self) -> usize {
+        self.config.shards
+    }
+
+    fn run_shard(&self, ctx: &mut StepContext, index: usize, count: usize, dir: &Path) -> anyhow::Result<()> {
+        let (data, teacher, _) = self.prepare(ctx)?;
+        let (start, end) = shard_rows(data.dataset.len(), self.config.batch_size, index, count);
+        if end > start {
+            let x = data.dataset.x.narrow(0, start as i64, (end - start) as i64);
+            let bar = ctx.progress.bar((end - start) as u64, &format!("{}: infer {index}/{count}", ctx.id));
+            let logits = batched_logits(teacher.model.as_ref(), &x, self.config.batch_size, ctx.device, &bar);
+            bar.finish_and_clear();
+            Tensor::write_safetensors(&[("logits", &logits)], dir.join(SHARD_FILE))
+                .with_context(|| format!("writing shard {index} of {count}"))?;
+        }
+        std::fs::write(dir.join(SHARD_META), serde_json::to_string(&ShardMeta { start, end })?)?;
+        ctx.record_metric("samples", end - start);
+        Ok(())
+    }
+
+    fn assemble(&self, ctx: &mut StepContext, shards: &[PathBuf]) -> anyhow::Result<()> {
+        let (data, teacher, label) = self.prepare(ctx)?;
+        let mut parts = Vec::new();
+        let mut next = 0;
+        for (index, dir) in shards.iter().enumerate() {
+            let meta: ShardMeta = serde_json::from_str(
+                &std::fs::read_to_string(dir.join(SHARD_META))
+                    .with_context(|| format!("reading shard {index} ({})", dir.display()))?,
+            )?;
+            let expected = shard_rows(data.dataset.len(), self.config.batch_size, index, shards.len());
+            if (meta.start, meta.end) != expected || meta.start != next {
+                anyhow::bail!(
+                    "shard {index} of {} covers rows {}..{}, expected {}..{} (computed for other data?)",
+                    shards.len(),
+                    meta.start,
+                    meta.end,
+                    expected.0,
+                    expected.1
+                );
+            }
+            next = meta.end;
+            if meta.end > meta.start {
+                let mut t = Tensor::read_safetensors(dir.join(SHARD_FILE))
+                    .with_context(|| format!("reading shard {index} ({})", dir.display()))?;
+                parts.push(t.pop().context("a shard file holds one tensor")?.1);
+            }
+        }
+        if next != data.dataset.len() {
+            anyhow::bail!("the shards cover {next} rows of {}", data.dataset.len());
+        }
+        let logits = Tensor::cat(&parts, 0);
+        self.finish(ctx, &data, &teacher, label, &logits)
+    }
+}
+
+impl Infer {
+    /// Loads and checks the inputs: the dataset, the teacher, and the teacher's label for the artifact.
+    fn prepare(&self, ctx: &StepContext) -> anyhow::Result<(LoadedData, LoadedModel, String)> {
         let data = load_data(ctx, "data")?;
         if data.base_indices.is_some() {
             anyhow::bail!(
@@ -128,24 +238,55 @@ impl Step for Infer {
                 anyhow::bail!("field `store.top_k`: {k} is more than the model's {} classes", teacher.spec.classes);
             }
         }
-        let bar = ctx.progress.bar(data.dataset.len() as u64, &format!("{}: infer", ctx.id));
-        let logits = batched_logits(teacher.model.as_ref(), &data.dataset.x, self.config.batch_size, ctx.device, &bar);
-        bar.finish_and_clear();
+        Ok((data, teacher, model_input.label))
+    }
+
+    /// Writes the artifact from the f32 logits of every row, in order, and records the metrics.
+    fn finish(
+        &self,
+        ctx: &mut StepContext,
+        data: &LoadedData,
+        teacher: &LoadedModel,
+        model: String,
+        logits: &Tensor,
+    ) -> anyhow::Result<()> {
         let artifact = LogitsArtifact::from_logits(
-            &logits,
+            logits,
             LogitsMeta {
                 dataset: data.base.clone(),
                 samples: data.dataset.len() as i64,
                 classes: teacher.spec.classes,
                 dtype: self.config.store.dtype,
                 top_k: self.config.store.top_k,
-                model: model_input.label.clone(),
+                model,
             },
         );
         artifact.write(&ctx.output_dir("logits")?)?;
-        let accuracy = crate::nn::metrics::accuracy(&logits, &data.dataset.y);
+        let accuracy = crate::nn::metrics::accuracy(logits, &data.dataset.y);
         ctx.record_metric("samples", data.dataset.len());
         ctx.record_metric("teacher_accuracy", accuracy);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shard_rows;
+
+    #[test]
+    fn shards_are_contiguous_batch_aligned_and_cover_every_row_once() {
+        for (n, bs, count) in [(1000, 64, 4), (1000, 1024, 3), (10, 3, 4), (0, 8, 2), (1437, 100, 7), (5, 1, 5)] {
+            let mut next = 0;
+            for i in 0..count {
+                let (start, end) = shard_rows(n, bs, i, count);
+                assert_eq!(start, next, "n={n} bs={bs} count={count} shard {i}");
+                assert!(end >= start);
+                assert!(start % bs == 0 || start == n, "boundaries fall on batches");
+                next = end;
+            }
+            assert_eq!(next, n);
+        }
+        assert_eq!(shard_rows(1000, 64, 0, 4), (0, 256));
+        assert_eq!(shard_rows(1000, 64, 3, 4), (768, 1000));
     }
 }

@@ -22,7 +22,7 @@ pub use reference::{is_identifier, OneOrMany, StepRef};
 pub use registry::{find_kind, registry, ParseEnv, StepKind};
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +100,25 @@ pub trait Step: Send + Sync + fmt::Debug {
 
     /// Does the work: reads inputs from `ctx`, writes every declared output under `ctx.output_dir(name)`.
     fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()>;
+
+    /// Into how many independent shards the step's work splits (`1`: it does not). A sharded step runs as
+    /// [`run_shard`](Self::run_shard) for every shard (threads locally, a job array on Slurm), then
+    /// [`assemble`](Self::assemble) once; the assembled outputs must not depend on the number of shards.
+    fn shards(&self) -> usize {
+        1
+    }
+
+    /// Computes shard `index` of `count`, writing it anywhere under `dir` (opaque to the engine).
+    fn run_shard(&self, ctx: &mut StepContext, index: usize, count: usize, dir: &Path) -> anyhow::Result<()> {
+        let _ = (ctx, index, count, dir);
+        anyhow::bail!("step kind does not support shards")
+    }
+
+    /// Builds the declared outputs from every shard's directory, in shard order.
+    fn assemble(&self, ctx: &mut StepContext, shards: &[PathBuf]) -> anyhow::Result<()> {
+        let _ = (ctx, shards);
+        anyhow::bail!("step kind does not support shards")
+    }
 }
 
 /// Serialises a config for [`Step::canonical_config`]; configs are plain data, so this cannot fail.

@@ -1,8 +1,8 @@
-//! The workflow's top-level keys: `name`, `seed`, `device`, `threads`, `params`, `steps`.
+//! The workflow's top-level keys: `name`, `seed`, `device`, `threads`, `resources`, `params`, `steps`.
 
 use std::collections::BTreeMap;
 
-use super::located;
+use super::{located, resources, Resources};
 use crate::config::{Located, Node, Value};
 
 pub(super) struct Header<'a> {
@@ -10,11 +10,13 @@ pub(super) struct Header<'a> {
     pub seed: u64,
     pub device: String,
     pub threads: Option<usize>,
+    /// Defaults for every step's `resources:`.
+    pub resources: Resources,
     pub params: BTreeMap<String, Node>,
     pub steps: Option<&'a Node>,
 }
 
-const KEYS: &[&str] = &["name", "description", "seed", "device", "threads", "params", "steps"];
+const KEYS: &[&str] = &["name", "description", "seed", "device", "threads", "resources", "params", "steps"];
 const DEFAULT_SEED: u64 = 0;
 
 pub(super) fn read<'a>(root: &'a Node, errors: &mut Vec<Located>) -> Header<'a> {
@@ -23,6 +25,7 @@ pub(super) fn read<'a>(root: &'a Node, errors: &mut Vec<Located>) -> Header<'a> 
         seed: DEFAULT_SEED,
         device: "auto".into(),
         threads: None,
+        resources: Resources::default(),
         params: BTreeMap::new(),
         steps: None,
     };
@@ -60,6 +63,7 @@ pub(super) fn read<'a>(root: &'a Node, errors: &mut Vec<Located>) -> Header<'a> 
                 Value::Int(i) if i > 0 => header.threads = Some(i as usize),
                 _ => errors.push(located(value.span, "`threads` must be a positive integer")),
             },
+            "resources" => header.resources = resources::read(value, errors),
             "params" => read_params(value, &mut header.params, errors),
             "steps" => header.steps = Some(value),
             other => errors.push(located(

@@ -242,6 +242,7 @@ fn reparse(template: &StepDecl, id: String, node: Node, env: &ParseEnv, errors: 
             after: template.after.clone(),
             seed_id: template.seed_id.clone(),
             matrix: template.matrix.clone(),
+            resources: template.resources.clone(),
         }),
         Err(es) => {
             errors.extend(es.into_iter().map(|mut e| {

@@ -14,6 +14,7 @@ mod header;
 mod matrix;
 mod overrides;
 mod references;
+mod resources;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use crate::config::{self, Diagnostic, Diagnostics, Located, Node, Span};
 use crate::steps::{self, OutputDecl, ParseEnv, Step};
 
 pub use overrides::Override;
+pub use resources::Resources;
 
 /// A parsed and checked workflow.
 #[derive(Debug)]
@@ -33,6 +35,8 @@ pub struct Workflow {
     pub device: String,
     /// libtorch threads per step; `None` lets the runner divide the machine's cores among parallel steps.
     pub threads: Option<usize>,
+    /// Top-level `resources:`, the defaults already merged into every step's.
+    pub resources: Resources,
     /// Parameters after `--set` overrides.
     pub params: BTreeMap<String, Node>,
     /// In file order.
@@ -56,6 +60,8 @@ pub struct StepDecl {
     pub seed_id: String,
     /// For a sweep variant, its matrix values.
     pub matrix: BTreeMap<String, serde_json::Value>,
+    /// What the step asks a cluster scheduler for (`resources:`, over the workflow's defaults).
+    pub resources: Resources,
 }
 
 impl Workflow {
@@ -107,6 +113,9 @@ pub fn parse(path: &Path, text: &str, overrides: &[Override]) -> Result<Workflow
     if let Some(steps_node) = header.steps {
         steps = parse_steps(steps_node, &params, &env, &mut errors);
     }
+    for step in &mut steps {
+        step.resources = step.resources.or(&header.resources);
+    }
 
     let mut workflow = Workflow {
         path: path.to_path_buf(),
@@ -114,6 +123,7 @@ pub fn parse(path: &Path, text: &str, overrides: &[Override]) -> Result<Workflow
         seed: header.seed,
         device: header.device,
         threads: header.threads,
+        resources: header.resources,
         params,
         steps,
     };
@@ -130,7 +140,7 @@ fn default_name(path: &Path) -> String {
 }
 
 /// Keys every step may have whatever its kind; the rest belongs to the kind's parser.
-const COMMON_STEP_KEYS: &[&str] = &["kind", "after", "matrix"];
+const COMMON_STEP_KEYS: &[&str] = &["kind", "after", "matrix", "resources"];
 
 fn parse_steps(
     steps_node: &Node,
@@ -214,6 +224,7 @@ fn parse_step(
         None => Vec::new(),
         Some(node) => read_after(node, errors),
     };
+    let resources = body.get("resources").map(|node| resources::read(node, errors)).unwrap_or_default();
     // The kind's parser sees only its own keys, so its `deny_unknown_fields` stays exact.
     let own: Vec<(Node, Node)> =
         entries.iter().filter(|(k, _)| !k.as_str().is_some_and(|k| COMMON_STEP_KEYS.contains(&k))).cloned().collect();
@@ -228,6 +239,7 @@ fn parse_step(
             after,
             seed_id: seed_id.to_string(),
             matrix: BTreeMap::new(),
+            resources,
         }),
         Err(mut es) => {
             for e in &mut es {

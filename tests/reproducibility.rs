@@ -262,12 +262,21 @@ fn a_second_run_on_the_same_store_waits_for_the_first() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    // Read the child's stderr on a thread, so we can wait for it to say it is waiting (however loaded the machine).
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader};
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let waiting = rx.iter().find(|l| l.contains("another anbiq run is using the store"));
+    assert!(waiting.is_some(), "the second run must say it waits");
     assert!(child.try_wait().unwrap().is_none(), "the second run must wait while the store is locked");
     drop(lock);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("another anbiq run is using the store"));
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
 }
 
 #[test]

@@ -352,6 +352,10 @@ fn logit_store(args: &Args) -> Result<()> {
 
 fn main() -> Result<()> {
     let args = parse_args()?;
+    // As the `anbiq` binary does at start-up (ANBIQ_BENCH_DEFAULT_MALLOC=1 measures without it).
+    if std::env::var_os("ANBIQ_BENCH_DEFAULT_MALLOC").is_none() {
+        anbiq::nn::memory::tune_allocator();
+    }
     tch::set_num_threads(args.threads as i32);
     for b in &args.benches {
         match b.as_str() {

@@ -46,6 +46,9 @@ pair() { # threads, benchmark, extra args: anbiq then PyTorch, back to back
     shift 2
     "$bench" --threads "$t" --runs "$RUNS" "$@" "$b" | log
     OMP_NUM_THREADS=$t py --threads "$t" --runs "$RUNS" "$@" "$b" | log
+    # The same script with the allocator thresholds anbiq sets at start-up (nn::memory), to show what that is worth.
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=1073741824 OMP_NUM_THREADS=$t \
+        py --threads "$t" --runs "$RUNS" "$@" "$b" | sed 's/"impl": "pytorch/"impl": "pytorch+malloc/' | log
 }
 for t in $THREADS; do
     export OMP_NUM_THREADS=$t

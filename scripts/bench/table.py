@@ -68,14 +68,18 @@ def main():
             frac_py = p["median"] * HINTON / 1e9 / roof["median"] if roof else float("nan")
             target = "≥ 1.0× and ≥ 85% of roofline" if t == 1 else "≥ 1.0×"
             met = ratio >= 1.0 and (frac >= 0.85 or t != 1)
+            pm = find(rows, "distill_hinton", "pytorch+malloc", t)
+            tuned = f" ({pm['median']:.0f} with anbiq's malloc thresholds)" if pm else ""
             print(f"| Hinton student distill step (784-800-800-10, b128, KD T=20) | {t} | {a['median']:.0f} samples/s "
-                  f"| {p['median']:.0f} samples/s | {ratio:.2f}× | {frac:.0%} (PyTorch {frac_py:.0%}) | {target} | "
+                  f"| {p['median']:.0f} samples/s{tuned} | {ratio:.2f}× | {frac:.0%} (PyTorch {frac_py:.0%}) | {target} | "
                   f"{yes(met)} |")
         a, p = find(rows, "small_student", threads=t), find(rows, "small_student", "pytorch", t)
         pf = find(rows, "small_student", "pytorch-fused-adam", t)
         if a and p:
             ratio = p["us_per_step"] / a["us_per_step"]
             fused = f"; fused Adam {pf['us_per_step']:.0f} µs ({pf['us_per_step'] / a['us_per_step']:.2f}×)" if pf else ""
+            pm = find(rows, "small_student", "pytorch+malloc", t)
+            fused += f"; with anbiq's malloc thresholds {pm['us_per_step']:.0f} µs" if pm else ""
             print(f"| small student distill step (64-32-10, b64, Adam, KD T=4) | {t} | {a['us_per_step']:.0f} µs/step | "
                   f"{p['us_per_step']:.0f} µs/step{fused} | {ratio:.2f}× | | ≥ 2.0× | {yes(ratio >= 2.0)} |")
         for bench, name, flops in [("infer_mlp", "teacher inference MLP 784-1200-1200-10", TEACHER),
@@ -84,7 +88,9 @@ def main():
             if a and p:
                 ratio = a["median"] / p["median"]
                 frac = a["median"] * flops / 1e9 / roof["median"] if roof else float("nan")
-                print(f"| {name}, b1024 | {t} | {a['median']:.0f} samples/s | {p['median']:.0f} samples/s | "
+                pm = find(rows, bench, "pytorch+malloc", t)
+                tuned = f" ({pm['median']:.0f} with anbiq's malloc thresholds)" if pm else ""
+                print(f"| {name}, b1024 | {t} | {a['median']:.0f} samples/s | {p['median']:.0f} samples/s{tuned} | "
                       f"{ratio:.2f}× | {frac:.0%} | ≥ 1.0× | {yes(ratio >= 1.0)} |")
 
     step, rerun, cli = (find(rows, b) for b in ["engine_step_overhead", "engine_cached_rerun",

@@ -232,22 +232,36 @@ fn infer(args: &Args, bench: &str, arch: &str, shape: &[i64], n: usize) -> Resul
     Ok(())
 }
 
-/// A large fp32 matrix multiply through the same libtorch on the same threads: the machine's practical limit.
+/// fp32 matrix multiplies through the same libtorch on the same threads: a large square one, and the GEMM shapes of
+/// the benchmarked steps (which stay in cache and run faster on a machine whose memory bandwidth is shared). The
+/// roofline is the best median among them: the most this machine's libtorch gives on these threads right now.
 fn roofline(args: &Args) -> Result<()> {
-    let n = 2048i64;
     tch::manual_seed(0);
-    let a = Tensor::randn([n, n], (Kind::Float, args.device));
-    let b = Tensor::randn([n, n], (Kind::Float, args.device));
-    let _ = a.mm(&b);
-    sync(args.device);
-    let mut gflops = Vec::new();
-    for _ in 0..args.runs {
-        let start = Instant::now();
-        let _ = a.mm(&b);
-        sync(args.device);
-        gflops.push(2.0 * (n as f64).powi(3) / start.elapsed().as_secs_f64() / 1e9);
+    let mut best = (0.0, Vec::new());
+    let mut shapes = serde_json::Map::new();
+    for (m, k, n) in [(2048, 2048, 2048), (128, 784, 800), (128, 800, 800), (1024, 784, 1200), (1024, 1200, 1200)] {
+        let a = Tensor::randn([m, k], (Kind::Float, args.device));
+        let b = Tensor::randn([k, n], (Kind::Float, args.device));
+        let reps = (2e9 / (2.0 * (m * k * n) as f64)).ceil().max(1.0) as usize;
+        let mut gflops = Vec::new();
+        for run in 0..=args.runs {
+            sync(args.device);
+            let start = Instant::now();
+            for _ in 0..reps {
+                let _ = a.mm(&b);
+            }
+            sync(args.device);
+            if run > 0 {
+                gflops.push(2.0 * (m * k * n * reps as i64) as f64 / start.elapsed().as_secs_f64() / 1e9);
+            }
+        }
+        let med = median(&gflops);
+        shapes.insert(format!("{m}x{k}x{n}"), json!(med));
+        if med > best.0 {
+            best = (med, gflops);
+        }
     }
-    report("roofline", args, "GFLOP/s", gflops, json!({"n": n}));
+    report("roofline", args, "GFLOP/s", best.1, json!({"shapes": shapes}));
     Ok(())
 }
 
@@ -274,12 +288,12 @@ fn overhead_workflow() -> String {
     let mut yaml = String::from(
         "name: bench-overhead\nseed: 1\nthreads: 1\nsteps:\n  \
          digits: {kind: dataset, source: digits, split: {test: 0.2}}\n  \
-         teacher: {kind: train, data: digits.train, model: {arch: mlp, hidden: [16]}, epochs: 1}\n  \
+         teacher: {kind: train, data: digits.train, model: {arch: mlp, hidden: [16]}, epochs: 3}\n  \
          logits: {kind: infer, model: teacher, data: digits.train}\n",
     );
     for i in 1..=17 {
         yaml +=
-            &format!("  keep{i}: {{kind: filter, data: logits, keep: {{min_confidence: {:.2}}}}}\n", i as f64 / 20.0);
+            &format!("  keep{i}: {{kind: filter, data: logits, keep: {{min_confidence: {:.2}}}}}\n", i as f64 / 100.0);
     }
     yaml
 }

@@ -59,7 +59,7 @@ def main():
         roof = find(rows, "roofline", threads=t)
         roof_py = find(rows, "roofline", "pytorch", t)
         if roof:
-            print(f"| fp32 matmul 2048² (roofline) | {t} | {roof['median']:.1f} GFLOP/s | "
+            print(f"| fp32 matmul roofline (best median of 5 shapes) | {t} | {roof['median']:.1f} GFLOP/s | "
                   f"{roof_py['median']:.1f} GFLOP/s | | 100% | | |" if roof_py else "")
         a, p = find(rows, "distill_hinton", threads=t), find(rows, "distill_hinton", "pytorch", t)
         if a and p:

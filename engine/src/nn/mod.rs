@@ -9,6 +9,7 @@ pub mod determinism;
 pub mod device;
 pub mod layers;
 pub mod learner;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod model_file;

@@ -2,13 +2,20 @@
 //!
 //! tch's optimisers keep their state inside libtorch with no way to read it back; resuming a killed run with
 //! bit-identical results needs the momentum and moment buffers. The update rules follow `torch.optim` (SGD with
-//! dampening 0, Adam/AdamW with bias correction) and run as in-place tensor ops without autograd.
+//! dampening 0, Adam/AdamW with bias correction) and run without autograd.
+//!
+//! Two implementations of the same arithmetic:
+//! - the general one, a few in-place libtorch ops per parameter (any device, any dtype);
+//! - a fused one for contiguous f32 CPU tensors ([`fused`]): one pass over each parameter, its gradient and its
+//!   buffers (Adam: two passes around libtorch's own `sqrt`). It performs exactly the f32 roundings of the libtorch
+//!   ops, in the same order (no FMA contraction: Rust never fuses), so both give bit-identical weights; a test
+//!   checks it. It exists because the general path costs ≈12 libtorch calls and temporaries per parameter: on small
+//!   models their dispatch costs more than the arithmetic, on large ones their extra passes over memory.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context as _};
-use tch::{nn::VarStore, Kind, Tensor};
+use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::optim::OptimizerConfig;
 
@@ -17,17 +24,21 @@ pub struct Optimizer {
     lr: f64,
     /// Trainable parameters by name (sorted: the state files list them in a fixed order).
     params: Vec<(String, Tensor)>,
-    /// Per parameter: SGD's momentum buffer, or Adam's first and second moments.
-    state: BTreeMap<String, Vec<Tensor>>,
+    /// Per parameter (same order as `params`): SGD's momentum buffer, or Adam's first and second moments; empty until
+    /// the parameter's first update.
+    state: Vec<Vec<Tensor>>,
     /// Completed update steps (Adam's bias correction).
     steps: i64,
+    /// Whether to use the fused CPU path where it applies (tests turn it off to compare both).
+    fused: bool,
 }
 
 impl Optimizer {
     pub fn new(config: &OptimizerConfig, vs: &VarStore) -> Optimizer {
         let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
-        Optimizer { config: config.clone(), lr: config.lr(), params, state: BTreeMap::new(), steps: 0 }
+        let state = params.iter().map(|_| Vec::new()).collect();
+        Optimizer { config: config.clone(), lr: config.lr(), params, state, steps: 0, fused: true }
     }
 
     pub fn set_lr(&mut self, lr: f64) {
@@ -65,48 +76,17 @@ impl Optimizer {
         self.steps += 1;
         let t = self.steps as f64;
         let lr = self.lr;
+        let config = self.config.clone();
         tch::no_grad(|| {
-            for (name, p) in &self.params {
+            for ((_, p), state) in self.params.iter().zip(self.state.iter_mut()) {
                 let grad = p.grad();
                 if !grad.defined() {
                     continue;
                 }
-                let mut p = p.shallow_clone();
-                match self.config {
-                    OptimizerConfig::Sgd { momentum, nesterov, weight_decay, .. } => {
-                        let mut g = if weight_decay > 0.0 { &grad + &p * weight_decay } else { grad.shallow_clone() };
-                        if momentum > 0.0 {
-                            let state = self.state.entry(name.clone()).or_default();
-                            if state.is_empty() {
-                                state.push(g.detach().copy());
-                            } else {
-                                let _ = state[0].g_mul_scalar_(momentum).g_add_(&g);
-                            }
-                            g = if nesterov { &g + &state[0] * momentum } else { state[0].shallow_clone() };
-                        }
-                        let _ = p.g_add_(&(g * -lr));
-                    }
-                    OptimizerConfig::Adam { betas, weight_decay, eps, .. }
-                    | OptimizerConfig::AdamW { betas, weight_decay, eps, .. } => {
-                        let decoupled = matches!(self.config, OptimizerConfig::AdamW { .. });
-                        let g = if weight_decay > 0.0 && !decoupled {
-                            &grad + &p * weight_decay
-                        } else {
-                            grad.shallow_clone()
-                        };
-                        if weight_decay > 0.0 && decoupled {
-                            let _ = p.g_mul_scalar_(1.0 - lr * weight_decay);
-                        }
-                        let state =
-                            self.state.entry(name.clone()).or_insert_with(|| vec![p.zeros_like(), p.zeros_like()]);
-                        let [b1, b2] = betas;
-                        let _ = state[0].g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
-                        let _ = state[1].g_mul_scalar_(b2).g_add_(&(&g * &g * (1.0 - b2)));
-                        let bias1 = 1.0 - b1.powf(t);
-                        let bias2 = 1.0 - b2.powf(t);
-                        let denom = state[1].sqrt() / bias2.sqrt() + eps;
-                        let _ = p.g_add_(&(&state[0] / denom * (-lr / bias1)));
-                    }
+                if self.fused && fused::applies(p, &grad, state) {
+                    fused::step(&config, lr, t, p, &grad, state);
+                } else {
+                    general_step(&config, lr, t, p, &grad, state);
                 }
             }
         });
@@ -115,7 +95,7 @@ impl Optimizer {
     /// Writes the optimiser's state (buffers and step count) to `path` (safetensors).
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         let mut named: Vec<(String, Tensor)> = vec![("__steps".into(), Tensor::from_slice(&[self.steps]))];
-        for (name, buffers) in &self.state {
+        for ((name, _), buffers) in self.params.iter().zip(&self.state) {
             for (i, b) in buffers.iter().enumerate() {
                 named.push((format!("{name}/{i}"), b.to_device(tch::Device::Cpu)));
             }
@@ -128,26 +108,203 @@ impl Optimizer {
     pub fn load(&mut self, path: &Path) -> anyhow::Result<()> {
         let tensors = Tensor::read_safetensors(path).with_context(|| format!("reading {}", path.display()))?;
         let device = self.params.first().map(|(_, p)| p.device()).unwrap_or(tch::Device::Cpu);
-        let mut state: BTreeMap<String, Vec<(usize, Tensor)>> = BTreeMap::new();
+        let mut state: Vec<Vec<(usize, Tensor)>> = self.params.iter().map(|_| Vec::new()).collect();
         for (name, t) in tensors {
             if name == "__steps" {
                 self.steps = t.int64_value(&[0]);
                 continue;
             }
             let Some((param, index)) = name.rsplit_once('/') else { bail!("{}: bad entry `{name}`", path.display()) };
-            if !self.params.iter().any(|(n, _)| n == param) {
-                bail!("{}: state for unknown parameter `{param}`", path.display());
-            }
-            state.entry(param.to_string()).or_default().push((index.parse()?, t.to_device(device)));
+            let Some(i) = self.params.iter().position(|(n, _)| n == param) else {
+                bail!("{}: state for unknown parameter `{param}`", path.display())
+            };
+            // Contiguous like the buffers `step` creates, so the fused path applies after a resume too.
+            state[i].push((index.parse()?, t.to_device(device).contiguous()));
         }
         self.state = state
             .into_iter()
-            .map(|(k, mut v)| {
+            .map(|mut v| {
                 v.sort_by_key(|(i, _)| *i);
-                (k, v.into_iter().map(|(_, t)| t).collect())
+                v.into_iter().map(|(_, t)| t).collect()
             })
             .collect();
         Ok(())
+    }
+}
+
+/// One parameter's update as in-place libtorch ops: any device and dtype. [`fused::step`] is the same arithmetic.
+fn general_step(config: &OptimizerConfig, lr: f64, t: f64, p: &Tensor, grad: &Tensor, state: &mut Vec<Tensor>) {
+    let mut p = p.shallow_clone();
+    match *config {
+        OptimizerConfig::Sgd { momentum, nesterov, weight_decay, .. } => {
+            let mut g = if weight_decay > 0.0 { grad + &p * weight_decay } else { grad.shallow_clone() };
+            if momentum > 0.0 {
+                if state.is_empty() {
+                    state.push(g.detach().copy());
+                } else {
+                    let _ = state[0].g_mul_scalar_(momentum).g_add_(&g);
+                }
+                g = if nesterov { &g + &state[0] * momentum } else { state[0].shallow_clone() };
+            }
+            let _ = p.g_add_(&(g * -lr));
+        }
+        OptimizerConfig::Adam { betas, weight_decay, eps, .. }
+        | OptimizerConfig::AdamW { betas, weight_decay, eps, .. } => {
+            let decoupled = matches!(config, OptimizerConfig::AdamW { .. });
+            let g = if weight_decay > 0.0 && !decoupled { grad + &p * weight_decay } else { grad.shallow_clone() };
+            if weight_decay > 0.0 && decoupled {
+                let _ = p.g_mul_scalar_(1.0 - lr * weight_decay);
+            }
+            if state.is_empty() {
+                *state = vec![p.zeros_like(), p.zeros_like()];
+            }
+            let [b1, b2] = betas;
+            let _ = state[0].g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
+            let _ = state[1].g_mul_scalar_(b2).g_add_(&(&g * &g * (1.0 - b2)));
+            let bias1 = 1.0 - b1.powf(t);
+            let bias2 = 1.0 - b2.powf(t);
+            let denom = state[1].sqrt() / bias2.sqrt() + eps;
+            let _ = p.g_add_(&(&state[0] / denom * (-lr / bias1)));
+        }
+    }
+}
+
+/// The update of contiguous f32 CPU tensors in one pass, with the general path's exact roundings.
+///
+/// libtorch computes `tensor ∘ scalar` in f32 with the f64 scalar rounded to f32 first, and `a.add_(b)` as one
+/// rounded f32 addition; each step below is one such operation, in the general path's order.
+mod fused {
+    use super::*;
+
+    /// Whether `p`, its gradient and its buffers (if any) are all contiguous f32 on the CPU, of one size.
+    pub(super) fn applies(p: &Tensor, grad: &Tensor, state: &[Tensor]) -> bool {
+        let ok = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous();
+        let n = p.numel();
+        ok(p) && ok(grad) && grad.numel() == n && state.iter().all(|b| ok(b) && b.numel() == n)
+    }
+
+    /// # Safety
+    /// `t` must be a contiguous f32 CPU tensor that nothing else reads or writes while the slice lives.
+    unsafe fn slice_mut<'a>(t: &Tensor) -> &'a mut [f32] {
+        let n = t.numel();
+        if n == 0 {
+            return &mut [];
+        }
+        std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n)
+    }
+
+    pub(super) fn step(config: &OptimizerConfig, lr: f64, t: f64, p: &Tensor, grad: &Tensor, state: &mut Vec<Tensor>) {
+        match *config {
+            OptimizerConfig::Sgd { momentum, nesterov, weight_decay, .. } => {
+                let first = state.is_empty();
+                if momentum > 0.0 && first {
+                    state.push(p.empty_like());
+                }
+                // SAFETY: `applies` checked layout and dtype; parameter, gradient and buffer are distinct tensors,
+                // and no other thread touches them during the step.
+                let (p, g) = unsafe { (slice_mut(p), slice_mut(grad)) };
+                let buf = state.first().map(|b| unsafe { slice_mut(b) });
+                sgd(p, g, buf, first, momentum as f32, nesterov, weight_decay as f32, -lr as f32);
+            }
+            OptimizerConfig::Adam { betas, weight_decay, eps, .. }
+            | OptimizerConfig::AdamW { betas, weight_decay, eps, .. } => {
+                if state.is_empty() {
+                    *state = vec![p.zeros_like(), p.zeros_like()];
+                }
+                let decoupled = matches!(config, OptimizerConfig::AdamW { .. });
+                let [b1, b2] = betas;
+                let c = AdamConsts {
+                    l2: if weight_decay > 0.0 && !decoupled { Some(weight_decay as f32) } else { None },
+                    decay: if weight_decay > 0.0 && decoupled { Some((1.0 - lr * weight_decay) as f32) } else { None },
+                    b1: b1 as f32,
+                    one_minus_b1: (1.0 - b1) as f32,
+                    b2: b2 as f32,
+                    one_minus_b2: (1.0 - b2) as f32,
+                    sqrt_bias2: (1.0 - b2.powf(t)).sqrt() as f32,
+                    eps: eps as f32,
+                    step: (-lr / (1.0 - b1.powf(t))) as f32,
+                };
+                // SAFETY: as above.
+                let (p_s, g, m, v) =
+                    unsafe { (slice_mut(p), slice_mut(grad), slice_mut(&state[0]), slice_mut(&state[1])) };
+                adam_moments(p_s, g, m, v, &c);
+                // libtorch's vectorised sqrt is not always correctly rounded (it differs from `f32::sqrt` in the
+                // last bit for some inputs), so the square root comes from the very op the general path uses.
+                let root = state[1].sqrt();
+                // SAFETY: as above; `root` is a fresh contiguous f32 CPU tensor.
+                let (p_s, m, root_s) = unsafe { (slice_mut(p), slice_mut(&state[0]), slice_mut(&root)) };
+                adam_update(p_s, m, root_s, &c);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sgd(
+        p: &mut [f32],
+        g: &[f32],
+        buf: Option<&mut [f32]>,
+        first: bool,
+        momentum: f32,
+        nesterov: bool,
+        wd: f32,
+        neg_lr: f32,
+    ) {
+        // g ← g + p·wd (when wd > 0); buf ← g (first step) or buf·μ + g; g ← g + buf·μ (Nesterov) or buf;
+        // p ← p + g·(−lr).
+        match buf {
+            None => {
+                for (p, &g) in p.iter_mut().zip(g) {
+                    let g = if wd > 0.0 { g + *p * wd } else { g };
+                    *p += g * neg_lr;
+                }
+            }
+            Some(buf) => {
+                for ((p, &g), b) in p.iter_mut().zip(g).zip(buf.iter_mut()) {
+                    let g = if wd > 0.0 { g + *p * wd } else { g };
+                    *b = if first { g } else { *b * momentum + g };
+                    let g = if nesterov { g + *b * momentum } else { *b };
+                    *p += g * neg_lr;
+                }
+            }
+        }
+    }
+
+    pub(super) struct AdamConsts {
+        /// Adam's L2 penalty: g ← g + p·wd.
+        pub l2: Option<f32>,
+        /// AdamW's decoupled decay: p ← p·(1 − lr·wd).
+        pub decay: Option<f32>,
+        pub b1: f32,
+        pub one_minus_b1: f32,
+        pub b2: f32,
+        pub one_minus_b2: f32,
+        pub sqrt_bias2: f32,
+        pub eps: f32,
+        /// −lr / (1 − β₁ᵗ).
+        pub step: f32,
+    }
+
+    /// g ← g + p·wd (Adam) or p ← p·(1 − lr·wd) (AdamW); m ← m·β₁ + g·(1 − β₁); v ← v·β₂ + g·g·(1 − β₂).
+    fn adam_moments(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &AdamConsts) {
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let g = match c.l2 {
+                Some(wd) => g + *p * wd,
+                None => g,
+            };
+            if let Some(d) = c.decay {
+                *p *= d;
+            }
+            *m = *m * c.b1 + g * c.one_minus_b1;
+            *v = *v * c.b2 + g * g * c.one_minus_b2;
+        }
+    }
+
+    /// p ← p + m / (√v / √(1 − β₂ᵗ) + ε) · (−lr / (1 − β₁ᵗ)), with `root` = √v.
+    fn adam_update(p: &mut [f32], m: &[f32], root: &[f32], c: &AdamConsts) {
+        for ((p, &m), &r) in p.iter_mut().zip(m).zip(root) {
+            let denom = r / c.sqrt_bias2 + c.eps;
+            *p += m / denom * c.step;
+        }
     }
 }
 
@@ -211,6 +368,44 @@ mod tests {
         let mut b = Optimizer::new(&config, &vs);
         b.load(&dir.path().join("opt.safetensors")).unwrap();
         assert_eq!(b.steps, 3);
-        assert!(b.state["w"][1].equal(&a.state["w"][1]));
+        assert!(b.state[0][1].equal(&a.state[0][1]));
+    }
+
+    /// The fused CPU path and the general libtorch path give bit-identical weights and buffers.
+    #[test]
+    fn fused_path_is_bit_identical_to_the_general_path() {
+        let configs = [
+            OptimizerConfig::Sgd { lr: 0.1, momentum: 0.0, nesterov: false, weight_decay: 0.0 },
+            OptimizerConfig::Sgd { lr: 0.05, momentum: 0.9, nesterov: false, weight_decay: 1e-4 },
+            OptimizerConfig::Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.0 },
+            OptimizerConfig::Adam { lr: 0.003, betas: [0.9, 0.999], weight_decay: 0.0, eps: 1e-8 },
+            OptimizerConfig::Adam { lr: 0.01, betas: [0.8, 0.99], weight_decay: 0.01, eps: 1e-6 },
+            OptimizerConfig::AdamW { lr: 0.001, betas: [0.9, 0.999], weight_decay: 0.01, eps: 1e-8 },
+        ];
+        for config in configs {
+            let run = |fused: bool| {
+                tch::manual_seed(3);
+                let vs = VarStore::new(tch::Device::Cpu);
+                let w = vs.root().var_copy("w", &Tensor::randn([37, 19], (Kind::Float, tch::Device::Cpu)));
+                let b = vs.root().var_copy("b", &Tensor::randn([19], (Kind::Float, tch::Device::Cpu)));
+                let x = Tensor::randn([8, 37], (Kind::Float, tch::Device::Cpu));
+                let mut opt = Optimizer::new(&config, &vs);
+                opt.fused = fused;
+                for i in 0..7 {
+                    opt.set_lr(config.lr() * (1.0 - 0.1 * i as f64));
+                    opt.zero_grad();
+                    (x.mm(&w) + &b).tanh().pow_tensor_scalar(2).sum(Kind::Float).backward();
+                    opt.step();
+                }
+                (w, b, opt.state)
+            };
+            let (w1, b1, s1) = run(true);
+            let (w2, b2, s2) = run(false);
+            assert!(w1.equal(&w2) && b1.equal(&b2), "{config:?}: weights differ");
+            for (x, y) in s1.iter().flatten().zip(s2.iter().flatten()) {
+                assert!(x.equal(y), "{config:?}: buffers differ");
+            }
+            assert_eq!(s1.iter().flatten().count(), s2.iter().flatten().count());
+        }
     }
 }

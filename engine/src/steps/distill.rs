@@ -112,7 +112,7 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
 }
 
 /// Where the teacher's logits for a batch come from.
-enum Teacher {
+pub enum Teacher {
     /// Cached by an `infer` step; rows looked up through the data's indices into the dataset the logits cover.
     Offline(LogitsArtifact),
     /// A model run in eval mode on the same (possibly jittered) inputs as the student.
@@ -129,14 +129,16 @@ impl Teacher {
     }
 }
 
-struct DistillBatch<'a> {
-    student: &'a dyn Model,
+/// One batch of distillation: the [`TrainStep`] a distill step's [`Learner`] drives. Public so benchmarks and
+/// embedders run exactly the code a workflow runs (`examples/bench.rs`).
+pub struct DistillBatch<'a> {
+    pub student: &'a dyn Model,
     /// Teachers and their normalised weights.
-    teachers: &'a [(Teacher, f64)],
-    data: &'a LoadedData,
-    loss: Box<dyn DistillLoss>,
-    jitter: i64,
-    device: Device,
+    pub teachers: &'a [(Teacher, f64)],
+    pub data: &'a LoadedData,
+    pub loss: Box<dyn DistillLoss>,
+    pub jitter: i64,
+    pub device: Device,
 }
 
 impl TrainStep for DistillBatch<'_> {

@@ -163,7 +163,7 @@ fn distill(
         student: student.as_ref(),
         teachers: &teachers,
         data: &data,
-        loss: loss.build(),
+        loss: loss.build()?,
         jitter: 0,
         device: args.device,
     };

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{CeTeacherLabels, DistillLoss, KdLoss, MseLogits, WeightedSum};
+use super::{CeTeacherLabels, DistillLoss, KdLoss, MseLogits, ReverseKl, WeightedSum};
 
 /// One loss term, externally tagged by its name: `{kd: {temperature: 4}}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -11,6 +11,7 @@ pub enum LossTerm {
     Kd(KdLoss),
     MseLogits(MseLogits),
     CeTeacherLabels(CeTeacherLabels),
+    ReverseKl(ReverseKl),
 }
 
 /// A term with a weight in a sum: `{kd: {...}, weight: 0.5}`.
@@ -38,6 +39,7 @@ impl LossTerm {
     pub fn validate(&self) -> Result<(), (String, String)> {
         match self {
             LossTerm::Kd(kd) => kd.validate().map_err(|(f, m)| (format!("kd.{f}"), m)),
+            LossTerm::ReverseKl(r) => r.validate().map_err(|(f, m)| (format!("reverse_kl.{f}"), m)),
             LossTerm::MseLogits(_) | LossTerm::CeTeacherLabels(_) => Ok(()),
         }
     }
@@ -47,6 +49,7 @@ impl LossTerm {
             LossTerm::Kd(l) => Box::new(l.clone()),
             LossTerm::MseLogits(l) => Box::new(l.clone()),
             LossTerm::CeTeacherLabels(l) => Box::new(l.clone()),
+            LossTerm::ReverseKl(l) => Box::new(l.clone()),
         }
     }
 }

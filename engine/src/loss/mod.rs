@@ -13,12 +13,14 @@ mod ce_teacher;
 mod config;
 mod kd;
 mod mse;
+mod reverse_kl;
 mod temperature;
 
 pub use ce_teacher::CeTeacherLabels;
 pub use config::{LossConfig, LossTerm, WeightedTerm};
 pub use kd::KdLoss;
 pub use mse::MseLogits;
+pub use reverse_kl::ReverseKl;
 pub use temperature::Temperature;
 
 use tch::Tensor;

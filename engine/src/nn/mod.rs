@@ -16,7 +16,9 @@ pub mod optim;
 pub mod optimizer;
 pub mod progress;
 pub mod random;
+pub mod sample;
 pub mod schedule;
+pub mod tokens;
 pub mod torchscript;
 
 pub use arch::{build, ArchConfig};

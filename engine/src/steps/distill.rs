@@ -14,12 +14,17 @@
 //! ```
 //! Output `model`, like `train`. The teacher may itself be a distilled student, which makes teacher → assistant →
 //! student chains plain DAGs.
+//!
+//! Language models work the same way: `data` is a text dataset, the teacher per-token top-k logits from `infer` (or
+//! a `gpt` model, online), and every loss term — built in or a plugin — sees one row per token: student and teacher
+//! `[B·T, V]`, labels `[B·T]` (see [`crate::nn::tokens`]), so `kd` is token-level KD averaged over tokens.
 
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
-use super::artifacts::{load_data, LoadedData, LogitsArtifact};
+use super::artifacts::token_logits::is_token_logits;
+use super::artifacts::{load_data, LoadedData, LogitsArtifact, TokenLogits};
 use super::registry::{parse_config, ParseEnv, StepKind};
 use super::training::{default_batch_size, default_optimizer, TensorSource, TrainingOptions};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OneOrMany, OutputDecl, Step, StepContext, StepRef};
@@ -30,7 +35,7 @@ use crate::nn::learner::{Batch, Evaluator, Learner, ModelEvaluator, TrainStep};
 use crate::nn::model_file::{LoadedModel, ModelArtifact, ModelSpec};
 use crate::nn::optim::OptimizerConfig;
 use crate::nn::schedule::LrSchedule;
-use crate::nn::{ArchConfig, Mode, Model};
+use crate::nn::{tokens, ArchConfig, Mode, Model};
 use crate::rng::Rng;
 
 pub const KIND: StepKind =
@@ -114,6 +119,8 @@ fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
 enum Teacher {
     /// Cached by an `infer` step; rows looked up through the data's indices into the dataset the logits cover.
     Offline(LogitsArtifact),
+    /// Per-token top-k logits of a language model, looked up the same way.
+    Tokens(TokenLogits),
     /// A model run in eval mode on the same (possibly jittered) inputs as the student.
     Online(LoadedModel),
 }
@@ -123,6 +130,7 @@ impl Teacher {
     fn logits(&self, x: &Tensor, base_rows: &Tensor, device: Device) -> Tensor {
         match self {
             Teacher::Offline(logits) => logits.dense_logits(base_rows).to_device(device),
+            Teacher::Tokens(logits) => logits.dense_logits(base_rows).to_device(device),
             Teacher::Online(t) => tch::no_grad(|| t.model.forward(x, Mode::Eval)),
         }
     }
@@ -152,7 +160,9 @@ impl TrainStep for DistillBatch<'_> {
                 .expect("at least one teacher"),
         };
         let student = self.student.forward(&x, Mode::Train(rng));
-        self.loss.loss(&LossInput { student: &student, teacher: &teacher, labels: &batch.y, progress })
+        // Sequence logits become one row per token; classifier logits pass through.
+        let (student, teacher, labels) = (tokens::rows(&student), tokens::rows(&teacher), tokens::labels(&batch.y));
+        self.loss.loss(&LossInput { student: &student, teacher: &teacher, labels: &labels, progress })
     }
 }
 
@@ -162,18 +172,26 @@ fn load_teacher(ctx: &StepContext, role: &str, data: &LoadedData) -> anyhow::Res
     if input.kind != ArtifactKind::Logits {
         return Ok(Teacher::Online(ModelArtifact::load(&input.dir, ctx.device)?));
     }
-    let logits = LogitsArtifact::read(&input.dir)?;
-    if logits.meta.dataset != data.base {
+    let (teacher, dataset) = if is_token_logits(&input.dir) {
+        let logits = TokenLogits::read(&input.dir)?;
+        let dataset = logits.meta.dataset.clone();
+        (Teacher::Tokens(logits), dataset)
+    } else {
+        let logits = LogitsArtifact::read(&input.dir)?;
+        let dataset = logits.meta.dataset.clone();
+        (Teacher::Offline(logits), dataset)
+    };
+    if dataset != data.base {
         anyhow::bail!(
             "field `{role}`: the logits `{}` were computed on {}, but `data` ({}) comes from {}; \
              distil on the dataset the teacher saw, or a filter of it",
             input.label,
-            logits.meta.dataset.display(),
+            dataset.display(),
             ctx.input("data")?.label,
             data.base.display()
         );
     }
-    Ok(Teacher::Offline(logits))
+    Ok(teacher)
 }
 
 impl Step for Distill {
@@ -212,6 +230,7 @@ impl Step for Distill {
             let teacher = load_teacher(ctx, role, &data)?;
             let classes = match &teacher {
                 Teacher::Offline(l) => l.meta.classes,
+                Teacher::Tokens(l) => l.meta.classes,
                 Teacher::Online(m) => m.spec.classes,
             };
             if let Teacher::Online(m) = &teacher {

@@ -3,8 +3,11 @@
 //! ```yaml
 //! logits: {kind: infer, model: teacher, data: digits.train, store: {dtype: f16}}
 //! logits_top5: {kind: infer, model: teacher, data: mnist.train, store: {dtype: f16, top_k: 5}}
+//! tokens: {kind: infer, model: gpt_teacher, data: text.train, store: {top_k: 8}, batch_size: 64}
 //! ```
 //! Output `logits` (see [`crate::steps::artifacts::logits`]): batched, without autograd, on the workflow's device.
+//! On text data, one top-k distribution per token, written in shards as it goes
+//! ([`crate::steps::artifacts::token_logits`]); `top_k` is then required.
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
@@ -28,6 +31,9 @@ pub struct StoreOptions {
     /// Keep only the k most likely classes per sample (plus the leftover probability mass).
     #[serde(default)]
     pub top_k: Option<i64>,
+    /// Text data: windows per shard file (memory while writing is about one shard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_windows: Option<i64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -60,6 +66,9 @@ fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
         if k < 1 {
             problems.push(("store.top_k".into(), format!("must be at least 1, got {k}")));
         }
+    }
+    if matches!(config.store.shard_windows, Some(w) if w < 1) {
+        problems.push(("store.shard_windows".into(), "must be at least 1".into()));
     }
     check_fields(node, problems)?;
     Ok(Box::new(Infer { config }))
@@ -127,6 +136,15 @@ impl Step for Infer {
             if k > teacher.spec.classes {
                 anyhow::bail!("field `store.top_k`: {k} is more than the model's {} classes", teacher.spec.classes);
             }
+        }
+        if meta.vocab.is_some() {
+            let store = super::lm::infer::TokenStore {
+                top_k: self.config.store.top_k,
+                dtype: self.config.store.dtype,
+                shard_windows: self.config.store.shard_windows,
+                batch_size: self.config.batch_size,
+            };
+            return super::lm::infer::run(ctx, &data, &teacher, &store);
         }
         let bar = ctx.progress.bar(data.dataset.len() as u64, &format!("{}: infer", ctx.id));
         let logits = batched_logits(teacher.model.as_ref(), &data.dataset.x, self.config.batch_size, ctx.device, &bar);

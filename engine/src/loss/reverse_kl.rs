@@ -7,7 +7,7 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::{DistillLoss, LossInput, Temperature};
 
@@ -37,10 +37,10 @@ impl ReverseKl {
 
 /// `T²·KL(softmax(s/T) ‖ softmax(t/T))`, batch-mean; differentiable in `student`.
 pub fn reverse_kl(student: &Tensor, teacher: &Tensor, t: f64) -> Tensor {
-    let log_q = (student / t).log_softmax(-1, Kind::Float);
-    let log_p = (teacher / t).log_softmax(-1, Kind::Float);
+    let log_q = (student / t).log_softmax(-1, student.kind());
+    let log_p = (teacher / t).log_softmax(-1, student.kind());
     let batch = student.size()[0] as f64;
-    (log_q.exp() * (&log_q - log_p)).sum(Kind::Float) * (t * t / batch)
+    (log_q.exp() * (&log_q - log_p)).sum(student.kind()) * (t * t / batch)
 }
 
 impl DistillLoss for ReverseKl {

@@ -22,7 +22,7 @@ pub mod tokens;
 pub mod torchscript;
 
 pub use arch::{build, ArchConfig};
-pub use model::{Mode, Model};
+pub use model::{Decoder, KvCache, Mode, Model};
 
 #[cfg(test)]
 mod tests;

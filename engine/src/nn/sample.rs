@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use crate::nn::{Mode, Model};
+use crate::nn::{KvCache, Mode, Model};
 use crate::rng::Rng;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -77,7 +77,9 @@ impl Sampling {
 }
 
 /// Continues each row of `prompt` (`[B, p]` token ids) by `new_tokens`, feeding the model at most its last
-/// `context` tokens; returns `[B, p + new_tokens]` on the CPU.
+/// `context` tokens; returns `[B, p + new_tokens]` on the CPU. A model with a [`crate::nn::Decoder`] decodes
+/// incrementally while the sequence fits its context; otherwise (or past the context) each token costs a forward pass
+/// over the last `context` tokens.
 pub fn generate(
     model: &dyn Model,
     prompt: &Tensor,
@@ -89,11 +91,18 @@ pub fn generate(
 ) -> Tensor {
     let batch = prompt.size()[0];
     let mut seq = prompt.to_kind(Kind::Int64).to_device(device);
+    // The last token fed sits at position p + new − 2, which must be inside the context for the cache.
+    let cached = model.decoder().filter(|_| prompt.size()[1] + new_tokens - 1 <= context);
+    let mut cache = KvCache::default();
     tch::no_grad(|| {
-        for _ in 0..new_tokens {
+        for i in 0..new_tokens {
             let len = seq.size()[1];
-            let window = seq.narrow(1, (len - context).max(0), len.min(context));
-            let logits = model.forward(&window, Mode::Eval).select(1, -1);
+            let logits = match cached {
+                Some(decoder) if i == 0 => decoder.decode(&seq, &mut cache),
+                Some(decoder) => decoder.decode(&seq.narrow(1, len - 1, 1), &mut cache),
+                None => model.forward(&seq.narrow(1, (len - context).max(0), len.min(context)), Mode::Eval),
+            }
+            .select(1, -1);
             let draws: Vec<f32> = (0..batch).map(|_| rng.uniform_f32()).collect();
             let next = sampling.pick(&logits, &Tensor::from_slice(&draws).to_device(device));
             seq = Tensor::cat(&[seq.shallow_clone(), next.unsqueeze(1)], 1);

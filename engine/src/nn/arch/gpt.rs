@@ -13,7 +13,7 @@
 
 use super::{check_dropout, Architecture};
 use crate::nn::layers::{Dropout, Embedding, LayerNorm, Linear};
-use crate::nn::{Mode, Model};
+use crate::nn::{Decoder, KvCache, Mode, Model};
 use crate::rng::Rng;
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
@@ -111,23 +111,41 @@ impl Gpt {
         Gpt { wte, wpe, blocks, ln_f, head, heads: c.heads, dropout: Dropout::new(c.dropout) }
     }
 
-    fn attention(&self, b: &Block, x: &Tensor) -> Tensor {
+    /// Causal self-attention of `x` `[B, t, d]`; with a cache slot, after the keys and values stored there (which
+    /// then include `x`'s).
+    fn attention(&self, b: &Block, x: &Tensor, past: Option<&mut Option<(Tensor, Tensor)>>) -> Tensor {
         let (batch, t, d) = x.size3().expect("[B, t, d]");
-        let split = |z: Tensor| z.view([batch, t, self.heads, d / self.heads]).transpose(1, 2);
+        let split = |z: &Tensor| z.view([batch, t, self.heads, d / self.heads]).transpose(1, 2);
         let qkv = b.qkv.forward(x).chunk(3, -1);
-        let (q, k, v) = (split(qkv[0].shallow_clone()), split(qkv[1].shallow_clone()), split(qkv[2].shallow_clone()));
-        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, true, None, false);
+        let (q, mut k, mut v) = (split(&qkv[0]), split(&qkv[1]), split(&qkv[2]));
+        let mut causal = true;
+        if let Some(slot) = past {
+            if let Some((pk, pv)) = slot.take() {
+                // One new token attends to everything before it: no mask needed (and a causal mask would align
+                // the query with the first key, not the last).
+                assert_eq!(t, 1, "gpt: after a prompt, decode one token at a time");
+                causal = false;
+                k = Tensor::cat(&[pk, k], 2);
+                v = Tensor::cat(&[pv, v], 2);
+            }
+            *slot = Some((k.shallow_clone(), v.shallow_clone()));
+        }
+        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, causal, None, false);
         b.proj.forward(&y.transpose(1, 2).contiguous().view([batch, t, d]))
     }
-}
 
-impl Model for Gpt {
-    fn forward(&self, x: &Tensor, mut mode: Mode<'_>) -> Tensor {
+    fn run(&self, x: &Tensor, mut mode: Mode<'_>, mut cache: Option<&mut KvCache>) -> Tensor {
         let t = x.size()[1];
-        let positions = Tensor::arange(t, (Kind::Int64, x.device()));
+        let offset = cache.as_ref().map_or(0, |c| c.len);
+        let positions = Tensor::arange_start(offset, offset + t, (Kind::Int64, x.device()));
         let mut h = self.dropout.forward(&(self.wte.forward(x) + self.wpe.forward(&positions)), &mut mode);
-        for b in &self.blocks {
-            h = &h + self.dropout.forward(&self.attention(b, &b.ln1.forward(&h)), &mut mode);
+        if let Some(c) = cache.as_deref_mut() {
+            c.layers.resize_with(self.blocks.len(), || None);
+            c.len += t;
+        }
+        for (i, b) in self.blocks.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            h = &h + self.dropout.forward(&self.attention(b, &b.ln1.forward(&h), slot), &mut mode);
             let mlp = b.out.forward(&b.fc.forward(&b.ln2.forward(&h)).gelu("none"));
             h = &h + self.dropout.forward(&mlp, &mut mode);
         }
@@ -136,6 +154,22 @@ impl Model for Gpt {
             Some(head) => head.forward(&h),
             None => h.matmul(&self.wte.weight.tr()),
         }
+    }
+}
+
+impl Model for Gpt {
+    fn forward(&self, x: &Tensor, mode: Mode<'_>) -> Tensor {
+        self.run(x, mode, None)
+    }
+
+    fn decoder(&self) -> Option<&dyn Decoder> {
+        Some(self)
+    }
+}
+
+impl Decoder for Gpt {
+    fn decode(&self, x: &Tensor, cache: &mut KvCache) -> Tensor {
+        self.run(x, Mode::Eval, Some(cache))
     }
 }
 
@@ -162,6 +196,14 @@ mod tests {
         // Shorter inputs are fine and give the same logits as the prefix of a longer one.
         let short = tch::no_grad(|| model.forward(&x.narrow(1, 0, 5), Mode::Eval));
         assert!(short.allclose(&a.narrow(1, 0, 5), 1e-5, 1e-6, false));
+        // Decoding with a cache (a 5-token prompt, then one token at a time) gives the same logits.
+        let mut cache = KvCache::default();
+        let decoder = model.decoder().unwrap();
+        let mut steps = vec![tch::no_grad(|| decoder.decode(&x.narrow(1, 0, 5), &mut cache))];
+        for i in 5..12 {
+            steps.push(tch::no_grad(|| decoder.decode(&x.narrow(1, i, 1), &mut cache)));
+        }
+        assert!(Tensor::cat(&steps, 1).allclose(&a, 1e-5, 1e-5, false));
     }
 
     #[test]

@@ -187,7 +187,7 @@ mod tests {
         let vs = VarStore::new(Device::Cpu);
         let model = tiny().build(&vs.root(), &[12], 7, &mut Rng::new(3)).unwrap();
         let x = Tensor::from_slice(&[1i64, 2, 3, 4, 5, 6, 0, 1, 2, 3, 4, 5]).view([1, 12]);
-        let mut changed = x.copy();
+        let changed = x.copy();
         let _ = changed.get(0).get(8).fill_(6);
         let (a, b) = tch::no_grad(|| (model.forward(&x, Mode::Eval), model.forward(&changed, Mode::Eval)));
         assert_eq!(a.size(), [1, 12, 7]);

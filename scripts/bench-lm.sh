@@ -14,7 +14,7 @@ WORK=${WORK:-/tmp/anbiq-torchscript}
 PYTHON=${PYTHON:-$WORK/venv/bin/python}
 
 cargo build -q --example lm_bench
-anbiq=$(target/debug/examples/lm_bench "$batch" "$seconds")
+anbiq=$("${CARGO_TARGET_DIR:-target}"/debug/examples/lm_bench "$batch" "$seconds")
 torch=$(LD_LIBRARY_PATH="$WORK/cuda-stubs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$PYTHON" -c '
 import os, runpy, sys
 sys.setdlopenflags(os.RTLD_LAZY | os.RTLD_GLOBAL)  # the CUDA wheel on a CPU machine: CUDA symbols are never called

@@ -17,7 +17,7 @@ use anbiq::nn::{tokens, ArchConfig, Mode};
 use anbiq::rng::Rng;
 use anbiq::run::{self, Lockfile, PlanOptions, RunOptions, Store};
 use anbiq::steps::artifacts::logits::StoreDtype;
-use anbiq::steps::artifacts::token_logits::{ShardWriter, TokenLogits, TokenLogitsMeta};
+use anbiq::steps::artifacts::token_logits::{expand_like, ShardWriter, TokenLogits, TokenLogitsMeta};
 use anbiq::steps::Progress;
 use anbiq::workflow;
 use tch::nn::VarStore;
@@ -174,6 +174,50 @@ fn token_level_kd_and_reverse_kl_gradients_match_finite_differences() {
                 assert!((closed - autograd[i]).abs() < 1e-7, "kd closed form [{i}]");
             }
         }
+    }
+}
+
+/// With the tail shaped like the student (`top_k_tail: student`), forward KL is exactly the KL between the
+/// (k + 1)-bucket distributions "each of the teacher's top k, and everything else" — value and gradient.
+#[test]
+fn a_student_shaped_tail_makes_kd_the_exact_top_k_plus_rest_kl() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, t, v, k) = (2i64, 3i64, 7i64, 3i64);
+    let store = stored(dir.path(), &(anbiq::nn::random::uniform(8, &[b, t, v], Device::Cpu) * 6.0 - 3.0), k);
+    let (logprobs, indices, rest) = store.top_k(&Tensor::from_slice(&[0i64, 1]));
+    let student0 = anbiq::nn::random::uniform(9, &[b, t, v], Device::Cpu) * 4.0 - 2.0;
+    let kd = KdLoss { temperature: Temperature::Constant(1.0), alpha: 1.0 };
+    let labels = tokens::labels(&Tensor::zeros([b, t], (Kind::Int64, Device::Cpu)));
+
+    // Through distill's path: rebuild the teacher like the student, then the ordinary KD loss.
+    let s = student0.copy().set_requires_grad(true);
+    let teacher = tokens::rows(&expand_like(&logprobs, &indices, &rest, &s));
+    let p: Vec<f64> = f64s(&teacher.exp());
+    let kd_value =
+        kd.loss(&LossInput { student: &tokens::rows(&s), teacher: &teacher, labels: &labels, progress: 0.0 });
+    let kd_value = kd_value.unwrap();
+    kd_value.backward();
+    let kd_grad = f64s(&s.grad());
+
+    // By hand: buckets = top k tokens + "the rest"; KL(p ‖ q) over buckets, averaged over tokens.
+    let s2 = student0.copy().set_requires_grad(true);
+    let log_q = s2.log_softmax(-1, Kind::Float);
+    let idx = indices.to_kind(Kind::Int64);
+    let q_top = log_q.gather(-1, &idx, false).exp();
+    let q_rest = -q_top.sum_dim_intlist(-1, false, Kind::Float) + 1.0;
+    let p_top = logprobs.to_kind(Kind::Float).exp();
+    let rest = rest.to_kind(Kind::Float);
+    let bucket_kl = (&p_top * (p_top.log() - q_top.log())).sum_dim_intlist(-1, false, Kind::Float)
+        + &rest * (rest.log() - q_rest.log());
+    let by_hand = bucket_kl.mean(Kind::Float);
+    by_hand.backward();
+    assert!((kd_value.double_value(&[]) - by_hand.double_value(&[])).abs() < 1e-6);
+    for (i, (a, h)) in kd_grad.iter().zip(f64s(&s2.grad())).enumerate() {
+        assert!((a - h).abs() < 1e-6, "gradient [{i}]: kd {a}, buckets {h}");
+    }
+    // The rebuilt teacher keeps the top k and the total, and its tail follows the student.
+    for row in 0..(b * t) as usize {
+        assert!((p[row * v as usize..(row + 1) * v as usize].iter().sum::<f64>() - 1.0).abs() < 1e-5);
     }
 }
 

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
-use super::artifacts::token_logits::is_token_logits;
+use super::artifacts::token_logits::{expand_like, is_token_logits};
 use super::artifacts::{load_data, LoadedData, LogitsArtifact, TokenLogits};
 use super::registry::{parse_config, ParseEnv, StepKind};
 use super::training::{default_batch_size, default_optimizer, TensorSource, TrainingOptions};
@@ -64,6 +64,18 @@ pub struct DistillConfig {
     pub clip_grad_norm: Option<f64>,
     #[serde(default)]
     pub jitter: i64,
+    /// Top-k teacher logits: how the leftover mass is spread over the tokens (classes) outside the top k when the
+    /// distribution is rebuilt — `even` (default), or `student` (like the student's own distribution there, which
+    /// makes forward KL exact over "top k + the rest"; see [`super::artifacts::token_logits`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k_tail: Option<TopKTail>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopKTail {
+    Even,
+    Student,
 }
 
 impl DistillConfig {
@@ -126,8 +138,18 @@ enum Teacher {
 }
 
 impl Teacher {
-    /// The teacher's logits for a batch: looked up (offline) or computed on the batch's inputs (online).
-    fn logits(&self, x: &Tensor, base_rows: &Tensor, device: Device) -> Tensor {
+    /// The teacher's logits for a batch: looked up (offline) or computed on the batch's inputs (online). With
+    /// `shape_tail`, a top-k teacher's leftover mass follows the student's logits `student`.
+    fn logits(&self, x: &Tensor, base_rows: &Tensor, device: Device, student: &Tensor, shape_tail: bool) -> Tensor {
+        let top_k = match self {
+            Teacher::Offline(logits) if shape_tail => logits.top_k(base_rows),
+            Teacher::Tokens(logits) if shape_tail => Some(logits.top_k(base_rows)),
+            _ => None,
+        };
+        if let Some((logprobs, indices, rest)) = top_k {
+            let on = |t: Tensor| t.to_device(device);
+            return expand_like(&on(logprobs), &on(indices), &on(rest), student);
+        }
         match self {
             Teacher::Offline(logits) => logits.dense_logits(base_rows).to_device(device),
             Teacher::Tokens(logits) => logits.dense_logits(base_rows).to_device(device),
@@ -144,22 +166,24 @@ struct DistillBatch<'a> {
     loss: Box<dyn DistillLoss>,
     jitter: i64,
     device: Device,
+    shape_tail: bool,
 }
 
 impl TrainStep for DistillBatch<'_> {
     fn loss(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> anyhow::Result<Tensor> {
         let x = if self.jitter > 0 { augment::jitter(&batch.x, self.jitter, rng) } else { batch.x.shallow_clone() };
         let rows = self.data.base_rows(&batch.idx);
+        let student = self.student.forward(&x, Mode::Train(rng));
+        let logits = |t: &Teacher| t.logits(&x, &rows, self.device, &student, self.shape_tail);
         let teacher = match self.teachers {
-            [(only, _)] => only.logits(&x, &rows, self.device),
+            [(only, _)] => logits(only),
             // An ensemble: the weighted mean of log-probabilities, i.e. a normalised weighted geometric mean.
             many => many
                 .iter()
-                .map(|(t, w)| t.logits(&x, &rows, self.device).log_softmax(-1, tch::Kind::Float) * *w)
+                .map(|(t, w)| logits(t).log_softmax(-1, tch::Kind::Float) * *w)
                 .reduce(|a, b| a + b)
                 .expect("at least one teacher"),
         };
-        let student = self.student.forward(&x, Mode::Train(rng));
         // Sequence logits become one row per token; classifier logits pass through.
         let (student, teacher, labels) = (tokens::rows(&student), tokens::rows(&teacher), tokens::labels(&batch.y));
         self.loss.loss(&LossInput { student: &student, teacher: &teacher, labels: &labels, progress })
@@ -249,6 +273,19 @@ impl Step for Distill {
             teachers.push((teacher, weight / total));
         }
 
+        if self.config.top_k_tail == Some(TopKTail::Student) {
+            let top_k = |t: &Teacher| match t {
+                Teacher::Offline(l) => l.meta.top_k.is_some(),
+                Teacher::Tokens(_) => true,
+                Teacher::Online(_) => false,
+            };
+            if !teachers.iter().all(|(t, _)| top_k(t)) {
+                anyhow::bail!(
+                    "field `top_k_tail`: applies to teachers stored as top-k logits (`infer` with `store.top_k`)"
+                );
+            }
+        }
+
         let rng = Rng::new(ctx.seed);
         let vs = VarStore::new(ctx.device);
         let student =
@@ -268,6 +305,7 @@ impl Step for Distill {
             loss: self.config.loss.build(),
             jitter: self.config.jitter,
             device: ctx.device,
+            shape_tail: self.config.top_k_tail == Some(TopKTail::Student),
         };
         let history = Learner::new(training.learner()).fit(
             &vs,

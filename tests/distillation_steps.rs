@@ -565,7 +565,10 @@ fn bad_configs_fail_before_training_naming_the_step_and_field() {
     let adam = "{name: adam, lr: 0.01}";
     let err = parse_error(&teacher("{arch: transformer}", adam));
     assert!(err.starts_with("wf.yaml:3:") && err.contains("step `teacher`"), "{err}");
-    assert!(err.contains("step `teacher`: `model`: unknown variant `transformer`, expected `mlp` or `cnn`"), "{err}");
+    assert!(
+        err.contains("step `teacher`: `model`: unknown variant `transformer`, expected one of `mlp`, `cnn`, `gpt`"),
+        "{err}"
+    );
     let err = parse_error(&teacher("{arch: mlp, hiden: [8]}", adam));
     assert!(err.contains("step `teacher`: `model`: unknown field `hiden`"), "{err}");
 

@@ -41,6 +41,7 @@ mod tests {
             classes: 2,
             class_names: Some(vec!["a".into(), "b".into()]),
             source: "t".into(),
+            vocab: None,
         };
         let ds = Dataset::new(x, Tensor::from_slice(&[1i64, 0]), meta).unwrap();
         write_dataset(&dir.path().join("out"), &ds).unwrap();

@@ -146,6 +146,7 @@ pub fn load(path: &Path, opts: &CsvOptions) -> Result<Dataset> {
         classes,
         class_names,
         source: format!("csv:{}", path.display()),
+        vocab: None,
     };
     Dataset::new(Tensor::from_slice(&x).view([n, nfeat as i64]), Tensor::from_slice(&y), meta)
 }

@@ -22,15 +22,26 @@ pub struct DatasetMeta {
     pub class_names: Option<Vec<String>>,
     /// Where the data came from ("digits", "mnist/train", "csv:path", ...), for provenance in logs and artifacts.
     pub source: String,
+    /// Text data: the tokens' vocabulary (`classes` is its size). `x` then holds token ids and `y` the next tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocab: Option<super::Vocab>,
 }
 
 impl Dataset {
     /// Builds a dataset after checking the invariants every consumer relies on; converts `x` to contiguous CPU f32
-    /// and `y` to i64. `meta.sample_shape` must match `x`, and labels must lie in `0..meta.classes`.
+    /// and `y` to i64. `meta.sample_shape` must match `x`, and labels must lie in `0..meta.classes`. Text data
+    /// (`meta.vocab`) keeps `x` as i64 token ids and has one label per token: `y` has `x`'s shape.
     pub fn new(x: Tensor, y: Tensor, meta: DatasetMeta) -> Result<Dataset> {
         let xs = x.size();
         let ys = y.size();
-        if xs.is_empty() || ys.len() != 1 || xs[0] != ys[0] {
+        let text = meta.vocab.is_some();
+        if text && (xs.len() != 2 || xs != ys || x.is_floating_point()) {
+            return Err(DataError::Invalid(format!(
+                "text data needs integer token ids x [N, T] and next tokens y [N, T]; got x {xs:?} {:?} and y {ys:?}",
+                x.kind()
+            )));
+        }
+        if xs.is_empty() || (!text && ys.len() != 1) || ys.is_empty() || xs[0] != ys[0] {
             return Err(DataError::Invalid(format!("x must be [N, ...] and y [N]; got x {xs:?} and y {ys:?}")));
         }
         if xs[1..] != meta.sample_shape[..] {
@@ -40,7 +51,7 @@ impl Dataset {
                 meta.sample_shape
             )));
         }
-        if !x.is_floating_point() {
+        if !text && !x.is_floating_point() {
             return Err(DataError::Invalid(format!("x must be a float tensor, got {:?}", x.kind())));
         }
         if y.is_floating_point() || y.kind() == Kind::Bool {
@@ -58,7 +69,7 @@ impl Dataset {
                 return Err(DataError::Invalid(format!("{} class names for {} classes", names.len(), meta.classes)));
             }
         }
-        let x = x.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous();
+        let x = x.to_device(tch::Device::Cpu).to_kind(if text { Kind::Int64 } else { Kind::Float }).contiguous();
         Ok(Dataset { x, y, meta })
     }
 
@@ -83,7 +94,7 @@ impl Dataset {
 
     /// Number of samples per class, `meta.classes` entries.
     pub fn class_counts(&self) -> Vec<i64> {
-        Vec::<i64>::try_from(&self.y.bincount::<Tensor>(None, self.meta.classes)).expect("1-D counts")
+        Vec::<i64>::try_from(&self.y.flatten(0, -1).bincount::<Tensor>(None, self.meta.classes)).expect("1-D counts")
     }
 
     /// A second handle on the same tensors (tch tensors are reference-counted, not `Clone`).
@@ -97,7 +108,7 @@ mod tests {
     use super::*;
 
     fn meta(classes: i64) -> DatasetMeta {
-        DatasetMeta { sample_shape: vec![2], classes, class_names: None, source: "test".into() }
+        DatasetMeta { sample_shape: vec![2], classes, class_names: None, source: "test".into(), vocab: None }
     }
 
     #[test]

@@ -12,7 +12,13 @@ pub fn load() -> Dataset {
     assert_eq!(raw.num_features, 64, "smartcore digits should have 64 features");
     let x = Tensor::from_slice(&raw.data).view([n, 1, 8, 8]) / 16.0;
     let labels: Vec<i64> = raw.target.iter().map(|&t| t as i64).collect();
-    let meta = DatasetMeta { sample_shape: vec![1, 8, 8], classes: 10, class_names: None, source: "digits".into() };
+    let meta = DatasetMeta {
+        sample_shape: vec![1, 8, 8],
+        classes: 10,
+        class_names: None,
+        source: "digits".into(),
+        vocab: None,
+    };
     Dataset::new(x, Tensor::from_slice(&labels), meta).expect("embedded digits are well-formed")
 }
 

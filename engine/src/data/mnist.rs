@@ -70,6 +70,7 @@ pub fn load_dir(dir: &Path, split: MnistSplit) -> Result<Dataset> {
                 MnistSplit::Test => "test",
             }
         ),
+        vocab: None,
     };
     Dataset::new(x, y, meta)
 }

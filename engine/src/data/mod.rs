@@ -1,7 +1,9 @@
-//! Datasets: loading (digits, MNIST IDX, CSV, safetensors), splitting, normalisation, batching and augmentation.
+//! Datasets: loading (digits, MNIST IDX, CSV, safetensors, text), splitting, normalisation, batching and augmentation.
 //!
 //! Every loader produces the same in-memory [`Dataset`]: `x` is a contiguous CPU f32 tensor `[N, ..sample_shape]`
-//! and `y` an i64 tensor `[N]` of class indices, so the rest of the engine never cares where data came from.
+//! and `y` an i64 tensor `[N]` of class indices, so the rest of the engine never cares where data came from. Text
+//! datasets (`meta.vocab` set) are the one variation: `x` holds i64 token ids `[N, T]` and `y` the next token at
+//! every position `[N, T]`.
 
 pub mod artifact;
 pub mod augment;
@@ -15,6 +17,9 @@ pub mod mnist;
 pub mod normalize;
 pub mod split;
 pub mod tensors;
+pub mod text;
+mod vocab;
 
 pub use dataset::{Dataset, DatasetMeta};
 pub use error::{DataError, Result};
+pub use vocab::Vocab;

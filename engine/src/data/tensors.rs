@@ -9,17 +9,22 @@ use super::{DataError, Dataset, DatasetMeta, Result};
 /// Loads `x` (any float dtype, converted to f32) and `y` (any integer dtype, converted to i64). Classes = max label + 1.
 pub fn load(path: &Path) -> Result<Dataset> {
     let (x, y) = read_xy(path)?;
+    if !x.is_floating_point() {
+        return Err(DataError::format(path, format!("x must have a float dtype, found {:?}", x.kind())));
+    }
     let classes = if y.numel() == 0 { 0 } else { y.max().int64_value(&[]) + 1 };
     let meta = DatasetMeta {
         sample_shape: x.size()[1..].to_vec(),
         classes,
         class_names: None,
         source: format!("safetensors:{}", path.display()),
+        vocab: None,
     };
     Dataset::new(x, y, meta).map_err(|e| DataError::format(path, e.to_string()))
 }
 
-/// The `x` and `y` tensors of a safetensors file, with dtype and shape checks that name the file.
+/// The `x` and `y` tensors of a safetensors file, with dtype and shape checks that name the file (`x` may hold
+/// integer token ids: text datasets store them so).
 pub(crate) fn read_xy(path: &Path) -> Result<(Tensor, Tensor)> {
     if !path.is_file() {
         return Err(DataError::format(path, "no such file"));
@@ -31,14 +36,11 @@ pub(crate) fn read_xy(path: &Path) -> Result<(Tensor, Tensor)> {
             .ok_or_else(|| DataError::format(path, format!("no tensor named {name:?} (need x [N, ...] and y [N])")))
     };
     let (x, y) = (take("x")?, take("y")?);
-    if !x.is_floating_point() {
-        return Err(DataError::format(path, format!("x must have a float dtype, found {:?}", x.kind())));
-    }
     if y.is_floating_point() || y.kind() == tch::Kind::Bool {
         return Err(DataError::format(path, format!("y must have an integer dtype, found {:?}", y.kind())));
     }
     let (xs, ys) = (x.size(), y.size());
-    if xs.is_empty() || ys.len() != 1 || xs[0] != ys[0] {
+    if xs.is_empty() || ys.is_empty() || xs[0] != ys[0] {
         return Err(DataError::format(path, format!("x {xs:?} and y {ys:?} do not match (need [N, ...] and [N])")));
     }
     Ok((x, y))

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{CeTeacherLabels, DistillLoss, KdLoss, MseLogits, PluginTerm, WeightedSum};
+use super::{CeTeacherLabels, DistillLoss, KdLoss, MseLogits, PluginTerm, ReverseKl, WeightedSum};
 
 /// One loss term, externally tagged by its name: `{kd: {temperature: 4}}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -15,6 +15,7 @@ pub enum LossTerm {
     CeTeacherLabels(CeTeacherLabels),
     /// A WebAssembly plugin: `{plugin: {path: my_loss.wasm, params: {...}}}`.
     Plugin(PluginTerm),
+    ReverseKl(ReverseKl),
 }
 
 /// A term with a weight in a sum: `{kd: {...}, weight: 0.5}`.
@@ -43,6 +44,7 @@ impl LossTerm {
         match self {
             LossTerm::Kd(kd) => kd.validate().map_err(|(f, m)| (format!("kd.{f}"), m)),
             LossTerm::Plugin(p) => p.validate().map_err(|(f, m)| (format!("plugin.{f}"), m)),
+            LossTerm::ReverseKl(r) => r.validate().map_err(|(f, m)| (format!("reverse_kl.{f}"), m)),
             LossTerm::MseLogits(_) | LossTerm::CeTeacherLabels(_) => Ok(()),
         }
     }
@@ -52,6 +54,7 @@ impl LossTerm {
             LossTerm::Kd(l) => Box::new(l.clone()),
             LossTerm::MseLogits(l) => Box::new(l.clone()),
             LossTerm::CeTeacherLabels(l) => Box::new(l.clone()),
+            LossTerm::ReverseKl(l) => Box::new(l.clone()),
             LossTerm::Plugin(p) => Box::new(p.build()?),
         })
     }

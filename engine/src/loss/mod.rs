@@ -15,6 +15,7 @@ mod config;
 mod kd;
 mod mse;
 mod plugin;
+mod reverse_kl;
 mod temperature;
 
 pub use ce_teacher::CeTeacherLabels;
@@ -22,6 +23,7 @@ pub use config::{LossConfig, LossTerm, WeightedTerm};
 pub use kd::KdLoss;
 pub use mse::MseLogits;
 pub use plugin::{PluginLoss, PluginTerm};
+pub use reverse_kl::ReverseKl;
 pub use temperature::Temperature;
 
 use tch::Tensor;

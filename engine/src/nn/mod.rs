@@ -17,11 +17,13 @@ pub mod optim;
 pub mod optimizer;
 pub mod progress;
 pub mod random;
+pub mod sample;
 pub mod schedule;
+pub mod tokens;
 pub mod torchscript;
 
 pub use arch::{build, ArchConfig};
-pub use model::{Mode, Model};
+pub use model::{Decoder, KvCache, Mode, Model};
 
 #[cfg(test)]
 mod tests;

@@ -30,4 +30,25 @@ impl Mode<'_> {
 /// built in; the model only holds shallow handles to them.
 pub trait Model: Send {
     fn forward(&self, x: &Tensor, mode: Mode<'_>) -> Tensor;
+
+    /// Language models that can decode incrementally (keeping attention keys and values between calls) return
+    /// themselves here; sampling then costs one position per new token instead of a whole window.
+    fn decoder(&self) -> Option<&dyn Decoder> {
+        None
+    }
+}
+
+/// Incremental decoding with a key/value cache, in eval mode.
+pub trait Decoder {
+    /// Logits `[B, t, V]` for the tokens `x` `[B, t]` that follow the `cache.len` tokens already seen. The first call
+    /// (empty cache) may pass a whole prompt; later calls one token at a time.
+    fn decode(&self, x: &Tensor, cache: &mut KvCache) -> Tensor;
+}
+
+/// Attention keys and values of the tokens decoded so far, one entry per layer.
+#[derive(Default)]
+pub struct KvCache {
+    pub layers: Vec<Option<(Tensor, Tensor)>>,
+    /// Tokens seen.
+    pub len: i64,
 }

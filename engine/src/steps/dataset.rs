@@ -5,8 +5,12 @@
 //! digits: {kind: dataset, source: digits, split: {test: 0.2}}                  # outputs: train, test
 //! mnist:  {kind: dataset, source: mnist, path: data/mnist, split: {val: 0.1}}  # outputs: train, val, test
 //! table:  {kind: dataset, source: csv, path: iris.csv, label: last, split: {test: 0.3}}
+//! text:   {kind: dataset, source: text, path: data/shakespeare.txt, tokenizer: char, context: 128,
+//!          split: {val: 0.05, test: 0.05}}
 //! ```
-//! Whatever `split` does not claim stays in `train`. MNIST-format sources bring their own `test` split.
+//! Whatever `split` does not claim stays in `train`. MNIST-format sources bring their own `test` split. Text is
+//! split by position, not at random (see [`crate::data::text`]), into windows of `context` tokens; its vocabulary
+//! travels in each output's `meta.json`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::registry::{parse_config, ParseEnv, StepKind};
 use super::{canonical, ArtifactKind, InputDecl, OutputDecl, Step, StepContext};
 use crate::config::{Located, Node};
+use crate::data::text::Tokenizer;
 use crate::data::{self, csv::LabelColumn, normalize::Normalization, Dataset};
 
 pub const KIND: StepKind = StepKind { name: "dataset", summary: "load, split and normalise a dataset", parse };
@@ -32,6 +37,8 @@ pub enum Source {
     Csv,
     /// A safetensors file with `x` and `y`.
     Tensors,
+    /// UTF-8 text (a file, or a directory of files) for language models.
+    Text,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -56,6 +63,12 @@ pub struct DatasetConfig {
     /// Use only the first N samples of each source split (quick experiments, tests).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// Text only: `char` (the corpus' characters, default) or `byte`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<Tokenizer>,
+    /// Text only: tokens per window (the model's context length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<i64>,
 }
 
 fn default_true() -> bool {
@@ -121,6 +134,20 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
             message: "MNIST-format sources have their own `test` split; name this one differently (e.g. `val`)".into(),
         });
     }
+    let text = config.source == Source::Text;
+    if text && !matches!(config.context, Some(c) if c > 0) {
+        errors.push(Located {
+            span: at("context"),
+            message: "source `text` needs `context`, a positive number of tokens".into(),
+        });
+    }
+    if !text && (config.context.is_some() || config.tokenizer.is_some()) {
+        let field = if config.context.is_some() { "context" } else { "tokenizer" };
+        errors.push(Located { span: at(field), message: format!("`{field}` applies to `source: text` only") });
+    }
+    if text && config.normalize != Normalization::None {
+        errors.push(Located { span: at("normalize"), message: "text (token ids) cannot be normalised".into() });
+    }
     if config.limit == Some(0) {
         errors.push(Located { span: at("limit"), message: "`limit` must be positive".into() });
     }
@@ -154,6 +181,9 @@ impl Step for DatasetStep {
     }
 
     fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
+        if self.config.source == Source::Text {
+            return self.run_text(ctx);
+        }
         let (main, official_test) = self.load()?;
         let main = limit(main, self.config.limit);
         let parts: Vec<(String, f64)> = self.config.split.iter().map(|(k, v)| (k.clone(), *v)).collect();
@@ -202,7 +232,29 @@ impl DatasetStep {
                 (data::csv::load(&path()?, &options)?, None)
             }
             Source::Tensors => (data::tensors::load(&path()?)?, None),
+            Source::Text => bail!("text is loaded by run_text"),
         })
+    }
+
+    /// Text: tokenise, split by position, cut into windows; no shuffling and no normalisation.
+    fn run_text(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
+        let path = self.resolved.clone().context("path is checked at parse time")?;
+        let corpus = data::text::read_corpus(&path)?;
+        let parts: Vec<(String, f64)> = self.config.split.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let context = self.config.context.context("context is checked at parse time")?;
+        let tokenizer = self.config.tokenizer.unwrap_or_default();
+        let source = format!("text:{}", path.file_name().unwrap_or_default().to_string_lossy());
+        for (name, ds) in data::text::windows(&corpus, tokenizer, context, &parts, &source)? {
+            let ds = limit(ds, self.config.limit);
+            if name == "train" && ds.is_empty() {
+                bail!("the `train` split has no window of {} tokens", context + 1);
+            }
+            data::artifact::write_dataset(&ctx.output_dir(&name)?, &ds)?;
+            ctx.record_metric(&format!("{name}_samples"), ds.len());
+            ctx.record_metric(&format!("{name}_tokens"), ds.x.numel());
+            ctx.record_metric("vocab", ds.meta.classes);
+        }
+        Ok(())
     }
 }
 

@@ -14,12 +14,17 @@
 //! ```
 //! Output `model`, like `train`. The teacher may itself be a distilled student, which makes teacher → assistant →
 //! student chains plain DAGs.
+//!
+//! Language models work the same way: `data` is a text dataset, the teacher per-token top-k logits from `infer` (or
+//! a `gpt` model, online), and every loss term — built in or a plugin — sees one row per token: student and teacher
+//! `[B·T, V]`, labels `[B·T]` (see [`crate::nn::tokens`]), so `kd` is token-level KD averaged over tokens.
 
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
-use super::artifacts::{load_data, LoadedData, LogitsArtifact};
+use super::artifacts::token_logits::{expand_like, is_token_logits};
+use super::artifacts::{load_data, LoadedData, LogitsArtifact, TokenLogits};
 use super::registry::{parse_config, ParseEnv, StepKind};
 use super::training::{default_batch_size, default_optimizer, TensorSource, TrainingOptions};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OneOrMany, OutputDecl, Step, StepContext, StepRef};
@@ -30,7 +35,7 @@ use crate::nn::learner::{Batch, Evaluator, Learner, ModelEvaluator, TrainStep};
 use crate::nn::model_file::{LoadedModel, ModelArtifact, ModelSpec};
 use crate::nn::optim::OptimizerConfig;
 use crate::nn::schedule::LrSchedule;
-use crate::nn::{ArchConfig, Mode, Model};
+use crate::nn::{tokens, ArchConfig, Mode, Model};
 use crate::rng::Rng;
 
 pub const KIND: StepKind =
@@ -59,6 +64,18 @@ pub struct DistillConfig {
     pub clip_grad_norm: Option<f64>,
     #[serde(default)]
     pub jitter: i64,
+    /// Top-k teacher logits: how the leftover mass is spread over the tokens (classes) outside the top k when the
+    /// distribution is rebuilt — `even` (default), or `student` (like the student's own distribution there, which
+    /// makes forward KL exact over "top k + the rest"; see [`super::artifacts::token_logits`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k_tail: Option<TopKTail>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopKTail {
+    Even,
+    Student,
 }
 
 impl DistillConfig {
@@ -115,15 +132,28 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
 pub enum Teacher {
     /// Cached by an `infer` step; rows looked up through the data's indices into the dataset the logits cover.
     Offline(LogitsArtifact),
+    /// Per-token top-k logits of a language model, looked up the same way.
+    Tokens(TokenLogits),
     /// A model run in eval mode on the same (possibly jittered) inputs as the student.
     Online(LoadedModel),
 }
 
 impl Teacher {
-    /// The teacher's logits for a batch: looked up (offline) or computed on the batch's inputs (online).
-    fn logits(&self, x: &Tensor, base_rows: &Tensor, device: Device) -> Tensor {
+    /// The teacher's logits for a batch: looked up (offline) or computed on the batch's inputs (online). With
+    /// `shape_tail`, a top-k teacher's leftover mass follows the student's logits `student`.
+    fn logits(&self, x: &Tensor, base_rows: &Tensor, device: Device, student: &Tensor, shape_tail: bool) -> Tensor {
+        let top_k = match self {
+            Teacher::Offline(logits) if shape_tail => logits.top_k(base_rows),
+            Teacher::Tokens(logits) if shape_tail => Some(logits.top_k(base_rows)),
+            _ => None,
+        };
+        if let Some((logprobs, indices, rest)) = top_k {
+            let on = |t: Tensor| t.to_device(device);
+            return expand_like(&on(logprobs), &on(indices), &on(rest), student);
+        }
         match self {
             Teacher::Offline(logits) => logits.dense_logits(base_rows).to_device(device),
+            Teacher::Tokens(logits) => logits.dense_logits(base_rows).to_device(device),
             Teacher::Online(t) => tch::no_grad(|| t.model.forward(x, Mode::Eval)),
         }
     }
@@ -139,23 +169,27 @@ pub struct DistillBatch<'a> {
     pub loss: Box<dyn DistillLoss>,
     pub jitter: i64,
     pub device: Device,
+    pub shape_tail: bool,
 }
 
 impl TrainStep for DistillBatch<'_> {
     fn loss(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> anyhow::Result<Tensor> {
         let x = if self.jitter > 0 { augment::jitter(&batch.x, self.jitter, rng) } else { batch.x.shallow_clone() };
         let rows = self.data.base_rows(&batch.idx);
+        let student = self.student.forward(&x, Mode::Train(rng));
+        let logits = |t: &Teacher| t.logits(&x, &rows, self.device, &student, self.shape_tail);
         let teacher = match self.teachers {
-            [(only, _)] => only.logits(&x, &rows, self.device),
+            [(only, _)] => logits(only),
             // An ensemble: the weighted mean of log-probabilities, i.e. a normalised weighted geometric mean.
             many => many
                 .iter()
-                .map(|(t, w)| t.logits(&x, &rows, self.device).log_softmax(-1, tch::Kind::Float) * *w)
+                .map(|(t, w)| logits(t).log_softmax(-1, tch::Kind::Float) * *w)
                 .reduce(|a, b| a + b)
                 .expect("at least one teacher"),
         };
-        let student = self.student.forward(&x, Mode::Train(rng));
-        self.loss.loss(&LossInput { student: &student, teacher: &teacher, labels: &batch.y, progress })
+        // Sequence logits become one row per token; classifier logits pass through.
+        let (student, teacher, labels) = (tokens::rows(&student), tokens::rows(&teacher), tokens::labels(&batch.y));
+        self.loss.loss(&LossInput { student: &student, teacher: &teacher, labels: &labels, progress })
     }
 }
 
@@ -165,18 +199,26 @@ fn load_teacher(ctx: &StepContext, role: &str, data: &LoadedData) -> anyhow::Res
     if input.kind != ArtifactKind::Logits {
         return Ok(Teacher::Online(ModelArtifact::load(&input.dir, ctx.device)?));
     }
-    let logits = LogitsArtifact::read(&input.dir)?;
-    if logits.meta.dataset != data.base {
+    let (teacher, dataset) = if is_token_logits(&input.dir) {
+        let logits = TokenLogits::read(&input.dir)?;
+        let dataset = logits.meta.dataset.clone();
+        (Teacher::Tokens(logits), dataset)
+    } else {
+        let logits = LogitsArtifact::read(&input.dir)?;
+        let dataset = logits.meta.dataset.clone();
+        (Teacher::Offline(logits), dataset)
+    };
+    if dataset != data.base {
         anyhow::bail!(
             "field `{role}`: the logits `{}` were computed on {}, but `data` ({}) comes from {}; \
              distil on the dataset the teacher saw, or a filter of it",
             input.label,
-            logits.meta.dataset.display(),
+            dataset.display(),
             ctx.input("data")?.label,
             data.base.display()
         );
     }
-    Ok(Teacher::Offline(logits))
+    Ok(teacher)
 }
 
 impl Step for Distill {
@@ -219,6 +261,7 @@ impl Step for Distill {
             let teacher = load_teacher(ctx, role, &data)?;
             let classes = match &teacher {
                 Teacher::Offline(l) => l.meta.classes,
+                Teacher::Tokens(l) => l.meta.classes,
                 Teacher::Online(m) => m.spec.classes,
             };
             if let Teacher::Online(m) = &teacher {
@@ -235,6 +278,19 @@ impl Step for Distill {
                 anyhow::bail!("field `{role}`: the teacher has {classes} classes, the data {}", meta.classes);
             }
             teachers.push((teacher, weight / total));
+        }
+
+        if self.config.top_k_tail == Some(TopKTail::Student) {
+            let top_k = |t: &Teacher| match t {
+                Teacher::Offline(l) => l.meta.top_k.is_some(),
+                Teacher::Tokens(_) => true,
+                Teacher::Online(_) => false,
+            };
+            if !teachers.iter().all(|(t, _)| top_k(t)) {
+                anyhow::bail!(
+                    "field `top_k_tail`: applies to teachers stored as top-k logits (`infer` with `store.top_k`)"
+                );
+            }
         }
 
         let rng = Rng::new(ctx.seed);
@@ -256,6 +312,7 @@ impl Step for Distill {
             loss: self.config.loss.build()?,
             jitter: self.config.jitter,
             device: ctx.device,
+            shape_tail: self.config.top_k_tail == Some(TopKTail::Student),
         };
         let history = Learner::new(training.learner()).fit(
             &vs,

@@ -7,6 +7,14 @@
 //! KL(reference ‖ model) against the reference model, parameter count, weight bytes, and (unless `timing: false`)
 //! latency at batch 1 (median of `latency_runs`) and throughput at batch 256. Output `report`: `metrics.json`
 //! shaped `{model: {metric: value}}` and `report.md`.
+//!
+//! On text data the same per token (accuracy = next-token accuracy, agreement = same next token as the reference),
+//! plus perplexity and bits per character ([`crate::steps::lm::metrics`]), `tokens_per_s`, and with `samples` a few
+//! generated texts per model in `report.md`:
+//! ```yaml
+//! report: {kind: evaluate, data: text.test, models: [teacher, student], reference: teacher,
+//!          samples: {prompt: "ROMEO:", length: 200, count: 2, sampling: {temperature: 0.8}}}
+//! ```
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -42,6 +50,31 @@ pub struct EvaluateConfig {
     pub timing: bool,
     #[serde(default = "default_latency_runs")]
     pub latency_runs: usize,
+    /// Text data: generated samples per model for the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<SampleOptions>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleOptions {
+    /// Text every sample starts from (must use the data's vocabulary).
+    pub prompt: String,
+    /// New tokens per sample.
+    #[serde(default = "default_sample_length")]
+    pub length: i64,
+    #[serde(default = "default_sample_count")]
+    pub count: i64,
+    #[serde(default)]
+    pub sampling: crate::nn::sample::Sampling,
+}
+
+fn default_sample_length() -> i64 {
+    200
+}
+
+fn default_sample_count() -> i64 {
+    2
 }
 
 fn default_true() -> bool {
@@ -73,6 +106,12 @@ fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
             problems.push((format!("models[{i}]"), format!("`{m}` is listed twice")));
         }
     }
+    if let Some(s) = &config.samples {
+        if s.length < 1 || s.count < 1 || s.prompt.is_empty() {
+            problems.push(("samples".into(), "needs a non-empty `prompt` and positive `length` and `count`".into()));
+        }
+        problems.extend(s.sampling.check().into_iter().map(|(f, m)| (format!("samples.sampling.{f}"), m)));
+    }
     if config.timing && config.latency_runs < 1 {
         problems.push(("latency_runs".into(), "must be at least 1".into()));
     }
@@ -101,6 +140,10 @@ impl Step for Evaluate {
         let data = load_data(ctx, "data")?.dataset;
         let mut logits: Vec<(String, Tensor)> = Vec::new();
         let mut results: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+        let mut samples: Vec<(String, Vec<String>)> = Vec::new();
+        if self.config.samples.is_some() {
+            super::lm::vocab(&data, "samples")?;
+        }
         for (i, reference) in self.config.models.iter().enumerate() {
             let input = ctx.input(&format!("models[{i}]"))?.clone();
             let model = ModelArtifact::load(&input.dir, ctx.device)?;
@@ -116,16 +159,32 @@ impl Step for Evaluate {
             let bar = ctx.progress.bar(data.len() as u64, &format!("{}: {reference}", ctx.id));
             let out = batched_logits(model.model.as_ref(), &data.x, 1024, ctx.device, &bar);
             bar.finish_and_clear();
-            let mut m = quality(&out, &data.y, data.meta.classes);
+            let mut m = match &data.meta.vocab {
+                Some(vocab) => super::lm::metrics::quality(&out, &data.y, vocab),
+                None => quality(&out, &data.y, data.meta.classes),
+            };
             m.insert("parameters".into(), model.spec.parameters as f64);
             m.insert("weight_bytes".into(), std::fs::metadata(input.dir.join(model.spec.weights_file()))?.len() as f64);
             if self.config.timing {
                 let (latency, throughput) = timing(&model, &data.x, ctx.device, self.config.latency_runs);
                 m.insert("latency_ms".into(), latency);
                 m.insert("throughput".into(), throughput);
+                if data.meta.vocab.is_some() {
+                    m.insert("tokens_per_s".into(), throughput * data.x.size()[1] as f64);
+                }
+            }
+            if let (Some(options), Some(vocab)) = (&self.config.samples, &data.meta.vocab) {
+                let texts = super::lm::samples(
+                    &model,
+                    vocab,
+                    options,
+                    &mut crate::rng::Rng::derive(ctx.seed, &format!("samples/{reference}")),
+                    ctx.device,
+                )?;
+                samples.push((reference.to_string(), texts));
             }
             results.insert(reference.to_string(), m);
-            logits.push((reference.to_string(), out));
+            logits.push((reference.to_string(), crate::nn::tokens::rows(&out)));
         }
         if let Some(r) = &self.config.reference {
             let name = r.to_string();
@@ -139,9 +198,19 @@ impl Step for Evaluate {
 
         let dir = ctx.output_dir("report")?;
         std::fs::write(dir.join(METRICS_FILE), serde_json::to_string_pretty(&results)? + "\n")?;
-        std::fs::write(dir.join("report.md"), markdown(&ctx.id, &results))?;
+        let mut report = markdown(&ctx.id, &results);
+        for (model, texts) in &samples {
+            write!(report, "\n## Samples from `{model}`\n").unwrap();
+            for text in texts {
+                write!(report, "\n```text\n{text}\n```\n").unwrap();
+            }
+        }
+        std::fs::write(dir.join("report.md"), report)?;
         for (model, m) in &results {
             ctx.record_metric(&format!("{model}.accuracy"), m["accuracy"]);
+            if let Some(bpc) = m.get("bits_per_char") {
+                ctx.record_metric(&format!("{model}.bits_per_char"), *bpc);
+            }
         }
         Ok(())
     }

@@ -184,6 +184,13 @@ impl Step for Filter {
 
     fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
         let input = ctx.input("data")?.clone();
+        if super::artifacts::token_logits::is_token_logits(&input.dir) {
+            anyhow::bail!(
+                "field `data`: `{}` holds per-token logits of a language model; filtering keeps or drops whole \
+                 samples of a classifier",
+                input.label
+            );
+        }
         let logits = LogitsArtifact::read(&input.dir)?;
         let dataset = data::artifact::read_dataset(&ctx.store_path(&logits.meta.dataset))?;
         let all = Tensor::arange(logits.meta.samples, (Kind::Int64, tch::Device::Cpu));

@@ -3,12 +3,15 @@
 //! ```yaml
 //! logits: {kind: infer, model: teacher, data: digits.train, store: {dtype: f16}}
 //! logits_top5: {kind: infer, model: teacher, data: mnist.train, store: {dtype: f16, top_k: 5}}
+//! tokens: {kind: infer, model: gpt_teacher, data: text.train, store: {top_k: 8}, batch_size: 64}
 //! ```
 //! Output `logits` (see [`crate::steps::artifacts::logits`]): batched, without autograd, on the workflow's device.
 //!
 //! `shards: N` splits the dataset into N contiguous shards computed independently: in parallel threads on the local
 //! executor (one GPU each when several are visible), as one Slurm job array with `--executor slurm`. A final pass
 //! concatenates them into the same `logits` artifact, byte for byte, as an unsharded run (see [`shard_rows`]).
+//! On text data, one top-k distribution per token, written in shards as it goes
+//! ([`crate::steps::artifacts::token_logits`]); `top_k` is then required.
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +38,9 @@ pub struct StoreOptions {
     /// Keep only the k most likely classes per sample (plus the leftover probability mass).
     #[serde(default)]
     pub top_k: Option<i64>,
+    /// Text data: windows per shard file (memory while writing is about one shard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_windows: Option<i64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -106,6 +112,9 @@ fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
             problems.push(("store.top_k".into(), format!("must be at least 1, got {k}")));
         }
     }
+    if matches!(config.store.shard_windows, Some(w) if w < 1) {
+        problems.push(("store.shard_windows".into(), "must be at least 1".into()));
+    }
     check_fields(node, problems)?;
     Ok(Box::new(Infer { config }))
 }
@@ -151,6 +160,15 @@ impl Step for Infer {
 
     fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
         let (data, teacher, label) = self.prepare(ctx)?;
+        if data.dataset.meta.vocab.is_some() {
+            let store = super::lm::infer::TokenStore {
+                top_k: self.config.store.top_k,
+                dtype: self.config.store.dtype,
+                shard_windows: self.config.store.shard_windows,
+                batch_size: self.config.batch_size,
+            };
+            return super::lm::infer::run(ctx, &data, &teacher, &store);
+        }
         let bar = ctx.progress.bar(data.dataset.len() as u64, &format!("{}: infer", ctx.id));
         let logits = batched_logits(teacher.model.as_ref(), &data.dataset.x, self.config.batch_size, ctx.device, &bar);
         bar.finish_and_clear();
@@ -163,6 +181,9 @@ impl Step for Infer {
 
     fn run_shard(&self, ctx: &mut StepContext, index: usize, count: usize, dir: &Path) -> anyhow::Result<()> {
         let (data, teacher, _) = self.prepare(ctx)?;
+        if data.dataset.meta.vocab.is_some() {
+            anyhow::bail!("field `shards`: token logits are already written in shards (`store.shard_windows`); drop `shards`");
+        }
         let (start, end) = shard_rows(data.dataset.len(), self.config.batch_size, index, count);
         if end > start {
             let x = data.dataset.x.narrow(0, start as i64, (end - start) as i64);

@@ -10,8 +10,10 @@ pub mod dataset;
 pub mod distill;
 pub mod evaluate;
 pub mod filter;
+pub mod generate;
 pub mod import;
 pub mod infer;
+pub mod lm;
 mod reference;
 pub mod registry;
 pub mod train;
@@ -182,9 +184,12 @@ pub fn check_model_fits(
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         tch::no_grad(|| model.forward(&x, crate::nn::Mode::Eval).size())
     }));
+    // One row of logits per label: [1, classes] for a classifier, [1, T, vocab] for a language model.
+    let expected: Vec<i64> =
+        [1].into_iter().chain(data.y.size()[1..].iter().copied()).chain([data.meta.classes]).collect();
     match result {
-        Ok(shape) if shape == [1, data.meta.classes] => Ok(()),
-        Ok(shape) => anyhow::bail!("field `model`: the model outputs shape {shape:?} per sample, the data has {} classes", data.meta.classes),
+        Ok(shape) if shape == expected => Ok(()),
+        Ok(shape) => anyhow::bail!("field `model`: the model outputs shape {shape:?} per sample, the data needs {expected:?}"),
         Err(_) => anyhow::bail!(
             "field `model`: the model does not accept the data's samples of shape {:?} (e.g. a `cnn` needs images [C, H, W])",
             data.meta.sample_shape

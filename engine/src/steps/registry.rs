@@ -42,6 +42,7 @@ const KINDS: &[StepKind] = &[
     super::filter::KIND,
     super::distill::KIND,
     super::evaluate::KIND,
+    super::generate::KIND,
 ];
 
 pub fn registry() -> &'static [StepKind] {

@@ -12,7 +12,8 @@
 //!   schedule: {kind: cosine}
 //! ```
 //! Output `model`: `weights.safetensors`, `model.json` (the architecture) and `history.json` (per-epoch loss and
-//! validation accuracy).
+//! validation accuracy). On text data (`model: {arch: gpt, …}`) the loss is the next-token cross-entropy averaged
+//! over every position, and validation accuracy is next-token accuracy.
 
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
@@ -81,7 +82,7 @@ fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
     Ok(Box::new(Train { config }))
 }
 
-/// One batch of supervised training: cross-entropy of the model's logits against the labels.
+/// One batch of supervised training: cross-entropy of the model's logits against the labels (per token for text).
 pub(crate) struct Supervised<'a> {
     pub model: &'a dyn Model,
     pub jitter: i64,
@@ -90,7 +91,7 @@ pub(crate) struct Supervised<'a> {
 impl TrainStep for Supervised<'_> {
     fn loss(&mut self, batch: &Batch, rng: &mut Rng, _progress: f64) -> anyhow::Result<Tensor> {
         let x = if self.jitter > 0 { augment::jitter(&batch.x, self.jitter, rng) } else { batch.x.shallow_clone() };
-        Ok(self.model.forward(&x, Mode::Train(rng)).cross_entropy_for_logits(&batch.y))
+        Ok(crate::nn::tokens::cross_entropy(&self.model.forward(&x, Mode::Train(rng)), &batch.y))
     }
 }
 

@@ -5,10 +5,12 @@
 
 mod activation;
 pub mod cnn;
+pub mod gpt;
 pub mod mlp;
 
 pub use activation::Activation;
 pub use cnn::CnnConfig;
+pub use gpt::GptConfig;
 pub use mlp::MlpConfig;
 
 use crate::nn::Model;
@@ -33,6 +35,7 @@ pub trait Architecture {
 pub enum ArchConfig {
     Mlp(MlpConfig),
     Cnn(CnnConfig),
+    Gpt(GptConfig),
 }
 
 impl ArchConfig {
@@ -41,6 +44,7 @@ impl ArchConfig {
         match self {
             ArchConfig::Mlp(c) => c,
             ArchConfig::Cnn(c) => c,
+            ArchConfig::Gpt(c) => c,
         }
     }
 

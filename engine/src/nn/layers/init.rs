@@ -23,3 +23,10 @@ pub fn uniform(shape: &[i64], bound: f64, rng: &mut Rng) -> Tensor {
 pub fn uniform_var(vs: &nn::Path, name: &str, shape: &[i64], bound: f64, rng: &mut Rng) -> Tensor {
     vs.var_copy(name, &uniform(shape, bound, rng))
 }
+
+/// A `N(0, std²)` tensor of `shape`, drawn from `rng` (GPT-2's initialisation uses std 0.02).
+pub fn normal(shape: &[i64], std: f64, rng: &mut Rng) -> Tensor {
+    let n: i64 = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| (rng.normal_f64() * std) as f32).collect();
+    Tensor::from_slice(&values).reshape(shape)
+}

@@ -12,7 +12,7 @@
 //! assert!(vs.variables().contains_key("fc.weight"));
 //! ```
 
-use super::init::{default_bound, uniform_var};
+use super::init::{default_bound, normal, uniform_var};
 use crate::rng::Rng;
 use tch::{nn, Tensor};
 
@@ -28,6 +28,13 @@ impl Linear {
         let bound = default_bound(in_features);
         let weight = uniform_var(vs, "weight", &[out_features, in_features], bound, rng);
         let bias = uniform_var(vs, "bias", &[out_features], bound, rng);
+        Linear { weight, bias }
+    }
+
+    /// GPT-2's initialisation: weight `N(0, std²)`, bias zero.
+    pub fn normal(vs: &nn::Path, in_features: i64, out_features: i64, std: f64, rng: &mut Rng) -> Self {
+        let weight = vs.var_copy("weight", &normal(&[out_features, in_features], std, rng));
+        let bias = vs.var_copy("bias", &Tensor::zeros([out_features], (tch::Kind::Float, tch::Device::Cpu)));
         Linear { weight, bias }
     }
 

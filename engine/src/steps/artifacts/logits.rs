@@ -124,6 +124,16 @@ impl LogitsArtifact {
         Ok(LogitsArtifact { meta, stored, predictions })
     }
 
+    /// For top-k storage, the stored `(logprobs, indices, rest)` of the given rows.
+    pub fn top_k(&self, rows: &Tensor) -> Option<(Tensor, Tensor, Tensor)> {
+        match &self.stored {
+            StoredLogits::Full(_) => None,
+            StoredLogits::TopK { logprobs, indices, rest } => {
+                Some((logprobs.index_select(0, rows), indices.index_select(0, rows), rest.index_select(0, rows)))
+            }
+        }
+    }
+
     /// The teacher's log-probabilities at temperature 1 for the given rows, [B, C] f32 (rebuilt from top-k if needed).
     pub fn log_probs(&self, rows: &Tensor) -> Tensor {
         self.dense_logits(rows).log_softmax(-1, Kind::Float)

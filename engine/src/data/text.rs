@@ -1,0 +1,120 @@
+//! Text corpora as language-model datasets: tokenise, split by position, cut into context windows.
+//!
+//! The token stream is split into contiguous parts in order — `train` first, then the named splits in name order —
+//! so a validation or test part is text the model never saw, not windows interleaved with training ones. Each part
+//! becomes non-overlapping windows: `x[i]` = tokens `[iT, iT+T)`, `y[i]` = tokens `[iT+1, iT+T+1)` (the next token
+//! at every position); the part's last `< T+1` tokens are dropped.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use super::{DataError, Dataset, DatasetMeta, Result, Vocab};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Tokenizer {
+    /// One token per distinct character of the corpus (Shakespeare: 84).
+    #[default]
+    Char,
+    /// One token per byte: 256 tokens, any file.
+    Byte,
+}
+
+/// The UTF-8 text at `path`: a file, or every file of a directory (sorted by name) concatenated.
+pub fn read_corpus(path: &Path) -> Result<String> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| DataError::io(path, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut text = String::new();
+    for f in files {
+        let bytes = std::fs::read(&f).map_err(|e| DataError::io(&f, e))?;
+        let s = String::from_utf8(bytes).map_err(|e| DataError::format(&f, format!("not UTF-8: {e}")))?;
+        text.push_str(&s);
+    }
+    if text.is_empty() {
+        return Err(DataError::format(path, "no text"));
+    }
+    Ok(text)
+}
+
+/// The corpus tokenised, split by position into `parts` (fractions of the stream; `train` takes the rest and comes
+/// first), each cut into windows of `context` tokens.
+pub fn windows(
+    text: &str,
+    tokenizer: Tokenizer,
+    context: i64,
+    parts: &[(String, f64)],
+    source: &str,
+) -> Result<Vec<(String, Dataset)>> {
+    let vocab = match tokenizer {
+        Tokenizer::Byte => Vocab::Byte,
+        Tokenizer::Char => Vocab::chars_of(text),
+    };
+    let ids = vocab.encode(text).map_err(DataError::Invalid)?;
+    let n = ids.len();
+    let claimed: f64 = parts.iter().map(|(_, f)| f).sum();
+    let mut layout = vec![("train".to_string(), 1.0 - claimed)];
+    layout.extend(parts.iter().cloned());
+    let (mut start, mut cum) = (0usize, 0.0);
+    let mut out = Vec::new();
+    for (k, (name, fraction)) in layout.iter().enumerate() {
+        cum += fraction;
+        let end = if k + 1 == layout.len() { n } else { ((cum * n as f64).round() as usize).min(n) };
+        let meta = DatasetMeta {
+            sample_shape: vec![context],
+            classes: vocab.size(),
+            class_names: None,
+            source: format!("{source}/{name}"),
+            vocab: Some(vocab.clone()),
+        };
+        out.push((name.clone(), cut(&ids[start..end], context, meta)?));
+        start = end;
+    }
+    Ok(out)
+}
+
+fn cut(ids: &[i64], context: i64, meta: DatasetMeta) -> Result<Dataset> {
+    let t = context as usize;
+    let count = ids.len().saturating_sub(1) / t;
+    let stream = Tensor::from_slice(&ids[..(count * t + 1).min(ids.len())]);
+    let x = stream.narrow(0, 0, (count * t) as i64).view([count as i64, context]);
+    let y = stream.narrow(0, 1.min(stream.numel() as i64), (count * t) as i64).view([count as i64, context]);
+    Dataset::new(x, y, meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_follow_the_stream_and_splits_are_contiguous() {
+        let text: String = (0..103).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+        let parts = vec![("test".to_string(), 0.1), ("val".to_string(), 0.2)];
+        let split = windows(&text, Tokenizer::Char, 8, &parts, "t").unwrap();
+        let names: Vec<&str> = split.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["train", "test", "val"]);
+        // train = 72 tokens → 8 windows (72 − 1 = 71 ≥ 8·8); test = 10 → 1; val = 21 → 2.
+        let sizes: Vec<usize> = split.iter().map(|(_, d)| d.len()).collect();
+        assert_eq!(sizes, [8, 1, 2]);
+        let train = &split[0].1;
+        assert_eq!(train.x.size(), [8, 8]);
+        assert!(train.x.narrow(1, 1, 7).equal(&train.y.narrow(1, 0, 7)), "y is x shifted by one");
+        assert_eq!(train.y.int64_value(&[0, 7]), train.x.int64_value(&[1, 0]), "windows are consecutive");
+        let vocab = train.meta.vocab.clone().unwrap();
+        let first: Vec<i64> = Vec::try_from(&train.x.get(0)).unwrap();
+        assert_eq!(vocab.decode(&first), &text[..8]);
+        // Test starts where train's share of the stream (90 %) ends.
+        let test_first: Vec<i64> = Vec::try_from(&split[1].1.x.get(0)).unwrap();
+        assert_eq!(vocab.decode(&test_first), &text[72..80]);
+    }
+}

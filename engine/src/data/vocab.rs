@@ -1,0 +1,104 @@
+//! Token vocabularies for text datasets, saved in the dataset's `meta.json` so every later step (and a report's
+//! samples) decodes the same way.
+//!
+//! ```
+//! use anbiq::data::Vocab;
+//! let vocab = Vocab::chars_of("to be or not");
+//! let ids = vocab.encode("not to be").unwrap();
+//! assert_eq!(vocab.decode(&ids), "not to be");
+//! assert_eq!(Vocab::Byte.size(), 256);
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// How text becomes token ids: one id per byte (256, fits any file), or one per distinct character of the corpus.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Vocab {
+    Byte,
+    /// The corpus' distinct characters in code-point order; id = position.
+    Char {
+        symbols: String,
+    },
+}
+
+impl Vocab {
+    /// The character vocabulary of `text`: its distinct characters, sorted.
+    pub fn chars_of(text: &str) -> Vocab {
+        let mut chars: Vec<char> = text.chars().collect();
+        chars.sort_unstable();
+        chars.dedup();
+        Vocab::Char { symbols: chars.into_iter().collect() }
+    }
+
+    pub fn size(&self) -> i64 {
+        match self {
+            Vocab::Byte => 256,
+            Vocab::Char { symbols } => symbols.chars().count() as i64,
+        }
+    }
+
+    /// Token ids of `text`; a character outside a `char` vocabulary is an error that names it.
+    pub fn encode(&self, text: &str) -> Result<Vec<i64>, String> {
+        match self {
+            Vocab::Byte => Ok(text.bytes().map(i64::from).collect()),
+            Vocab::Char { symbols } => {
+                let table: std::collections::HashMap<char, i64> =
+                    symbols.chars().enumerate().map(|(i, c)| (c, i as i64)).collect();
+                text.chars()
+                    .map(|c| table.get(&c).copied().ok_or_else(|| format!("character {c:?} is not in the vocabulary")))
+                    .collect()
+            }
+        }
+    }
+
+    /// Text of `ids`; ids out of range decode to U+FFFD, and so do invalid UTF-8 byte sequences.
+    pub fn decode(&self, ids: &[i64]) -> String {
+        match self {
+            Vocab::Byte => {
+                let bytes: Vec<u8> = ids.iter().map(|&i| u8::try_from(i).unwrap_or(b'?')).collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            Vocab::Char { symbols } => {
+                let chars: Vec<char> = symbols.chars().collect();
+                ids.iter()
+                    .map(|&i| usize::try_from(i).ok().and_then(|i| chars.get(i)).copied().unwrap_or('\u{FFFD}'))
+                    .collect()
+            }
+        }
+    }
+
+    /// How many characters `ids` stand for: for bits per character. A byte vocabulary counts UTF-8 lead bytes
+    /// (every byte but continuation bytes `10xxxxxx`); a char vocabulary has one character per token.
+    pub fn characters(&self, ids: &tch::Tensor) -> i64 {
+        match self {
+            Vocab::Byte => {
+                let continuation = ids.ge(0x80).logical_and(&ids.lt(0xC0));
+                ids.numel() as i64 - continuation.sum(tch::Kind::Int64).int64_value(&[])
+            }
+            Vocab::Char { .. } => ids.numel() as i64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_unknown_characters() {
+        let text = "Höre, Romeo — thou art\nthere.";
+        for vocab in [Vocab::Byte, Vocab::chars_of(text)] {
+            let ids = vocab.encode(text).unwrap();
+            assert_eq!(vocab.decode(&ids), text);
+            assert_eq!(vocab.characters(&tch::Tensor::from_slice(&ids)), text.chars().count() as i64);
+            assert!(ids.iter().all(|&i| (0..vocab.size()).contains(&i)));
+        }
+        let vocab = Vocab::chars_of("abc");
+        assert_eq!((vocab.size(), vocab.encode("cab").unwrap()), (3, vec![2, 0, 1]));
+        assert!(vocab.encode("abd").unwrap_err().contains("'d'"));
+        let json = serde_json::to_string(&vocab).unwrap();
+        assert_eq!(json, r#"{"kind":"char","symbols":"abc"}"#);
+        assert_eq!(serde_json::from_str::<Vocab>(&json).unwrap(), vocab);
+    }
+}

@@ -1,0 +1,225 @@
+//! A decoder-only transformer (GPT-2 style) for language modelling: token ids `[B, t]` (t ≤ `context`) → next-token
+//! logits `[B, t, vocab]`.
+//!
+//! ```yaml
+//! model: {arch: gpt, layers: 4, heads: 4, d_model: 256, context: 128, dropout: 0.1}
+//! ```
+//! Learned positions; pre-norm blocks `h += attn(ln(h)); h += mlp(ln(h))` with causal self-attention through
+//! libtorch's `scaled_dot_product_attention` (`is_causal`, so a position never sees later ones) and a 4×-wide GELU
+//! MLP; a final layer norm; the output projection shares the token embedding (`tied`, default). Weights start
+//! `N(0, 0.02²)`, residual projections `N(0, (0.02/√(2·layers))²)` as in GPT-2. Dropout (embeddings and each
+//! residual branch) draws its masks from the step's [`Rng`]; there is none inside attention, whose own dropout would
+//! use libtorch's global generator.
+
+use super::{check_dropout, Architecture};
+use crate::nn::layers::{Dropout, Embedding, LayerNorm, Linear};
+use crate::nn::{Decoder, KvCache, Mode, Model};
+use crate::rng::Rng;
+use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
+use tch::{nn, Kind, Tensor};
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GptConfig {
+    pub layers: i64,
+    pub heads: i64,
+    pub d_model: i64,
+    /// The longest input, in tokens (rows of the position table).
+    pub context: i64,
+    #[serde(default)]
+    pub dropout: f64,
+    /// Output projection = token embedding (transposed).
+    #[serde(default = "default_true")]
+    pub tied: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Architecture for GptConfig {
+    fn name(&self) -> &'static str {
+        "gpt"
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (field, v) in
+            [("layers", self.layers), ("heads", self.heads), ("d_model", self.d_model), ("context", self.context)]
+        {
+            if v <= 0 {
+                return Err(format!("model.{field}: must be positive, got {v}"));
+            }
+        }
+        if self.d_model % self.heads != 0 {
+            return Err(format!("model.heads: must divide d_model = {}, got {}", self.d_model, self.heads));
+        }
+        check_dropout("model.dropout", self.dropout)
+    }
+
+    fn build(&self, vs: &nn::Path, input_shape: &[i64], classes: i64, rng: &mut Rng) -> Result<Box<dyn Model>> {
+        ensure!(
+            input_shape.len() == 1 && input_shape[0] <= self.context,
+            "gpt: takes token windows [T] with T ≤ context = {}, the data's samples are {input_shape:?}",
+            self.context
+        );
+        Ok(Box::new(Gpt::new(self, vs, classes, rng)))
+    }
+}
+
+struct Block {
+    ln1: LayerNorm,
+    qkv: Linear,
+    proj: Linear,
+    ln2: LayerNorm,
+    fc: Linear,
+    out: Linear,
+}
+
+/// Parameters: `wte`, `wpe`, `blocks.{i}.{ln1,qkv,proj,ln2,fc,out}`, `ln_f`, and `head` when not tied.
+pub struct Gpt {
+    wte: Embedding,
+    wpe: Embedding,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    head: Option<Linear>,
+    heads: i64,
+    dropout: Dropout,
+}
+
+impl Gpt {
+    pub fn new(c: &GptConfig, vs: &nn::Path, vocab: i64, rng: &mut Rng) -> Self {
+        let d = c.d_model;
+        let residual_std = 0.02 / ((2 * c.layers) as f64).sqrt();
+        let wte = Embedding::new(&(vs / "wte"), vocab, d, rng);
+        let wpe = Embedding::new(&(vs / "wpe"), c.context, d, rng);
+        let blocks = (0..c.layers)
+            .map(|i| {
+                let p = vs / "blocks" / i;
+                Block {
+                    ln1: LayerNorm::new(&(&p / "ln1"), d),
+                    qkv: Linear::normal(&(&p / "qkv"), d, 3 * d, 0.02, rng),
+                    proj: Linear::normal(&(&p / "proj"), d, d, residual_std, rng),
+                    ln2: LayerNorm::new(&(&p / "ln2"), d),
+                    fc: Linear::normal(&(&p / "fc"), d, 4 * d, 0.02, rng),
+                    out: Linear::normal(&(&p / "out"), 4 * d, d, residual_std, rng),
+                }
+            })
+            .collect();
+        let ln_f = LayerNorm::new(&(vs / "ln_f"), d);
+        let head = (!c.tied).then(|| Linear::normal(&(vs / "head"), d, vocab, 0.02, rng));
+        Gpt { wte, wpe, blocks, ln_f, head, heads: c.heads, dropout: Dropout::new(c.dropout) }
+    }
+
+    /// Causal self-attention of `x` `[B, t, d]`; with a cache slot, after the keys and values stored there (which
+    /// then include `x`'s).
+    fn attention(&self, b: &Block, x: &Tensor, past: Option<&mut Option<(Tensor, Tensor)>>) -> Tensor {
+        let (batch, t, d) = x.size3().expect("[B, t, d]");
+        let split = |z: &Tensor| z.view([batch, t, self.heads, d / self.heads]).transpose(1, 2);
+        let qkv = b.qkv.forward(x).chunk(3, -1);
+        let (q, mut k, mut v) = (split(&qkv[0]), split(&qkv[1]), split(&qkv[2]));
+        let mut causal = true;
+        if let Some(slot) = past {
+            if let Some((pk, pv)) = slot.take() {
+                // One new token attends to everything before it: no mask needed (and a causal mask would align
+                // the query with the first key, not the last).
+                assert_eq!(t, 1, "gpt: after a prompt, decode one token at a time");
+                causal = false;
+                k = Tensor::cat(&[pk, k], 2);
+                v = Tensor::cat(&[pv, v], 2);
+            }
+            *slot = Some((k.shallow_clone(), v.shallow_clone()));
+        }
+        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, causal, None, false);
+        b.proj.forward(&y.transpose(1, 2).contiguous().view([batch, t, d]))
+    }
+
+    fn run(&self, x: &Tensor, mut mode: Mode<'_>, mut cache: Option<&mut KvCache>) -> Tensor {
+        let t = x.size()[1];
+        let offset = cache.as_ref().map_or(0, |c| c.len);
+        let positions = Tensor::arange_start(offset, offset + t, (Kind::Int64, x.device()));
+        let mut h = self.dropout.forward(&(self.wte.forward(x) + self.wpe.forward(&positions)), &mut mode);
+        if let Some(c) = cache.as_deref_mut() {
+            c.layers.resize_with(self.blocks.len(), || None);
+            c.len += t;
+        }
+        for (i, b) in self.blocks.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            h = &h + self.dropout.forward(&self.attention(b, &b.ln1.forward(&h), slot), &mut mode);
+            let mlp = b.out.forward(&b.fc.forward(&b.ln2.forward(&h)).gelu("none"));
+            h = &h + self.dropout.forward(&mlp, &mut mode);
+        }
+        let h = self.ln_f.forward(&h);
+        match &self.head {
+            Some(head) => head.forward(&h),
+            None => h.matmul(&self.wte.weight.tr()),
+        }
+    }
+}
+
+impl Model for Gpt {
+    fn forward(&self, x: &Tensor, mode: Mode<'_>) -> Tensor {
+        self.run(x, mode, None)
+    }
+
+    fn decoder(&self) -> Option<&dyn Decoder> {
+        Some(self)
+    }
+}
+
+impl Decoder for Gpt {
+    fn decode(&self, x: &Tensor, cache: &mut KvCache) -> Tensor {
+        self.run(x, Mode::Eval, Some(cache))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{nn::VarStore, Device};
+
+    fn tiny() -> GptConfig {
+        GptConfig { layers: 2, heads: 2, d_model: 16, context: 12, dropout: 0.1, tied: true }
+    }
+
+    #[test]
+    fn a_position_never_sees_later_tokens() {
+        let vs = VarStore::new(Device::Cpu);
+        let model = tiny().build(&vs.root(), &[12], 7, &mut Rng::new(3)).unwrap();
+        let x = Tensor::from_slice(&[1i64, 2, 3, 4, 5, 6, 0, 1, 2, 3, 4, 5]).view([1, 12]);
+        let changed = x.copy();
+        let _ = changed.get(0).get(8).fill_(6);
+        let (a, b) = tch::no_grad(|| (model.forward(&x, Mode::Eval), model.forward(&changed, Mode::Eval)));
+        assert_eq!(a.size(), [1, 12, 7]);
+        assert!(a.narrow(1, 0, 8).equal(&b.narrow(1, 0, 8)), "positions before the change must not move");
+        assert!(!a.narrow(1, 8, 4).equal(&b.narrow(1, 8, 4)), "positions from the change on must");
+        // Shorter inputs are fine and give the same logits as the prefix of a longer one.
+        let short = tch::no_grad(|| model.forward(&x.narrow(1, 0, 5), Mode::Eval));
+        assert!(short.allclose(&a.narrow(1, 0, 5), 1e-5, 1e-6, false));
+        // Decoding with a cache (a 5-token prompt, then one token at a time) gives the same logits.
+        let mut cache = KvCache::default();
+        let decoder = model.decoder().unwrap();
+        let mut steps = vec![tch::no_grad(|| decoder.decode(&x.narrow(1, 0, 5), &mut cache))];
+        for i in 5..12 {
+            steps.push(tch::no_grad(|| decoder.decode(&x.narrow(1, i, 1), &mut cache)));
+        }
+        assert!(Tensor::cat(&steps, 1).allclose(&a, 1e-5, 1e-5, false));
+    }
+
+    #[test]
+    fn tied_shares_the_embedding_and_validation_names_fields() {
+        let vs = VarStore::new(Device::Cpu);
+        tiny().build(&vs.root(), &[12], 7, &mut Rng::new(3)).unwrap();
+        let names: Vec<String> = vs.variables().into_keys().collect();
+        assert!(names.contains(&"wte.weight".into()) && !names.iter().any(|n| n.starts_with("head")));
+        let untied = GptConfig { tied: false, ..tiny() };
+        let vs2 = VarStore::new(Device::Cpu);
+        untied.build(&vs2.root(), &[12], 7, &mut Rng::new(3)).unwrap();
+        assert!(vs2.variables().contains_key("head.weight"));
+        assert_eq!(
+            GptConfig { heads: 3, ..tiny() }.validate().unwrap_err(),
+            "model.heads: must divide d_model = 16, got 3"
+        );
+        assert!(tiny().build(&vs.root(), &[13], 7, &mut Rng::new(3)).is_err());
+    }
+}

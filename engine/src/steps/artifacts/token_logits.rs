@@ -1,0 +1,270 @@
+//! A language model's per-token teacher logits, as stored by `infer` on text data and read by `distill`.
+//!
+//! Every position of every window keeps its top-k log-probabilities (at T = 1), their token ids and the leftover
+//! probability mass outside them, in shards written as inference goes so memory stays bounded by one shard
+//! whatever the corpus size:
+//! - `tokens.json`: [`TokenLogitsMeta`] (windows, positions, vocabulary size, k, dtype, windows per shard);
+//! - `shard-00000.safetensors`, …: `logprobs` [n, T, k] f16/f32, `indices` [n, T, k] i16 (i32 past 32767 tokens),
+//!   `rest` [n, T], `predictions` [n, T] (the teacher's most likely next token, i64).
+//!
+//! Reading rebuilds dense logits like the classifier store ([`super::logits`]): exact for the top k and for the total
+//! mass. The store does not know how the leftover mass is spread, so two rebuilds are offered (`distill`'s
+//! `top_k_tail`):
+//! - [`expand`] (`even`): spread evenly over the other tokens, i.e. the teacher's tail is assumed flat;
+//! - [`expand_like`] (`student`): spread like the student's own current distribution over those tokens. Forward KL
+//!   against that target is exactly the KL between the (k + 1)-bucket distributions — the top k tokens and "all
+//!   the others" — and so is its gradient: the student is asked to put the right total mass outside the teacher's
+//!   top k and nothing about how to spread it, which is all the store knows (exact at temperature 1).
+//!
+//! `k` should cover most of the mass either way; the `rest_mean` metric of `infer` says how much is left.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use super::logits::StoreDtype;
+
+pub const META: &str = "tokens.json";
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenLogitsMeta {
+    /// The plain dataset artifact the windows belong to, relative to the store root.
+    pub dataset: PathBuf,
+    pub windows: i64,
+    /// Positions per window.
+    pub time: i64,
+    /// Vocabulary size.
+    pub classes: i64,
+    pub top_k: i64,
+    pub dtype: StoreDtype,
+    /// The model that produced them, as referenced in the workflow.
+    pub model: String,
+    /// Windows in each shard, in order.
+    pub shards: Vec<i64>,
+}
+
+fn shard_file(i: usize) -> String {
+    format!("shard-{i:05}.safetensors")
+}
+
+/// Is `dir` a per-token logits artifact (rather than a classifier's)?
+pub fn is_token_logits(dir: &Path) -> bool {
+    dir.join(META).is_file()
+}
+
+/// One compressed batch: top-k log-probabilities, their ids, the leftover mass, the arg-max.
+pub struct TopK {
+    pub logprobs: Tensor,
+    pub indices: Tensor,
+    pub rest: Tensor,
+    pub predictions: Tensor,
+}
+
+/// Top-k compression of logits `[.., V]` (any leading shape), computed in f32 and stored in `dtype`.
+pub fn compress(logits: &Tensor, k: i64, dtype: StoreDtype) -> TopK {
+    let logp = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float);
+    let (values, indices) = logp.topk(k, -1, true, true);
+    let rest = (-values.exp().sum_dim_intlist(-1, false, Kind::Float) + 1.0).clamp_min(0.0);
+    let index_kind =
+        if logits.size().last().copied().unwrap_or(0) <= i16::MAX as i64 { Kind::Int16 } else { Kind::Int };
+    TopK {
+        predictions: indices.select(-1, 0),
+        logprobs: values.to_kind(dtype.kind()),
+        indices: indices.to_kind(index_kind),
+        rest: rest.to_kind(dtype.kind()),
+    }
+}
+
+/// Dense logits `[.., V]` from a top-k compression: log-probabilities for the top k, an even share of the leftover
+/// mass for every other token (a tiny floor avoids log 0).
+pub fn expand(logprobs: &Tensor, indices: &Tensor, rest: &Tensor, classes: i64) -> Tensor {
+    let k = indices.size().last().copied().unwrap_or(0);
+    let others = (classes - k).max(1) as f64;
+    let tail = (rest.to_kind(Kind::Float).clamp_min(1e-12) / others).log().unsqueeze(-1);
+    let mut shape = rest.size();
+    shape.push(classes);
+    tail.expand(&shape, false).contiguous().scatter(-1, &indices.to_kind(Kind::Int64), &logprobs.to_kind(Kind::Float))
+}
+
+/// Dense logits `[.., V]` whose tail follows `student` `[.., V]` (see the module docs): top k exact, the leftover mass
+/// shared by the other tokens in proportion to the student's probabilities (detached: a target, not a path for
+/// gradients).
+pub fn expand_like(logprobs: &Tensor, indices: &Tensor, rest: &Tensor, student: &Tensor) -> Tensor {
+    let log_q = student.detach().to_kind(Kind::Float).log_softmax(-1, Kind::Float);
+    let idx = indices.to_kind(Kind::Int64);
+    let outside = Tensor::ones_like(&log_q).scatter_value(-1, &idx, 0.0);
+    let q_outside = (log_q.exp() * &outside).sum_dim_intlist(-1, true, Kind::Float).clamp_min(1e-12);
+    let tail = rest.to_kind(Kind::Float).clamp_min(1e-12).log().unsqueeze(-1) + &log_q - q_outside.log();
+    tail.scatter(-1, &idx, &logprobs.to_kind(Kind::Float))
+}
+
+/// Writes shards of at most `shard_windows` windows as batches arrive.
+pub struct ShardWriter {
+    dir: PathBuf,
+    top_k: i64,
+    dtype: StoreDtype,
+    shard_windows: i64,
+    pending: Vec<TopK>,
+    pending_windows: i64,
+    shards: Vec<i64>,
+}
+
+impl ShardWriter {
+    pub fn new(dir: &Path, top_k: i64, dtype: StoreDtype, shard_windows: i64) -> Self {
+        ShardWriter {
+            dir: dir.to_path_buf(),
+            top_k,
+            dtype,
+            shard_windows: shard_windows.max(1),
+            pending: Vec::new(),
+            pending_windows: 0,
+            shards: Vec::new(),
+        }
+    }
+
+    /// Adds the logits `[b, T, V]` of the next `b` windows; returns the sum of their leftover masses.
+    pub fn push(&mut self, logits: &Tensor) -> anyhow::Result<f64> {
+        let batch = compress(logits, self.top_k, self.dtype);
+        let rest = batch.rest.to_kind(Kind::Double).sum(Kind::Double).double_value(&[]);
+        self.pending_windows += logits.size()[0];
+        self.pending.push(batch);
+        if self.pending_windows >= self.shard_windows {
+            self.flush()?;
+        }
+        Ok(rest)
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let cat = |f: fn(&TopK) -> &Tensor| Tensor::cat(&self.pending.iter().map(f).collect::<Vec<_>>(), 0);
+        let named = [
+            ("logprobs", cat(|b| &b.logprobs)),
+            ("indices", cat(|b| &b.indices)),
+            ("rest", cat(|b| &b.rest)),
+            ("predictions", cat(|b| &b.predictions)),
+        ];
+        let path = self.dir.join(shard_file(self.shards.len()));
+        Tensor::write_safetensors(&named, &path).with_context(|| format!("writing {}", path.display()))?;
+        self.shards.push(self.pending_windows);
+        self.pending.clear();
+        self.pending_windows = 0;
+        Ok(())
+    }
+
+    /// Writes the last shard and `tokens.json`; `meta.shards` and `meta.windows` are filled in here.
+    pub fn finish(mut self, mut meta: TokenLogitsMeta) -> anyhow::Result<TokenLogitsMeta> {
+        self.flush()?;
+        meta.windows = self.shards.iter().sum();
+        meta.shards = self.shards;
+        std::fs::write(self.dir.join(META), serde_json::to_string_pretty(&meta)? + "\n")?;
+        Ok(meta)
+    }
+}
+
+/// The whole store in memory, still compressed (f16 values, i16 ids: ≈ 4k+4 bytes per token); batches are expanded
+/// on demand.
+pub struct TokenLogits {
+    pub meta: TokenLogitsMeta,
+    logprobs: Tensor,
+    indices: Tensor,
+    rest: Tensor,
+}
+
+impl TokenLogits {
+    pub fn read(dir: &Path) -> anyhow::Result<TokenLogits> {
+        let meta_path = dir.join(META);
+        let meta: TokenLogitsMeta = serde_json::from_str(
+            &std::fs::read_to_string(&meta_path).with_context(|| format!("reading {}", meta_path.display()))?,
+        )
+        .with_context(|| format!("parsing {}", meta_path.display()))?;
+        let (mut logprobs, mut indices, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, &windows) in meta.shards.iter().enumerate() {
+            let path = dir.join(shard_file(i));
+            let mut tensors = Tensor::read_safetensors(&path).with_context(|| format!("reading {}", path.display()))?;
+            let mut take = |name: &str| -> anyhow::Result<Tensor> {
+                let i = tensors.iter().position(|(n, _)| n == name);
+                Ok(tensors.swap_remove(i.with_context(|| format!("{}: no tensor `{name}`", path.display()))?).1)
+            };
+            let lp = take("logprobs")?;
+            if lp.size() != [windows, meta.time, meta.top_k] {
+                bail!(
+                    "{}: logprobs {:?}, tokens.json says [{windows}, {}, {}]",
+                    path.display(),
+                    lp.size(),
+                    meta.time,
+                    meta.top_k
+                );
+            }
+            logprobs.push(lp);
+            indices.push(take("indices")?);
+            rest.push(take("rest")?);
+        }
+        if logprobs.is_empty() {
+            bail!("{}: no shards", dir.display());
+        }
+        Ok(TokenLogits {
+            meta,
+            logprobs: Tensor::cat(&logprobs, 0),
+            indices: Tensor::cat(&indices, 0),
+            rest: Tensor::cat(&rest, 0),
+        })
+    }
+
+    /// The stored `(logprobs, indices, rest)` of the windows `rows`.
+    pub fn top_k(&self, rows: &Tensor) -> (Tensor, Tensor, Tensor) {
+        (self.logprobs.index_select(0, rows), self.indices.index_select(0, rows), self.rest.index_select(0, rows))
+    }
+
+    /// Dense f32 logits `[B, T, V]` (log-probabilities) for the windows `rows`.
+    pub fn dense_logits(&self, rows: &Tensor) -> Tensor {
+        expand(
+            &self.logprobs.index_select(0, rows),
+            &self.indices.index_select(0, rows),
+            &self.rest.index_select(0, rows),
+            self.meta.classes,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_round_trip_and_rebuild_the_distribution() {
+        let dir = tempfile::tempdir().unwrap();
+        let logits = crate::nn::random::uniform(5, &[7, 3, 10], tch::Device::Cpu) * 6.0;
+        let mut writer = ShardWriter::new(dir.path(), 4, StoreDtype::F32, 3);
+        for start in [0, 2, 4, 6] {
+            writer.push(&logits.narrow(0, start, if start == 6 { 1 } else { 2 })).unwrap();
+        }
+        let meta = TokenLogitsMeta {
+            dataset: "d".into(),
+            windows: 0,
+            time: 3,
+            classes: 10,
+            top_k: 4,
+            dtype: StoreDtype::F32,
+            model: "m".into(),
+            shards: vec![],
+        };
+        let meta = writer.finish(meta).unwrap();
+        assert_eq!((meta.windows, meta.shards.clone()), (7, vec![4, 3]));
+        let store = TokenLogits::read(dir.path()).unwrap();
+        let rows = Tensor::from_slice(&[6i64, 0, 3]);
+        let p = store.dense_logits(&rows).exp();
+        let truth = logits.index_select(0, &rows).softmax(-1, Kind::Float);
+        // The top 4 are exact, the total is 1, and the other 6 share what is left equally.
+        assert!((p.sum_dim_intlist(-1, false, Kind::Float) - 1.0).abs().max().double_value(&[]) < 1e-5);
+        let (top, idx) = truth.topk(4, -1, true, true);
+        assert!(p.gather(-1, &idx, false).allclose(&top, 1e-5, 1e-6, false));
+        let tail = (truth.sum_dim_intlist(-1, false, Kind::Float) - top.sum_dim_intlist(-1, false, Kind::Float)) / 6.0;
+        let rebuilt_tail = p.scatter_value(-1, &idx, -1.0).max_dim(-1, false).0;
+        assert!(rebuilt_tail.allclose(&tail, 1e-5, 1e-6, false));
+    }
+}

@@ -1,0 +1,68 @@
+//! `infer` on text: per-token top-k teacher logits over every training window, streamed into shards (see
+//! [`crate::steps::artifacts::token_logits`]), so memory holds one shard, not `N·T·V` logits.
+
+use anyhow::Context as _;
+use tch::{Device, Kind};
+
+use crate::nn::model_file::LoadedModel;
+use crate::nn::Mode;
+use crate::steps::artifacts::logits::StoreDtype;
+use crate::steps::artifacts::token_logits::{ShardWriter, TokenLogitsMeta};
+use crate::steps::artifacts::LoadedData;
+use crate::steps::StepContext;
+
+/// Windows per shard unless `store.shard_windows` says otherwise (128-token windows, k = 8: ≈ 4 MB per shard).
+pub const DEFAULT_SHARD_WINDOWS: i64 = 1024;
+
+pub struct TokenStore {
+    pub top_k: Option<i64>,
+    pub dtype: StoreDtype,
+    pub shard_windows: Option<i64>,
+    pub batch_size: usize,
+}
+
+pub fn run(ctx: &mut StepContext, data: &LoadedData, teacher: &LoadedModel, store: &TokenStore) -> anyhow::Result<()> {
+    let k = store
+        .top_k
+        .context("field `store.top_k`: text data needs top-k storage (dense per-token logits are N·T·vocab values)")?;
+    let (x, y) = (&data.dataset.x, &data.dataset.y);
+    let (n, time) = (x.size()[0], x.size()[1]);
+    let dir = ctx.output_dir("logits")?;
+    let mut writer = ShardWriter::new(&dir, k, store.dtype, store.shard_windows.unwrap_or(DEFAULT_SHARD_WINDOWS));
+    let bar = ctx.progress.bar(n as u64, &format!("{}: infer", ctx.id));
+    let (mut correct, mut nll, mut rest) = (0i64, 0.0, 0.0);
+    let mut start = 0;
+    while start < n {
+        let len = (store.batch_size as i64).min(n - start);
+        let logits = tch::no_grad(|| {
+            teacher.model.forward(&x.narrow(0, start, len).to_device(ctx.device), Mode::Eval).to_device(Device::Cpu)
+        })
+        .to_kind(Kind::Float);
+        let labels = y.narrow(0, start, len);
+        correct += logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64).int64_value(&[]);
+        nll += crate::nn::metrics::nll(&crate::nn::tokens::rows(&logits), &labels.flatten(0, -1)) * (len * time) as f64;
+        rest += writer.push(&logits)?;
+        start += len;
+        bar.inc(len as u64);
+    }
+    bar.finish_and_clear();
+    let meta = writer.finish(TokenLogitsMeta {
+        dataset: data.base.clone(),
+        windows: n,
+        time,
+        classes: teacher.spec.classes,
+        top_k: k,
+        dtype: store.dtype,
+        model: ctx.input("model")?.label.clone(),
+        shards: Vec::new(),
+    })?;
+    let tokens = (n * time) as f64;
+    ctx.record_metric("samples", n);
+    ctx.record_metric("tokens", n * time);
+    ctx.record_metric("shards", meta.shards.len());
+    ctx.record_metric("teacher_accuracy", correct as f64 / tokens);
+    ctx.record_metric("teacher_nll", nll / tokens);
+    // How much probability the top k leave out, on average: what the even-spread tail approximates.
+    ctx.record_metric("rest_mean", rest / tokens);
+    Ok(())
+}

@@ -118,7 +118,8 @@ fn synthetic(n: usize, features: i64, classes: i64) -> Result<(LoadedData, Logit
     let x = Tensor::randn([n as i64, features], (Kind::Float, Device::Cpu));
     let y = Tensor::randint(classes, [n as i64], (Kind::Int64, Device::Cpu));
     let logits = Tensor::randn([n as i64, classes], (Kind::Float, Device::Cpu)) * 3.0;
-    let meta = DatasetMeta { sample_shape: vec![features], classes, class_names: None, source: "bench".into(), vocab: None };
+    let meta =
+        DatasetMeta { sample_shape: vec![features], classes, class_names: None, source: "bench".into(), vocab: None };
     let data = LoadedData { dataset: Dataset::new(x, y, meta)?, base: "bench".into(), base_indices: None };
     let meta = LogitsMeta {
         dataset: "bench".into(),

@@ -182,7 +182,9 @@ impl Step for Infer {
     fn run_shard(&self, ctx: &mut StepContext, index: usize, count: usize, dir: &Path) -> anyhow::Result<()> {
         let (data, teacher, _) = self.prepare(ctx)?;
         if data.dataset.meta.vocab.is_some() {
-            anyhow::bail!("field `shards`: token logits are already written in shards (`store.shard_windows`); drop `shards`");
+            anyhow::bail!(
+                "field `shards`: token logits are already written in shards (`store.shard_windows`); drop `shards`"
+            );
         }
         let (start, end) = shard_rows(data.dataset.len(), self.config.batch_size, index, count);
         if end > start {

@@ -1,4 +1,4 @@
-//! Tokens per second of anbiq's language-model paths, single-threaded, beside `bench/lm_bench.py` (the same models
+//! Tokens per second of anbiq's language-model paths, single-threaded, beside `scripts/bench/lm_bench.py` (the same models
 //! and steps in PyTorch eager): run both with `scripts/bench-lm.sh`.
 //!
 //! - `infer`: the teacher's forward pass over windows, no autograd, then top-k compression (what `infer` does);

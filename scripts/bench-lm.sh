@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tokens/s of language-model inference and distillation: anbiq (examples/lm_bench.rs) beside PyTorch eager
-# (bench/lm_bench.py), same models and batch, one thread each, run back to back so the ratio is measured under the
+# (scripts/bench/lm_bench.py), same models and batch, one thread each, run back to back so the ratio is measured under the
 # same load.
 #
 #   scripts/bench-lm.sh [batch] [seconds]     # defaults 16 windows of 128 tokens, 10 s per measurement
@@ -20,7 +20,7 @@ import os, runpy, sys
 sys.setdlopenflags(os.RTLD_LAZY | os.RTLD_GLOBAL)  # the CUDA wheel on a CPU machine: CUDA symbols are never called
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
-' bench/lm_bench.py "$batch" "$seconds")
+' scripts/bench/lm_bench.py "$batch" "$seconds")
 
 echo "| path | anbiq tokens/s | PyTorch eager tokens/s | anbiq / PyTorch |"
 echo "|---|---:|---:|---:|"

@@ -5,7 +5,7 @@ d=192, student 2 layers d=80, 4 heads, context 128, vocabulary 84), same batch, 
   infer            teacher forward under no_grad, then top-k (k = 8) compression to f16
   distill_offline  dense teacher logits rebuilt from the top-k batch, student forward, KD (T=1, alpha=0.5), backward, Adam
   distill_online   the same with the teacher's forward pass in the loop
-Usage: python bench/lm_bench.py [batch] [seconds]
+Usage: python scripts/bench/lm_bench.py [batch] [seconds]
 """
 import math
 import sys

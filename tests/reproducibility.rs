@@ -227,7 +227,9 @@ fn kill_9_then_resume_ends_with_the_same_weights_as_an_uninterrupted_run() {
             .map(|e| e.unwrap().path().join("current/state.json"));
         if let Some(state) = found.filter(|s| s.exists()) {
             let text = std::fs::read_to_string(&state).unwrap_or_default();
-            if text.contains("\"epoch\":5") || text.contains("\"epoch\":6") {
+            // Any checkpoint after a few epochs will do: the kill lands mid-run whatever the machine's speed.
+            let epoch = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["epoch"].as_u64());
+            if epoch.is_some_and(|e| e >= 4) {
                 break state;
             }
         }

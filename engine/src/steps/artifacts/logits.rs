@@ -58,6 +58,15 @@ pub struct LogitsArtifact {
     pub predictions: Tensor,
 }
 
+/// Class ids fit in 16 bits for any classifier and most vocabularies: a quarter of the bytes of i64 on disk.
+fn class_id_kind(classes: i64) -> Kind {
+    if classes <= i16::MAX as i64 {
+        Kind::Int16
+    } else {
+        Kind::Int
+    }
+}
+
 impl LogitsArtifact {
     /// Builds the artifact from f32 logits [N, C], converting to the storage form.
     pub fn from_logits(logits: &Tensor, meta: LogitsMeta) -> LogitsArtifact {
@@ -69,11 +78,9 @@ impl LogitsArtifact {
                 let (values, indices) = logp.topk(k, -1, true, true);
                 let mass: Tensor = values.exp().sum_dim_intlist(-1, false, Kind::Float);
                 let rest = (-mass + 1.0).clamp_min(0.0);
-                // Class ids fit in 16 bits for any classifier and most vocabularies: a quarter of the bytes of i64.
-                let index_kind = if meta.classes <= i16::MAX as i64 { Kind::Int16 } else { Kind::Int };
                 StoredLogits::TopK {
                     logprobs: values.to_kind(meta.dtype.kind()),
-                    indices: indices.to_kind(index_kind),
+                    indices: indices.to_kind(class_id_kind(meta.classes)),
                     rest: rest.to_kind(meta.dtype.kind()),
                 }
             }
@@ -82,7 +89,8 @@ impl LogitsArtifact {
     }
 
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
-        let mut named: Vec<(&str, &Tensor)> = vec![("predictions", &self.predictions)];
+        let predictions = self.predictions.to_kind(class_id_kind(self.meta.classes));
+        let mut named: Vec<(&str, &Tensor)> = vec![("predictions", &predictions)];
         match &self.stored {
             StoredLogits::Full(l) => named.push(("logits", l)),
             StoredLogits::TopK { logprobs, indices, rest } => {
@@ -109,7 +117,7 @@ impl LogitsArtifact {
                 .with_context(|| format!("{}: no tensor `{name}`", dir.display()))?;
             Ok(tensors.swap_remove(i).1)
         };
-        let predictions = take("predictions")?;
+        let predictions = take("predictions")?.to_kind(Kind::Int64);
         let stored = match meta.top_k {
             None => StoredLogits::Full(take("logits")?),
             Some(_) => StoredLogits::TopK {

@@ -62,7 +62,7 @@ impl Sampling {
         let mut probs = sorted.softmax(-1, Kind::Float);
         let rank = Tensor::arange(v, (Kind::Int64, logits.device())).unsqueeze(0);
         if let Some(k) = self.top_k {
-            probs = probs * rank.lt(k).to_kind(Kind::Float);
+            probs *= rank.lt(k).to_kind(Kind::Float);
         }
         if let Some(p) = self.top_p {
             // Keep a token if the mass before it is still short of p (so the first is always kept).

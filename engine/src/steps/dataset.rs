@@ -200,10 +200,10 @@ impl Step for DatasetStep {
             splits.push(("test".into(), limit(test, self.config.limit)));
         }
         let train = &splits.iter().find(|(n, _)| n == "train").context("the split always has a train part")?.1;
-        if train.len() == 0 {
+        if train.is_empty() {
             bail!("the `train` split is empty");
         }
-        let stats = data::normalize::fit(train, self.config.normalize.clone())?;
+        let stats = data::normalize::fit(train, self.config.normalize)?;
         for (name, ds) in &mut splits {
             data::normalize::apply(ds, &stats)?;
             data::artifact::write_dataset(&ctx.output_dir(name)?, ds)?;

@@ -30,8 +30,11 @@ impl ParseEnv {
 pub struct StepKind {
     pub name: &'static str,
     pub summary: &'static str,
-    pub parse: fn(&Node, &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>>,
+    pub parse: ParseFn,
 }
+
+/// Builds a step from its configuration node, or says everything wrong with it.
+pub type ParseFn = fn(&Node, &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>>;
 
 /// Every step kind anbiq knows.
 const KINDS: &[StepKind] = &[

@@ -123,7 +123,7 @@ pub(super) fn propagate(
             let mut node = decl.node.clone();
             let mut lists: Vec<(&str, usize, &crate::steps::InputDecl)> =
                 swept.iter().filter_map(|i| list_role(&i.role).map(|(field, index)| (field, index, *i))).collect();
-            lists.sort_by(|a, b| b.1.cmp(&a.1));
+            lists.sort_by_key(|l| std::cmp::Reverse(l.1));
             for (field, index, input) in &lists {
                 let refs = variant_refs(&templates[&input.reference.step], &input.reference);
                 replace_list_element(&mut node, field, *index, refs);

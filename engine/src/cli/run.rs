@@ -11,14 +11,7 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
     let wf = load(&args.workflow.workflow, &args.workflow.overrides)?;
     crate::graph::Dag::build(&wf)?;
     for id in args.select.force.iter().chain(args.select.only.iter()) {
-        if wf.step_index(id).is_none() {
-            let known: Vec<&str> = wf.steps.iter().map(|s| s.id.as_str()).collect();
-            return Err(CliError::Usage(format!(
-                "no step `{id}` in {} (steps: {})",
-                wf.path.display(),
-                known.join(", ")
-            )));
-        }
+        wf.require_step(id).map_err(CliError::Usage)?;
     }
     if args.executor == Executor::Local && args.slurm.any() {
         return Err(CliError::Usage(

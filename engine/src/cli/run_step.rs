@@ -8,15 +8,7 @@ use crate::steps::Progress;
 pub fn run_step(args: RunStepArgs) -> Result<i32, CliError> {
     let wf = load(&args.workflow.workflow, &args.workflow.overrides)?;
     crate::graph::Dag::build(&wf)?;
-    if wf.step_index(&args.step).is_none() {
-        let known: Vec<&str> = wf.steps.iter().map(|s| s.id.as_str()).collect();
-        return Err(CliError::Usage(format!(
-            "no step `{}` in {} (steps: {})",
-            args.step,
-            wf.path.display(),
-            known.join(", ")
-        )));
-    }
+    wf.require_step(&args.step).map_err(CliError::Usage)?;
     let options = StepOptions {
         store: args.workflow.store,
         step: args.step.clone(),

@@ -68,10 +68,7 @@ pub fn plan(
     options: &PlanOptions,
 ) -> anyhow::Result<Plan> {
     for id in options.force.iter().chain(options.only.iter()) {
-        if wf.step_index(id).is_none() {
-            let known: Vec<&str> = wf.steps.iter().map(|s| s.id.as_str()).collect();
-            anyhow::bail!("no step `{id}` in {} (steps: {})", wf.path.display(), known.join(", "));
-        }
+        wf.require_step(id).map_err(anyhow::Error::msg)?;
     }
     let selected: Option<BTreeSet<usize>> =
         options.only.as_ref().map(|id| dag.ancestors_and_self(wf.step_index(id).expect("checked above")));

@@ -45,10 +45,7 @@ pub fn run_one(wf: &Workflow, options: &StepOptions) -> anyhow::Result<StepDone>
     let store = Store::open(&options.store)?;
     let _lock = store.lock_shared()?;
     let env = KeyEnv::current();
-    let Some(index) = wf.step_index(&options.step) else {
-        let known: Vec<&str> = wf.steps.iter().map(|s| s.id.as_str()).collect();
-        bail!("no step `{}` in {} (steps: {})", options.step, wf.path.display(), known.join(", "));
-    };
+    let index = wf.require_step(&options.step).map_err(anyhow::Error::msg)?;
     let only = PlanOptions { force: Vec::new(), only: Some(options.step.clone()) };
     let plan = plan(wf, &dag, &store, None, &env, &only)?;
     let entry = plan.entry(index).context("the step is planned")?;

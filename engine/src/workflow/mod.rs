@@ -69,6 +69,14 @@ impl Workflow {
         self.steps.iter().position(|s| s.id == id)
     }
 
+    /// The index of a step named on the command line, or a message listing the workflow's steps.
+    pub fn require_step(&self, id: &str) -> Result<usize, String> {
+        self.step_index(id).ok_or_else(|| {
+            let known: Vec<&str> = self.steps.iter().map(|s| s.id.as_str()).collect();
+            format!("no step `{id}` in {} (steps: {})", self.path.display(), known.join(", "))
+        })
+    }
+
     /// The output a reference denotes, or `None` if the step has no such output.
     pub fn resolve_output(&self, step: usize, output: Option<&str>) -> Option<OutputDecl> {
         let outputs = self.steps[step].step.outputs();

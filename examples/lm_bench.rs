@@ -61,7 +61,15 @@ fn main() {
     let mut step = |teacher_logits: Tensor| {
         let s = tokens::rows(&student.forward(&x, Mode::Train(&mut rng)));
         let t = tokens::rows(&teacher_logits);
-        let l = loss.loss(&LossInput { student: &s, teacher: &t, labels: &tokens::labels(&y), progress: 0.0 }).unwrap();
+        let l = loss
+            .loss(&LossInput {
+                student: &s,
+                teacher: &t,
+                labels: &tokens::labels(&y),
+                progress: 0.0,
+                sequence_len: None,
+            })
+            .unwrap();
         opt.zero_grad();
         l.backward();
         opt.step();

@@ -139,7 +139,8 @@ fn token_level_kd_and_reverse_kl_gradients_match_finite_differences() {
     for (name, loss) in &losses {
         let value = |s: &Tensor| {
             let s = tokens::rows(s);
-            loss.loss(&LossInput { student: &s, teacher: &teacher, labels: &labels, progress: 0.0 }).unwrap()
+            loss.loss(&LossInput { student: &s, teacher: &teacher, labels: &labels, progress: 0.0, sequence_len: None })
+                .unwrap()
         };
         let s = student0.copy().set_requires_grad(true);
         value(&s).backward();
@@ -194,8 +195,13 @@ fn a_student_shaped_tail_makes_kd_the_exact_top_k_plus_rest_kl() {
     let s = student0.copy().set_requires_grad(true);
     let teacher = tokens::rows(&expand_like(&logprobs, &indices, &rest, &s));
     let p: Vec<f64> = f64s(&teacher.exp());
-    let kd_value =
-        kd.loss(&LossInput { student: &tokens::rows(&s), teacher: &teacher, labels: &labels, progress: 0.0 });
+    let kd_value = kd.loss(&LossInput {
+        student: &tokens::rows(&s),
+        teacher: &teacher,
+        labels: &labels,
+        progress: 0.0,
+        sequence_len: None,
+    });
     let kd_value = kd_value.unwrap();
     kd_value.backward();
     let kd_grad = f64s(&s.grad());

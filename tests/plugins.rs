@@ -30,10 +30,14 @@ fn batch(seed: i64, b: i64, c: i64) -> (Tensor, Tensor, Tensor) {
     (student, teacher, labels)
 }
 
-/// Loss value and d loss / d student.
-fn value_and_grad(loss: &dyn DistillLoss, student: &Tensor, teacher: &Tensor, labels: &Tensor) -> (f64, Tensor) {
+/// Loss value and d loss / d student, for a classifier's batch (`sequence_len` None) or a language model's token rows.
+fn value_and_grad(
+    loss: &dyn DistillLoss,
+    (student, teacher, labels): (&Tensor, &Tensor, &Tensor),
+    sequence_len: Option<i64>,
+) -> (f64, Tensor) {
     let s = student.detach().set_requires_grad(true);
-    let l = loss.loss(&LossInput { student: &s, teacher, labels, progress: 0.3 }).unwrap();
+    let l = loss.loss(&LossInput { student: &s, teacher, labels, progress: 0.3, sequence_len }).unwrap();
     l.backward();
     (l.double_value(&[]), s.grad().detach().copy())
 }
@@ -76,11 +80,39 @@ fn tensor_style_kd_equals_native_kd_bit_for_bit() {
                 .unwrap();
         for seed in 0..3 {
             let (s, te, y) = batch(seed, 16, 10);
-            let (v1, g1) = value_and_grad(&native, &s, &te, &y);
-            let (v2, g2) = value_and_grad(&wasm, &s, &te, &y);
+            let (v1, g1) = value_and_grad(&native, (&s, &te, &y), None);
+            let (v2, g2) = value_and_grad(&wasm, (&s, &te, &y), None);
             assert_eq!(v1, v2, "value, T={t} α={alpha}");
             assert!(g1.equal(&g2), "gradient, T={t} α={alpha}: max diff {}", (&g1 - &g2).abs().max().double_value(&[]));
         }
+    }
+}
+
+#[test]
+fn sequence_logits_reach_plugins_as_batch_time_vocab() {
+    // A language model's batch as the distill step gives it to losses: B·T token rows of V, and T.
+    let (b, t, v) = (3, 5, 7);
+    let (s, te, y) = batch(4, b * t, v);
+    let probe = |name: &str, sequence_len| {
+        let loss = term(fixture(name), BTreeMap::new(), Limits::default()).build().unwrap();
+        value_and_grad(&loss, (&s, &te, &y), sequence_len)
+    };
+    assert_eq!(probe("shape_probe.wat", None).0, 1221.0, "classifier: [B, C], [B, C], [B], seq_len 1");
+    assert_eq!(probe("shape_probe.wat", Some(t)).0, (1000 * t + 332) as f64, "[B, T, V], [B, T, V], [B, T], seq_len T");
+    let (value, grad) = probe("shape_probe_dense.wat", Some(t));
+    assert_eq!(value, (1000 * b * t + v) as f64, "dense style: B·T rows of V");
+    assert_eq!(grad.size(), [b * t, v]);
+    assert!(grad.eq(t as f64).all().int64_value(&[]) == 1, "the dense gradient reaches the token rows: {grad}");
+
+    // A plugin averaging per token (kd.wat divides by numel / size(-1)) is the native token-level kd, bit for bit.
+    for (temperature, alpha) in [(1.0, 0.5), (2.0, 0.9)] {
+        let native = KdLoss { temperature: Temperature::Constant(temperature), alpha };
+        let p = params(&[("temperature", temperature.into()), ("alpha", alpha.into())]);
+        let wasm = term(fixture("kd.wat"), p, Limits::default()).build().unwrap();
+        let (v1, g1) = value_and_grad(&native, (&s, &te, &y), Some(t));
+        let (v2, g2) = value_and_grad(&wasm, (&s, &te, &y), Some(t));
+        assert_eq!(v1, v2, "value, T={temperature}");
+        assert!(g1.equal(&g2), "gradient, T={temperature}: max diff {}", (&g1 - &g2).abs().max().double_value(&[]));
     }
 }
 
@@ -90,7 +122,7 @@ fn dense_style_injects_the_plugins_gradient() {
     // Two batch sizes: the host's guest buffers are reused for the smaller one.
     for (seed, b) in [(0, 32), (1, 7)] {
         let (s, te, y) = batch(seed, b, 10);
-        let (v, g) = value_and_grad(&wasm, &s, &te, &y);
+        let (v, g) = value_and_grad(&wasm, (&s, &te, &y), None);
         let s2 = s.detach().set_requires_grad(true);
         let expected = s2.mse_loss(&te, Reduction::Mean);
         expected.backward();
@@ -266,7 +298,12 @@ fn the_kd_plugin_and_native_kd_train_identical_weights() {
         &format!("{HEAD}{}", student("{plugin: {path: kd.wat, params: {temperature: 3, alpha: 0.8}}}")),
         &["kd.wat"],
     );
-    for p in [&native, &wasm] {
+    assert_same_student(&native, &wasm);
+}
+
+/// Runs both projects and asserts their `student` steps wrote the same model, byte for byte.
+fn assert_same_student(native: &Project, wasm: &Project) {
+    for p in [native, wasm] {
         let report = p.run();
         assert_eq!(report.failures().count(), 0, "{:?}", report.results);
     }
@@ -286,6 +323,33 @@ fn the_kd_plugin_and_native_kd_train_identical_weights() {
             assert!(bytes == &b[name], "{name} differs between native kd and the kd plugin");
         }
     }
+}
+
+#[test]
+fn a_language_model_distils_through_the_kd_plugin_exactly_as_through_native_kd() {
+    // The plugin receives [B, T, V] sequence logits; the native loss their B·T token rows.
+    let head = "\
+name: lm-plugin
+seed: 2
+threads: 1
+steps:
+  text: {kind: dataset, source: text, path: corpus.txt, context: 8, split: {test: 0.2}}
+  teacher: {kind: train, data: text.train, model: {arch: gpt, layers: 1, heads: 2, d_model: 16, context: 8}, epochs: 2, batch_size: 8}
+  logits: {kind: infer, model: teacher, data: text.train, store: {top_k: 4}}
+";
+    let student = |loss: &str| {
+        format!(
+            "{head}  student: {{kind: distill, teacher: logits, data: text.train, loss: {loss}, epochs: 2, batch_size: 8, \
+             model: {{arch: gpt, layers: 1, heads: 1, d_model: 8, context: 8}}}}\n"
+        )
+    };
+    let native = Project::new(&student("{kd: {temperature: 2, alpha: 0.5}}"), &[]);
+    let wasm = Project::new(&student("{plugin: {path: kd.wat, params: {temperature: 2, alpha: 0.5}}}"), &["kd.wat"]);
+    let corpus = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n".repeat(4);
+    for p in [&native, &wasm] {
+        std::fs::write(p.dir.path().join("corpus.txt"), &corpus).unwrap();
+    }
+    assert_same_student(&native, &wasm);
 }
 
 #[test]
@@ -374,13 +438,14 @@ fn the_shipped_kd_plugin_equals_native_kd() {
         let wasm =
             term(path, params(&[("temperature", 3.into()), ("alpha", 0.7.into())]), Limits::default()).build().unwrap();
         let native = KdLoss { temperature: Temperature::Constant(3.0), alpha: 0.7 };
-        for seed in 0..3 {
+        // Classifier batches, and 32 token rows of 8 sequences of 4 (the plugin sees [8, 4, 10]).
+        for (seed, sequence_len) in [(0, None), (1, None), (2, Some(4))] {
             let (s, te, y) = batch(seed, 32, 10);
-            let (v1, g1) = value_and_grad(&native, &s, &te, &y);
-            let (v2, g2) = value_and_grad(&wasm, &s, &te, &y);
-            assert!(((v1 - v2) / v1).abs() <= 1e-5, "{name}: value {v1} vs {v2}");
+            let (v1, g1) = value_and_grad(&native, (&s, &te, &y), sequence_len);
+            let (v2, g2) = value_and_grad(&wasm, (&s, &te, &y), sequence_len);
+            assert!(((v1 - v2) / v1).abs() <= 1e-5, "{name} {sequence_len:?}: value {v1} vs {v2}");
             let rel = (&g1 - &g2).abs().max().double_value(&[]) / g1.abs().max().double_value(&[]);
-            assert!(rel <= 1e-5, "{name}: gradient differs by {rel} (relative)");
+            assert!(rel <= 1e-5, "{name} {sequence_len:?}: gradient differs by {rel} (relative)");
         }
         checked += 1;
     }
@@ -407,6 +472,8 @@ fn plugin_check_reports_describe_gradient_fuel_and_time() {
         "param alpha = 0.9",
         "loss on random [16, 10]",
         "— ok",
+        "as [2, 8, 10] sequences: loss",
+        "averages per token",
         "fuel per call",
     ] {
         assert!(out.contains(part), "`{part}` missing from:\n{out}");
@@ -455,7 +522,9 @@ fn per_call_cost() {
                 let n = 300;
                 let start = std::time::Instant::now();
                 for _ in 0..n {
-                    let l = loss.loss(&LossInput { student: &s, teacher: &te, labels: &y, progress: 0.0 }).unwrap();
+                    let l = loss
+                        .loss(&LossInput { student: &s, teacher: &te, labels: &y, progress: 0.0, sequence_len: None })
+                        .unwrap();
                     if backward {
                         l.backward();
                     }

@@ -75,9 +75,11 @@ ANBIQ_IMPORT(size) anbiq_i64 anbiq_size(anbiq_t a, int dim);
 ANBIQ_IMPORT(free) void anbiq_free(anbiq_t a);
 /* Copies at most max f32 values of a small tensor into out; returns the count. */
 ANBIQ_IMPORT(read) int anbiq_read(anbiq_t a, float *out, int max);
-/* Parameters (declared in describe), progress in [0, 1], logging, giving up with a message. */
+/* Parameters (declared in describe), progress in [0, 1], the T of [B, T, V] sequence inputs (1 for classifiers;
+   dense calls see sequences as B*T rows), logging, giving up with a message. */
 ANBIQ_IMPORT(param) double anbiq_param_n(const char *name, int len);
 ANBIQ_IMPORT(progress) double anbiq_progress(void);
+ANBIQ_IMPORT(seq_len) int anbiq_seq_len(void);
 ANBIQ_IMPORT(log_msg) void anbiq_log_msg_n(const char *msg, int len);
 ANBIQ_IMPORT(panic) void anbiq_panic_n(const char *msg, int len);
 

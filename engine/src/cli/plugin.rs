@@ -98,6 +98,36 @@ pub fn check(args: PluginCheckArgs) -> Result<i32, CliError> {
         if ok { "ok" } else { "MISMATCH" }
     );
 
+    // The same logits as a language model's distill step passes them: [2, B/2, C] sequences, labels [2, B/2].
+    if b % 2 == 0 {
+        let mut r = Runner::new(plugin.clone(), &params, runner_limits(&args)).map_err(anyhow::Error::from)?;
+        let (seq, rows) = ([2, b / 2, c], [2, b / 2]);
+        let call = CallInput {
+            student: &student.reshape(seq),
+            teacher: &teacher.reshape(seq),
+            labels: &labels.reshape(rows),
+            progress: 0.5,
+        };
+        match r.loss(&call) {
+            Ok(l) => {
+                let (v, flat) = (l.double_value(&[]), loss.double_value(&[]));
+                let same = (v - flat).abs() <= 1e-5 * flat.abs().max(1e-6);
+                println!(
+                    "as [2, {}, {c}] sequences: loss {v:.6} — {}",
+                    b / 2,
+                    if same {
+                        "the same as the rows: averages per token, like the built-in losses"
+                    } else {
+                        "differs from the rows: this plugin does not average per token"
+                    }
+                );
+            }
+            Err(e) => {
+                println!("as [2, {}, {c}] sequences: fails ({e}); language-model distill steps cannot use it", b / 2)
+            }
+        }
+    }
+
     // Time per call, forward and backward, on a warm instance.
     let mut r = Runner::new(plugin.clone(), &params, runner_limits(&args)).map_err(anyhow::Error::from)?;
     let start = Instant::now();

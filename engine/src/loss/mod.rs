@@ -28,16 +28,19 @@ pub use temperature::Temperature;
 
 use tch::Tensor;
 
-/// One batch's inputs to a loss.
+/// One batch's inputs to a loss: one row per sample, or per token for a language model.
 pub struct LossInput<'a> {
-    /// [B, C], requires grad.
+    /// [N, C], requires grad.
     pub student: &'a Tensor,
-    /// [B, C] f32, no grad.
+    /// [N, C] f32, no grad.
     pub teacher: &'a Tensor,
-    /// [B] i64.
+    /// [N] i64.
     pub labels: &'a Tensor,
     /// Fraction of training done, in [0, 1].
     pub progress: f64,
+    /// `Some(T)` when the rows are the tokens of `[B, T]` sequences in (batch, time) order (N = B·T); `None` for
+    /// classifiers. Built-in losses average over rows; plugins get the sequences back as `[B, T, V]`.
+    pub sequence_len: Option<i64>,
 }
 
 /// A distillation loss: returns a scalar to minimise, differentiable with respect to `input.student`.

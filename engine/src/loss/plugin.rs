@@ -69,12 +69,20 @@ impl DistillLoss for PluginLoss {
     fn loss(&self, input: &LossInput) -> anyhow::Result<Tensor> {
         // A panic cannot happen while the lock is held (plugin failures are errors), but never let one poison it.
         let mut runner = self.runner.lock().unwrap_or_else(|p| p.into_inner());
-        let call = CallInput {
-            student: input.student,
-            teacher: input.teacher,
-            labels: input.labels,
-            progress: input.progress,
+        // The ABI passes sequences as they are: logits [B, T, V], labels [B, T]; reshaping the rows back keeps the
+        // autograd link to them.
+        let (student, teacher, labels) = match input.sequence_len {
+            Some(t) => {
+                let vocab = input.student.size()[1];
+                (
+                    input.student.reshape([-1, t, vocab]),
+                    input.teacher.reshape([-1, t, vocab]),
+                    input.labels.reshape([-1, t]),
+                )
+            }
+            None => (input.student.shallow_clone(), input.teacher.shallow_clone(), input.labels.shallow_clone()),
         };
+        let call = CallInput { student: &student, teacher: &teacher, labels: &labels, progress: input.progress };
         Ok(runner.loss(&call)?)
     }
 }

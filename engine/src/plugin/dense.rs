@@ -49,10 +49,12 @@ fn host_f32(t: &Tensor) -> Tensor {
 pub(crate) fn call(live: &mut Live, plugin: &str, limits: &Limits, input: &CallInput) -> Result<Tensor, PluginError> {
     let bad = |m: String| PluginError::new(plugin, CALL, ErrorKind::BadResult, m);
     let shape = input.student.size();
-    let [b, c] = shape[..] else {
-        return Err(bad(format!("dense-style losses take [batch, classes] logits, got shape {shape:?}")));
+    // Sequence logits [B, T, V] are B·T rows of V in memory already; the guest learns T from `seq_len()`.
+    let (b, c) = match shape[..] {
+        [b, c] => (b as usize, c as usize),
+        [b, t, v] => ((b * t) as usize, v as usize),
+        _ => return Err(bad(format!("dense-style losses take [B, C] or [B, T, V] logits, got shape {shape:?}"))),
     };
-    let (b, c) = (b as usize, c as usize);
     let n = b * c;
     if live.buffers.as_ref().is_none_or(|buf| buf.floats < n || buf.rows < b) {
         let buffers = Buffers {
@@ -68,7 +70,7 @@ pub(crate) fn call(live: &mut Live, plugin: &str, limits: &Limits, input: &CallI
     let buf = live.buffers.as_ref().expect("allocated above");
     let (student, teacher) = (host_f32(input.student), host_f32(input.teacher));
     let labels = input.labels.to_device(Device::Cpu).to_kind(Kind::Int64).contiguous();
-    if teacher.size() != shape || labels.size() != [b as i64] {
+    if teacher.size() != shape || labels.numel() != b {
         return Err(bad(format!(
             "inputs disagree: student {shape:?}, teacher {:?}, labels {:?}",
             teacher.size(),
@@ -106,9 +108,8 @@ pub(crate) fn call(live: &mut Live, plugin: &str, limits: &Limits, input: &CallI
         )));
     }
     let device = input.student.device();
-    let grad = Tensor::f_from_data_size(grad_bytes, &[b as i64, c as i64], Kind::Float)
-        .map_err(|e| bad(e.to_string()))?
-        .to_device(device);
+    let grad =
+        Tensor::f_from_data_size(grad_bytes, &shape, Kind::Float).map_err(|e| bad(e.to_string()))?.to_device(device);
     let value = Tensor::from(value).to_device(device);
     let zero = input.student - input.student.detach();
     Ok(value + (zero * grad).sum(Kind::Float))

@@ -45,6 +45,8 @@ pub struct HostState {
     /// Bound parameter values (declared by `describe`, given in YAML or defaulted), by name.
     pub params: Arc<Vec<(String, f64)>>,
     pub progress: f64,
+    /// T of this call's `[B, T, V]` sequence logits; 1 for classifiers.
+    pub seq_len: i64,
     /// The plugin's name, for `log`.
     pub plugin: Arc<str>,
     /// `log` lines left this call.
@@ -53,7 +55,7 @@ pub struct HostState {
 
 impl HostState {
     pub fn new(limits: StoreLimits, params: Arc<Vec<(String, f64)>>, plugin: Arc<str>) -> Self {
-        HostState { limits, handles: Handles::default(), params, progress: 0.0, plugin, log_budget: 0 }
+        HostState { limits, handles: Handles::default(), params, progress: 0.0, seq_len: 1, plugin, log_budget: 0 }
     }
 }
 

@@ -266,7 +266,14 @@ fn build() -> wasmtime::Result<(Linker<HostState>, Vec<&'static str>)> {
                     _ => per_row.f_sum(Kind::Float),
                 }
             } else {
-                log_q.f_nll_loss(y, None::<Tensor>, r, -100)
+                // Class indices: the classes are the last dimension, for [B, C] and [B, T, V] logits alike.
+                let classes = log_q.size().last().copied().unwrap_or(1);
+                let per = log_q.f_reshape([-1, classes])?.f_nll_loss(&y.f_reshape([-1])?, None::<Tensor>, r, -100)?;
+                if matches!(r, Reduction::None) {
+                    per.f_reshape(y.size())
+                } else {
+                    Ok(per)
+                }
             }
         })?;
         result(&mut c, "cross_entropy", t)
@@ -325,7 +332,7 @@ fn build() -> wasmtime::Result<(Linker<HostState>, Vec<&'static str>)> {
     })?;
     names.extend(["ndim", "numel", "size", "free", "read"]);
 
-    // Parameters, progress, logging: available in both call styles and in `describe`.
+    // Parameters, progress, sequence length, logging: available in both call styles and in `describe`.
     l.func_wrap("anbiq", "param", |mut c: C<'_>, ptr: i32, len: i32| -> R<f64> {
         let bytes = guest_bytes(&mut c, "param", ptr, len, MAX_NAME)?;
         let name = String::from_utf8_lossy(&bytes);
@@ -338,6 +345,7 @@ fn build() -> wasmtime::Result<(Linker<HostState>, Vec<&'static str>)> {
         }
     })?;
     l.func_wrap("anbiq", "progress", |c: C<'_>| -> R<f64> { Ok(c.data().progress) })?;
+    l.func_wrap("anbiq", "seq_len", |c: C<'_>| -> R<i32> { Ok(c.data().seq_len.min(i32::MAX as i64) as i32) })?;
     // A line for the engine's log (at info level, tagged with the plugin's name); at most 16 per call.
     l.func_wrap("anbiq", "log_msg", |mut c: C<'_>, ptr: i32, len: i32| -> R<()> {
         let bytes = guest_bytes(&mut c, "log_msg", ptr, len, MAX_LOG)?;
@@ -353,6 +361,6 @@ fn build() -> wasmtime::Result<(Linker<HostState>, Vec<&'static str>)> {
         let bytes = guest_bytes(&mut c, "panic", ptr, len, MAX_LOG)?;
         Err(HostError::new("panic", String::from_utf8_lossy(&bytes)).into())
     })?;
-    names.extend(["param", "progress", "log_msg", "panic"]);
+    names.extend(["param", "progress", "seq_len", "log_msg", "panic"]);
     Ok((l, names))
 }

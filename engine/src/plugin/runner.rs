@@ -39,7 +39,7 @@ pub(crate) struct Live {
     pub buffers: Option<dense::Buffers>,
 }
 
-/// One call's inputs.
+/// One call's inputs: logits `[B, C]` and labels `[B]`, or sequence logits `[B, T, V]` and labels `[B, T]`.
 pub struct CallInput<'a> {
     pub student: &'a Tensor,
     pub teacher: &'a Tensor,
@@ -108,6 +108,7 @@ impl Runner {
         };
         let state = live.store.data_mut();
         state.progress = input.progress;
+        state.seq_len = if input.student.dim() == 3 { input.student.size()[1] } else { 1 };
         state.log_budget = LOG_LINES_PER_CALL;
         arm(&mut live.store, &self.limits);
         let label = &self.plugin.label;

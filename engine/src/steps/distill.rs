@@ -188,8 +188,9 @@ impl TrainStep for DistillBatch<'_> {
                 .expect("at least one teacher"),
         };
         // Sequence logits become one row per token; classifier logits pass through.
+        let sequence_len = (student.dim() == 3).then(|| student.size()[1]);
         let (student, teacher, labels) = (tokens::rows(&student), tokens::rows(&teacher), tokens::labels(&batch.y));
-        self.loss.loss(&LossInput { student: &student, teacher: &teacher, labels: &labels, progress })
+        self.loss.loss(&LossInput { student: &student, teacher: &teacher, labels: &labels, progress, sequence_len })
     }
 }
 

@@ -10,7 +10,7 @@ fn focal_kd(student: Tensor, teacher: Tensor, labels: Tensor) -> Tensor {
     let log_q = student.log_softmax(t);
     let log_p = teacher.log_softmax(t);
     let per_sample = (log_p.exp() * (log_p - log_q)).sum(-1) * (t * t);
-    let p_true = student.softmax(1.0).gather(1, labels.unsqueeze(1)).sum(-1);
+    let p_true = student.softmax(1.0).gather(-1, labels.unsqueeze(-1)).sum(-1);
     let weight = p_true.rsub(1.0).clamp(0.0, 1.0).pow(gamma);
     (per_sample * weight).mean_all()
 }

@@ -6,9 +6,10 @@ use anbiq_sdk::{export_loss, param, Reduction, Tensor};
 
 fn kd(student: Tensor, teacher: Tensor, labels: Tensor) -> Tensor {
     let (t, alpha) = (param("temperature"), param("alpha"));
-    let batch = student.size(0) as f64;
+    // Averaged per row: per sample for [B, C] logits, per token for a language model's [B, T, V].
+    let rows = (student.numel() as i64 / student.size(-1)) as f64;
     let kl = student.log_softmax(t).kl_div(teacher.log_softmax(t), Reduction::Sum, true);
-    let soft = kl * (t * t / batch);
+    let soft = kl * (t * t / rows);
     let hard = student.cross_entropy(labels, Reduction::Mean);
     soft * alpha + hard * (1.0 - alpha)
 }

@@ -94,6 +94,7 @@ pub mod sys {
         pub fn read(a: i32, ptr: *mut f32, max: i32) -> i32;
         pub fn param(name: *const u8, len: i32) -> f64;
         pub fn progress() -> f64;
+        pub fn seq_len() -> i32;
         pub fn log_msg(msg: *const u8, len: i32);
         pub fn panic(msg: *const u8, len: i32);
     }
@@ -109,18 +110,27 @@ pub fn progress() -> f64 {
     unsafe { sys::progress() }
 }
 
+/// T of the call's sequence inputs (a language model's `[B, T, V]` logits; dense calls see them as B·T rows in
+/// (batch, time) order); 1 for classifiers.
+pub fn seq_len() -> usize {
+    unsafe { sys::seq_len() as usize }
+}
+
 /// A line in the engine's log (at most 16 per call are printed).
 pub fn log(msg: &str) {
     unsafe { sys::log_msg(msg.as_ptr(), msg.len() as i32) }
 }
 
 /// A dense-style call's inputs, in guest memory: row-major `[batch, classes]` f32 logits and `[batch]` labels.
+/// For a language model each row is a token: `batch` = B·T rows in (batch, time) order, `classes` = V.
 pub struct DenseInput<'a> {
     pub student: &'a [f32],
     pub teacher: &'a [f32],
     pub labels: &'a [i64],
     pub batch: usize,
     pub classes: usize,
+    /// T for sequence inputs (rows `i·T .. (i+1)·T` are sequence i), 1 for classifiers.
+    pub seq_len: usize,
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -202,6 +212,7 @@ macro_rules! export_dense_loss {
                 labels: core::slice::from_raw_parts(labels, b),
                 batch: b,
                 classes: c,
+                seq_len: $crate::seq_len(),
             };
             let f: fn(&$crate::DenseInput, &mut [f32]) -> f32 = $loss;
             f(&input, core::slice::from_raw_parts_mut(grad, b * c))

@@ -6,6 +6,7 @@
 //! ```
 //! Prints one JSON line per measurement: the median of `--runs` timed runs after one warm-up run.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -30,6 +31,8 @@ struct Args {
     runs: usize,
     n: usize,
     width: i64,
+    /// Workflow seeds the logit-store benchmark averages over.
+    seeds: usize,
     /// Scratch directory for the workflow benchmarks (stores, lockfiles).
     work: PathBuf,
     /// MNIST IDX files (scripts/fetch-data.sh mnist).
@@ -45,6 +48,7 @@ fn parse_args() -> Result<Args> {
         runs: 7,
         n: 0,
         width: 800,
+        seeds: 5,
         work: std::env::temp_dir().join("anbiq-bench"),
         mnist: PathBuf::from("data/mnist"),
         device: Device::Cpu,
@@ -58,6 +62,7 @@ fn parse_args() -> Result<Args> {
             "--runs" => args.runs = value()?.parse()?,
             "--n" => args.n = value()?.parse()?,
             "--width" => args.width = value()?.parse()?,
+            "--seeds" => args.seeds = value()?.parse()?,
             "--work" => args.work = value()?.into(),
             "--mnist" => args.mnist = value()?.into(),
             "--device" => args.device = anbiq::nn::device::resolve(&value()?)?,
@@ -328,18 +333,37 @@ fn engine_overhead(args: &Args) -> Result<()> {
 
 /// Logit store: bytes per sample and load time of each storage form, and the student distilled from each
 /// (scripts/bench/logit-store.yaml on an MNIST slice).
+/// The logit-store benchmark: one workflow (scripts/bench/logit-store.yaml) per seed, each a teacher, its logits
+/// stored five ways and the same student distilled from each. Sizes and load times come from the first seed; the
+/// students' accuracy is averaged over `--seeds` workflow seeds, and the cost of each format is the mean of its
+/// per-seed difference to f32 (paired: within a seed the teacher and the student's initialisation are the same).
 fn logit_store(args: &Args) -> Result<()> {
+    const VARIANTS: [&str; 5] = ["f32", "f16", "top1", "top5", "top10"];
     let dir = args.work.join("logit-store");
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join("logit-store.yaml");
-    std::fs::copy("scripts/bench/logit-store.yaml", &path).context("run from the repository root")?;
-    let store = dir.join("store");
+    let template = std::fs::read_to_string("scripts/bench/logit-store.yaml").context("run from the repository root")?;
     let mnist = std::fs::canonicalize(&args.mnist).with_context(|| format!("{}", args.mnist.display()))?;
-    let (_, lock, _) = run_workflow(&path, &[format!("data={}", mnist.display())], &store)?;
-    let step = |id: &str| lock.steps.iter().find(|s| s.id == id).with_context(|| format!("no step {id}"));
-    let store = Store::open(&store)?;
-    for variant in ["f32", "f16", "top1", "top5", "top10"] {
-        let logits_dir = store.step_dir(&step(variant)?.key).join("logits");
+    let store_path = dir.join("store");
+    let mut accuracies: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut first: Option<Lockfile> = None;
+    for seed in 1..=args.seeds as u64 {
+        let path = dir.join(format!("logit-store-seed{seed}.yaml"));
+        let yaml = template.replacen("\nseed: 6\n", &format!("\nseed: {seed}\n"), 1);
+        anyhow::ensure!(yaml != template || seed == 6, "scripts/bench/logit-store.yaml has no `seed: 6` line");
+        std::fs::write(&path, yaml)?;
+        let (_, lock, _) = run_workflow(&path, &[format!("data={}", mnist.display())], &store_path)?;
+        for variant in VARIANTS {
+            let student = lock.step(&format!("s_{variant}")).with_context(|| format!("no step s_{variant}"))?;
+            let accuracy = student.metrics.get("val_accuracy").and_then(Value::as_f64).context("no val_accuracy")?;
+            accuracies.entry(variant).or_default().push(accuracy);
+        }
+        first.get_or_insert(lock);
+    }
+    let lock = first.context("--seeds must be at least 1")?;
+    let store = Store::open(&store_path)?;
+    for variant in VARIANTS {
+        let step = lock.step(variant).with_context(|| format!("no step {variant}"))?;
+        let logits_dir = store.step_dir(&step.key).join("logits");
         let bytes = std::fs::metadata(logits_dir.join("logits.safetensors"))?.len();
         let mut loads = Vec::new();
         let mut samples = 0;
@@ -352,18 +376,28 @@ fn logit_store(args: &Args) -> Result<()> {
             anyhow::ensure!(dense.size()[0] == samples);
             loads.push(start.elapsed().as_secs_f64() * 1e3);
         }
-        let student = step(&format!("s_{variant}"))?;
-        let accuracy = student.metrics.get("val_accuracy").and_then(Value::as_f64).context("no val_accuracy")?;
+        let acc = &accuracies[variant];
+        let deltas: Vec<f64> = acc.iter().zip(&accuracies["f32"]).map(|(a, b)| a - b).collect();
+        let (delta, delta_sd) = mean_sd(&deltas);
         report(
             &format!("logit_store_{variant}"),
             args,
             "ms to load + densify",
             loads,
             json!({"bytes": bytes, "samples": samples, "bytes_per_sample": bytes as f64 / samples as f64,
-                   "student_accuracy": accuracy}),
+                   "student_accuracy": mean_sd(acc).0, "accuracies": acc, "seeds": acc.len(),
+                   "delta_vs_f32": delta, "delta_sd": delta_sd}),
         );
     }
     Ok(())
+}
+
+/// Mean and sample standard deviation (0 for a single value).
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
 }
 
 fn main() -> Result<()> {

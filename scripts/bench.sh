@@ -3,6 +3,7 @@
 #
 #   scripts/bench.sh                 # everything: 1 thread and all threads, then the workflow benchmarks
 #   RUNS=5 THREADS="1" scripts/bench.sh distill small infer       # a subset (groups below), fewer runs
+#   SEEDS=5 scripts/bench.sh store   # the logit-store students' accuracy is averaged over SEEDS workflow seeds
 #
 # Groups: distill small infer roofline overhead store scaling (default: all).
 # Builds anbiq in release into its own target dir ($CARGO_TARGET_DIR, default target-perf/), sets up the Python
@@ -75,7 +76,7 @@ print(json.dumps({"bench": "engine_cached_rerun_cli", "impl": "anbiq", "threads"
                   "median": statistics.median(r), "runs": r, "via": "anbiq run (process)"}))
 PY
 fi
-want store && "$bench" --threads 1 --runs "$RUNS" --work "$work" --mnist data/mnist logit_store | log
+want store && "$bench" --threads 1 --runs "$RUNS" --seeds "${SEEDS:-5}" --work "$work" --mnist data/mnist logit_store | log
 if want scaling; then
     for n in 15000 30000 60000; do
         "$bench" --threads 1 --runs "$SCALING_RUNS" --n "$n" distill_hinton | sed "s/\"distill_hinton\"/\"scaling_n_$n\"/" | log

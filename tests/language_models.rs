@@ -309,7 +309,8 @@ fn a_language_model_workflow_runs_and_repeats_bit_for_bit() {
     std::fs::write(dir.path().join("corpus.txt"), CORPUS.repeat(3)).unwrap();
     std::fs::write(dir.path().join("wf.yaml"), workflow_yaml("corpus.txt")).unwrap();
     let wf = workflow::load(&dir.path().join("wf.yaml"), &[]).unwrap_or_else(|d| panic!("{d}"));
-    let runs: Vec<(Lockfile, BTreeMap<String, BTreeMap<String, f64>>, String)> = ["store1", "store2"]
+    type Metrics = BTreeMap<String, BTreeMap<String, f64>>;
+    let runs: Vec<(Lockfile, Metrics, String)> = ["store1", "store2"]
         .iter()
         .map(|name| {
             let store = dir.path().join(name);

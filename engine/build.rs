@@ -7,7 +7,7 @@ fn main() {
     let lib = env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys exports DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     println!("cargo:rustc-env=ANBIQ_LIBTORCH_VERSION={}", libtorch_version(Path::new(&lib)));
-    compile_determinism_shim(&lib);
+    compile_libtorch_shim(&lib);
     if env::var_os("CARGO_FEATURE_CUDA").is_some() {
         // rustc links with --as-needed, which drops libtorch_cuda since no symbol of it is referenced directly.
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
@@ -28,10 +28,11 @@ fn libtorch_version(lib: &Path) -> String {
     format!("{}.{}.{}", part("MAJOR"), part("MINOR"), part("PATCH"))
 }
 
-/// nn::determinism: tch has no wrapper for `at::globalContext().setDeterministicAlgorithms`, so a few lines of C++
-/// compiled against libtorch's headers provide one (linked against the libtorch torch-sys already links).
-fn compile_determinism_shim(lib: &str) {
-    let src = "src/nn/determinism.cpp";
+/// nn::determinism and nn::optimizer: tch has no wrapper for `at::globalContext().setDeterministicAlgorithms` or for
+/// resetting a tensor's `.grad`, so a few lines of C++ compiled against libtorch's headers provide them (linked
+/// against the libtorch torch-sys already links).
+fn compile_libtorch_shim(lib: &str) {
+    let src = "src/nn/libtorch_shim.cpp";
     println!("cargo:rerun-if-changed={src}");
     let include = Path::new(lib).join("../include");
     cc::Build::new()
@@ -43,5 +44,5 @@ fn compile_determinism_shim(lib: &str) {
         .flag("-std=c++17")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .file(src)
-        .compile("anbiq_determinism");
+        .compile("anbiq_libtorch_shim");
 }

@@ -1,7 +1,7 @@
 //! Switching libtorch to deterministic algorithms (`torch.use_deterministic_algorithms`).
 //!
 //! CPU kernels are already deterministic for a fixed thread count; on CUDA several kernels (scatter-add, some
-//! convolution backward passes) are not unless this is on. tch has no wrapper, so `determinism.cpp` (compiled by
+//! convolution backward passes) are not unless this is on. tch has no wrapper, so `libtorch_shim.cpp` (compiled by
 //! build.rs) calls `at::globalContext()` directly. The setting is process-global.
 
 extern "C" {

@@ -11,6 +11,10 @@
 //!   ops, in the same order (no FMA contraction: Rust never fuses), so both give bit-identical weights; a test
 //!   checks it. It exists because the general path costs ≈12 libtorch calls and temporaries per parameter: on small
 //!   models their dispatch costs more than the arithmetic, on large ones their extra passes over memory.
+//!
+//! Per step the gradients are touched as little as possible: `zero_grad` drops them (PyTorch's `set_to_none`, so
+//! backward writes fresh ones instead of adding into zeros), and gradient clipping only computes the norm, leaving
+//! the scaling to the fused pass (the general path scales in place, as `clip_grad_norm_` does).
 
 use std::path::Path;
 
@@ -31,6 +35,25 @@ pub struct Optimizer {
     steps: i64,
     /// Whether to use the fused CPU path where it applies (tests turn it off to compare both).
     fused: bool,
+    /// Per parameter: the clipping factor `clip_grad_norm` left for the fused pass to apply (1 when none).
+    grad_scale: Vec<f32>,
+}
+
+extern "C" {
+    fn anbiq_reset_grad(t: *mut torch_sys::C_tensor) -> i32;
+}
+
+/// Drops `t`'s gradient (`.grad = None`); the next backward creates it afresh.
+fn reset_grad(t: &Tensor) {
+    let mut handle = t.shallow_clone();
+    // SAFETY: the pointer is the live at::Tensor behind `handle`; the C++ side catches every exception.
+    if unsafe { anbiq_reset_grad(handle.as_mut_ptr()) } != 0 {
+        // Cannot happen for a parameter (it has autograd metadata); zeroing is the safe equivalent.
+        let mut g = t.grad();
+        if g.defined() {
+            let _ = g.zero_();
+        }
+    }
 }
 
 impl Optimizer {
@@ -38,35 +61,42 @@ impl Optimizer {
         let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let state = params.iter().map(|_| Vec::new()).collect();
-        Optimizer { config: config.clone(), lr: config.lr(), params, state, steps: 0, fused: true }
+        let grad_scale = vec![1.0; params.len()];
+        Optimizer { config: config.clone(), lr: config.lr(), params, state, steps: 0, fused: true, grad_scale }
     }
 
     pub fn set_lr(&mut self, lr: f64) {
         self.lr = lr;
     }
 
+    /// Drops the gradients, as PyTorch's `zero_grad()` (`set_to_none=True`): the next backward writes them afresh
+    /// instead of filling zeros and adding into them. A parameter that then gets no gradient is skipped by `step`.
     pub fn zero_grad(&mut self) {
         for (_, p) in &self.params {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.zero_();
-            }
+            reset_grad(p);
         }
     }
 
-    /// Scales all gradients so their global L2 norm is at most `max` (as `torch.nn.utils.clip_grad_norm_`).
+    /// Scales all gradients so their global L2 norm is at most `max` (as `torch.nn.utils.clip_grad_norm_`). Where
+    /// the fused pass will update a parameter, the scaling waits for it (the same f32 product, one pass less).
     pub fn clip_grad_norm(&mut self, max: f64) {
-        let grads: Vec<Tensor> = self.params.iter().map(|(_, p)| p.grad()).filter(Tensor::defined).collect();
+        let grads: Vec<(usize, Tensor)> =
+            self.params.iter().map(|(_, p)| p.grad()).enumerate().filter(|(_, g)| g.defined()).collect();
         if grads.is_empty() {
             return;
         }
         tch::no_grad(|| {
-            let norms: Vec<Tensor> = grads.iter().map(|g| g.norm().to_kind(Kind::Float)).collect();
+            let norms: Vec<Tensor> = grads.iter().map(|(_, g)| g.norm().to_kind(Kind::Float)).collect();
             let total = Tensor::stack(&norms, 0).norm().double_value(&[]);
             let coef = max / (total + 1e-6);
             if coef < 1.0 {
-                for g in &grads {
-                    let _ = g.shallow_clone().g_mul_scalar_(coef);
+                for (i, g) in &grads {
+                    if self.fused && fused::applies(&self.params[*i].1, g, &self.state[*i]) {
+                        // libtorch's `mul_` by a scalar multiplies by the scalar rounded to f32.
+                        self.grad_scale[*i] = coef as f32;
+                    } else {
+                        let _ = g.shallow_clone().g_mul_scalar_(coef);
+                    }
                 }
             }
         });
@@ -78,16 +108,17 @@ impl Optimizer {
         let lr = self.lr;
         let config = self.config.clone();
         tch::no_grad(|| {
-            for ((_, p), state) in self.params.iter().zip(self.state.iter_mut()) {
+            for (((_, p), state), scale) in self.params.iter().zip(self.state.iter_mut()).zip(&mut self.grad_scale) {
                 let grad = p.grad();
                 if !grad.defined() {
                     continue;
                 }
                 if self.fused && fused::applies(p, &grad, state) {
-                    fused::step(&config, lr, t, p, &grad, state);
+                    fused::step(&config, lr, t, p, &grad, *scale, state);
                 } else {
                     general_step(&config, lr, t, p, &grad, state);
                 }
+                *scale = 1.0;
             }
         });
     }
@@ -193,7 +224,16 @@ mod fused {
         std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n)
     }
 
-    pub(super) fn step(config: &OptimizerConfig, lr: f64, t: f64, p: &Tensor, grad: &Tensor, state: &mut Vec<Tensor>) {
+    /// `scale`: the clipping factor to apply to the gradient first (1 for none; `x · 1` is exact).
+    pub(super) fn step(
+        config: &OptimizerConfig,
+        lr: f64,
+        t: f64,
+        p: &Tensor,
+        grad: &Tensor,
+        scale: f32,
+        state: &mut Vec<Tensor>,
+    ) {
         match *config {
             OptimizerConfig::Sgd { momentum, nesterov, weight_decay, .. } => {
                 let first = state.is_empty();
@@ -204,7 +244,7 @@ mod fused {
                 // and no other thread touches them during the step.
                 let (p, g) = unsafe { (slice_mut(p), slice_mut(grad)) };
                 let buf = state.first().map(|b| unsafe { slice_mut(b) });
-                sgd(p, g, buf, first, momentum as f32, nesterov, weight_decay as f32, -lr as f32);
+                sgd(p, g, scale, buf, first, momentum as f32, nesterov, weight_decay as f32, -lr as f32);
             }
             OptimizerConfig::Adam { betas, weight_decay, eps, .. }
             | OptimizerConfig::AdamW { betas, weight_decay, eps, .. } => {
@@ -227,7 +267,7 @@ mod fused {
                 // SAFETY: as above.
                 let (p_s, g, m, v) =
                     unsafe { (slice_mut(p), slice_mut(grad), slice_mut(&state[0]), slice_mut(&state[1])) };
-                adam_moments(p_s, g, m, v, &c);
+                adam_moments(p_s, g, scale, m, v, &c);
                 // libtorch's vectorised sqrt is not always correctly rounded (it differs from `f32::sqrt` in the
                 // last bit for some inputs), so the square root comes from the very op the general path uses.
                 let root = state[1].sqrt();
@@ -242,6 +282,7 @@ mod fused {
     fn sgd(
         p: &mut [f32],
         g: &[f32],
+        scale: f32,
         buf: Option<&mut [f32]>,
         first: bool,
         momentum: f32,
@@ -249,17 +290,19 @@ mod fused {
         wd: f32,
         neg_lr: f32,
     ) {
-        // g ← g + p·wd (when wd > 0); buf ← g (first step) or buf·μ + g; g ← g + buf·μ (Nesterov) or buf;
-        // p ← p + g·(−lr).
+        // g ← g·scale; g ← g + p·wd (when wd > 0); buf ← g (first step) or buf·μ + g; g ← g + buf·μ (Nesterov) or
+        // buf; p ← p + g·(−lr).
         match buf {
             None => {
                 for (p, &g) in p.iter_mut().zip(g) {
+                    let g = g * scale;
                     let g = if wd > 0.0 { g + *p * wd } else { g };
                     *p += g * neg_lr;
                 }
             }
             Some(buf) => {
                 for ((p, &g), b) in p.iter_mut().zip(g).zip(buf.iter_mut()) {
+                    let g = g * scale;
                     let g = if wd > 0.0 { g + *p * wd } else { g };
                     *b = if first { g } else { *b * momentum + g };
                     let g = if nesterov { g + *b * momentum } else { *b };
@@ -284,9 +327,11 @@ mod fused {
         pub step: f32,
     }
 
-    /// g ← g + p·wd (Adam) or p ← p·(1 − lr·wd) (AdamW); m ← m·β₁ + g·(1 − β₁); v ← v·β₂ + g·g·(1 − β₂).
-    fn adam_moments(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &AdamConsts) {
+    /// g ← g·scale; g ← g + p·wd (Adam) or p ← p·(1 − lr·wd) (AdamW); m ← m·β₁ + g·(1 − β₁);
+    /// v ← v·β₂ + g·g·(1 − β₂).
+    fn adam_moments(p: &mut [f32], g: &[f32], scale: f32, m: &mut [f32], v: &mut [f32], c: &AdamConsts) {
         for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let g = g * scale;
             let g = match c.l2 {
                 Some(wd) => g + *p * wd,
                 None => g,
@@ -395,6 +440,8 @@ mod tests {
                     opt.set_lr(config.lr() * (1.0 - 0.1 * i as f64));
                     opt.zero_grad();
                     (x.mm(&w) + &b).tanh().pow_tensor_scalar(2).sum(Kind::Float).backward();
+                    // Clipping that bites on odd steps (the gradient norm here is 15-21), none on even ones.
+                    opt.clip_grad_norm(if i % 2 == 1 { 1.5 } else { 1e9 });
                     opt.step();
                 }
                 (w, b, opt.state)

@@ -5,22 +5,18 @@
 #
 #   scripts/bench-lm.sh [batch] [seconds]     # defaults 16 windows of 128 tokens, 10 s per measurement
 #
-# PYTHON must have torch 2.11 (default: the venv scripts/make-torchscript-fixture.sh builds, with its CUDA stubs).
+# Both sides are built/set up here: anbiq's example in release (target-perf/, as scripts/bench.sh), PyTorch in the
+# git-ignored venv of scripts/bench/setup-python.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 batch=${1:-16}
 seconds=${2:-10}
-WORK=${WORK:-/tmp/anbiq-torchscript}
-PYTHON=${PYTHON:-$WORK/venv/bin/python}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target-perf}
 
-cargo build -q --example lm_bench
-anbiq=$("${CARGO_TARGET_DIR:-target}"/debug/examples/lm_bench "$batch" "$seconds")
-torch=$(LD_LIBRARY_PATH="$WORK/cuda-stubs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$PYTHON" -c '
-import os, runpy, sys
-sys.setdlopenflags(os.RTLD_LAZY | os.RTLD_GLOBAL)  # the CUDA wheel on a CPU machine: CUDA symbols are never called
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-' scripts/bench/lm_bench.py "$batch" "$seconds")
+cargo build -q --release --example lm_bench
+scripts/bench/setup-python.sh
+anbiq=$("$CARGO_TARGET_DIR"/release/examples/lm_bench "$batch" "$seconds")
+torch=$(scripts/bench/py.sh scripts/bench/lm_bench.py "$batch" "$seconds")
 
 echo "| path | anbiq tokens/s | PyTorch eager tokens/s | anbiq / PyTorch |"
 echo "|---|---:|---:|---:|"

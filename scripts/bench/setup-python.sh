@@ -5,7 +5,7 @@
 # The only torch 2.11.0 wheel on PyPI is a CUDA build whose libtorch links cuBLAS, cuDNN, NCCL, … Instead of
 # downloading gigabytes of them we give the dynamic loader empty stand-ins with the right sonames and symbol versions,
 # and import torch with lazy binding (scripts/bench/py.sh): nothing CUDA is ever called. libcudart and libcupti come
-# from their small real wheels. Same approach as scripts/make-torchscript-fixture.sh. Idempotent.
+# from their small real wheels. Also serves scripts/bench-lm.sh and scripts/make-torchscript-fixture.sh. Idempotent.
 #
 #   scripts/bench/setup-python.sh [DIR]      # DIR defaults to .bench (git-ignored); wheels cached in DIR/whl or $WHL
 set -euo pipefail

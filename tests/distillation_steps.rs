@@ -6,65 +6,22 @@
 //! Workflows run with `threads: 1`, so the tests can share two cores. MNIST tests need `scripts/fetch-data.sh mnist`
 //! (or `ANBIQ_MNIST_DIR` pointing at a directory of IDX files) and are skipped with a note otherwise.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anbiq::loss::{CeTeacherLabels, DistillLoss, KdLoss, LossInput, MseLogits, Temperature};
-use anbiq::run::{self, Lockfile, Outcome, PlanOptions, RunOptions, RunReport, Store};
+use anbiq::run::{Outcome, RunReport};
 use anbiq::steps::artifacts::logits::StoreDtype;
 use anbiq::steps::artifacts::{LogitsArtifact, LogitsMeta};
 use anbiq::steps::evaluate::quality;
 use anbiq::steps::filter::{select, KeepRule, Score, Scores};
-use anbiq::steps::Progress;
 use anbiq::workflow;
 use tch::{Kind, Tensor};
 
+mod common;
+use common::Project;
+
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
-
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new(yaml: &str) -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("wf.yaml"), yaml).unwrap();
-        Project { dir }
-    }
-
-    fn store(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
-
-    /// Runs the workflow; failures are returned in the report, not asserted.
-    fn run_report(&self) -> RunReport {
-        let wf = workflow::load(&self.dir.path().join("wf.yaml"), &[]).unwrap_or_else(|d| panic!("{d}"));
-        let options =
-            RunOptions { jobs: 2, store: self.store(), plan: PlanOptions::default(), progress: Progress::hidden() };
-        run::run(&wf, &options).unwrap()
-    }
-
-    fn run(&self) -> RunReport {
-        let report = self.run_report();
-        let failures: Vec<_> = report.failures().collect();
-        assert!(failures.is_empty(), "{failures:?}");
-        report
-    }
-
-    /// The store directory of a step's output.
-    fn output(&self, step: &str, output: &str) -> PathBuf {
-        let lock = Lockfile::read(&self.dir.path().join("wf.lock")).unwrap().expect("lockfile");
-        let key = &lock.step(step).unwrap_or_else(|| panic!("no step `{step}` in the lockfile")).key;
-        Store::open(&self.store()).unwrap().step_dir(key).join(output)
-    }
-
-    /// `metrics.json` of an evaluate step: model → metric → value.
-    fn metrics(&self, step: &str) -> BTreeMap<String, BTreeMap<String, f64>> {
-        let text = std::fs::read_to_string(self.output(step, "report").join("metrics.json")).unwrap();
-        serde_json::from_str(&text).unwrap()
-    }
-}
 
 fn failure<'a>(report: &'a RunReport, step: &str) -> &'a str {
     match &report.results.iter().find(|r| r.id == step).unwrap().outcome {
@@ -162,7 +119,7 @@ const DIGITS_STUDENT_FLOOR: f64 = 0.90;
 fn digits_teacher_learns_and_students_distil_offline_online_and_through_a_view() {
     let p = Project::new(DIGITS);
     let started = std::time::Instant::now();
-    p.run();
+    p.run(&[]);
     eprintln!("digits workflow: {:.1}s", started.elapsed().as_secs_f64());
     let m = p.metrics("report");
 
@@ -256,7 +213,7 @@ steps:
     );
     let p = Project::new(&yaml);
     let started = std::time::Instant::now();
-    p.run();
+    p.run(&[]);
     eprintln!("mnist slice workflow: {:.1}s", started.elapsed().as_secs_f64());
     let m = p.metrics("report");
     eprintln!("mnist slice: teacher {:.4}, student {:.4}", m["teacher"]["accuracy"], m["student"]["accuracy"]);
@@ -611,8 +568,8 @@ steps:
   wrong_logits: {kind: distill, teacher: logits, data: digits.test, model: {arch: mlp, hidden: [4]}, loss: {kd: {}}, epochs: 1}
 ";
     let p = Project::new(yaml);
-    std::fs::write(p.dir.path().join("t.csv"), csv).unwrap();
-    let report = p.run_report();
+    p.write("t.csv", csv);
+    let report = p.run_report(&[]);
     let err = failure(&report, "cnn");
     assert!(err.contains("field `model`") && err.contains("[4]"), "{err}");
     let err = failure(&report, "wrong_data");
@@ -657,9 +614,9 @@ steps:
   offline: {kind: distill, teacher: logits, data: digits.train, model: {arch: mlp, hidden: [16]}, loss: {mse_logits: {}}, epochs: 2}
   report: {kind: evaluate, data: digits.test, models: [teacher, online, offline], reference: teacher, latency_runs: 5}
 ",
-    );
-    std::fs::copy(fixture("tiny_mlp.pt"), p.dir.path().join("tiny_mlp.pt")).unwrap();
-    p.run();
+    )
+    .with_files([fixture("tiny_mlp.pt")]);
+    p.run(&[]);
 
     let (inputs, reference, parameters) = tiny_mlp_reference();
     let imported = anbiq::nn::model_file::ModelArtifact::load(&p.output("teacher", "model"), tch::Device::Cpu).unwrap();
@@ -686,19 +643,11 @@ steps:
     assert!(m["teacher"]["latency_ms"] > 0.0 && m["online"]["latency_ms"] > 0.0);
 
     // The file's bytes are in the key: another module under the same name makes the import (and what follows) stale.
-    let wf = workflow::load(&p.dir.path().join("wf.yaml"), &[]).unwrap();
-    let plan = |wf: &workflow::Workflow| {
-        let dag = anbiq::graph::Dag::build(wf).unwrap();
-        let store = Store::open(&p.store()).unwrap();
-        let previous = Lockfile::read(&wf.lockfile_path()).unwrap();
-        let env = anbiq::graph::KeyEnv::current();
-        run::plan(wf, &dag, &store, previous.as_ref(), &env, &PlanOptions::default()).unwrap()
-    };
-    assert_eq!(plan(&wf).to_run().count(), 0);
+    assert_eq!(p.plan(&[]).to_run().count(), 0);
     let mut bytes = std::fs::read(fixture("tiny_mlp.pt")).unwrap();
     bytes.extend_from_slice(b"\0");
-    std::fs::write(p.dir.path().join("tiny_mlp.pt"), bytes).unwrap();
-    let stale: Vec<String> = plan(&wf).to_run().map(|e| e.id.clone()).collect();
+    p.write("tiny_mlp.pt", bytes);
+    let stale: Vec<String> = p.plan(&[]).to_run().map(|e| e.id.clone()).collect();
     assert_eq!(stale, ["teacher", "logits", "online", "offline", "report"]);
 }
 
@@ -720,8 +669,8 @@ steps:
   report: {kind: evaluate, data: digits.test, models: [mine], timing: false}
 ",
     );
-    Tensor::write_safetensors(&named, p.dir.path().join("w.safetensors")).unwrap();
-    let report = p.run_report();
+    Tensor::write_safetensors(&named, p.path("w.safetensors")).unwrap();
+    let report = p.run_report(&[]);
     let err = failure(&report, "wrong");
     assert!(err.contains("field `weights`: hidden.0.bias has shape [12], the architecture expects [13]"), "{err}");
     assert!(report.results.iter().find(|r| r.id == "report").is_some_and(|r| matches!(r.outcome, Outcome::Ran { .. })));
@@ -757,9 +706,9 @@ steps:
   classes: {kind: import, torchscript: tiny_mlp.pt, input_shape: [1, 8, 8], classes: 3}
   garbage: {kind: import, torchscript: wf.yaml, input_shape: [1, 8, 8], classes: 10}
 ",
-    );
-    std::fs::copy(fixture("tiny_mlp.pt"), p.dir.path().join("tiny_mlp.pt")).unwrap();
-    let report = p.run_report();
+    )
+    .with_files([fixture("tiny_mlp.pt")]);
+    let report = p.run_report(&[]);
     let err = failure(&report, "shape");
     assert!(
         err.ends_with(

@@ -2,13 +2,14 @@
 //! failure isolation, `--only`/`--force`, gc, graph output and the CLI's exit codes.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-use anbiq::graph::{render, Dag, KeyEnv};
-use anbiq::run::{self, Lockfile, Outcome, PlanOptions, RunOptions, RunReport, Status, Store};
-use anbiq::steps::Progress;
-use anbiq::workflow::{self, Override, Workflow};
+use anbiq::graph::{render, Dag};
+use anbiq::run::{self, Outcome, PlanOptions, Status, Store};
+
+mod common;
+use common::Project;
 
 const WORKFLOW: &str = "\
 name: small
@@ -29,51 +30,6 @@ steps:
   report: {kind: evaluate, data: digits.test, models: [teacher, student, baseline], timing: false}
 ";
 
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new(yaml: &str) -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("wf.yaml"), yaml).unwrap();
-        Project { dir }
-    }
-
-    fn workflow_path(&self) -> PathBuf {
-        self.dir.path().join("wf.yaml")
-    }
-
-    fn store(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
-
-    fn load(&self, sets: &[&str]) -> Workflow {
-        let overrides: Vec<Override> = sets.iter().map(|s| s.parse().unwrap()).collect();
-        workflow::load(&self.workflow_path(), &overrides).unwrap()
-    }
-
-    fn run_with(&self, sets: &[&str], plan: PlanOptions) -> RunReport {
-        let options = RunOptions { jobs: 2, store: self.store(), plan, progress: Progress::hidden() };
-        let report = run::run(&self.load(sets), &options).unwrap();
-        let failures: Vec<_> = report.failures().collect();
-        assert!(failures.is_empty(), "{failures:?}");
-        report
-    }
-
-    fn run(&self, sets: &[&str]) -> RunReport {
-        self.run_with(sets, PlanOptions::default())
-    }
-
-    fn plan(&self, sets: &[&str]) -> run::Plan {
-        let wf = self.load(sets);
-        let dag = Dag::build(&wf).unwrap();
-        let store = Store::open(&self.store()).unwrap();
-        let previous = Lockfile::read(&wf.lockfile_path()).unwrap();
-        run::plan(&wf, &dag, &store, previous.as_ref(), &KeyEnv::current(), &PlanOptions::default()).unwrap()
-    }
-}
-
 fn status_of<'a>(plan: &'a run::Plan, id: &str) -> &'a Status {
     &plan.entries.iter().find(|e| e.id == id).unwrap().status
 }
@@ -83,7 +39,7 @@ fn unchanged_rerun_runs_nothing_and_a_param_change_reruns_exactly_its_descendant
     let p = Project::new(WORKFLOW);
     let first = p.run(&[]);
     assert_eq!(first.ran(), ["digits", "teacher", "logits", "student", "baseline", "report"]);
-    let lock = Lockfile::read(&p.dir.path().join("wf.lock")).unwrap().expect("lockfile written");
+    let lock = p.lock();
     assert_eq!(lock.steps.len(), 6);
     assert!(lock.steps.iter().all(|s| !s.outputs.is_empty()));
 
@@ -123,12 +79,12 @@ fn plan_says_why_each_step_runs() {
 fn a_changed_input_file_is_named_in_the_plan_and_reruns_the_step() {
     let csv = "a,b,label\n0.1,0.2,0\n0.9,0.8,1\n0.2,0.1,0\n0.8,0.9,1\n";
     let p = Project::new("steps:\n  table: {kind: dataset, source: csv, path: t.csv, label: label}\n");
-    std::fs::write(p.dir.path().join("t.csv"), csv).unwrap();
+    p.write("t.csv", csv);
     assert_eq!(p.run(&[]).ran(), ["table"]);
     assert!(p.run(&[]).ran().is_empty());
-    std::fs::write(p.dir.path().join("t.csv"), format!("{csv}0.5,0.5,1\n")).unwrap();
+    p.write("t.csv", format!("{csv}0.5,0.5,1\n"));
     let plan = p.plan(&[]);
-    let path = p.dir.path().join("t.csv").display().to_string();
+    let path = p.path("t.csv").display().to_string();
     assert_eq!(status_of(&plan, "table"), &Status::Run(vec![format!("file `{path}` changed")]));
     assert_eq!(p.run(&[]).ran(), ["table"]);
 }
@@ -207,8 +163,7 @@ fn a_killed_run_leaves_no_output_that_a_later_run_would_trust() {
 fn a_failing_step_stops_its_descendants_only() {
     let failing = format!("{WORKFLOW}  kept: {{kind: filter, data: logits, keep: {{min_confidence: 1.0}}}}\n  late: {{kind: distill, teacher: logits, data: kept, model: {{arch: mlp, hidden: [4]}}, loss: {{kd: {{}}}}, epochs: 1}}\n");
     let p = Project::new(&failing);
-    let options = RunOptions { jobs: 2, store: p.store(), plan: PlanOptions::default(), progress: Progress::hidden() };
-    let report = run::run(&p.load(&[]), &options).unwrap();
+    let report = p.run_report(&[]);
     let outcome = |id: &str| report.results.iter().find(|r| r.id == id).unwrap().outcome.clone();
     match outcome("kept") {
         Outcome::Failed { error } => assert!(error.contains("keeps no samples"), "{error}"),
@@ -216,7 +171,7 @@ fn a_failing_step_stops_its_descendants_only() {
     }
     assert_eq!(outcome("late"), Outcome::Skipped { because: "`kept` did not complete".into() });
     assert!(matches!(outcome("report"), Outcome::Ran { .. }), "independent branches finish");
-    let lock = Lockfile::read(&p.dir.path().join("wf.lock")).unwrap().unwrap();
+    let lock = p.lock();
     assert!(lock.step("kept").is_none() && lock.step("late").is_none());
     assert!(std::fs::read_dir(p.store().join("tmp")).unwrap().next().is_none(), "a failed step leaves nothing behind");
 }

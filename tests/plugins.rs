@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 
 use anbiq::loss::{DistillLoss, KdLoss, LossInput, PluginTerm, Temperature};
 use anbiq::plugin::{self, CallInput, ErrorKind, Limits, PluginError, Runner};
-use anbiq::run::{self, Lockfile, Outcome, RunOptions, RunReport, Status, Store};
-use anbiq::steps::Progress;
+use anbiq::run::{Outcome, Status};
 use tch::{Kind, Reduction, Tensor};
+
+mod common;
+use common::Project;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/plugins").join(name)
@@ -231,53 +233,6 @@ fn parameters_are_checked_against_describe() {
 
 // ---- Through the engine -------------------------------------------------------------------------------------------
 
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new(yaml: &str, plugins: &[&str]) -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("wf.yaml"), yaml).unwrap();
-        for p in plugins {
-            std::fs::copy(fixture(p), dir.path().join(p)).unwrap();
-        }
-        Project { dir }
-    }
-
-    fn load(&self) -> Result<anbiq::workflow::Workflow, String> {
-        anbiq::workflow::load(&self.dir.path().join("wf.yaml"), &[]).map_err(|e| e.to_string())
-    }
-
-    fn run(&self) -> RunReport {
-        let options = RunOptions {
-            jobs: 2,
-            store: self.dir.path().join("store"),
-            plan: Default::default(),
-            progress: Progress::hidden(),
-        };
-        run::run(&self.load().unwrap(), &options).unwrap()
-    }
-
-    fn lock(&self) -> Lockfile {
-        Lockfile::read(&self.dir.path().join("wf.lock")).unwrap().unwrap()
-    }
-
-    /// The bytes of every file a step wrote under `output`.
-    fn output_files(&self, step: &str, output: &str) -> BTreeMap<String, Vec<u8>> {
-        let lock = self.lock();
-        let key = &lock.steps.iter().find(|s| s.id == step).unwrap().key;
-        let dir = Store::open(&self.dir.path().join("store")).unwrap().step_dir(key).join(output);
-        std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                (e.file_name().to_string_lossy().to_string(), std::fs::read(e.path()).unwrap())
-            })
-            .collect()
-    }
-}
-
 const HEAD: &str = "\
 name: plugins
 seed: 5
@@ -293,18 +248,17 @@ fn student(loss: &str) -> String {
 
 #[test]
 fn the_kd_plugin_and_native_kd_train_identical_weights() {
-    let native = Project::new(&format!("{HEAD}{}", student("{kd: {temperature: 3, alpha: 0.8}}")), &[]);
-    let wasm = Project::new(
-        &format!("{HEAD}{}", student("{plugin: {path: kd.wat, params: {temperature: 3, alpha: 0.8}}}")),
-        &["kd.wat"],
-    );
+    let native = Project::new(&format!("{HEAD}{}", student("{kd: {temperature: 3, alpha: 0.8}}")));
+    let wasm =
+        Project::new(&format!("{HEAD}{}", student("{plugin: {path: kd.wat, params: {temperature: 3, alpha: 0.8}}}")))
+            .with_files([fixture("kd.wat")]);
     assert_same_student(&native, &wasm);
 }
 
 /// Runs both projects and asserts their `student` steps wrote the same model, byte for byte.
 fn assert_same_student(native: &Project, wasm: &Project) {
     for p in [native, wasm] {
-        let report = p.run();
+        let report = p.run_report(&[]);
         assert_eq!(report.failures().count(), 0, "{:?}", report.results);
     }
     let (a, b) = (native.output_files("student", "model"), wasm.output_files("student", "model"));
@@ -343,11 +297,12 @@ steps:
              model: {{arch: gpt, layers: 1, heads: 1, d_model: 8, context: 8}}}}\n"
         )
     };
-    let native = Project::new(&student("{kd: {temperature: 2, alpha: 0.5}}"), &[]);
-    let wasm = Project::new(&student("{plugin: {path: kd.wat, params: {temperature: 2, alpha: 0.5}}}"), &["kd.wat"]);
+    let native = Project::new(&student("{kd: {temperature: 2, alpha: 0.5}}"));
+    let wasm = Project::new(&student("{plugin: {path: kd.wat, params: {temperature: 2, alpha: 0.5}}}"))
+        .with_files([fixture("kd.wat")]);
     let corpus = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n".repeat(4);
     for p in [&native, &wasm] {
-        std::fs::write(p.dir.path().join("corpus.txt"), &corpus).unwrap();
+        p.write("corpus.txt", &corpus);
     }
     assert_same_student(&native, &wasm);
 }
@@ -360,8 +315,8 @@ fn a_failing_plugin_fails_its_step_only_and_caches_nothing() {
         student("[{kd: {}, weight: 0.5}, {plugin: {path: trap_mid_call.wat}, weight: 0.5}]")
             .replace("student:", "mixed:"),
     );
-    let p = Project::new(&yaml, &["infinite_loop.wat", "trap_mid_call.wat"]);
-    let report = p.run();
+    let p = Project::new(&yaml).with_files(["infinite_loop.wat", "trap_mid_call.wat"].map(fixture));
+    let report = p.run_report(&[]);
     let failed: BTreeMap<&str, &str> = report
         .results
         .iter()
@@ -375,7 +330,7 @@ fn a_failing_plugin_fails_its_step_only_and_caches_nothing() {
     assert!(failed["mixed"].contains("plugin `trap_mid_call`") && failed["mixed"].contains("unreachable"));
     assert!(report.results.iter().any(|r| r.id == "baseline" && matches!(r.outcome, Outcome::Ran { .. })));
     // Nothing of the failed steps entered the store: a second run tries them again, the rest is cached.
-    let again = p.run();
+    let again = p.run_report(&[]);
     let ran: Vec<_> =
         again.results.iter().filter(|r| !matches!(r.outcome, Outcome::Cached)).map(|r| r.id.as_str()).collect();
     assert_eq!(ran, ["student", "mixed"]);
@@ -383,22 +338,18 @@ fn a_failing_plugin_fails_its_step_only_and_caches_nothing() {
 
 #[test]
 fn the_plugin_file_is_in_the_cache_key_and_the_lockfile() {
-    let p = Project::new(&format!("{HEAD}{}", student("{plugin: {path: kd.wat}}")), &["kd.wat"]);
-    p.run();
+    let p = Project::new(&format!("{HEAD}{}", student("{plugin: {path: kd.wat}}"))).with_files([fixture("kd.wat")]);
+    p.run_report(&[]);
     let lock = p.lock();
     let locked = lock.steps.iter().find(|s| s.id == "student").unwrap();
-    let path = p.dir.path().join("kd.wat").display().to_string();
+    let path = p.path("kd.wat").display().to_string();
     assert!(locked.ingredients.files.contains_key(&path), "{:?}", locked.ingredients.files);
     assert_eq!(locked.ingredients.config["loss"]["plugin"]["path"], "kd.wat", "the config keeps the path as written");
 
     // Same behaviour, different bytes: the step reruns.
-    let text = std::fs::read_to_string(p.dir.path().join("kd.wat")).unwrap();
-    std::fs::write(p.dir.path().join("kd.wat"), format!("{text};; edited\n")).unwrap();
-    let wf = p.load().unwrap();
-    let dag = anbiq::graph::Dag::build(&wf).unwrap();
-    let store = Store::open(&p.dir.path().join("store")).unwrap();
-    let plan =
-        run::plan(&wf, &dag, &store, Some(&lock), &anbiq::graph::KeyEnv::current(), &Default::default()).unwrap();
+    let text = std::fs::read_to_string(p.path("kd.wat")).unwrap();
+    p.write("kd.wat", format!("{text};; edited\n"));
+    let plan = p.plan(&[]);
     let entry = plan.entries.iter().find(|e| e.id == "student").unwrap();
     assert_eq!(entry.status, Status::Run(vec![format!("file `{path}` changed")]));
 }
@@ -417,8 +368,8 @@ fn plugin_problems_are_located_errors_when_the_workflow_loads() {
         ("[{kd: {}}, {plugin: {path: kd.wat, limits: {fuel: 0}}}]", "loss[1].plugin.limits.fuel", "must be positive"),
     ];
     for (loss, field, message) in cases {
-        let p = Project::new(&format!("{HEAD}{}", student(loss)), &["kd.wat", "wasi.wat"]);
-        let e = p.load().expect_err(loss);
+        let p = Project::new(&format!("{HEAD}{}", student(loss))).with_files(["kd.wat", "wasi.wat"].map(fixture));
+        let e = p.try_load(&[]).expect_err(loss);
         assert!(e.contains(&format!("`{field}`")) && e.contains(message), "{loss}: {e}");
         assert!(e.contains("wf.yaml:7:"), "located at the student's line: {e}");
     }

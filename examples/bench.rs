@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use anbiq::data::{Dataset, DatasetMeta};
 use anbiq::nn::learner::{Learner, LearnerConfig};
+use anbiq::nn::precision::Precision;
 use anbiq::nn::ArchConfig;
 use anbiq::rng::Rng;
 use anbiq::run::{Lockfile, Outcome, PlanOptions, RunOptions, RunReport, Store};
@@ -39,6 +40,8 @@ struct Args {
     mnist: PathBuf,
     /// Where the models and data live (`cpu`, `cuda`, …; see `anbiq::nn::device`).
     device: Device,
+    /// `f32` or `bf16` (autocast) for the forward passes of the inference and distill benchmarks.
+    precision: Precision,
     benches: Vec<String>,
 }
 
@@ -52,6 +55,7 @@ fn parse_args() -> Result<Args> {
         work: std::env::temp_dir().join("anbiq-bench"),
         mnist: PathBuf::from("data/mnist"),
         device: Device::Cpu,
+        precision: Precision::F32,
         benches: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -66,6 +70,7 @@ fn parse_args() -> Result<Args> {
             "--work" => args.work = value()?.into(),
             "--mnist" => args.mnist = value()?.into(),
             "--device" => args.device = anbiq::nn::device::resolve(&value()?)?,
+            "--precision" => args.precision = serde_json::from_value(json!(value()?))?,
             _ if a.starts_with('-') => bail!("unknown option {a}"),
             _ => args.benches.push(a),
         }
@@ -85,6 +90,7 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn report(bench: &str, args: &Args, unit: &str, runs: Vec<f64>, extra: Value) {
+    let bench = if args.precision == Precision::Bf16 { format!("{bench}_bf16") } else { bench.to_string() };
     let mut line = json!({"bench": bench, "impl": "anbiq", "threads": args.threads, "unit": unit,
                           "median": median(&runs), "runs": runs, "device": format!("{:?}", args.device)});
     if let (Some(l), Value::Object(e)) = (line.as_object_mut(), extra) {
@@ -173,6 +179,7 @@ fn distill(
         jitter: 0,
         device: args.device,
         shape_tail: false,
+        precision: args.precision,
     };
     let mut rng = Rng::derive(0, "fit");
     let progress = Progress::hidden();
@@ -231,7 +238,7 @@ fn infer(args: &Args, bench: &str, arch: &str, shape: &[i64], n: usize) -> Resul
     let x = Tensor::randn(&full, (Kind::Float, Device::Cpu));
     let bar = Progress::hidden().bar(n as u64, "infer");
     let times = time_runs(args.runs, || {
-        let out = anbiq::steps::infer::batched_logits(model.as_ref(), &x, 1024, args.device, &bar);
+        let out = anbiq::steps::infer::batched_logits(model.as_ref(), &x, 1024, (args.device, args.precision), &bar);
         anyhow::ensure!(out.size()[0] == n as i64);
         Ok(())
     })?;

@@ -5,7 +5,8 @@
 #   RUNS=5 THREADS="1" scripts/bench.sh distill small infer       # a subset (groups below), fewer runs
 #   SEEDS=5 scripts/bench.sh store   # the logit-store students' accuracy is averaged over SEEDS workflow seeds
 #
-# Groups: distill small infer roofline overhead store scaling (default: all).
+# Groups: distill small infer roofline bf16 overhead store scaling (default: all). bf16: teacher inference and the
+# Hinton distill step with `precision: bf16` (autocast) on both sides.
 # Builds anbiq in release into its own target dir ($CARGO_TARGET_DIR, default target-perf/), sets up the Python
 # baseline (scripts/bench/setup-python.sh: a git-ignored venv in .bench/), then runs each benchmark for anbiq and for
 # PyTorch back to back, so each ratio comes from one run on one machine state. Each figure is the median of $RUNS
@@ -18,7 +19,7 @@ RUNS=${RUNS:-7}
 THREADS=${THREADS:-"1 $(nproc)"}
 SCALING_RUNS=${SCALING_RUNS:-5}
 OUT=${OUT:-$CARGO_TARGET_DIR/bench/results.jsonl}
-groups=${*:-distill small infer roofline overhead store scaling}
+groups=${*:-distill small infer roofline bf16 overhead store scaling}
 want() { [[ " $groups " == *" $1 "* ]]; }
 
 [ -d third_party/libtorch/torch ] || [ -n "${LIBTORCH:-}" ] || scripts/fetch-libtorch.sh
@@ -57,6 +58,12 @@ for t in $THREADS; do
     want distill && pair "$t" distill_hinton
     want small && pair "$t" small_student
     want infer && pair "$t" infer_mlp && pair "$t" infer_cnn
+    if want bf16; then
+        for b in infer_mlp infer_cnn distill_hinton; do
+            "$bench" --threads "$t" --runs "$RUNS" --precision bf16 "$b" | log
+            OMP_NUM_THREADS=$t py --threads "$t" --runs "$RUNS" --precision bf16 "$b" | log
+        done
+    fi
 done
 export OMP_NUM_THREADS=1
 if want overhead; then

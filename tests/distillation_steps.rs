@@ -183,6 +183,52 @@ fn digits_teacher_learns_and_students_distil_offline_online_and_through_a_view()
     }
 }
 
+/// `precision: bf16` on a teacher, its inference and an online student; the same in f32 beside them.
+const BF16: &str = "\
+seed: 4
+threads: 1
+steps:
+  digits: {kind: dataset, source: digits, split: {test: 0.2}, normalize: standardize}
+  teacher: {kind: train, data: digits.train, model: {arch: mlp, hidden: [64]}, epochs: 15, optimizer: {name: adam, lr: 0.003}}
+  teacher_bf16: {kind: train, data: digits.train, model: {arch: mlp, hidden: [64]}, epochs: 15, optimizer: {name: adam, lr: 0.003}, precision: bf16}
+  f32: {kind: infer, model: teacher, data: digits.train, store: {dtype: f32}}
+  bf16: {kind: infer, model: teacher, data: digits.train, store: {dtype: f32}, precision: bf16}
+  student_bf16: {kind: distill, teacher: teacher, data: digits.train, model: {arch: mlp, hidden: [32]}, loss: {kd: {}}, epochs: 10, optimizer: {name: adam, lr: 0.003}, precision: bf16}
+  report: {kind: evaluate, data: digits.test, models: [teacher, teacher_bf16, student_bf16], timing: false}
+";
+
+#[test]
+fn bf16_precision_trains_infers_and_distils_close_to_f32_deterministically() {
+    let (a, b) = (Project::new(BF16), Project::new(BF16));
+    a.run(&[]);
+    b.run(&[]);
+    let outputs =
+        |p: &Project| -> Vec<_> { p.lock().steps.iter().map(|s| (s.id.clone(), s.outputs.clone())).collect() };
+    assert_eq!(outputs(&a), outputs(&b), "bf16 steps are deterministic on the CPU");
+
+    // The same teacher's logits through bf16 autocast: close to f32, but not equal (bf16 really ran).
+    let dense = |step: &str| {
+        let logits = LogitsArtifact::read(&a.output(step, "logits")).unwrap();
+        logits.dense_logits(&Tensor::arange(logits.meta.samples, (Kind::Int64, tch::Device::Cpu)))
+    };
+    let (full, half) = (dense("f32"), dense("bf16"));
+    let err = (&half - &full).abs().max().double_value(&[]);
+    let scale = full.abs().max().double_value(&[]);
+    assert!(err > 0.0 && err < 0.05 * scale, "bf16 logits differ from f32 by {err} (largest |logit| {scale})");
+    let agree = half.argmax(-1, false).eq_tensor(&full.argmax(-1, false)).to_kind(Kind::Float).mean(Kind::Float);
+    assert!(agree.double_value(&[]) >= 0.99, "bf16 and f32 predictions agree on {agree}");
+
+    let m = a.metrics("report");
+    for model in ["teacher_bf16", "student_bf16"] {
+        let floor = if model == "teacher_bf16" { DIGITS_TEACHER_FLOOR } else { DIGITS_STUDENT_FLOOR };
+        assert!(m[model]["accuracy"] >= floor, "{model} accuracy {}", m[model]["accuracy"]);
+    }
+    // f32 is the default and stays out of the canonical config, so existing cache keys are unchanged.
+    let lock = a.lock();
+    assert!(lock.step("f32").unwrap().ingredients.config.get("precision").is_none());
+    assert_eq!(lock.step("bf16").unwrap().ingredients.config["precision"], "bf16");
+}
+
 #[test]
 fn mnist_slice_cnn_teacher_learns_and_an_mlp_distils_from_it() {
     let Some(dir) = mnist_dir() else { return };

@@ -102,6 +102,19 @@ def main():
                 print(f"| {name}, b1024 | {t} | {a['median']:.0f} samples/s | {p['median']:.0f} samples/s{tuned} | "
                       f"{ratio:.2f}× | {frac:.0%} | ≥ 1.0× | {yes(ratio >= 1.0)} |")
 
+    bf16 = [(t, b) for t in threads for b in ["infer_mlp", "infer_cnn", "distill_hinton"]
+            if find(rows, f"{b}_bf16", threads=t)]
+    if bf16:
+        print("\n| `precision: bf16` (autocast) | threads | anbiq bf16 | anbiq f32 | bf16 / f32 | PyTorch bf16 | "
+              "anbiq / PyTorch (bf16) |")
+        print("|---|---|---|---|---|---|---|")
+        for t, b in bf16:
+            a16, a32, p16 = find(rows, f"{b}_bf16", threads=t), find(rows, b, threads=t), \
+                find(rows, f"{b}_bf16", "pytorch", t)
+            f32 = f"{a32['median']:.0f} samples/s | {a16['median'] / a32['median']:.2f}×" if a32 else "| "
+            vs = f"{p16['median']:.0f} samples/s | {a16['median'] / p16['median']:.2f}×" if p16 else "| "
+            print(f"| {b} | {t} | {a16['median']:.0f} samples/s | {f32} | {vs} |")
+
     step, rerun, cli = (find(rows, b) for b in ["engine_step_overhead", "engine_cached_rerun",
                                                  "engine_cached_rerun_cli"])
     if step:

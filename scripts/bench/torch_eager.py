@@ -22,6 +22,15 @@ from torch import nn
 
 
 DEVICE = torch.device("cpu")
+# "bf16": forward passes under torch.autocast with bfloat16, outputs cast back to f32 (as anbiq's `precision: bf16`).
+PRECISION = "f32"
+
+
+def forward(model, x):
+    if PRECISION == "bf16":
+        with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
+            return model(x).float()
+    return model(x)
 
 
 def sync():
@@ -30,6 +39,8 @@ def sync():
 
 
 def report(bench, threads, unit, runs, **extra):
+    if PRECISION == "bf16":
+        bench += "_bf16"
     line = {"bench": bench, "impl": extra.pop("impl", "pytorch"), "threads": threads, "unit": unit,
             "device": str(DEVICE)}
     line["median"] = statistics.median(runs)
@@ -85,7 +96,7 @@ def distill_epochs(sizes, n, batch, t, alpha, make_opt, clip, schedule, runs, th
                     group["lr"] = cosine_lr(base_lr, i, steps_per_epoch, 200)
             idx = perm[s : s + batch]
             xb, yb, tb = x[idx], y[idx], teacher[idx]
-            loss = kd_loss(model(xb), tb, yb, t, alpha)
+            loss = kd_loss(forward(model, xb), tb, yb, t, alpha)
             opt.zero_grad()
             loss.backward()
             if clip:
@@ -131,7 +142,7 @@ def infer(model, shape, n, batch, runs, threads, bench):
     for run in range(runs + 1):
         start = time.perf_counter()
         with torch.no_grad():
-            out = torch.cat([model(x[s : s + batch].to(DEVICE)).cpu() for s in range(0, n, batch)])
+            out = torch.cat([forward(model, x[s : s + batch].to(DEVICE)).cpu() for s in range(0, n, batch)])
         elapsed = time.perf_counter() - start
         assert out.shape[0] == n
         if run > 0:
@@ -185,10 +196,12 @@ def main():
     p.add_argument("--n", type=int, default=0, help="samples per run (0: each benchmark's default)")
     p.add_argument("--width", type=int, default=800, help="hidden width of the distill_hinton student")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", choices=["f32", "bf16"], default="f32")
     p.add_argument("benches", nargs="+", choices=sorted(BENCHES))
     args = p.parse_args()
-    global DEVICE
+    global DEVICE, PRECISION
     DEVICE = torch.device(args.device)
+    PRECISION = args.precision
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     for b in args.benches:

@@ -15,6 +15,7 @@ pub mod model;
 pub mod model_file;
 pub mod optim;
 pub mod optimizer;
+pub mod precision;
 pub mod progress;
 pub mod random;
 pub mod sample;

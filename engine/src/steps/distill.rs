@@ -34,6 +34,7 @@ use crate::loss::{DistillLoss, LossConfig, LossInput, LossTerm, WeightedTerm};
 use crate::nn::learner::{Batch, Evaluator, Learner, ModelEvaluator, TrainStep};
 use crate::nn::model_file::{LoadedModel, ModelArtifact, ModelSpec};
 use crate::nn::optim::OptimizerConfig;
+use crate::nn::precision::Precision;
 use crate::nn::schedule::LrSchedule;
 use crate::nn::{tokens, ArchConfig, Mode, Model};
 use crate::rng::Rng;
@@ -69,6 +70,9 @@ pub struct DistillConfig {
     /// makes forward KL exact over "top k + the rest"; see [`super::artifacts::token_logits`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_k_tail: Option<TopKTail>,
+    /// `bf16`: the student's and an online teacher's forward passes under bf16 autocast (see [`crate::nn::precision`]); `f32` by default.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,8 +144,16 @@ pub enum Teacher {
 
 impl Teacher {
     /// The teacher's logits for a batch: looked up (offline) or computed on the batch's inputs (online). With
-    /// `shape_tail`, a top-k teacher's leftover mass follows the student's logits `student`.
-    fn logits(&self, x: &Tensor, base_rows: &Tensor, device: Device, student: &Tensor, shape_tail: bool) -> Tensor {
+    /// `shape_tail`, a top-k teacher's leftover mass follows the student's logits `student`. An online teacher runs
+    /// at `precision`.
+    fn logits(
+        &self,
+        x: &Tensor,
+        base_rows: &Tensor,
+        (device, precision): (Device, Precision),
+        student: &Tensor,
+        shape_tail: bool,
+    ) -> Tensor {
         let top_k = match self {
             Teacher::Offline(logits) if shape_tail => logits.top_k(base_rows),
             Teacher::Tokens(logits) if shape_tail => Some(logits.top_k(base_rows)),
@@ -154,7 +166,7 @@ impl Teacher {
         match self {
             Teacher::Offline(logits) => logits.dense_logits(base_rows).to_device(device),
             Teacher::Tokens(logits) => logits.dense_logits(base_rows).to_device(device),
-            Teacher::Online(t) => tch::no_grad(|| t.model.forward(x, Mode::Eval)),
+            Teacher::Online(t) => tch::no_grad(|| precision.forward(t.model.as_ref(), x, Mode::Eval)),
         }
     }
 }
@@ -170,14 +182,15 @@ pub struct DistillBatch<'a> {
     pub jitter: i64,
     pub device: Device,
     pub shape_tail: bool,
+    pub precision: Precision,
 }
 
 impl TrainStep for DistillBatch<'_> {
     fn loss(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> anyhow::Result<Tensor> {
         let x = if self.jitter > 0 { augment::jitter(&batch.x, self.jitter, rng) } else { batch.x.shallow_clone() };
         let rows = self.data.base_rows(&batch.idx);
-        let student = self.student.forward(&x, Mode::Train(rng));
-        let logits = |t: &Teacher| t.logits(&x, &rows, self.device, &student, self.shape_tail);
+        let student = self.precision.forward(self.student, &x, Mode::Train(rng));
+        let logits = |t: &Teacher| t.logits(&x, &rows, (self.device, self.precision), &student, self.shape_tail);
         let teacher = match self.teachers {
             [(only, _)] => logits(only),
             // An ensemble: the weighted mean of log-probabilities, i.e. a normalised weighted geometric mean.
@@ -314,6 +327,7 @@ impl Step for Distill {
             jitter: self.config.jitter,
             device: ctx.device,
             shape_tail: self.config.top_k_tail == Some(TopKTail::Student),
+            precision: self.config.precision,
         };
         let history = Learner::new(training.learner()).fit(
             &vs,

@@ -30,6 +30,7 @@ use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, 
 use crate::config::{Located, Node};
 use crate::nn::metrics;
 use crate::nn::model_file::{LoadedModel, ModelArtifact};
+use crate::nn::precision::Precision;
 use crate::nn::Mode;
 
 pub const KIND: StepKind = StepKind { name: "evaluate", summary: "compare models on a dataset", parse };
@@ -157,7 +158,7 @@ impl Step for Evaluate {
                 );
             }
             let bar = ctx.progress.bar(data.len() as u64, &format!("{}: {reference}", ctx.id));
-            let out = batched_logits(model.model.as_ref(), &data.x, 1024, ctx.device, &bar);
+            let out = batched_logits(model.model.as_ref(), &data.x, 1024, (ctx.device, Precision::F32), &bar);
             bar.finish_and_clear();
             let mut m = match &data.meta.vocab {
                 Some(vocab) => super::lm::metrics::quality(&out, &data.y, vocab),

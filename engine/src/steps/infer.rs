@@ -25,6 +25,7 @@ use super::registry::{parse_config, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
 use crate::config::{Located, Node};
 use crate::nn::model_file::{LoadedModel, ModelArtifact};
+use crate::nn::precision::Precision;
 use crate::nn::Mode;
 
 pub const KIND: StepKind =
@@ -61,6 +62,9 @@ pub struct InferConfig {
     /// choice: changing it must not rerun the teacher, and an unsharded result already in the store is reused.
     #[serde(default = "one", skip_serializing)]
     pub shards: usize,
+    /// `bf16`: the teacher's forward passes under bf16 autocast (see [`crate::nn::precision`]); `f32` by default.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 fn default_batch_size() -> usize {
@@ -119,12 +123,13 @@ fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
     Ok(Box::new(Infer { config }))
 }
 
-/// Logits of `model` over all rows of `x`, in order, `batch_size` rows at a time; returned on the CPU as f32.
+/// Logits of `model` over all rows of `x`, in order, `batch_size` rows at a time, at `precision`; returned on the
+/// CPU as f32.
 pub fn batched_logits(
     model: &dyn crate::nn::Model,
     x: &Tensor,
     batch_size: usize,
-    device: Device,
+    (device, precision): (Device, Precision),
     bar: &indicatif::ProgressBar,
 ) -> Tensor {
     let n = x.size()[0];
@@ -134,7 +139,7 @@ pub fn batched_logits(
         while start < n {
             let len = (batch_size as i64).min(n - start);
             let xb = x.narrow(0, start, len).to_device(device);
-            chunks.push(model.forward(&xb, Mode::Eval).to_device(Device::Cpu).to_kind(Kind::Float));
+            chunks.push(precision.forward(model, &xb, Mode::Eval).to_device(Device::Cpu).to_kind(Kind::Float));
             start += len;
             bar.inc(len as u64);
         }
@@ -166,11 +171,13 @@ impl Step for Infer {
                 dtype: self.config.store.dtype,
                 shard_windows: self.config.store.shard_windows,
                 batch_size: self.config.batch_size,
+                precision: self.config.precision,
             };
             return super::lm::infer::run(ctx, &data, &teacher, &store);
         }
         let bar = ctx.progress.bar(data.dataset.len() as u64, &format!("{}: infer", ctx.id));
-        let logits = batched_logits(teacher.model.as_ref(), &data.dataset.x, self.config.batch_size, ctx.device, &bar);
+        let on = (ctx.device, self.config.precision);
+        let logits = batched_logits(teacher.model.as_ref(), &data.dataset.x, self.config.batch_size, on, &bar);
         bar.finish_and_clear();
         self.finish(ctx, &data, &teacher, label, &logits)
     }
@@ -190,7 +197,8 @@ impl Step for Infer {
         if end > start {
             let x = data.dataset.x.narrow(0, start as i64, (end - start) as i64);
             let bar = ctx.progress.bar((end - start) as u64, &format!("{}: infer {index}/{count}", ctx.id));
-            let logits = batched_logits(teacher.model.as_ref(), &x, self.config.batch_size, ctx.device, &bar);
+            let on = (ctx.device, self.config.precision);
+            let logits = batched_logits(teacher.model.as_ref(), &x, self.config.batch_size, on, &bar);
             bar.finish_and_clear();
             Tensor::write_safetensors(&[("logits", &logits)], dir.join(SHARD_FILE))
                 .with_context(|| format!("writing shard {index} of {count}"))?;

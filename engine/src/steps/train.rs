@@ -28,6 +28,7 @@ use crate::data::augment;
 use crate::nn::learner::{Batch, Learner, ModelEvaluator, TrainStep};
 use crate::nn::model_file::{ModelArtifact, ModelSpec};
 use crate::nn::optim::OptimizerConfig;
+use crate::nn::precision::Precision;
 use crate::nn::schedule::LrSchedule;
 use crate::nn::{ArchConfig, Mode, Model};
 use crate::rng::Rng;
@@ -52,6 +53,9 @@ pub struct TrainConfig {
     pub clip_grad_norm: Option<f64>,
     #[serde(default)]
     pub jitter: i64,
+    /// `bf16`: forward passes under bf16 autocast (see [`crate::nn::precision`]); `f32` by default.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 impl TrainConfig {
@@ -86,12 +90,14 @@ fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
 pub(crate) struct Supervised<'a> {
     pub model: &'a dyn Model,
     pub jitter: i64,
+    pub precision: Precision,
 }
 
 impl TrainStep for Supervised<'_> {
     fn loss(&mut self, batch: &Batch, rng: &mut Rng, _progress: f64) -> anyhow::Result<Tensor> {
         let x = if self.jitter > 0 { augment::jitter(&batch.x, self.jitter, rng) } else { batch.x.shallow_clone() };
-        Ok(crate::nn::tokens::cross_entropy(&self.model.forward(&x, Mode::Train(rng)), &batch.y))
+        let logits = self.precision.forward(self.model, &x, Mode::Train(rng));
+        Ok(crate::nn::tokens::cross_entropy(&logits, &batch.y))
     }
 }
 
@@ -128,7 +134,8 @@ impl Step for Train {
         let evaluator =
             val_source.as_ref().map(|v| ModelEvaluator { model: model.as_ref(), data: v, batch_size: 1024 });
         let learner = Learner::new(self.config.training().learner());
-        let mut step = Supervised { model: model.as_ref(), jitter: self.config.jitter };
+        let mut step =
+            Supervised { model: model.as_ref(), jitter: self.config.jitter, precision: self.config.precision };
         let history = learner.fit(
             &vs,
             &mut step,

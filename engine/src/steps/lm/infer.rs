@@ -5,6 +5,7 @@ use anyhow::Context as _;
 use tch::{Device, Kind};
 
 use crate::nn::model_file::LoadedModel;
+use crate::nn::precision::Precision;
 use crate::nn::Mode;
 use crate::steps::artifacts::logits::StoreDtype;
 use crate::steps::artifacts::token_logits::{ShardWriter, TokenLogitsMeta};
@@ -19,6 +20,7 @@ pub struct TokenStore {
     pub dtype: StoreDtype,
     pub shard_windows: Option<i64>,
     pub batch_size: usize,
+    pub precision: Precision,
 }
 
 pub fn run(ctx: &mut StepContext, data: &LoadedData, teacher: &LoadedModel, store: &TokenStore) -> anyhow::Result<()> {
@@ -35,7 +37,8 @@ pub fn run(ctx: &mut StepContext, data: &LoadedData, teacher: &LoadedModel, stor
     while start < n {
         let len = (store.batch_size as i64).min(n - start);
         let logits = tch::no_grad(|| {
-            teacher.model.forward(&x.narrow(0, start, len).to_device(ctx.device), Mode::Eval).to_device(Device::Cpu)
+            let xb = x.narrow(0, start, len).to_device(ctx.device);
+            store.precision.forward(teacher.model.as_ref(), &xb, Mode::Eval).to_device(Device::Cpu)
         })
         .to_kind(Kind::Float);
         let labels = y.narrow(0, start, len);

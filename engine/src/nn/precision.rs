@@ -1,0 +1,96 @@
+//! Mixed precision for forward passes: `precision: bf16` in a `train`, `distill` or `infer` step runs the model
+//! under libtorch's autocast with bfloat16 — matrix multiplies, convolutions and attention in bf16, numerically
+//! sensitive ops in f32 — on the CPU (where the CPU has bf16 instructions, e.g. AVX512-BF16 or AMX) and on CUDA
+//! GPUs. Weights, gradients, optimiser state and losses stay f32: the logits come back as f32 before any loss or
+//! softmax sees them.
+//!
+//! ```
+//! use anbiq::nn::precision::Precision;
+//! use tch::{Device, Kind, Tensor};
+//!
+//! let w = Tensor::randn([64, 32], (Kind::Float, Device::Cpu));
+//! let x = Tensor::randn([8, 64], (Kind::Float, Device::Cpu));
+//! let full = Precision::F32.run(Device::Cpu, || x.matmul(&w));
+//! let half = Precision::Bf16.run(Device::Cpu, || x.matmul(&w));
+//! assert_eq!(half.kind(), Kind::BFloat16); // autocast ran the matmul in bf16
+//! let err = (half.to_kind(Kind::Float) - &full).abs().max().double_value(&[]);
+//! assert!(err > 0.0 && err < 0.1 * full.abs().max().double_value(&[]));
+//! ```
+//!
+//! The region is thread-local (libtorch keeps autocast state per thread), so concurrent steps do not affect each
+//! other. tch's own `autocast` is CUDA-only and fp16; this calls libtorch through `libtorch_shim.cpp`.
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use super::{Mode, Model};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in f32 (the default).
+    #[default]
+    F32,
+    /// Forward passes under bf16 autocast.
+    Bf16,
+}
+
+extern "C" {
+    fn anbiq_autocast_enter(device: i32) -> i32;
+    fn anbiq_autocast_exit(device: i32, previous: i32) -> i32;
+}
+
+impl Precision {
+    /// For `skip_serializing_if`: an f32 step's canonical config (and so its cache key) is what it was before this
+    /// field existed.
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+
+    /// Runs `f` at this precision on `device`.
+    pub fn run<T>(self, device: Device, f: impl FnOnce() -> T) -> T {
+        match self {
+            Precision::F32 => f(),
+            Precision::Bf16 => {
+                let _region = AutocastRegion::enter(device);
+                f()
+            }
+        }
+    }
+
+    /// `model.forward(x, mode)` at this precision, with f32 logits.
+    pub fn forward(self, model: &dyn Model, x: &Tensor, mode: Mode<'_>) -> Tensor {
+        match self {
+            Precision::F32 => model.forward(x, mode),
+            Precision::Bf16 => self.run(x.device(), || model.forward(x, mode)).to_kind(Kind::Float),
+        }
+    }
+}
+
+/// An open autocast region, closed (and the previous state restored) on drop, also when `f` panics.
+struct AutocastRegion {
+    device: i32,
+    previous: i32,
+}
+
+impl AutocastRegion {
+    fn enter(device: Device) -> Option<AutocastRegion> {
+        let device = if device.is_cuda() { 1 } else { 0 };
+        // SAFETY: plain C ABI; the C++ side catches every exception.
+        let previous = unsafe { anbiq_autocast_enter(device) };
+        if previous < 0 {
+            tracing::warn!("could not enter a bf16 autocast region; running in f32");
+            return None;
+        }
+        Some(AutocastRegion { device, previous })
+    }
+}
+
+impl Drop for AutocastRegion {
+    fn drop(&mut self) {
+        // SAFETY: as above; `previous` is what `enter` returned.
+        if unsafe { anbiq_autocast_exit(self.device, self.previous) } != 0 {
+            tracing::warn!("could not leave a bf16 autocast region");
+        }
+    }
+}

@@ -214,6 +214,44 @@ fn distill_hinton(args: &Args) -> Result<()> {
     )
 }
 
+/// The matrix multiplies of the Hinton student's training steps alone, as libtorch's `linear` forward and backward
+/// issue them (same shapes, same transposes, bias included): forward `x·Wᵀ + b`, weight gradients `dYᵀ·X`, input
+/// gradients `dY·W` (not for the first layer). What a step would reach if everything else — loss, activations,
+/// optimiser, batch assembly — were free; reported in samples/s like `distill_hinton`.
+fn step_gemms(args: &Args) -> Result<()> {
+    let (batch, steps) = (128i64, 40);
+    let sizes = [784, args.width, args.width, 10];
+    tch::manual_seed(0);
+    let opts = (Kind::Float, args.device);
+    let weights: Vec<(Tensor, Tensor)> =
+        sizes.windows(2).map(|w| (Tensor::randn([w[1], w[0]], opts), Tensor::randn([w[1]], opts))).collect();
+    let x = Tensor::randn([batch, sizes[0]], opts);
+    let grads: Vec<Tensor> = sizes[1..].iter().map(|&n| Tensor::randn([batch, n], opts)).collect();
+    let times = time_runs(args.runs, || {
+        tch::no_grad(|| {
+            for _ in 0..steps {
+                let mut input = x.shallow_clone();
+                let mut inputs = Vec::new();
+                for (w, b) in &weights {
+                    let out = input.linear(w, Some(b));
+                    inputs.push(std::mem::replace(&mut input, out));
+                }
+                for (i, ((w, _), dy)) in weights.iter().zip(&grads).enumerate().rev() {
+                    let _dw = dy.tr().mm(&inputs[i]);
+                    if i > 0 {
+                        let _dx = dy.mm(w);
+                    }
+                }
+            }
+        });
+        sync(args.device);
+        Ok(())
+    })?;
+    let n = (batch * steps) as f64;
+    report("step_gemms", args, "samples/s", times.iter().map(|t| n / t).collect(), json!({"batch": batch}));
+    Ok(())
+}
+
 fn small_student(args: &Args) -> Result<()> {
     distill(
         args,
@@ -417,6 +455,7 @@ fn main() -> Result<()> {
     for b in &args.benches {
         match b.as_str() {
             "distill_hinton" => distill_hinton(&args)?,
+            "step_gemms" => step_gemms(&args)?,
             "small_student" => small_student(&args)?,
             "infer_mlp" => infer(
                 &args,

@@ -16,7 +16,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target-perf}
 RUNS=${RUNS:-7}
-THREADS=${THREADS:-"1 $(nproc)"}
+THREADS=${THREADS:-"1 $(nproc --all)"}
 SCALING_RUNS=${SCALING_RUNS:-5}
 OUT=${OUT:-$CARGO_TARGET_DIR/bench/results.jsonl}
 groups=${*:-distill small infer roofline bf16 overhead store scaling}
@@ -37,7 +37,7 @@ work=$CARGO_TARGET_DIR/bench/work
 mkdir -p "$work"
 log() { tee -a "$OUT" >&2; }
 {
-    echo "{\"machine\": \"$(uname -m), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)\","
+    echo "{\"machine\": \"$(uname -m), $(nproc --all) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)\","
     echo " \"load_before\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"date\": \"$(date -u +%FT%TZ)\","
     echo " \"commit\": \"$(git rev-parse --short HEAD)$(git diff --quiet || echo -dirty)\"}"
 } | tr -d '\n' | log
@@ -55,7 +55,7 @@ pair() { # threads, benchmark, extra args: anbiq then PyTorch, back to back
 for t in $THREADS; do
     export OMP_NUM_THREADS=$t
     want roofline && pair "$t" roofline
-    want distill && pair "$t" distill_hinton
+    want distill && pair "$t" distill_hinton && "$bench" --threads "$t" --runs "$RUNS" step_gemms | log
     want small && pair "$t" small_student
     want infer && pair "$t" infer_mlp && pair "$t" infer_cnn
     if want bf16; then

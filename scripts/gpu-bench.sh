@@ -41,6 +41,12 @@ run)
         ./bench --device cuda --threads 1 --runs "$RUNS" "$b" | tee -a "$out"
         "$python" scripts/bench/torch_eager.py --device cuda --threads 1 --runs "$RUNS" "$b" | tee -a "$out"
     done
+    ./bench --device cuda --threads 1 --runs "$RUNS" step_gemms | tee -a "$out"
+    for b in distill_hinton infer_mlp infer_cnn; do # `precision: bf16` on both sides
+        ./bench --device cuda --threads 1 --runs "$RUNS" --precision bf16 "$b" | tee -a "$out"
+        "$python" scripts/bench/torch_eager.py --device cuda --threads 1 --runs "$RUNS" --precision bf16 "$b" |
+            tee -a "$out"
+    done
     "$python" scripts/bench/table.py "$out"
     ;;
 *)

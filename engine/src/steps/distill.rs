@@ -70,7 +70,8 @@ pub struct DistillConfig {
     /// makes forward KL exact over "top k + the rest"; see [`super::artifacts::token_logits`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_k_tail: Option<TopKTail>,
-    /// `bf16`: the student's and an online teacher's forward passes under bf16 autocast (see [`crate::nn::precision`]); `f32` by default.
+    /// `bf16`: the student's and an online teacher's forward passes under bf16 autocast (see
+    /// [`crate::nn::precision`]); `f32` by default.
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
 }

@@ -228,21 +228,23 @@ fn step_gemms(args: &Args) -> Result<()> {
     let x = Tensor::randn([batch, sizes[0]], opts);
     let grads: Vec<Tensor> = sizes[1..].iter().map(|&n| Tensor::randn([batch, n], opts)).collect();
     let times = time_runs(args.runs, || {
-        tch::no_grad(|| {
-            for _ in 0..steps {
-                let mut input = x.shallow_clone();
-                let mut inputs = Vec::new();
-                for (w, b) in &weights {
-                    let out = input.linear(w, Some(b));
-                    inputs.push(std::mem::replace(&mut input, out));
-                }
-                for (i, ((w, _), dy)) in weights.iter().zip(&grads).enumerate().rev() {
-                    let _dw = dy.tr().mm(&inputs[i]);
-                    if i > 0 {
-                        let _dx = dy.mm(w);
+        args.precision.run(args.device, || {
+            tch::no_grad(|| {
+                for _ in 0..steps {
+                    let mut input = x.shallow_clone();
+                    let mut inputs = Vec::new();
+                    for (w, b) in &weights {
+                        let out = input.linear(w, Some(b));
+                        inputs.push(std::mem::replace(&mut input, out));
+                    }
+                    for (i, ((w, _), dy)) in weights.iter().zip(&grads).enumerate().rev() {
+                        let _dw = dy.tr().mm(&inputs[i]);
+                        if i > 0 {
+                            let _dx = dy.mm(w);
+                        }
                     }
                 }
-            }
+            })
         });
         sync(args.device);
         Ok(())

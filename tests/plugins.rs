@@ -101,6 +101,15 @@ fn sequence_logits_reach_plugins_as_batch_time_vocab() {
     };
     assert_eq!(probe("shape_probe.wat", None).0, 1221.0, "classifier: [B, C], [B, C], [B], seq_len 1");
     assert_eq!(probe("shape_probe.wat", Some(t)).0, (1000 * t + 332) as f64, "[B, T, V], [B, T, V], [B, T], seq_len T");
+    // The same module declaring ABI version 1 gets the token rows that version promised.
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = dir.path().join("shape_probe_v1.wat");
+    let wat = std::fs::read_to_string(fixture("shape_probe.wat")).unwrap();
+    let declare = |v: i32| format!("(func (export \"anbiq_abi_version\") (result i32) (i32.const {v}))");
+    assert!(wat.contains(&declare(2)));
+    std::fs::write(&v1, wat.replace(&declare(2), &declare(1))).unwrap();
+    let loss = term(v1, BTreeMap::new(), Limits::default()).build().unwrap();
+    assert_eq!(value_and_grad(&loss, (&s, &te, &y), Some(t)).0, 1221.0, "ABI 1: [B·T, V] rows, seq_len 1");
     let (value, grad) = probe("shape_probe_dense.wat", Some(t));
     assert_eq!(value, (1000 * b * t + v) as f64, "dense style: B·T rows of V");
     assert_eq!(grad.size(), [b * t, v]);
@@ -161,7 +170,7 @@ fn hostile_modules_fail_at_load_with_the_cause() {
     );
     assert_fails(load("giant_table.wat"), ErrorKind::Instantiate, &["giant_table.wat", "table", "10000"]);
     assert_fails(load("lying_describe.wat"), ErrorKind::Describe, &["says style `dense`", "anbiq_loss_dense"]);
-    assert_fails(load("wrong_abi.wat"), ErrorKind::AbiVersion, &["ABI version 2", "speaks version 1"]);
+    assert_fails(load("wrong_abi.wat"), ErrorKind::AbiVersion, &["ABI version 3", "speaks versions 1 to 2"]);
     assert_fails(load("missing_export.wat"), ErrorKind::MissingExport, &["does not export `anbiq_alloc`"]);
     assert_fails(load("malformed_describe.wat"), ErrorKind::Describe, &["anbiq_describe", "malformed describe JSON"]);
     assert_fails(load("describe_out_of_bounds.wat"), ErrorKind::Describe, &["outside its memory"]);
@@ -233,9 +242,12 @@ fn parameters_are_checked_against_describe() {
 
 // ---- Through the engine -------------------------------------------------------------------------------------------
 
+// `threads: 1` in every workflow here: libtorch's thread count is process-wide, and tests that compare bytes must
+// not have a concurrently running test change it (GEMM results depend on it).
 const HEAD: &str = "\
 name: plugins
 seed: 5
+threads: 1
 steps:
   digits: {kind: dataset, source: digits, split: {test: 0.25}, limit: 400}
   teacher: {kind: train, data: digits.train, model: {arch: mlp, hidden: [32]}, epochs: 2, optimizer: {name: adam, lr: 0.01}}
@@ -371,7 +383,7 @@ fn plugin_problems_are_located_errors_when_the_workflow_loads() {
         let p = Project::new(&format!("{HEAD}{}", student(loss))).with_files(["kd.wat", "wasi.wat"].map(fixture));
         let e = p.try_load(&[]).expect_err(loss);
         assert!(e.contains(&format!("`{field}`")) && e.contains(message), "{loss}: {e}");
-        assert!(e.contains("wf.yaml:7:"), "located at the student's line: {e}");
+        assert!(e.contains("wf.yaml:8:"), "located at the student's line: {e}");
     }
 }
 

@@ -1,4 +1,4 @@
-/* anbiq plugin ABI, version 1, for C (see plugins/ABI.md).
+/* anbiq plugin ABI, version 2, for C (see plugins/ABI.md).
  *
  * Build:  clang --target=wasm32 -nostdlib -O2 -Wl,--no-entry -Wl,--export-dynamic -o my_loss.wasm my_loss.c
  * A plugin defines its loss with ANBIQ_LOSS(fn) (tensor style) or ANBIQ_DENSE_LOSS(fn) (dense style) and its
@@ -8,7 +8,7 @@
 #ifndef ANBIQ_PLUGIN_H
 #define ANBIQ_PLUGIN_H
 
-#define ANBIQ_ABI_VERSION 1
+#define ANBIQ_ABI_VERSION 2
 
 typedef int anbiq_t;
 typedef long long anbiq_i64;

@@ -81,8 +81,8 @@ def main():
             tuned = f" ({pm['median']:.0f} with anbiq's malloc thresholds)" if pm else ""
             gemms = find(rows, "step_gemms", threads=t)
             if gemms:
-                tuned += (f"; the step's GEMMs alone {gemms['median']:.0f} samples/s "
-                          f"({gemms['median'] * HINTON / 1e9 / roof['median']:.0%} of roofline), anbiq's step "
+                of_roof = f" ({gemms['median'] * HINTON / 1e9 / roof['median']:.0%} of roofline)" if roof else ""
+                tuned += (f"; the step's GEMMs alone {gemms['median']:.0f} samples/s{of_roof}, anbiq's step "
                           f"{a['median'] / gemms['median']:.0%} of that")
             print(f"| Hinton student distill step (784-800-800-10, b128, KD T=20) | {t} | {a['median']:.0f} samples/s "
                   f"| {p['median']:.0f} samples/s{tuned} | {ratio:.2f}× | {frac:.0%} (PyTorch {frac_py:.0%}) | {target} | "

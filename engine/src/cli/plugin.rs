@@ -32,7 +32,7 @@ pub fn check(args: PluginCheckArgs) -> Result<i32, CliError> {
     let d = &plugin.describe;
     let bytes = std::fs::metadata(&args.file).map(|m| m.len()).unwrap_or(0);
     println!("plugin {}: {bytes} bytes, blake3 {}", plugin.label, &plugin.hash[..16]);
-    println!("  kind {}, {:?} style, ABI version {}", d.kind, d.style, plugin::ABI_VERSION);
+    println!("  kind {}, {:?} style, ABI version {}", d.kind, d.style, plugin.abi);
     if !d.description.is_empty() {
         println!("  {}", d.description);
     }
@@ -98,8 +98,10 @@ pub fn check(args: PluginCheckArgs) -> Result<i32, CliError> {
         if ok { "ok" } else { "MISMATCH" }
     );
 
-    // The same logits as a language model's distill step passes them: [2, B/2, C] sequences, labels [2, B/2].
-    if b % 2 == 0 {
+    // The same logits as a language model's distill step passes them (ABI 2): [2, B/2, C] sequences, labels [2, B/2].
+    if plugin.abi < 2 {
+        println!("as sequences: ABI version 1, so a language model's batch reaches it as token rows, like the above");
+    } else if b % 2 == 0 {
         let mut r = Runner::new(plugin.clone(), &params, runner_limits(&args)).map_err(anyhow::Error::from)?;
         let (seq, rows) = ([2, b / 2, c], [2, b / 2]);
         let call = CallInput {
@@ -126,6 +128,8 @@ pub fn check(args: PluginCheckArgs) -> Result<i32, CliError> {
                 println!("as [2, {}, {c}] sequences: fails ({e}); language-model distill steps cannot use it", b / 2)
             }
         }
+    } else {
+        println!("as sequences: not checked (--batch {b} is odd; an even batch is split into 2 sequences)");
     }
 
     // Time per call, forward and backward, on a warm instance.

@@ -69,10 +69,10 @@ impl DistillLoss for PluginLoss {
     fn loss(&self, input: &LossInput) -> anyhow::Result<Tensor> {
         // A panic cannot happen while the lock is held (plugin failures are errors), but never let one poison it.
         let mut runner = self.runner.lock().unwrap_or_else(|p| p.into_inner());
-        // The ABI passes sequences as they are: logits [B, T, V], labels [B, T]; reshaping the rows back keeps the
-        // autograd link to them.
+        // ABI version 2 passes sequences as they are: logits [B, T, V], labels [B, T] (reshaping the rows back keeps
+        // the autograd link to them); version 1 plugins get the token rows they were written for.
         let (student, teacher, labels) = match input.sequence_len {
-            Some(t) => {
+            Some(t) if runner.plugin().abi >= 2 => {
                 let vocab = input.student.size()[1];
                 (
                     input.student.reshape([-1, t, vocab]),
@@ -80,7 +80,7 @@ impl DistillLoss for PluginLoss {
                     input.labels.reshape([-1, t]),
                 )
             }
-            None => (input.student.shallow_clone(), input.teacher.shallow_clone(), input.labels.shallow_clone()),
+            _ => (input.student.shallow_clone(), input.teacher.shallow_clone(), input.labels.shallow_clone()),
         };
         let call = CallInput { student: &student, teacher: &teacher, labels: &labels, progress: input.progress };
         Ok(runner.loss(&call)?)

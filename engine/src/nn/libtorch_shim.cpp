@@ -36,15 +36,23 @@ extern "C" int anbiq_reset_grad(at::Tensor *t) {
 static at::DeviceType autocast_device(int device) { return device == 1 ? at::DeviceType::CUDA : at::DeviceType::CPU; }
 
 extern "C" int anbiq_autocast_enter(int device) {
+  auto type = autocast_device(device);
+  bool was_enabled = false;
+  at::ScalarType was_dtype = at::kBFloat16;
   try {
-    auto type = autocast_device(device);
-    int previous = (at::autocast::is_autocast_enabled(type) ? 1 << 8 : 0) |
-                   static_cast<int>(at::autocast::get_autocast_dtype(type));
+    was_enabled = at::autocast::is_autocast_enabled(type);
+    was_dtype = at::autocast::get_autocast_dtype(type);
     at::autocast::set_autocast_enabled(type, true);
     at::autocast::set_autocast_dtype(type, at::kBFloat16);
     at::autocast::increment_nesting();
-    return previous;
+    return (was_enabled ? 1 << 8 : 0) | static_cast<int>(was_dtype);
   } catch (...) {
+    // Leave the thread as it was: a half-entered region would run later, unrelated work in bf16.
+    try {
+      at::autocast::set_autocast_enabled(type, was_enabled);
+      at::autocast::set_autocast_dtype(type, was_dtype);
+    } catch (...) {
+    }
     return -1;
   }
 }

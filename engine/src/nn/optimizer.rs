@@ -75,11 +75,14 @@ impl Optimizer {
         for (_, p) in &self.params {
             reset_grad(p);
         }
+        self.grad_scale.fill(1.0);
     }
 
-    /// Scales all gradients so their global L2 norm is at most `max` (as `torch.nn.utils.clip_grad_norm_`). Where
-    /// the fused pass will update a parameter, the scaling waits for it (the same f32 product, one pass less).
+    /// Scales all gradients so their global L2 norm is at most `max` (as `torch.nn.utils.clip_grad_norm_`), for the
+    /// next [`step`](Self::step). Where the fused pass will update a parameter, the scaling waits for it (the same
+    /// f32 product, one pass less), so such a `.grad` reads unscaled until then. Call once per step.
     pub fn clip_grad_norm(&mut self, max: f64) {
+        debug_assert!(self.grad_scale.iter().all(|&s| s == 1.0), "clip_grad_norm twice without a step");
         let grads: Vec<(usize, Tensor)> =
             self.params.iter().map(|(_, p)| p.grad()).enumerate().filter(|(_, g)| g.defined()).collect();
         if grads.is_empty() {

@@ -68,21 +68,26 @@ impl Precision {
 }
 
 /// An open autocast region, closed (and the previous state restored) on drop, also when `f` panics.
+#[must_use]
 struct AutocastRegion {
     device: i32,
     previous: i32,
 }
 
 impl AutocastRegion {
-    fn enter(device: Device) -> Option<AutocastRegion> {
-        let device = if device.is_cuda() { 1 } else { 0 };
-        // SAFETY: plain C ABI; the C++ side catches every exception.
-        let previous = unsafe { anbiq_autocast_enter(device) };
-        if previous < 0 {
-            tracing::warn!("could not enter a bf16 autocast region; running in f32");
-            return None;
-        }
-        Some(AutocastRegion { device, previous })
+    fn enter(device: Device) -> AutocastRegion {
+        let code = match device {
+            Device::Cpu => 0,
+            Device::Cuda(_) => 1,
+            // Autocast for other backends is not wired up; running them in f32 under a bf16 cache key would lie.
+            other => panic!("precision: bf16 is supported on the CPU and CUDA, not on {other:?}"),
+        };
+        // SAFETY: plain C ABI; the C++ side catches every exception and leaves the previous state on failure.
+        let previous = unsafe { anbiq_autocast_enter(code) };
+        // A step whose config says bf16 must not silently produce f32 results (its cache key says bf16); the executor
+        // turns the panic into a failure of this step only.
+        assert!(previous >= 0, "libtorch refused to enter a bf16 autocast region on {device:?}");
+        AutocastRegion { device: code, previous }
     }
 }
 

@@ -13,8 +13,10 @@ use super::handles::HostState;
 use super::imports::linker;
 use super::sandbox::{arm, engine, new_store, Limits};
 
-/// The plugin ABI this host speaks (see plugins/ABI.md).
-pub const ABI_VERSION: i32 = 1;
+/// The newest plugin ABI this host speaks (see plugins/ABI.md) …
+pub const ABI_VERSION: i32 = 2;
+/// … and the oldest. Version 1 plugins get a language model's batch as token rows, version 2 as sequences.
+pub const MIN_ABI_VERSION: i32 = 1;
 /// Longest describe JSON, bytes.
 const MAX_DESCRIBE: u32 = 64 * 1024;
 
@@ -26,6 +28,8 @@ pub struct Plugin {
     pub describe: Describe,
     /// For messages: "`kd` (plugins/build/kd.wasm)".
     pub label: String,
+    /// The ABI version the module declares (`MIN_ABI_VERSION..=ABI_VERSION`).
+    pub abi: i32,
     pub(crate) pre: InstancePre<HostState>,
 }
 
@@ -122,10 +126,12 @@ fn compile(path: &Path, bytes: &[u8], hash: String, label: &str) -> Result<Plugi
         .map_err(|e| err(ErrorKind::MissingExport, format!("`anbiq_abi_version` must be () -> i32: {e:#}")))?
         .call(&mut store, ())
         .map_err(|e| PluginError::from_wasm(label, "anbiq_abi_version", &limits, e))?;
-    if version != ABI_VERSION {
+    if !(MIN_ABI_VERSION..=ABI_VERSION).contains(&version) {
         return Err(err(
             ErrorKind::AbiVersion,
-            format!("speaks plugin ABI version {version}; this anbiq speaks version {ABI_VERSION}"),
+            format!(
+                "speaks plugin ABI version {version}; this anbiq speaks versions {MIN_ABI_VERSION} to {ABI_VERSION}"
+            ),
         ));
     }
     typed(&mut store, "anbiq_alloc")?
@@ -166,5 +172,5 @@ fn compile(path: &Path, bytes: &[u8], hash: String, label: &str) -> Result<Plugi
         )));
     }
     let label = format!("`{}` ({})", describe.name, path.display());
-    Ok(Plugin { path: path.to_path_buf(), hash, describe, label, pre })
+    Ok(Plugin { path: path.to_path_buf(), hash, describe, label, abi: version, pre })
 }

@@ -30,7 +30,7 @@ mod tensor;
 pub use describe::{Describe, ParamSpec, ParamType, Style};
 pub use error::{ErrorKind, PluginError};
 pub use imports::MAX_READ;
-pub use load::{load, load_bytes, Plugin, ABI_VERSION};
+pub use load::{load, load_bytes, Plugin, ABI_VERSION, MIN_ABI_VERSION};
 pub use runner::{CallInput, Runner};
 pub use sandbox::{Limits, EPOCH_TICK, MAX_TABLE_ELEMENTS, MAX_WASM_STACK};
 

@@ -275,7 +275,7 @@ pub(crate) fn run_step(ctx: &Shared, entry: &PlanEntry, compute_shards: bool) ->
         ctx.store.commit(&tmp, manifest, &declared)
     });
     if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
+        ctx.store.discard(&tmp);
     } else if shards.is_some() {
         ctx.store.remove_shards(&entry.key)?;
     }
@@ -294,7 +294,7 @@ pub(crate) fn run_shard(ctx: &Shared, entry: &PlanEntry, index: usize, device: t
     let result = catch_panics(|| decl.step.run_shard(&mut step_ctx, index, count, &tmp))
         .and_then(|()| ctx.store.commit_shard(&tmp, &entry.key, count, index).map(drop));
     if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
+        ctx.store.discard(&tmp);
     }
     result.with_context(|| format!("step `{}` ({}), shard {index} of {count}", decl.id, decl.kind))
 }

@@ -22,12 +22,13 @@
 //! run waits while jobs are running, and jobs wait while a local run is, so the exclusive holder may safely delete
 //! `tmp/` leftovers. On NFS the lock is a POSIX lock (Linux maps flock onto it); Lustre needs `-o flock`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use anyhow::{bail, Context as _};
 use fs2::FileExt;
@@ -59,6 +60,10 @@ pub struct OutputRecord {
 
 pub struct Store {
     root: PathBuf,
+    /// A handle on each step directory `begin` handed out and not yet committed or discarded, opened before the step
+    /// wrote anything: `syncfs` through it reports every writeback error since then (Linux samples the file system's
+    /// error sequence when a file is opened), even one another commit has already seen.
+    pending: Mutex<HashMap<PathBuf, File>>,
 }
 
 /// Held while a run writes to the store; dropping it releases the lock.
@@ -75,7 +80,7 @@ impl Store {
             fs::create_dir_all(root.join(sub)).with_context(|| format!("creating store {}", root.display()))?;
         }
         let root = root.canonicalize().with_context(|| format!("resolving store path {}", root.display()))?;
-        Ok(Store { root })
+        Ok(Store { root, pending: Mutex::new(HashMap::new()) })
     }
 
     pub fn root(&self) -> &Path {
@@ -143,7 +148,26 @@ impl Store {
     pub fn begin(&self, key: &StepKey) -> anyhow::Result<PathBuf> {
         let dir = self.root.join("tmp").join(format!("{}.{}", key.short(), unique_suffix()));
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let handle = File::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
+        self.pending_handles().insert(dir.clone(), handle);
         Ok(dir)
+    }
+
+    /// Drops a step directory `begin` handed out whose step failed.
+    pub fn discard(&self, tmp: &Path) {
+        self.pending_handles().remove(tmp);
+        let _ = fs::remove_dir_all(tmp);
+    }
+
+    fn pending_handles(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, File>> {
+        // Nothing panics while the lock is held; a poisoned map is still consistent.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes everything under `tmp` durable before the rename that publishes it (see [`sync_tree`]).
+    fn make_durable(&self, tmp: &Path) -> anyhow::Result<()> {
+        let handle = self.pending_handles().remove(tmp);
+        sync_tree(tmp, handle)
     }
 
     /// Where shard `index` of `count` of a sharded step is kept once computed.
@@ -158,7 +182,7 @@ impl Store {
 
     /// Moves a finished shard into place; a shard another writer committed first wins (they are equal).
     pub fn commit_shard(&self, tmp: &Path, key: &StepKey, count: usize, index: usize) -> anyhow::Result<PathBuf> {
-        sync_tree(tmp)?;
+        self.make_durable(tmp)?;
         let dest = self.shard_dir(key, count, index);
         let parent = dest.parent().expect("a shard dir has a parent");
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
@@ -201,7 +225,7 @@ impl Store {
         let manifest_path = tmp.join("manifest.json");
         fs::write(&manifest_path, serde_json::to_string_pretty(&manifest)?)
             .with_context(|| format!("writing {}", manifest_path.display()))?;
-        sync_tree(tmp)?;
+        self.make_durable(tmp)?;
         let dest = self.step_dir(&manifest.key);
         if dest.exists() {
             // A forced rerun replaces the old entry; a stale entry without a manifest is replaced too. The old one is
@@ -338,15 +362,56 @@ fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
 }
 
 /// Makes everything under `dir` durable before the rename that publishes it. One `syncfs` of the store's file
-/// system is one journal commit; an fsync per file and per directory was ≈9 commits per step and most of the
-/// engine's per-step overhead (BENCHMARKS.md). Where `syncfs` fails, every file and directory is fsynced instead.
-fn sync_tree(dir: &Path) -> anyhow::Result<()> {
-    let handle = File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
-    // SAFETY: syncfs only reads the descriptor, which `handle` keeps open for the call.
-    if unsafe { libc::syncfs(handle.as_raw_fd()) } == 0 {
-        return Ok(());
+/// system is one journal commit, where an fsync per file and per directory was ≈ 9 commits per step and most of
+/// the engine's per-step overhead (BENCHMARKS.md) — but only where `syncfs` is trustworthy: Linux ≥ 5.8 (earlier
+/// kernels return success even when writeback failed) on a local file system (on FUSE or network mounts it may not
+/// reach the server). Elsewhere every file and directory is fsynced. A `syncfs` error fails the commit.
+fn sync_tree(dir: &Path, handle: Option<File>) -> anyhow::Result<()> {
+    if !syncfs_is_reliable(dir) {
+        return fsync_each(dir);
     }
-    fsync_each(dir)
+    let handle = match handle {
+        Some(h) => h,
+        None => File::open(dir).with_context(|| format!("opening {}", dir.display()))?,
+    };
+    // SAFETY: syncfs only reads the descriptor, which `handle` keeps open for the call.
+    if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(e)
+            .with_context(|| format!("syncing the file system of {} (a disk or writeback error)", dir.display()));
+    }
+    Ok(())
+}
+
+/// Whether `syncfs` both flushes `dir`'s file system and reports its writeback errors.
+fn syncfs_is_reliable(dir: &Path) -> bool {
+    static KERNEL_REPORTS_ERRORS: OnceLock<bool> = OnceLock::new();
+    *KERNEL_REPORTS_ERRORS.get_or_init(|| kernel_version().is_some_and(|v| v >= (5, 8))) && is_local_fs(dir)
+}
+
+/// The running kernel's (major, minor).
+fn kernel_version() -> Option<(u32, u32)> {
+    // SAFETY: utsname is plain data; uname fills it with NUL-terminated strings.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return None;
+    }
+    let release: Vec<u8> = uts.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    let release = String::from_utf8_lossy(&release);
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// ext4, XFS, btrfs or tmpfs (`statfs` magic numbers).
+fn is_local_fs(dir: &Path) -> bool {
+    const LOCAL: [i64; 4] = [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994];
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else { return false };
+    // SAFETY: `path` is NUL-terminated and `st` is plain data statfs fills.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(path.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    LOCAL.contains(&(st.f_type as i64))
 }
 
 fn fsync_each(dir: &Path) -> anyhow::Result<()> {
@@ -363,4 +428,47 @@ fn fsync_each(dir: &Path) -> anyhow::Result<()> {
 
 fn fsync_dir(dir: &Path) -> anyhow::Result<()> {
     File::open(dir)?.sync_all().with_context(|| format!("syncing {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_version_and_file_system_kind_are_read() {
+        let (major, _) = kernel_version().expect("uname on Linux");
+        assert!(major >= 3);
+        assert!(!is_local_fs(Path::new("/proc")), "procfs is not a place to trust syncfs");
+        assert!(!is_local_fs(Path::new("/no/such/dir")));
+    }
+
+    /// Both ways of making a step durable leave the files readable and succeed; a commit publishes them.
+    #[test]
+    fn commits_through_syncfs_or_per_file_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = StepKey("ab".repeat(32));
+        let tmp = store.begin(&key).unwrap();
+        fs::create_dir_all(tmp.join("out/nested")).unwrap();
+        fs::write(tmp.join("out/nested/a.bin"), b"payload").unwrap();
+        fsync_each(&tmp).unwrap();
+        let manifest = Manifest {
+            key: key.clone(),
+            step: "s".into(),
+            kind: "train".into(),
+            outputs: BTreeMap::new(),
+            metrics: Default::default(),
+            seconds: 0.0,
+            device: "cpu".into(),
+            threads: 1,
+        };
+        let done = store.commit(&tmp, manifest, &[("out".into(), ArtifactKind::Model)]).unwrap();
+        assert!(store.pending_handles().is_empty(), "the handle `begin` opened is released by the commit");
+        assert_eq!(fs::read(store.step_dir(&key).join("out/nested/a.bin")).unwrap(), b"payload");
+        assert_eq!(store.manifest(&key).unwrap(), done);
+        // A failed step's directory is discarded with its handle.
+        let tmp = store.begin(&StepKey("cd".repeat(32))).unwrap();
+        store.discard(&tmp);
+        assert!(!tmp.exists() && store.pending_handles().is_empty());
+    }
 }

@@ -34,7 +34,7 @@ pub use memory::{call_scope, CallScope};
 pub use tensor::{Reduction, Tensor};
 
 /// The plugin ABI version this SDK speaks.
-pub const ABI_VERSION: i32 = 1;
+pub const ABI_VERSION: i32 = 2;
 
 /// The raw host functions of module `anbiq` (see plugins/ABI.md). Prefer [`Tensor`]'s methods.
 pub mod sys {
@@ -129,8 +129,14 @@ pub struct DenseInput<'a> {
     pub labels: &'a [i64],
     pub batch: usize,
     pub classes: usize,
-    /// T for sequence inputs (rows `i·T .. (i+1)·T` are sequence i), 1 for classifiers.
-    pub seq_len: usize,
+}
+
+impl DenseInput<'_> {
+    /// T for sequence inputs (rows `i·T .. (i+1)·T` are sequence i), 1 for classifiers. A method rather than a
+    /// field, so a plugin that never asks does not import `seq_len` (and loads on hosts that predate it).
+    pub fn seq_len(&self) -> usize {
+        seq_len()
+    }
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -212,7 +218,6 @@ macro_rules! export_dense_loss {
                 labels: core::slice::from_raw_parts(labels, b),
                 batch: b,
                 classes: c,
-                seq_len: $crate::seq_len(),
             };
             let f: fn(&$crate::DenseInput, &mut [f32]) -> f32 = $loss;
             f(&input, core::slice::from_raw_parts_mut(grad, b * c))

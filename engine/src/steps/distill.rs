@@ -26,54 +26,39 @@ use tch::{Device, Tensor};
 use super::artifacts::token_logits::{expand_like, is_token_logits};
 use super::artifacts::{load_data, LoadedData, LogitsArtifact, TokenLogits};
 use super::registry::{parse_config, ParseEnv, StepKind};
-use super::training::{default_batch_size, default_optimizer, TensorSource, TrainingOptions};
+use super::training::{training_config, TensorSource};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OneOrMany, OutputDecl, Step, StepContext, StepRef};
 use crate::config::{from_node, Located, Node};
 use crate::data::augment;
 use crate::loss::{DistillLoss, LossConfig, LossInput, LossTerm, WeightedTerm};
 use crate::nn::learner::{Batch, Evaluator, Learner, ModelEvaluator, TrainStep};
 use crate::nn::model_file::{LoadedModel, ModelArtifact, ModelSpec};
-use crate::nn::optim::OptimizerConfig;
 use crate::nn::precision::Precision;
-use crate::nn::schedule::LrSchedule;
 use crate::nn::{tokens, ArchConfig, Mode, Model};
 use crate::rng::Rng;
 
 pub const KIND: StepKind =
     StepKind { name: "distill", summary: "train a student from a teacher's logits or model", parse };
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DistillConfig {
-    pub teacher: OneOrMany,
-    /// With several teachers: their weights (normalised to sum to 1); equal by default.
-    #[serde(default)]
-    pub teacher_weights: Option<Vec<f64>>,
-    pub data: StepRef,
-    #[serde(default)]
-    pub val: Option<StepRef>,
-    pub model: ArchConfig,
-    pub loss: LossConfig,
-    pub epochs: usize,
-    #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
-    #[serde(default = "default_optimizer")]
-    pub optimizer: OptimizerConfig,
-    #[serde(default)]
-    pub schedule: LrSchedule,
-    #[serde(default)]
-    pub clip_grad_norm: Option<f64>,
-    #[serde(default)]
-    pub jitter: i64,
-    /// Top-k teacher logits: how the leftover mass is spread over the tokens (classes) outside the top k when the
-    /// distribution is rebuilt — `even` (default), or `student` (like the student's own distribution there, which
-    /// makes forward KL exact over "top k + the rest"; see [`super::artifacts::token_logits`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub top_k_tail: Option<TopKTail>,
-    /// `bf16`: the student's and an online teacher's forward passes under bf16 autocast (see
-    /// [`crate::nn::precision`]); `f32` by default.
-    #[serde(default, skip_serializing_if = "Precision::is_f32")]
-    pub precision: Precision,
+training_config! {
+    pub struct DistillConfig {
+        pub teacher: OneOrMany,
+        /// With several teachers: their weights (normalised to sum to 1); equal by default.
+        #[serde(default)]
+        pub teacher_weights: Option<Vec<f64>>,
+        pub data: StepRef,
+        #[serde(default)]
+        pub val: Option<StepRef>,
+        pub model: ArchConfig,
+        pub loss: LossConfig,
+    }
+    after {
+        /// Top-k teacher logits: how the leftover mass is spread over the tokens (classes) outside the top k when
+        /// the distribution is rebuilt — `even` (default), or `student` (like the student's own distribution there,
+        /// which makes forward KL exact over "top k + the rest"; see [`super::artifacts::token_logits`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub top_k_tail: Option<TopKTail>,
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,19 +66,6 @@ pub struct DistillConfig {
 pub enum TopKTail {
     Even,
     Student,
-}
-
-impl DistillConfig {
-    fn training(&self) -> TrainingOptions {
-        TrainingOptions {
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            optimizer: self.optimizer.clone(),
-            schedule: self.schedule.clone(),
-            clip_grad_norm: self.clip_grad_norm,
-            jitter: self.jitter,
-        }
-    }
 }
 
 #[derive(Debug)]

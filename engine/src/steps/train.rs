@@ -15,60 +15,31 @@
 //! validation accuracy). On text data (`model: {arch: gpt, …}`) the loss is the next-token cross-entropy averaged
 //! over every position, and validation accuracy is next-token accuracy.
 
-use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::Tensor;
 
 use super::artifacts::load_data;
 use super::registry::{parse_config, ParseEnv, StepKind};
-use super::training::{default_batch_size, default_optimizer, TensorSource, TrainingOptions};
+use super::training::{training_config, TensorSource};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
 use crate::config::{Located, Node};
 use crate::data::augment;
 use crate::nn::learner::{Batch, Learner, ModelEvaluator, TrainStep};
 use crate::nn::model_file::{ModelArtifact, ModelSpec};
-use crate::nn::optim::OptimizerConfig;
 use crate::nn::precision::Precision;
-use crate::nn::schedule::LrSchedule;
 use crate::nn::{ArchConfig, Mode, Model};
 use crate::rng::Rng;
 
 pub const KIND: StepKind = StepKind { name: "train", summary: "train a model on labelled data", parse };
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainConfig {
-    pub data: StepRef,
-    #[serde(default)]
-    pub val: Option<StepRef>,
-    pub model: ArchConfig,
-    pub epochs: usize,
-    #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
-    #[serde(default = "default_optimizer")]
-    pub optimizer: OptimizerConfig,
-    #[serde(default)]
-    pub schedule: LrSchedule,
-    #[serde(default)]
-    pub clip_grad_norm: Option<f64>,
-    #[serde(default)]
-    pub jitter: i64,
-    /// `bf16`: forward passes under bf16 autocast (see [`crate::nn::precision`]); `f32` by default.
-    #[serde(default, skip_serializing_if = "Precision::is_f32")]
-    pub precision: Precision,
-}
-
-impl TrainConfig {
-    fn training(&self) -> TrainingOptions {
-        TrainingOptions {
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            optimizer: self.optimizer.clone(),
-            schedule: self.schedule.clone(),
-            clip_grad_norm: self.clip_grad_norm,
-            jitter: self.jitter,
-        }
+training_config! {
+    pub struct TrainConfig {
+        pub data: StepRef,
+        #[serde(default)]
+        pub val: Option<StepRef>,
+        pub model: ArchConfig,
     }
+    after {}
 }
 
 #[derive(Debug)]

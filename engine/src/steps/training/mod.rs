@@ -4,5 +4,6 @@
 mod options;
 mod source;
 
+pub(crate) use options::training_config;
 pub use options::{default_batch_size, default_optimizer, TrainingOptions};
 pub use source::TensorSource;

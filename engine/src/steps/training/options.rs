@@ -6,8 +6,8 @@ use crate::nn::learner::LearnerConfig;
 use crate::nn::optim::OptimizerConfig;
 use crate::nn::schedule::LrSchedule;
 
-/// The fields every training step accepts. Steps embed these fields in their own config struct (serde cannot combine
-/// `flatten` with `deny_unknown_fields`) and gather them here with [`TrainingOptions`] to validate and run.
+/// The fields every training step accepts, gathered from a step's config (declared with [`training_config!`]) to
+/// validate and run.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TrainingOptions {
     pub epochs: usize,
@@ -52,3 +52,56 @@ impl TrainingOptions {
         }
     }
 }
+
+/// Declares a training step's config struct: the step's own leading fields, then the training fields every
+/// training step accepts (`epochs`, `batch_size`, `optimizer`, `schedule`, `clip_grad_norm`, `jitter`), then the
+/// step's trailing fields (`after { … }`), then `precision`; plus `training()`, which gathers them into
+/// [`TrainingOptions`]. One definition, so a new training field reaches `train` and `distill` alike. (serde's
+/// `flatten` would share a struct instead, but it does not combine with `deny_unknown_fields`.)
+///
+/// Field order is serialisation order, and so part of every step's cache key: add new fields at the end, with a
+/// `skip_serializing_if` for their default, so existing keys do not change.
+macro_rules! training_config {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident { $($lead:tt)* }
+        after { $($trail:tt)* }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, ::serde::Serialize, ::serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($lead)*
+            pub epochs: usize,
+            #[serde(default = "crate::steps::training::default_batch_size")]
+            pub batch_size: usize,
+            #[serde(default = "crate::steps::training::default_optimizer")]
+            pub optimizer: $crate::nn::optim::OptimizerConfig,
+            #[serde(default)]
+            pub schedule: $crate::nn::schedule::LrSchedule,
+            #[serde(default)]
+            pub clip_grad_norm: Option<f64>,
+            /// Random translation of image inputs by up to this many pixels.
+            #[serde(default)]
+            pub jitter: i64,
+            $($trail)*
+            /// `bf16`: forward passes under bf16 autocast (see [`crate::nn::precision`]); `f32` by default.
+            #[serde(default, skip_serializing_if = "crate::nn::precision::Precision::is_f32")]
+            pub precision: $crate::nn::precision::Precision,
+        }
+
+        impl $name {
+            fn training(&self) -> $crate::steps::training::TrainingOptions {
+                $crate::steps::training::TrainingOptions {
+                    epochs: self.epochs,
+                    batch_size: self.batch_size,
+                    optimizer: self.optimizer.clone(),
+                    schedule: self.schedule.clone(),
+                    clip_grad_norm: self.clip_grad_norm,
+                    jitter: self.jitter,
+                }
+            }
+        }
+    };
+}
+pub(crate) use training_config;

@@ -28,7 +28,7 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use anyhow::{bail, Context as _};
 use fs2::FileExt;
@@ -60,9 +60,12 @@ pub struct OutputRecord {
 
 pub struct Store {
     root: PathBuf,
-    /// A handle on each step directory `begin` handed out and not yet committed or discarded, opened before the step
-    /// wrote anything: `syncfs` through it reports every writeback error since then (Linux samples the file system's
-    /// error sequence when a file is opened), even one another commit has already seen.
+    /// How commits make a step durable, decided once for the store's file system (see [`syncfs_is_reliable`]):
+    /// one `syncfs`, or an fsync per file and directory.
+    use_syncfs: bool,
+    /// With `use_syncfs`: a handle on each step directory `begin` handed out and not yet committed or discarded,
+    /// opened before the step wrote anything, so `syncfs` through it reports every writeback error since then (Linux
+    /// samples the file system's error sequence when a file is opened), even one another commit has already seen.
     pending: Mutex<HashMap<PathBuf, File>>,
 }
 
@@ -80,7 +83,7 @@ impl Store {
             fs::create_dir_all(root.join(sub)).with_context(|| format!("creating store {}", root.display()))?;
         }
         let root = root.canonicalize().with_context(|| format!("resolving store path {}", root.display()))?;
-        Ok(Store { root, pending: Mutex::new(HashMap::new()) })
+        Ok(Store { use_syncfs: syncfs_is_reliable(&root), root, pending: Mutex::new(HashMap::new()) })
     }
 
     pub fn root(&self) -> &Path {
@@ -148,8 +151,10 @@ impl Store {
     pub fn begin(&self, key: &StepKey) -> anyhow::Result<PathBuf> {
         let dir = self.root.join("tmp").join(format!("{}.{}", key.short(), unique_suffix()));
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let handle = File::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
-        self.pending_handles().insert(dir.clone(), handle);
+        if self.use_syncfs {
+            let handle = File::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
+            self.pending_handles().insert(dir.clone(), handle);
+        }
         Ok(dir)
     }
 
@@ -164,10 +169,25 @@ impl Store {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Makes everything under `tmp` durable before the rename that publishes it (see [`sync_tree`]).
+    /// Makes everything under `tmp` durable before the rename that publishes it. One `syncfs` of the store's file
+    /// system is one journal commit, where an fsync per file and per directory was ≈ 9 commits per step and most of
+    /// the engine's per-step overhead (BENCHMARKS.md); it is used only where it is trustworthy
+    /// ([`syncfs_is_reliable`]). A `syncfs` error fails the commit.
     fn make_durable(&self, tmp: &Path) -> anyhow::Result<()> {
-        let handle = self.pending_handles().remove(tmp);
-        sync_tree(tmp, handle)
+        if !self.use_syncfs {
+            return fsync_each(tmp);
+        }
+        let handle = match self.pending_handles().remove(tmp) {
+            Some(h) => h,
+            None => File::open(tmp).with_context(|| format!("opening {}", tmp.display()))?,
+        };
+        // SAFETY: syncfs only reads the descriptor, which `handle` keeps open for the call.
+        if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(e)
+                .with_context(|| format!("syncing the file system of {} (a disk or writeback error)", tmp.display()));
+        }
+        Ok(())
     }
 
     /// Where shard `index` of `count` of a sharded step is kept once computed.
@@ -361,32 +381,11 @@ fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-/// Makes everything under `dir` durable before the rename that publishes it. One `syncfs` of the store's file
-/// system is one journal commit, where an fsync per file and per directory was ≈ 9 commits per step and most of
-/// the engine's per-step overhead (BENCHMARKS.md) — but only where `syncfs` is trustworthy: Linux ≥ 5.8 (earlier
-/// kernels return success even when writeback failed) on a local file system (on FUSE or network mounts it may not
-/// reach the server). Elsewhere every file and directory is fsynced. A `syncfs` error fails the commit.
-fn sync_tree(dir: &Path, handle: Option<File>) -> anyhow::Result<()> {
-    if !syncfs_is_reliable(dir) {
-        return fsync_each(dir);
-    }
-    let handle = match handle {
-        Some(h) => h,
-        None => File::open(dir).with_context(|| format!("opening {}", dir.display()))?,
-    };
-    // SAFETY: syncfs only reads the descriptor, which `handle` keeps open for the call.
-    if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(e)
-            .with_context(|| format!("syncing the file system of {} (a disk or writeback error)", dir.display()));
-    }
-    Ok(())
-}
-
-/// Whether `syncfs` both flushes `dir`'s file system and reports its writeback errors.
+/// Whether `syncfs` both flushes `dir`'s file system and reports its writeback errors: Linux ≥ 5.8 (earlier kernels
+/// return success even when writeback failed) on a local file system (on FUSE or network mounts it may not reach
+/// the server).
 fn syncfs_is_reliable(dir: &Path) -> bool {
-    static KERNEL_REPORTS_ERRORS: OnceLock<bool> = OnceLock::new();
-    *KERNEL_REPORTS_ERRORS.get_or_init(|| kernel_version().is_some_and(|v| v >= (5, 8))) && is_local_fs(dir)
+    kernel_version().is_some_and(|v| v >= (5, 8)) && is_local_fs(dir)
 }
 
 /// The running kernel's (major, minor).

@@ -15,7 +15,7 @@ use anbiq::nn::learner::{Learner, LearnerConfig};
 use anbiq::nn::precision::Precision;
 use anbiq::nn::ArchConfig;
 use anbiq::rng::Rng;
-use anbiq::run::{Lockfile, Outcome, PlanOptions, RunOptions, RunReport, Store};
+use anbiq::run::{Lockfile, Outcome, RunOptions, RunReport, Store};
 use anbiq::steps::artifacts::logits::StoreDtype;
 use anbiq::steps::artifacts::{LoadedData, LogitsArtifact, LogitsMeta};
 use anbiq::steps::distill::{DistillBatch, Teacher};
@@ -326,7 +326,7 @@ fn run_workflow(path: &Path, sets: &[String], store: &Path) -> Result<(RunReport
         sets.iter().map(|s| s.parse()).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
     let wf = anbiq::workflow::load(path, &overrides).map_err(|d| anyhow::anyhow!("{d}"))?;
     let options =
-        RunOptions { jobs: 1, store: store.to_path_buf(), plan: PlanOptions::default(), progress: Progress::hidden() };
+        RunOptions { jobs: 1, store: store.to_path_buf(), progress: Progress::hidden(), ..Default::default() };
     let start = Instant::now();
     let report = anbiq::run::run(&wf, &options)?;
     let wall = start.elapsed().as_secs_f64();

@@ -16,7 +16,7 @@ use anbiq::nn::arch::GptConfig;
 use anbiq::nn::sample::{generate, Sampling};
 use anbiq::nn::{tokens, ArchConfig, Mode};
 use anbiq::rng::Rng;
-use anbiq::run::{self, Lockfile, PlanOptions, RunOptions, Store};
+use anbiq::run::{self, Lockfile, RunOptions, Store};
 use anbiq::steps::artifacts::logits::StoreDtype;
 use anbiq::steps::artifacts::token_logits::{expand_like, ShardWriter, TokenLogits, TokenLogitsMeta};
 use anbiq::steps::Progress;
@@ -314,12 +314,7 @@ fn a_language_model_workflow_runs_and_repeats_bit_for_bit() {
         .iter()
         .map(|name| {
             let store = dir.path().join(name);
-            let options = RunOptions {
-                jobs: 2,
-                store: store.clone(),
-                plan: PlanOptions::default(),
-                progress: Progress::hidden(),
-            };
+            let options = RunOptions { jobs: 2, store: store.clone(), progress: Progress::hidden(), ..Default::default() };
             let report = run::run(&wf, &options).unwrap();
             let failures: Vec<_> = report.failures().collect();
             assert!(failures.is_empty(), "{failures:?}");

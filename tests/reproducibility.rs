@@ -68,8 +68,13 @@ fn run_in(dir: &Path, yaml: &str, jobs: usize, sets: &[&str]) -> (RunReport, Loc
     let path = write_workflow(dir, yaml);
     let overrides: Vec<_> = sets.iter().map(|s| s.parse().unwrap()).collect();
     let wf = workflow::load(&path, &overrides).unwrap();
-    let options =
-        RunOptions { jobs, store: dir.join("store"), plan: PlanOptions::default(), progress: Progress::hidden() };
+    let options = RunOptions {
+        jobs,
+        store: dir.join("store"),
+        lockfile: None,
+        plan: PlanOptions::default(),
+        progress: Progress::hidden(),
+    };
     let report = run::run(&wf, &options).unwrap();
     let failures: Vec<_> = report.failures().collect();
     assert!(failures.is_empty(), "{failures:?}");
@@ -286,15 +291,19 @@ fn verify_catches_a_tampered_output() {
     let dir = tempfile::tempdir().unwrap();
     let (_, lock) =
         run_in(dir.path(), "steps:\n  digits: {kind: dataset, source: digits, split: {test: 0.5}}\n", 1, &[]);
-    assert!(run::verify(&lock, &dir.path().join("store")).unwrap().is_empty());
+    let wf = workflow::load(&dir.path().join("wf.yaml"), &[]).unwrap();
     let store = Store::open(&dir.path().join("store")).unwrap();
+    assert!(run::verify(&wf, &store, Some(&lock)).unwrap().is_empty());
     let meta = store.step_dir(&lock.step("digits").unwrap().key).join("test/meta.json");
     let text = std::fs::read_to_string(&meta).unwrap();
     std::fs::write(&meta, text.replace("digits", "digitz")).unwrap();
-    let problems = run::verify(&lock, &dir.path().join("store")).unwrap();
-    assert_eq!(problems.len(), 1);
-    assert_eq!(problems[0].step, "digits");
-    assert!(problems[0].message.starts_with("output `test` was modified on disk"), "{}", problems[0].message);
+    let problems = run::verify(&wf, &store, Some(&lock)).unwrap();
+    let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+    assert!(problems.iter().all(|p| p.step == "digits"), "{problems:?}");
+    assert!(messages[0].starts_with("`test/meta.json` was modified (blake3 "), "{messages:?}");
+    assert!(messages[1].ends_with("--force digits` writes it again"), "{messages:?}");
+    // The lockfile recorded the bytes as committed: the manifest still agrees with it, so nothing else is reported.
+    assert_eq!(problems.len(), 2, "{messages:?}");
 
     let out = anbiq()
         .arg("verify")

@@ -67,7 +67,7 @@ pub enum Command {
     /// Explain the differences between two lockfiles: versions, seeds, configs, inputs, files, outputs.
     #[command(after_help = "Example:\n  anbiq diff yesterday/quickstart.lock workflows/quickstart.lock")]
     Diff(DiffArgs),
-    /// Delete cached outputs that no lockfile references any more.
+    /// Delete cached outputs (and checkpoints) that no run recorded in this store references any more.
     #[command(after_help = "Example:\n  anbiq gc --dry-run")]
     Gc(GcArgs),
     /// Show the Slurm jobs of a workflow's last `run --executor slurm`, and bring its lockfile up to date.
@@ -152,6 +152,17 @@ pub struct WorkflowArgs {
     /// Store directory for cached outputs.
     #[arg(long, value_name = "DIR", default_value = ".anbiq", env = "ANBIQ_STORE")]
     pub store: PathBuf,
+    /// The lockfile: where `run` writes it, what `plan` and `verify` compare with (default: `<workflow>.lock`
+    /// beside the workflow). The store keeps its own record of every run, so this file is only provenance.
+    #[arg(long = "lock", value_name = "PATH")]
+    pub lockfile: Option<PathBuf>,
+}
+
+impl WorkflowArgs {
+    /// `--lock`, else the lockfile beside the workflow.
+    pub fn lockfile_path(&self, wf: &crate::workflow::Workflow) -> PathBuf {
+        self.lockfile.clone().unwrap_or_else(|| wf.lockfile_path())
+    }
 }
 
 #[derive(Debug, clap::Args)]

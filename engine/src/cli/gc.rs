@@ -1,4 +1,4 @@
-//! `anbiq gc`: keep what registered lockfiles reference, delete the rest.
+//! `anbiq gc`: keep what the runs recorded in this store reference, delete the rest.
 
 use super::args::GcArgs;
 use super::{CliError, EXIT_OK};
@@ -9,11 +9,10 @@ pub fn gc(args: GcArgs) -> Result<i32, CliError> {
         println!("root: {}", root.display());
     }
     let verb = if args.dry_run { "would remove" } else { "removed" };
+    let freed = if args.dry_run { String::new() } else { format!(", {:.1} MiB freed", report.bytes_freed as f64 / (1 << 20) as f64) };
     println!(
-        "kept {} entries, {verb} {} ({:.1} MiB freed)",
-        report.kept,
-        report.removed,
-        report.bytes_freed as f64 / (1 << 20) as f64
+        "kept {} entries, {verb} {} and {} checkpoint(s) of unfinished steps{freed}",
+        report.kept, report.removed, report.removed_unfinished
     );
     Ok(EXIT_OK)
 }

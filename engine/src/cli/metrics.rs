@@ -7,44 +7,72 @@ use serde_json::Value;
 
 use super::args::MetricsArgs;
 use super::{load, CliError, EXIT_OK};
-use crate::run::{Lockfile, Store};
+use crate::graph::{compute_keys, Dag, KeyEnv};
+use crate::run::Store;
 use crate::steps::ArtifactKind;
 
 /// The file a report output keeps its metrics in: `{model: {metric: value}}`.
 pub const REPORT_METRICS_FILE: &str = "metrics.json";
 
+/// The results of the workflow *as loaded* (with its `--set`): each report step's entry is found in the store by the
+/// key those parameters give, so results of other parameters, or of runs against other stores, never show.
 pub fn metrics(args: MetricsArgs) -> Result<i32, CliError> {
     let wf = load(&args.workflow.workflow, &args.workflow.overrides)?;
-    let lock_path = wf.lockfile_path();
-    let lock = Lockfile::read(&lock_path)?
-        .ok_or_else(|| anyhow::anyhow!("no lockfile {}: run the workflow first", lock_path.display()))?;
+    let dag = Dag::build(&wf)?;
     let store = Store::open(&args.workflow.store)?;
+    let keys = compute_keys(&wf, &dag, &KeyEnv::current())?;
     let mut all: BTreeMap<String, Value> = BTreeMap::new();
-    for step in &lock.steps {
-        let Some(manifest) = store.manifest(&step.key) else { continue };
-        for (name, output) in &manifest.outputs {
-            if output.kind != ArtifactKind::Report {
-                continue;
-            }
-            let path = store.step_dir(&step.key).join(name).join(REPORT_METRICS_FILE);
+    let mut not_run = Vec::new();
+    for &i in dag.order() {
+        let step = &wf.steps[i];
+        let reports: Vec<String> =
+            step.step.outputs().into_iter().filter(|o| o.kind == ArtifactKind::Report).map(|o| o.name).collect();
+        if reports.is_empty() {
+            continue;
+        }
+        let key = &keys[i].0;
+        let Some(manifest) = store.complete(key) else {
+            not_run.push(step.id.as_str());
+            continue;
+        };
+        for name in &reports {
+            let path = store.step_dir(key).join(name).join(REPORT_METRICS_FILE);
             let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            let value: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+            let mut value: Value =
+                serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+            merge_timings(&mut value, &manifest.timings);
             all.insert(step.id.clone(), value);
         }
     }
+    for id in &not_run {
+        let set = if args.workflow.overrides.is_empty() { "" } else { " with these --set values" };
+        eprintln!(
+            "step `{id}` has not run{set} against the store {} (`anbiq run {}` computes it)",
+            store.root().display(),
+            wf.path.display()
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&all).map_err(anyhow::Error::from)?);
-    } else if all.is_empty() {
-        println!(
-            "no evaluation results in {} (does the workflow have an evaluate step, and has it run?)",
-            lock_path.display()
-        );
+    } else if all.is_empty() && not_run.is_empty() {
+        println!("no evaluation results: {} has no evaluate step", wf.path.display());
     } else {
         for (step, models) in &all {
             print_table(step, models, args.sort.as_deref());
         }
     }
     Ok(EXIT_OK)
+}
+
+/// Adds what the step measured of the machine (`timings`: `{model: {metric: value}}`) to its report's metrics.
+fn merge_timings(report: &mut Value, timings: &serde_json::Map<String, Value>) {
+    for (model, measured) in timings {
+        if let (Some(row), Some(measured)) =
+            (report.get_mut(model).and_then(Value::as_object_mut), measured.as_object())
+        {
+            row.extend(measured.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
 }
 
 /// Metrics where smaller is better.

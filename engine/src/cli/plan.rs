@@ -9,7 +9,11 @@ pub fn plan(args: PlanArgs) -> Result<i32, CliError> {
     let wf = load(&args.workflow.workflow, &args.workflow.overrides)?;
     let dag = Dag::build(&wf)?;
     let store = Store::open(&args.workflow.store)?;
-    let previous = Lockfile::read(&wf.lockfile_path())?;
+    let recorded = run::roots::read(&store, &wf)?;
+    let previous = match recorded {
+        Some(lock) => Some(lock),
+        None => Lockfile::read(&args.workflow.lockfile_path(&wf))?,
+    };
     let options = PlanOptions { force: args.select.force, only: args.select.only };
     let plan = run::plan(&wf, &dag, &store, previous.as_ref(), &KeyEnv::current(), &options)
         .map_err(|e| CliError::Usage(format!("{e:#}")))?;

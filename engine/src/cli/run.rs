@@ -25,6 +25,7 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
             let options = RunOptions {
                 jobs: args.jobs as usize,
                 store: args.workflow.store.clone(),
+                lockfile: args.workflow.lockfile.clone(),
                 plan,
                 progress: Progress::default(),
             };
@@ -36,6 +37,7 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
             }
             let options = slurm::SlurmOptions {
                 store: args.workflow.store.clone(),
+                lockfile: args.workflow.lockfile.clone(),
                 plan,
                 overrides: args.workflow.overrides.clone(),
                 partition: args.slurm.partition.clone(),

@@ -1,21 +1,25 @@
-//! `anbiq verify`: do the stored outputs still hash to what the lockfile recorded?
+//! `anbiq verify`: are the workflow's outputs in the store, whole, and the bytes that were committed (and that the
+//! lockfile records)?
 
 use super::args::VerifyArgs;
 use super::{load, CliError, EXIT_FAILED, EXIT_OK};
-use crate::run::{self, Lockfile};
+use crate::run::{self, Lockfile, Store};
 
 pub fn verify(args: VerifyArgs) -> Result<i32, CliError> {
     let wf = load(&args.workflow.workflow, &args.workflow.overrides)?;
-    let path = wf.lockfile_path();
-    let lock = Lockfile::read(&path)?
-        .ok_or_else(|| anyhow::anyhow!("no lockfile {}: run the workflow first", path.display()))?;
-    let problems = run::verify(&lock, &args.workflow.store)?;
+    let store = Store::open(&args.workflow.store)?;
+    let lock_path = args.workflow.lockfile_path(&wf);
+    let lock = Lockfile::read(&lock_path)?;
+    let problems = run::verify(&wf, &store, lock.as_ref())?;
     for p in &problems {
         println!("step `{}`: {}", p.step, p.message);
     }
     if problems.is_empty() {
-        let outputs: usize = lock.steps.iter().map(|s| s.outputs.len()).sum();
-        println!("ok: {outputs} outputs of {} steps match {}", lock.steps.len(), path.display());
+        let compared = match &lock {
+            Some(_) => format!("; they match {}", lock_path.display()),
+            None => String::new(),
+        };
+        println!("ok: the outputs of all {} steps are in {} and intact{compared}", wf.steps.len(), store.root().display());
         Ok(EXIT_OK)
     } else {
         eprintln!("error: {} problem(s) found", problems.len());

@@ -1,9 +1,12 @@
 //! Cache keys: a step's key hashes everything that can change its outputs.
 //!
-//! The key covers the step kind, its canonical config (after interpolation, defaults filled in), the keys of its
-//! inputs (so a change upstream reaches every descendant), the bytes of every file it reads, its seed, the engine
-//! version and the libtorch version. The ingredients are kept beside the key, in the lockfile, so that `plan` can
-//! say which one changed.
+//! The key covers the step kind and its version, the format versions of the artifacts it writes, its canonical config
+//! (after interpolation, defaults filled in), the keys of its inputs (so a change upstream reaches every descendant),
+//! the bytes of every file it reads (named as the workflow writes them), its seed and the libtorch version. The
+//! ingredients are kept beside the key, in the lockfile, so that `plan` can say which one changed.
+//!
+//! The engine's own version is deliberately not an ingredient: upgrading anbiq reruns only the kinds whose version
+//! the upgrade bumped (see [`StepKind::version`](crate::steps::StepKind::version)).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,19 +16,31 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use super::Dag;
+use crate::steps::ArtifactKind;
 use crate::workflow::Workflow;
 
-/// Versions that enter every key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The versions a key depends on besides the step's own declaration.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyEnv {
+    /// Recorded in lockfiles; not an ingredient of any key.
     pub engine: String,
+    /// Enters every key: another libtorch may compute other bits.
     pub libtorch: String,
+    /// Step kind → its version ([`StepKind::version`](crate::steps::StepKind::version)).
+    pub step_versions: BTreeMap<String, u32>,
+    /// Artifact kind → its format version ([`ArtifactKind::format_version`]).
+    pub format_versions: BTreeMap<ArtifactKind, u32>,
 }
 
 impl KeyEnv {
     /// This build's versions.
     pub fn current() -> Self {
-        KeyEnv { engine: env!("CARGO_PKG_VERSION").to_string(), libtorch: env!("ANBIQ_LIBTORCH_VERSION").to_string() }
+        KeyEnv {
+            engine: env!("CARGO_PKG_VERSION").to_string(),
+            libtorch: env!("ANBIQ_LIBTORCH_VERSION").to_string(),
+            step_versions: crate::steps::registry().iter().map(|k| (k.name.to_string(), k.version)).collect(),
+            format_versions: ArtifactKind::ALL.iter().map(|&a| (a, a.format_version())).collect(),
+        }
     }
 }
 
@@ -33,11 +48,17 @@ impl KeyEnv {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KeyIngredients {
     pub kind: String,
+    /// The kind's version (0 in lockfiles written before kinds had versions).
+    #[serde(default)]
+    pub version: u32,
+    /// Format version of each kind of artifact the step writes, by artifact kind (`model`, `logits`, …).
+    #[serde(default)]
+    pub formats: BTreeMap<String, u32>,
     pub seed: u64,
     pub config: serde_json::Value,
     /// Config field (role) → `<input key>/<output name>`.
     pub inputs: BTreeMap<String, String>,
-    /// File path as resolved → blake3 of its bytes (of every file under it, for a directory).
+    /// File path as the workflow writes it → blake3 of its bytes (of every file under it, for a directory).
     pub files: BTreeMap<String, String>,
 }
 
@@ -90,12 +111,22 @@ pub fn compute_keys(wf: &Workflow, dag: &Dag, env: &KeyEnv) -> anyhow::Result<Ve
             inputs.insert(format!("after:{after}"), upstream.0.clone());
         }
         let mut files = BTreeMap::new();
-        for path in decl.step.files() {
-            let hash = hash_path(&path).with_context(|| format!("step `{}`: reading {}", decl.id, path.display()))?;
-            files.insert(path.display().to_string(), hash);
+        for file in decl.step.files() {
+            let hash =
+                hash_path(&file.path).with_context(|| format!("step `{}`: reading {}", decl.id, file.path.display()))?;
+            files.insert(file.written.display().to_string(), hash);
         }
+        let version = *env.step_versions.get(decl.kind).context("every step kind has a version")?;
+        let formats = decl
+            .step
+            .outputs()
+            .iter()
+            .map(|o| Ok((o.kind.name().to_string(), *env.format_versions.get(&o.kind).context("every format")?)))
+            .collect::<anyhow::Result<_>>()?;
         let ingredients = KeyIngredients {
             kind: decl.kind.to_string(),
+            version,
+            formats,
             seed: step_seed(wf.seed, &decl.seed_id),
             config: decl.step.canonical_config(),
             inputs,
@@ -108,7 +139,7 @@ pub fn compute_keys(wf: &Workflow, dag: &Dag, env: &KeyEnv) -> anyhow::Result<Ve
 
 fn key_of(ingredients: &KeyIngredients, env: &KeyEnv) -> StepKey {
     // serde_json writes struct fields in declaration order and BTreeMaps sorted: the encoding is canonical.
-    let doc = serde_json::json!({ "v": 1, "env": env, "step": ingredients });
+    let doc = serde_json::json!({ "v": 2, "libtorch": env.libtorch, "step": ingredients });
     StepKey(blake3::hash(doc.to_string().as_bytes()).to_hex().to_string())
 }
 
@@ -120,18 +151,43 @@ pub fn hash_path(path: &Path) -> anyhow::Result<String> {
         h.update_mmap(path)?;
         return Ok(h.finalize().to_hex().to_string());
     }
+    Ok(hash_digests(&digest_dir(path)?))
+}
+
+/// One file's size and blake3.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    pub bytes: u64,
+    pub blake3: String,
+}
+
+/// Every file under `dir`, by relative path (with `/`), with its digest; in the order [`hash_digests`] hashes them.
+pub fn digest_dir(dir: &Path) -> anyhow::Result<Vec<(String, FileDigest)>> {
     let mut files = Vec::new();
-    collect_files(path, path, &mut files)?;
+    collect_files(dir, dir, &mut files)?;
     files.sort();
+    files
+        .into_iter()
+        .map(|rel| {
+            let path = dir.join(&rel);
+            let mut h = blake3::Hasher::new();
+            h.update_mmap(&path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes = std::fs::metadata(&path)?.len();
+            Ok((rel.to_string_lossy().into_owned(), FileDigest { bytes, blake3: h.finalize().to_hex().to_string() }))
+        })
+        .collect()
+}
+
+/// blake3 of a directory from its files' digests: relative names and contents, in [`digest_dir`]'s order.
+pub fn hash_digests(files: &[(String, FileDigest)]) -> String {
     let mut h = blake3::Hasher::new();
-    for rel in files {
-        let mut fh = blake3::Hasher::new();
-        fh.update_mmap(path.join(&rel))?;
-        h.update(rel.to_string_lossy().as_bytes());
+    for (rel, digest) in files {
+        let file_hash = blake3::Hash::from_hex(&digest.blake3).expect("digests hold blake3 hex");
+        h.update(rel.as_bytes());
         h.update(b"\0");
-        h.update(fh.finalize().as_bytes());
+        h.update(file_hash.as_bytes());
     }
-    Ok(h.finalize().to_hex().to_string())
+    h.finalize().to_hex().to_string()
 }
 
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {

@@ -5,4 +5,4 @@ pub mod key;
 pub mod render;
 
 pub use dag::Dag;
-pub use key::{compute_keys, KeyEnv, KeyIngredients, StepKey};
+pub use key::{compute_keys, FileDigest, KeyEnv, KeyIngredients, StepKey};

@@ -103,6 +103,21 @@ impl LossConfig {
         }
     }
 
+    /// Puts plugin parameters in canonical form ([`PluginTerm::canonicalize`]); call once `validate` found nothing.
+    pub fn canonicalize(&mut self) -> Vec<(String, String)> {
+        let one = matches!(self, LossConfig::One(_));
+        let mut problems = Vec::new();
+        for (i, term) in self.terms_mut().into_iter().enumerate() {
+            if let LossTerm::Plugin(p) = term {
+                if let Err((field, message)) = p.canonicalize() {
+                    let prefix = if one { "loss".to_string() } else { format!("loss[{i}]") };
+                    problems.push((format!("{prefix}.plugin.{field}"), message));
+                }
+            }
+        }
+        problems
+    }
+
     /// Resolves plugin paths (as written, relative to the workflow) to files; call before `validate` and `build`.
     pub fn resolve_paths(&mut self, resolve: &dyn Fn(&Path) -> PathBuf) {
         for term in self.terms_mut() {
@@ -112,12 +127,13 @@ impl LossConfig {
         }
     }
 
-    /// Files the loss reads (plugin modules): their bytes belong in the step's cache key.
-    pub fn files(&self) -> Vec<PathBuf> {
+    /// Files the loss reads (plugin modules), as `(path as written, path resolved)`: their bytes belong in the
+    /// step's cache key.
+    pub fn files(&self) -> Vec<(PathBuf, PathBuf)> {
         self.terms()
             .iter()
             .filter_map(|t| match &t.term {
-                LossTerm::Plugin(p) => Some(p.file()),
+                LossTerm::Plugin(p) => Some((p.path.clone(), p.file())),
                 _ => None,
             })
             .collect()

@@ -54,6 +54,14 @@ impl PluginTerm {
         Ok(())
     }
 
+    /// Replaces `params` by every parameter the plugin declares, defaults filled in and typed as declared: the form
+    /// the cache key hashes, so `{}`, `{temperature: 2}` and `{temperature: 2.0}` for a default of 2 are one key.
+    pub fn canonicalize(&mut self) -> Result<(), (String, String)> {
+        let plugin = plugin::load(&self.file()).map_err(|e| ("path".to_string(), e.to_string()))?;
+        self.params = plugin.describe.canonical(&self.params).map_err(|(name, message)| (format!("params.{name}"), message))?;
+        Ok(())
+    }
+
     pub fn build(&self) -> anyhow::Result<PluginLoss> {
         let plugin = plugin::load(&self.file())?;
         Ok(PluginLoss { runner: Mutex::new(Runner::new(plugin, &self.params, self.limits.clone())?) })

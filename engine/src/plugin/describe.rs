@@ -162,6 +162,30 @@ impl Describe {
     }
 }
 
+impl Describe {
+    /// Every declared parameter with its value for `given` (defaults filled in), typed as declared: a float `2` and
+    /// `2.0` are one value, so they are one cache key.
+    pub fn canonical(
+        &self,
+        given: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<BTreeMap<String, serde_json::Value>, (String, String)> {
+        let bound = self.bind(given)?;
+        Ok(self
+            .params
+            .iter()
+            .zip(bound)
+            .map(|(spec, (name, x))| {
+                let value = match spec.ty {
+                    ParamType::Float => serde_json::json!(x),
+                    ParamType::Int => serde_json::json!(x as i64),
+                    ParamType::Bool => serde_json::json!(x != 0.0),
+                };
+                (name, value)
+            })
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +208,18 @@ mod tests {
         assert_eq!(d.bind(&bad).unwrap_err().1, "must be at most 1, got 2");
         let unknown: BTreeMap<String, serde_json::Value> = [("beta".to_string(), serde_json::json!(1))].into();
         assert!(d.bind(&unknown).unwrap_err().1.contains("has no parameter `beta` (it has `temperature`, `alpha`)"));
+    }
+
+    #[test]
+    fn canonical_params_fill_defaults_and_normalise_numbers() {
+        let d = kd();
+        let none = BTreeMap::new();
+        let int: BTreeMap<String, serde_json::Value> = [("temperature".to_string(), serde_json::json!(4))].into();
+        let float: BTreeMap<String, serde_json::Value> = [("temperature".to_string(), serde_json::json!(4.0))].into();
+        let all = d.canonical(&none).unwrap();
+        assert_eq!(serde_json::to_string(&all).unwrap(), r#"{"alpha":0.9,"temperature":4.0}"#);
+        assert_eq!(d.canonical(&int).unwrap(), all);
+        assert_eq!(d.canonical(&float).unwrap(), all);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex, Once};
 use std::time::Instant;
@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::lockfile::{LockedStep, Lockfile};
 use super::plan::{plan, Plan, PlanEntry, PlanOptions, Status};
+use super::roots;
 use super::store::{Manifest, Store};
 use crate::graph::{Dag, KeyEnv};
 use crate::steps::{Progress, ResolvedInput, StepContext};
@@ -25,6 +26,8 @@ pub struct RunOptions {
     /// Steps that may run at once.
     pub jobs: usize,
     pub store: PathBuf,
+    /// Where to write the lockfile; `None`: beside the workflow ([`Workflow::lockfile_path`]).
+    pub lockfile: Option<PathBuf>,
     pub plan: PlanOptions,
     pub progress: Progress,
 }
@@ -34,6 +37,7 @@ impl Default for RunOptions {
         RunOptions {
             jobs: 1,
             store: PathBuf::from(".anbiq"),
+            lockfile: None,
             plan: PlanOptions::default(),
             progress: Progress::default(),
         }
@@ -89,8 +93,9 @@ pub fn run(wf: &Workflow, options: &RunOptions) -> anyhow::Result<RunReport> {
     let store = Store::open(&options.store)?;
     let _lock = store.lock()?;
     let env = KeyEnv::current();
-    let lockfile_path = wf.lockfile_path();
-    let previous = Lockfile::read(&lockfile_path)?;
+    let lockfile_path = options.lockfile.clone().unwrap_or_else(|| wf.lockfile_path());
+    let recorded = roots::read(&store, wf)?;
+    let previous = previous_lockfile(recorded.as_ref(), &lockfile_path)?;
     let plan = plan(wf, &dag, &store, previous.as_ref(), &env, &options.plan)?;
     let device_name = wf.device.clone();
     let jobs = options.jobs.max(1);
@@ -101,7 +106,7 @@ pub fn run(wf: &Workflow, options: &RunOptions) -> anyhow::Result<RunReport> {
     for e in &plan.entries {
         match e.status {
             Status::Cached => {
-                let m = store.manifest(&e.key).context("cached step lost its manifest")?;
+                let m = store.complete(&e.key).context("a cached step's entry vanished while planning")?;
                 manifests.insert(e.index, m);
                 outcomes.insert(e.index, Outcome::Cached);
             }
@@ -112,6 +117,10 @@ pub fn run(wf: &Workflow, options: &RunOptions) -> anyhow::Result<RunReport> {
         }
     }
     if plan.to_run().next().is_some() {
+        // Recorded before anything runs, so that `gc` keeps the checkpoints of an interrupted run for its resumption.
+        let pending = plan.to_run().map(|e| e.key.clone()).collect();
+        let lock = recorded.clone().unwrap_or_else(|| Lockfile::new(&wf.name, wf.seed, roots::params_of(wf), &env));
+        roots::write(&store, wf, &lock, pending)?;
         let device = crate::nn::device::resolve(&device_name)?;
         crate::nn::determinism::set_deterministic(true);
         install_panic_hook();
@@ -119,7 +128,7 @@ pub fn run(wf: &Workflow, options: &RunOptions) -> anyhow::Result<RunReport> {
         schedule(&ctx, jobs, &mut outcomes, &mut manifests);
     }
 
-    write_lockfile(wf, &plan, &manifests, previous.as_ref(), &env, &store)?;
+    write_lockfile(wf, &plan, &manifests, recorded.as_ref(), &env, &store, &lockfile_path)?;
 
     let results = plan
         .entries
@@ -138,30 +147,40 @@ pub(crate) fn step_threads(wf: &Workflow) -> usize {
     wf.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
 }
 
-/// Writes the lockfile (if it changed) and registers it as a store root. It describes the newest outputs of each
-/// step (`manifests`, by step index); steps that did not complete keep their entry from `previous`.
+/// What `plan` compares with to say why a step must run: this store's record of the workflow's last run with these
+/// parameters, else the lockfile at `path` (e.g. one committed with the workflow).
+pub(crate) fn previous_lockfile(recorded: Option<&Lockfile>, path: &Path) -> anyhow::Result<Option<Lockfile>> {
+    match recorded {
+        Some(lock) => Ok(Some(lock.clone())),
+        None => Lockfile::read(path),
+    }
+}
+
+/// Writes the lockfile to `path` and records it as the workflow's root in the store, each only if it changed. It
+/// describes the newest outputs of each step (`manifests`, by step index); steps that did not complete keep their
+/// entry from `recorded`, this store's record of the last run (never another store's).
 pub(crate) fn write_lockfile(
     wf: &Workflow,
     plan: &Plan,
     manifests: &BTreeMap<usize, Manifest>,
-    previous: Option<&Lockfile>,
+    recorded: Option<&Lockfile>,
     env: &KeyEnv,
     store: &Store,
+    path: &Path,
 ) -> anyhow::Result<PathBuf> {
-    let lockfile_path = wf.lockfile_path();
-    let mut lock = Lockfile::new(&wf.name, wf.seed, env);
+    let mut lock = Lockfile::new(&wf.name, wf.seed, roots::params_of(wf), env);
     for e in &plan.entries {
         if let Some(m) = manifests.get(&e.index) {
             lock.steps.push(LockedStep::new(&e.id, &e.key, &e.ingredients, m));
-        } else if let Some(old) = previous.and_then(|p| p.step(&e.id)) {
+        } else if let Some(old) = recorded.and_then(|p| p.step(&e.id)) {
             lock.steps.push(old.clone());
         }
     }
-    if previous != Some(&lock) {
-        lock.write(&lockfile_path)?;
-    }
-    store.add_root(&lockfile_path)?;
-    Ok(lockfile_path)
+    let pending = plan.to_run().filter(|e| !manifests.contains_key(&e.index)).map(|e| e.key.clone()).collect();
+    // The root first: once it is written, `gc` keeps these outputs whatever happens to the file at `path`.
+    roots::write(store, wf, &lock, pending)?;
+    lock.write(path)?;
+    Ok(path.to_path_buf())
 }
 
 /// What every worker reads; also what `run-step` builds to run its one step.
@@ -261,12 +280,14 @@ pub(crate) fn run_step(ctx: &Shared, entry: &PlanEntry, compute_shards: bool) ->
         None => decl.step.run(&mut step_ctx),
     });
     let result = result.and_then(|()| {
+        let records = step_ctx.into_records();
         let manifest = Manifest {
             key: entry.key.clone(),
             step: decl.id.clone(),
             kind: decl.kind.to_string(),
             outputs: BTreeMap::new(),
-            metrics: step_ctx.into_metrics(),
+            metrics: records.metrics,
+            timings: records.timings,
             seconds: start.elapsed().as_secs_f64(),
             device: format!("{:?}", ctx.device).to_lowercase(),
             threads: ctx.threads,

@@ -5,6 +5,7 @@ mod executor;
 mod json_diff;
 pub mod lockfile;
 pub mod plan;
+pub mod roots;
 pub mod slurm;
 mod step;
 pub mod store;
@@ -14,30 +15,38 @@ pub use executor::{run, Outcome, RunOptions, RunReport, StepResult};
 pub use lockfile::{LockedStep, Lockfile};
 pub use plan::{plan, Plan, PlanEntry, PlanOptions, Status};
 pub use step::{run_one, StepDone, StepOptions};
-pub use store::{Manifest, Store};
+pub use store::{Manifest, Store, Stored};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::graph::{compute_keys, Dag, KeyEnv};
+use crate::workflow::Workflow;
+
 /// What `gc` removed.
 #[derive(Debug, Default)]
 pub struct GcReport {
+    /// The workflows whose runs in this store are kept (absolute paths).
     pub roots: Vec<PathBuf>,
     pub kept: usize,
     pub removed: usize,
+    /// Checkpoints and shards of unfinished steps no root needs any more.
+    pub removed_unfinished: usize,
     pub bytes_freed: u64,
 }
 
-/// Drops every store entry that no registered lockfile references. With `dry_run`, only counts.
+/// Drops every store entry that no root of *this store* references (see [`roots`]), and the checkpoints and shards
+/// of steps no root will run again. With `dry_run`, only counts.
 pub fn gc(store_root: &Path, dry_run: bool) -> anyhow::Result<GcReport> {
     let store = Store::open(store_root)?;
     let _lock = store.lock()?;
-    let mut report = GcReport { roots: store.roots()?, ..Default::default() };
+    let mut report = GcReport::default();
     let mut live = BTreeSet::new();
-    for root in &report.roots {
-        if let Some(lock) = Lockfile::read(root)? {
-            live.extend(lock.steps.into_iter().map(|s| s.key));
-        }
+    let mut resumable = BTreeSet::new();
+    for root in roots::all(&store)? {
+        live.extend(root.lock.steps.into_iter().map(|s| s.key));
+        resumable.extend(root.pending);
+        report.roots.push(root.workflow);
     }
     // A detached Slurm run's lockfile lags behind its jobs (`anbiq status` catches it up): what the last submission
     // of each workflow produces is kept too, so that its pending jobs still find their inputs.
@@ -50,6 +59,14 @@ pub fn gc(store_root: &Path, dry_run: bool) -> anyhow::Result<GcReport> {
             report.bytes_freed += if dry_run { 0 } else { store.remove(&key)? };
         }
     }
+    // Checkpoints and shards of the steps a root's last run did not complete are what its next run resumes from;
+    // any other (the workflow or a parameter changed since) would stay forever.
+    for key in store.unfinished_keys()? {
+        if !live.contains(&key) && !resumable.contains(&key) {
+            report.removed_unfinished += 1;
+            report.bytes_freed += if dry_run { 0 } else { store.remove_unfinished(&key)? };
+        }
+    }
     Ok(report)
 }
 
@@ -60,29 +77,59 @@ pub struct VerifyProblem {
     pub message: String,
 }
 
-/// Recomputes the hash of every output the lockfile lists and compares; an empty list means all match.
-pub fn verify(lock: &Lockfile, store_root: &Path) -> anyhow::Result<Vec<VerifyProblem>> {
-    let store = Store::open(store_root)?;
+/// Checks a workflow's outputs in the store, found by the keys the workflow (with its parameters) gives now:
+/// each must be there, whole, and hash to what was committed; where `lock` (a lockfile to compare with) records the
+/// same key, its output hashes must agree too. An empty list means all is well.
+pub fn verify(wf: &Workflow, store: &Store, lock: Option<&Lockfile>) -> anyhow::Result<Vec<VerifyProblem>> {
+    let dag = Dag::build(wf).map_err(|d| anyhow::anyhow!("{d}"))?;
+    let keys = compute_keys(wf, &dag, &KeyEnv::current())?;
+    let workflow = wf.path.display();
     let mut problems = Vec::new();
-    for step in &lock.steps {
-        let problem = |message: String| VerifyProblem { step: step.id.clone(), message };
-        let Some(manifest) = store.manifest(&step.key) else {
-            problems
-                .push(problem(format!("not in the store {} (never run here, or collected)", store.root().display())));
-            continue;
+    for &i in dag.order() {
+        let (key, _) = &keys[i];
+        let id = &wf.steps[i].id;
+        let problem = |message: String| VerifyProblem { step: id.clone(), message };
+        let manifest = match store.stored(key) {
+            Stored::Complete(m) => m,
+            Stored::Absent => {
+                problems.push(problem(format!(
+                    "not in the store {} (key {}: never run here with these parameters, or collected); `anbiq run \
+                     {workflow}` computes it",
+                    store.root().display(),
+                    key.short()
+                )));
+                continue;
+            }
+            Stored::Damaged(_, damage) => {
+                problems.push(problem(format!(
+                    "{damage} in {}; `anbiq run {workflow}` runs the step again",
+                    store.step_dir(key).display()
+                )));
+                continue;
+            }
         };
-        for (name, recorded) in &step.outputs {
+        let modified = store.verify(&manifest);
+        let any_modified = !modified.is_empty();
+        for message in modified {
+            problems.push(problem(format!(
+                "{message} in {}",
+                store.step_dir(key).display()
+            )));
+        }
+        if any_modified {
+            problems.push(problem(format!("`anbiq run {workflow} --force {id}` writes it again")));
+        }
+        let Some(locked) = lock.and_then(|l| l.step(id)).filter(|s| &s.key == key) else { continue };
+        for (name, recorded) in &locked.outputs {
             match manifest.outputs.get(name) {
                 Some(m) if &m.hash == recorded => {}
                 Some(m) => problems.push(problem(format!(
-                    "output `{name}`: the store's manifest says {}, the lockfile {recorded}",
+                    "output `{name}`: the lockfile records {recorded}, the store holds {} for the same key (a \
+                     non-deterministic step, or another machine computing other bits)",
                     m.hash
                 ))),
-                None => problems.push(problem(format!("output `{name}` is missing from the store"))),
+                None => problems.push(problem(format!("output `{name}` of the lockfile is not in the store's entry"))),
             }
-        }
-        for (name, recorded, actual) in store.verify(&manifest)? {
-            problems.push(problem(format!("output `{name}` was modified on disk: recorded {recorded}, now {actual}")));
         }
     }
     Ok(problems)

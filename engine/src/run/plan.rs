@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::json_diff::diff_json;
 use super::lockfile::Lockfile;
-use super::store::Store;
+use super::store::{Store, Stored};
 use crate::graph::{compute_keys, Dag, KeyEnv, KeyIngredients, StepKey};
 use crate::workflow::Workflow;
 
@@ -81,10 +81,14 @@ pub fn plan(
             Status::NotSelected
         } else if options.force.contains(&decl.id) {
             Status::Run(vec!["forced with --force".into()])
-        } else if store.is_complete(&key) {
-            Status::Cached
         } else {
-            Status::Run(reasons(wf, i, &key, &ingredients, previous, env, &entries))
+            match store.stored(&key) {
+                Stored::Complete(_) => Status::Cached,
+                Stored::Damaged(_, damage) => {
+                    Status::Run(vec![format!("its stored outputs are damaged ({damage}): running it again")])
+                }
+                Stored::Absent => Status::Run(reasons(wf, i, &key, &ingredients, previous, env, &entries)),
+            }
         };
         entries.push(PlanEntry {
             index: i,
@@ -119,8 +123,17 @@ fn reasons(
     if was.kind != now.kind {
         why.push(format!("kind changed: {} → {}", was.kind, now.kind));
     }
-    if lock.engine != env.engine {
-        why.push(format!("engine version changed: {} → {}", lock.engine, env.engine));
+    if was.version != now.version {
+        why.push(match was.version {
+            0 => format!("recorded before step kinds had versions (now `{}` version {})", now.kind, now.version),
+            v => format!("`{}` version changed: {v} → {} (its outputs change with this anbiq)", now.kind, now.version),
+        });
+    }
+    for (format, version) in &now.formats {
+        match was.formats.get(format) {
+            Some(v) if v != version => why.push(format!("stored format of `{format}` changed: {v} → {version}")),
+            _ => {}
+        }
     }
     if lock.libtorch != env.libtorch {
         why.push(format!("libtorch version changed: {} → {}", lock.libtorch, env.libtorch));

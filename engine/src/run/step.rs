@@ -72,7 +72,7 @@ pub fn run_one(wf: &Workflow, options: &StepOptions) -> anyhow::Result<StepDone>
         }
     }
     if options.shard.is_none() && !options.force {
-        if let Some(m) = store.manifest(&entry.key) {
+        if let Some(m) = store.complete(&entry.key) {
             return Ok(StepDone::AlreadyStored(m));
         }
     }

@@ -7,7 +7,7 @@
 //!   tmp/<key>.<pid>.<n>/          a step at work; renamed into steps/ in one step when it succeeds
 //!   checkpoints/<key>/            a long step's last checkpoint, kept until the step completes (resume)
 //!   shards/<key>/<n>/<i>/         shard i of n of a sharded step, kept until the step is assembled (resume)
-//!   roots/<hash>.path             lockfiles that use this store (what `gc` keeps)
+//!   roots/<hash>.json             per workflow and parameters run here, the lockfile of its last run (`run::roots`)
 //!   slurm/                        Slurm job records, scripts and job logs (see `run::slurm`)
 //!   lock                          the writers' lock (below)
 //! ```
@@ -34,7 +34,8 @@ use anyhow::{bail, Context as _};
 use fs2::FileExt;
 use serde::{Deserialize, Serialize};
 
-use crate::graph::{key::hash_path, StepKey};
+use crate::graph::key::{digest_dir, hash_digests};
+use crate::graph::{FileDigest, StepKey};
 use crate::steps::ArtifactKind;
 
 /// What a completed step left: enough to verify its outputs and to fill the lockfile.
@@ -45,6 +46,9 @@ pub struct Manifest {
     pub kind: String,
     pub outputs: BTreeMap<String, OutputRecord>,
     pub metrics: serde_json::Map<String, serde_json::Value>,
+    /// Measurements of the machine ([`StepContext::record_timing`](crate::steps::StepContext::record_timing)).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub timings: serde_json::Map<String, serde_json::Value>,
     pub seconds: f64,
     pub device: String,
     pub threads: usize,
@@ -56,6 +60,47 @@ pub struct OutputRecord {
     /// blake3 over the output's files (relative names and contents).
     pub hash: String,
     pub bytes: u64,
+    /// Each file's size and hash, by path relative to the output: [`Store::stored`] checks the sizes to notice a
+    /// deleted or truncated file without rehashing, `verify` the hashes to name a modified one (empty in manifests
+    /// written before they were recorded).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, FileDigest>,
+}
+
+/// What the store holds for a key.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stored {
+    /// A manifest, and every file it records, at its recorded size.
+    Complete(Manifest),
+    /// No completed entry.
+    Absent,
+    /// A manifest whose outputs are not all there: the step must run again (its commit replaces the entry).
+    Damaged(Manifest, Damage),
+}
+
+/// The first problem found in a damaged entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// The file, relative to the step's directory (`model/weights.safetensors`).
+    pub file: String,
+    pub problem: DamageKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DamageKind {
+    Missing,
+    Size { recorded: u64, actual: u64 },
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.problem {
+            DamageKind::Missing => write!(f, "`{}` is missing", self.file),
+            DamageKind::Size { recorded, actual } => {
+                write!(f, "`{}` has {actual} bytes, {recorded} when it was written", self.file)
+            }
+        }
+    }
 }
 
 pub struct Store {
@@ -137,14 +182,57 @@ impl Store {
         self.root.join("checkpoints").join(&key.0)
     }
 
-    /// The manifest of a completed step, if the store has one.
+    /// The manifest of a committed step, if the store has one (whether or not its files are all still there: see
+    /// [`stored`](Self::stored)).
     pub fn manifest(&self, key: &StepKey) -> Option<Manifest> {
         let text = fs::read_to_string(self.step_dir(key).join("manifest.json")).ok()?;
         serde_json::from_str(&text).ok()
     }
 
+    /// Whether the entry for `key` is there and whole: every file its manifest records exists at its recorded size.
+    /// (Contents are what `verify` rehashes; sizes are cheap enough to check on every plan.)
+    pub fn stored(&self, key: &StepKey) -> Stored {
+        let Some(manifest) = self.manifest(key) else { return Stored::Absent };
+        let dir = self.step_dir(key);
+        for (name, record) in &manifest.outputs {
+            let damage = |file: String, problem| Damage { file, problem };
+            if record.files.is_empty() {
+                // An older manifest: only the output's total size is known.
+                match dir_bytes(&dir.join(name)) {
+                    Ok(actual) if actual == record.bytes => continue,
+                    Ok(actual) => {
+                        let problem = DamageKind::Size { recorded: record.bytes, actual };
+                        return Stored::Damaged(manifest.clone(), damage(format!("{name}/"), problem));
+                    }
+                    Err(_) => return Stored::Damaged(manifest.clone(), damage(format!("{name}/"), DamageKind::Missing)),
+                }
+            }
+            for (file, digest) in &record.files {
+                let recorded = digest.bytes;
+                let path = format!("{name}/{file}");
+                match fs::metadata(dir.join(&path)) {
+                    Ok(m) if m.len() == recorded => {}
+                    Ok(m) => {
+                        let problem = DamageKind::Size { recorded, actual: m.len() };
+                        return Stored::Damaged(manifest.clone(), damage(path, problem));
+                    }
+                    Err(_) => return Stored::Damaged(manifest.clone(), damage(path, DamageKind::Missing)),
+                }
+            }
+        }
+        Stored::Complete(manifest)
+    }
+
+    /// The manifest of a complete entry ([`stored`](Self::stored)).
+    pub fn complete(&self, key: &StepKey) -> Option<Manifest> {
+        match self.stored(key) {
+            Stored::Complete(m) => Some(m),
+            _ => None,
+        }
+    }
+
     pub fn is_complete(&self, key: &StepKey) -> bool {
-        self.manifest(key).is_some()
+        matches!(self.stored(key), Stored::Complete(_))
     }
 
     /// A fresh temporary directory for a step at work.
@@ -237,9 +325,14 @@ impl Store {
             if !dir.is_dir() {
                 bail!("step `{}` finished without writing its output `{name}`", manifest.step);
             }
-            manifest
-                .outputs
-                .insert(name.clone(), OutputRecord { kind: *kind, hash: hash_path(&dir)?, bytes: dir_bytes(&dir)? });
+            let files = digest_dir(&dir)?;
+            let record = OutputRecord {
+                kind: *kind,
+                hash: hash_digests(&files),
+                bytes: files.iter().map(|(_, d)| d.bytes).sum(),
+                files: files.into_iter().collect(),
+            };
+            manifest.outputs.insert(name.clone(), record);
         }
         // Not published yet (tmp/ is private to this writer): a plain write, made durable with the rest just below.
         let manifest_path = tmp.join("manifest.json");
@@ -277,45 +370,75 @@ impl Store {
         Ok(manifest)
     }
 
-    /// Recomputes the hashes of a completed step's outputs: `(output, recorded, actual)` for each mismatch.
-    pub fn verify(&self, manifest: &Manifest) -> anyhow::Result<Vec<(String, String, String)>> {
+    /// Rehashes a committed step's outputs: one message per output whose bytes are not those committed, naming the
+    /// file where the manifest records files.
+    pub fn verify(&self, manifest: &Manifest) -> Vec<String> {
         let dir = self.step_dir(&manifest.key);
-        let mut bad = Vec::new();
+        let mut problems = Vec::new();
         for (name, record) in &manifest.outputs {
-            let actual = hash_path(&dir.join(name)).unwrap_or_else(|e| format!("unreadable: {e}"));
-            if actual != record.hash {
-                bad.push((name.clone(), record.hash.clone(), actual));
+            let files = match digest_dir(&dir.join(name)) {
+                Ok(files) => files,
+                Err(e) => {
+                    problems.push(format!("output `{name}` cannot be read: {e:#}"));
+                    continue;
+                }
+            };
+            if hash_digests(&files) == record.hash {
+                continue;
+            }
+            let before = problems.len();
+            let now: BTreeMap<&str, &FileDigest> = files.iter().map(|(f, d)| (f.as_str(), d)).collect();
+            for (file, digest) in &record.files {
+                match now.get(file.as_str()) {
+                    None => problems.push(format!("`{name}/{file}` is missing")),
+                    Some(d) if d.blake3 != digest.blake3 => {
+                        problems.push(format!("`{name}/{file}` was modified (blake3 {}, written as {})", d.blake3, digest.blake3))
+                    }
+                    Some(_) => {}
+                }
+            }
+            for file in now.keys().filter(|f| !record.files.contains_key(**f)) {
+                problems.push(format!("`{name}/{file}` was added after the step wrote its output"));
+            }
+            if problems.len() == before {
+                problems.push(format!("output `{name}` was modified on disk: recorded {}, now {}", record.hash, hash_digests(&files)));
             }
         }
-        Ok(bad)
+        problems
     }
 
-    /// Remembers a lockfile that references this store, so `gc` keeps what it uses.
-    pub fn add_root(&self, lockfile: &Path) -> anyhow::Result<()> {
-        let abs = lockfile.canonicalize().unwrap_or_else(|_| lockfile.to_path_buf());
-        let name = blake3::hash(abs.to_string_lossy().as_bytes()).to_hex();
-        let root = self.root.join("roots").join(format!("{}.path", &name[..16]));
-        let text = abs.to_string_lossy();
-        if fs::read(&root).is_ok_and(|have| have == text.as_bytes()) {
-            return Ok(()); // registered by an earlier run: a cached rerun writes nothing
-        }
-        write_atomic(&root, text.as_bytes())
+    /// Where runs record themselves (see `run::roots`).
+    pub fn roots_dir(&self) -> PathBuf {
+        self.root.join("roots")
     }
 
-    /// Lockfiles registered as roots that still exist.
-    pub fn roots(&self) -> anyhow::Result<Vec<PathBuf>> {
-        let mut roots = Vec::new();
-        for entry in fs::read_dir(self.root.join("roots"))? {
-            let entry = entry?;
-            let target = PathBuf::from(fs::read_to_string(entry.path())?.trim());
-            if target.exists() {
-                roots.push(target);
-            } else {
-                fs::remove_file(entry.path())?; // the lockfile is gone: it protects nothing any more
+    /// Keys with a checkpoint or shards kept for a step that has not completed (what `gc` may drop).
+    pub fn unfinished_keys(&self) -> anyhow::Result<BTreeSet<StepKey>> {
+        let mut keys = BTreeSet::new();
+        for sub in ["checkpoints", "shards"] {
+            let dir = self.root.join(sub);
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+            };
+            for entry in entries {
+                keys.insert(StepKey(entry?.file_name().to_string_lossy().into_owned()));
             }
         }
-        roots.sort();
-        Ok(roots)
+        Ok(keys)
+    }
+
+    /// Drops a key's checkpoint and shards (for `gc`): the bytes freed.
+    pub fn remove_unfinished(&self, key: &StepKey) -> anyhow::Result<u64> {
+        let mut freed = 0;
+        for dir in [self.checkpoint_dir(key), self.root.join("shards").join(&key.0)] {
+            if dir.exists() {
+                freed += dir_bytes(&dir).unwrap_or(0);
+                fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            }
+        }
+        Ok(freed)
     }
 
     /// Every completed step's key.
@@ -457,6 +580,7 @@ mod tests {
             kind: "train".into(),
             outputs: BTreeMap::new(),
             metrics: Default::default(),
+            timings: Default::default(),
             seconds: 0.0,
             device: "cpu".into(),
             threads: 1,

@@ -32,6 +32,15 @@ pub struct StepContext {
     store_root: PathBuf,
     checkpoint_dir: Option<PathBuf>,
     metrics: serde_json::Map<String, serde_json::Value>,
+    timings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What a step reports besides its outputs.
+pub struct StepRecords {
+    /// Summary metrics, deterministic like the outputs (final accuracy, samples kept).
+    pub metrics: serde_json::Map<String, serde_json::Value>,
+    /// Measurements of this machine (latency, throughput): kept out of every hash.
+    pub timings: serde_json::Map<String, serde_json::Value>,
 }
 
 impl StepContext {
@@ -57,6 +66,7 @@ impl StepContext {
             store_root,
             checkpoint_dir: None,
             metrics: Default::default(),
+            timings: Default::default(),
         }
     }
 
@@ -105,7 +115,14 @@ impl StepContext {
         self.metrics.insert(name.to_string(), value.into());
     }
 
-    pub fn into_metrics(self) -> serde_json::Map<String, serde_json::Value> {
-        self.metrics
+    /// Records a measurement of the machine (a latency, a throughput). Unlike outputs and metrics it differs from
+    /// run to run, so it goes into the manifest and the lockfile's `timings`, which no hash covers, and never into
+    /// an output.
+    pub fn record_timing(&mut self, name: &str, value: impl Into<serde_json::Value>) {
+        self.timings.insert(name.to_string(), value.into());
+    }
+
+    pub fn into_records(self) -> StepRecords {
+        StepRecords { metrics: self.metrics, timings: self.timings }
     }
 }

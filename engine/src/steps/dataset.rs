@@ -19,12 +19,12 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
 use super::registry::{parse_config, ParseEnv, StepKind};
-use super::{canonical, ArtifactKind, InputDecl, OutputDecl, Step, StepContext};
+use super::{canonical, ArtifactKind, FileInput, InputDecl, OutputDecl, Step, StepContext};
 use crate::config::{Located, Node};
 use crate::data::text::Tokenizer;
 use crate::data::{self, csv::LabelColumn, normalize::Normalization, Dataset};
 
-pub const KIND: StepKind = StepKind { name: "dataset", summary: "load, split and normalise a dataset", parse };
+pub const KIND: StepKind = StepKind { name: "dataset", version: 1, summary: "load, split and normalise a dataset", parse };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -82,8 +82,8 @@ fn default_normalization() -> Normalization {
 #[derive(Debug)]
 pub struct DatasetStep {
     config: DatasetConfig,
-    /// `path` resolved against the workflow's directory.
-    resolved: Option<PathBuf>,
+    /// `path`, as written and resolved against the workflow's directory.
+    file: Option<FileInput>,
 }
 
 fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
@@ -154,8 +154,8 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    let resolved = config.path.as_ref().map(|p| env.resolve(p));
-    Ok(Box::new(DatasetStep { config, resolved }))
+    let file = config.path.as_ref().map(|p| FileInput::new(p, env));
+    Ok(Box::new(DatasetStep { config, file }))
 }
 
 impl Step for DatasetStep {
@@ -172,8 +172,8 @@ impl Step for DatasetStep {
         Vec::new()
     }
 
-    fn files(&self) -> Vec<PathBuf> {
-        self.resolved.iter().cloned().collect()
+    fn files(&self) -> Vec<FileInput> {
+        self.file.iter().cloned().collect()
     }
 
     fn canonical_config(&self) -> serde_json::Value {
@@ -216,7 +216,7 @@ impl Step for DatasetStep {
 impl DatasetStep {
     /// The source's training data, and its official test data when it has one.
     fn load(&self) -> anyhow::Result<(Dataset, Option<Dataset>)> {
-        let path = || self.resolved.clone().context("path is checked at parse time");
+        let path = || self.file.as_ref().map(|f| f.path.clone()).context("path is checked at parse time");
         Ok(match self.config.source {
             Source::Digits => (data::digits::load(), None),
             Source::Mnist => {
@@ -238,7 +238,7 @@ impl DatasetStep {
 
     /// Text: tokenise, split by position, cut into windows; no shuffling and no normalisation.
     fn run_text(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
-        let path = self.resolved.clone().context("path is checked at parse time")?;
+        let path = self.file.as_ref().map(|f| f.path.clone()).context("path is checked at parse time")?;
         let corpus = data::text::read_corpus(&path)?;
         let parts: Vec<(String, f64)> = self.config.split.iter().map(|(k, v)| (k.clone(), *v)).collect();
         let context = self.config.context.context("context is checked at parse time")?;

@@ -38,7 +38,7 @@ use crate::nn::{tokens, ArchConfig, Mode, Model};
 use crate::rng::Rng;
 
 pub const KIND: StepKind =
-    StepKind { name: "distill", summary: "train a student from a teacher's logits or model", parse };
+    StepKind { name: "distill", version: 1, summary: "train a student from a teacher's logits or model", parse };
 
 training_config! {
     pub struct DistillConfig {
@@ -102,6 +102,7 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
         problems.push(super::field_problem("model", e));
     }
     check_fields(node, problems)?;
+    check_fields(node, config.loss.canonicalize())?;
     Ok(Box::new(Distill { config }))
 }
 
@@ -228,8 +229,8 @@ impl Step for Distill {
         inputs
     }
 
-    fn files(&self) -> Vec<std::path::PathBuf> {
-        self.config.loss.files()
+    fn files(&self) -> Vec<super::FileInput> {
+        self.config.loss.files().into_iter().map(|(written, path)| super::FileInput { written, path }).collect()
     }
 
     fn canonical_config(&self) -> serde_json::Value {

@@ -6,7 +6,9 @@
 //! Per model: accuracy, top-5 accuracy (more than 5 classes), NLL, ECE (15 bins), agreement with and
 //! KL(reference ‖ model) against the reference model, parameter count, weight bytes, and (unless `timing: false`)
 //! latency at batch 1 (median of `latency_runs`) and throughput at batch 256. Output `report`: `metrics.json`
-//! shaped `{model: {metric: value}}` and `report.md`.
+//! shaped `{model: {metric: value}}` and `report.md`. Latency and throughput measure the machine, not the models'
+//! outputs: they go to the step's `timings` (manifest and lockfile, outside every hash), never into the report, so
+//! two runs of one workflow give one report hash; `anbiq metrics` shows both side by side.
 //!
 //! On text data the same per token (accuracy = next-token accuracy, agreement = same next token as the reference),
 //! plus perplexity and bits per character ([`crate::steps::lm::metrics`]), `tokens_per_s`, and with `samples` a few
@@ -33,7 +35,7 @@ use crate::nn::model_file::{LoadedModel, ModelArtifact};
 use crate::nn::precision::Precision;
 use crate::nn::Mode;
 
-pub const KIND: StepKind = StepKind { name: "evaluate", summary: "compare models on a dataset", parse };
+pub const KIND: StepKind = StepKind { name: "evaluate", version: 1, summary: "compare models on a dataset", parse };
 
 /// The file `anbiq metrics` reads.
 pub const METRICS_FILE: &str = "metrics.json";
@@ -141,6 +143,7 @@ impl Step for Evaluate {
         let data = load_data(ctx, "data")?.dataset;
         let mut logits: Vec<(String, Tensor)> = Vec::new();
         let mut results: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+        let mut timings: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
         let mut samples: Vec<(String, Vec<String>)> = Vec::new();
         if self.config.samples.is_some() {
             super::lm::vocab(&data, "samples")?;
@@ -168,10 +171,11 @@ impl Step for Evaluate {
             m.insert("weight_bytes".into(), std::fs::metadata(input.dir.join(model.spec.weights_file()))?.len() as f64);
             if self.config.timing {
                 let (latency, throughput) = timing(&model, &data.x, ctx.device, self.config.latency_runs);
-                m.insert("latency_ms".into(), latency);
-                m.insert("throughput".into(), throughput);
+                let t = timings.entry(reference.to_string()).or_default();
+                t.insert("latency_ms".into(), latency);
+                t.insert("throughput".into(), throughput);
                 if data.meta.vocab.is_some() {
-                    m.insert("tokens_per_s".into(), throughput * data.x.size()[1] as f64);
+                    t.insert("tokens_per_s".into(), throughput * data.x.size()[1] as f64);
                 }
             }
             if let (Some(options), Some(vocab)) = (&self.config.samples, &data.meta.vocab) {
@@ -207,6 +211,9 @@ impl Step for Evaluate {
             }
         }
         std::fs::write(dir.join("report.md"), report)?;
+        for (model, t) in timings {
+            ctx.record_timing(&model, serde_json::to_value(t)?);
+        }
         for (model, m) in &results {
             ctx.record_metric(&format!("{model}.accuracy"), m["accuracy"]);
             if let Some(bpc) = m.get("bits_per_char") {

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::registry::{parse_config, ParseEnv, StepKind};
-use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext};
+use super::{canonical, check_fields, ArtifactKind, FileInput, InputDecl, OutputDecl, Step, StepContext};
 use crate::config::{Located, Node};
 use crate::nn::model_file::{copy_weights, ModelArtifact, ModelSpec};
 use crate::nn::torchscript::TorchScriptModel;
@@ -33,7 +33,7 @@ use crate::nn::{ArchConfig, Mode};
 use crate::rng::Rng;
 
 pub const KIND: StepKind =
-    StepKind { name: "import", summary: "import a model trained elsewhere (TorchScript or safetensors)", parse };
+    StepKind { name: "import", version: 1, summary: "import a model trained elsewhere (TorchScript or safetensors)", parse };
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,8 +53,8 @@ pub struct ImportConfig {
 #[derive(Debug)]
 pub struct Import {
     config: ImportConfig,
-    /// The file, resolved against the workflow's directory.
-    file: PathBuf,
+    /// The file, as written and resolved against the workflow's directory.
+    file: FileInput,
 }
 
 fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
@@ -82,7 +82,7 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
         problems.push(("classes".into(), format!("must be positive, got {}", config.classes)));
     }
     check_fields(node, problems)?;
-    let file = env.resolve(config.torchscript.as_ref().or(config.weights.as_ref()).expect("checked above"));
+    let file = FileInput::new(config.torchscript.as_ref().or(config.weights.as_ref()).expect("checked above"), env);
     Ok(Box::new(Import { config, file }))
 }
 
@@ -95,7 +95,7 @@ impl Step for Import {
         Vec::new()
     }
 
-    fn files(&self) -> Vec<PathBuf> {
+    fn files(&self) -> Vec<FileInput> {
         vec![self.file.clone()]
     }
 
@@ -108,17 +108,17 @@ impl Step for Import {
         let (shape, classes) = (self.config.input_shape.clone(), self.config.classes);
         match &self.config.model {
             None => {
-                let module = TorchScriptModel::load(&self.file, Device::Cpu).context("field `torchscript`")?;
+                let module = TorchScriptModel::load(&self.file.path, Device::Cpu).context("field `torchscript`")?;
                 let spec = ModelSpec::torchscript(shape, classes, module.parameter_count()?);
                 check_output(|x| module.try_forward(x), &self.config)?;
-                ModelArtifact::save_torchscript(&dir, &self.file, &spec)?;
+                ModelArtifact::save_torchscript(&dir, &self.file.path, &spec)?;
             }
             Some(arch) => {
                 let vs = VarStore::new(Device::Cpu);
                 let model = crate::nn::build(arch, &vs.root(), &shape, classes, &mut Rng::new(ctx.seed))
                     .map_err(|e| anyhow::anyhow!("field `model`: {e:#}"))?;
-                let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&self.file)
-                    .with_context(|| format!("field `weights`: reading {}", self.file.display()))?
+                let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&self.file.path)
+                    .with_context(|| format!("field `weights`: reading {}", self.file.path.display()))?
                     .into_iter()
                     .collect();
                 copy_weights(&vs, &saved).map_err(|e| anyhow::anyhow!("field `weights`: {e:#}"))?;

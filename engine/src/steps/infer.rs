@@ -29,7 +29,7 @@ use crate::nn::precision::Precision;
 use crate::nn::Mode;
 
 pub const KIND: StepKind =
-    StepKind { name: "infer", summary: "run a teacher over a dataset and cache its logits", parse };
+    StepKind { name: "infer", version: 1, summary: "run a teacher over a dataset and cache its logits", parse };
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -19,7 +19,7 @@ pub mod registry;
 pub mod train;
 pub mod training;
 
-pub use context::{Progress, ResolvedInput, StepContext};
+pub use context::{Progress, ResolvedInput, StepContext, StepRecords};
 pub use reference::{is_identifier, OneOrMany, StepRef};
 pub use registry::{find_kind, registry, ParseEnv, StepKind};
 
@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// What an output is; checked against what a referencing field accepts before anything runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ArtifactKind {
     /// Samples and labels (or an index view of another dataset).
@@ -40,6 +40,33 @@ pub enum ArtifactKind {
     Logits,
     /// Metrics and tables.
     Report,
+}
+
+impl ArtifactKind {
+    pub const ALL: [ArtifactKind; 4] =
+        [ArtifactKind::Dataset, ArtifactKind::Model, ArtifactKind::Logits, ArtifactKind::Report];
+
+    /// The version of this artifact's stored format: it enters the key of every step that writes one, so a format
+    /// change reruns every writer (and so every reader) instead of mixing formats in one store. Bump it with the
+    /// format.
+    pub fn format_version(self) -> u32 {
+        match self {
+            ArtifactKind::Dataset => 1,
+            ArtifactKind::Model => 1,
+            ArtifactKind::Logits => 1,
+            ArtifactKind::Report => 1,
+        }
+    }
+
+    /// The name a lockfile uses for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ArtifactKind::Dataset => "dataset",
+            ArtifactKind::Model => "model",
+            ArtifactKind::Logits => "logits",
+            ArtifactKind::Report => "report",
+        }
+    }
 }
 
 impl fmt::Display for ArtifactKind {
@@ -63,6 +90,23 @@ pub struct OutputDecl {
 impl OutputDecl {
     pub fn new(name: impl Into<String>, kind: ArtifactKind) -> Self {
         OutputDecl { name: name.into(), kind }
+    }
+}
+
+/// A file (or directory) outside the store that a step reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileInput {
+    /// The path as the workflow writes it (relative to the workflow file, or absolute): how the cache key and the
+    /// lockfile name the file, so that neither depends on the current directory or on how the workflow's own path
+    /// was typed on the command line.
+    pub written: PathBuf,
+    /// Where it is: `written` resolved against the workflow's directory.
+    pub path: PathBuf,
+}
+
+impl FileInput {
+    pub fn new(written: &Path, env: &ParseEnv) -> Self {
+        FileInput { written: written.to_path_buf(), path: env.resolve(written) }
     }
 }
 
@@ -91,8 +135,9 @@ pub trait Step: Send + Sync + fmt::Debug {
     /// The other steps' outputs this step reads.
     fn inputs(&self) -> Vec<InputDecl>;
 
-    /// Files outside the store that this step reads: their bytes enter the cache key.
-    fn files(&self) -> Vec<PathBuf> {
+    /// Files outside the store that this step reads: their bytes enter the cache key, named as the workflow writes
+    /// them.
+    fn files(&self) -> Vec<FileInput> {
         Vec::new()
     }
 

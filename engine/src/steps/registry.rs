@@ -29,6 +29,11 @@ impl ParseEnv {
 /// configuration node (without the `kind` and `after` keys, which the workflow layer owns).
 pub struct StepKind {
     pub name: &'static str,
+    /// Enters the key of every step of this kind. Bump it whenever what the kind writes for the same inputs can
+    /// change (numerics, defaults, what it stores): stores built before then rerun exactly these steps and their
+    /// dependants instead of serving outputs the current code would not write. `tests/golden/` catches a change that
+    /// forgot to.
+    pub version: u32,
     pub summary: &'static str,
     pub parse: ParseFn,
 }

@@ -30,7 +30,7 @@ use crate::nn::precision::Precision;
 use crate::nn::{ArchConfig, Mode, Model};
 use crate::rng::Rng;
 
-pub const KIND: StepKind = StepKind { name: "train", summary: "train a model on labelled data", parse };
+pub const KIND: StepKind = StepKind { name: "train", version: 1, summary: "train a model on labelled data", parse };
 
 training_config! {
     pub struct TrainConfig {

@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 pub use scontrol::{JobInfo, Phase};
 pub use script::{array_spec, batch_script, dependency, resource_options, shell_quote, JobSpec};
 
-use super::executor::write_lockfile;
-use super::lockfile::Lockfile;
+use super::executor::{previous_lockfile, write_lockfile};
+use super::roots;
 use super::plan::{plan, Plan, PlanOptions, Status};
 use super::store::{write_atomic, Manifest, Store};
 use super::{Outcome, RunReport, StepResult};
@@ -37,6 +37,8 @@ use crate::workflow::{Override, Workflow};
 
 pub struct SlurmOptions {
     pub store: PathBuf,
+    /// Where to write the lockfile; `None`: beside the workflow.
+    pub lockfile: Option<PathBuf>,
     pub plan: PlanOptions,
     /// The `--set` overrides, passed on to every job so that it loads the same workflow.
     pub overrides: Vec<Override>,
@@ -56,6 +58,7 @@ impl Default for SlurmOptions {
     fn default() -> Self {
         SlurmOptions {
             store: PathBuf::from(".anbiq"),
+            lockfile: None,
             plan: PlanOptions::default(),
             overrides: Vec::new(),
             partition: None,
@@ -201,8 +204,9 @@ pub fn submit(wf: &Workflow, options: &SlurmOptions) -> anyhow::Result<Submissio
         );
     }
     let env = KeyEnv::current();
-    let lockfile = wf.lockfile_path();
-    let previous = Lockfile::read(&lockfile)?;
+    let lockfile = options.lockfile.clone().unwrap_or_else(|| wf.lockfile_path());
+    let recorded = roots::read(&store, wf)?;
+    let previous = previous_lockfile(recorded.as_ref(), &lockfile)?;
     let plan = plan(wf, &dag, &store, previous.as_ref(), &env, &options.plan)?;
     let dir = record_dir(&store, wf);
     for sub in ["scripts", "logs"] {
@@ -323,7 +327,7 @@ pub fn submit(wf: &Workflow, options: &SlurmOptions) -> anyhow::Result<Submissio
     let record_path = dir.join("jobs.json");
     write_atomic(&record_path, serde_json::to_string_pretty(&record)?.as_bytes())?;
     // Registered now, so that `gc` keeps what the jobs produce even before the lockfile names it.
-    write_lockfile(wf, &plan, &cached_manifests(&plan, &store)?, previous.as_ref(), &env, &store)?;
+    write_lockfile(wf, &plan, &cached_manifests(&plan, &store)?, recorded.as_ref(), &env, &store, &record.lockfile)?;
     Ok(Submission { plan, record, record_path, new_jobs })
 }
 
@@ -348,7 +352,7 @@ fn cached_manifests(plan: &Plan, store: &Store) -> anyhow::Result<BTreeMap<usize
         if e.status == Status::NotSelected {
             continue;
         }
-        if let Some(m) = store.manifest(&e.key) {
+        if let Some(m) = store.complete(&e.key) {
             manifests.insert(e.index, m);
         }
     }
@@ -459,7 +463,8 @@ pub fn wait(wf: &Workflow, submission: &Submission, options: &SlurmOptions) -> a
     let dag = Dag::build(wf).map_err(|d| anyhow::anyhow!("{d}"))?;
     let store = Store::open(&options.store)?;
     let env = KeyEnv::current();
-    let previous = Lockfile::read(&wf.lockfile_path())?;
+    let recorded = roots::read(&store, wf)?;
+    let lockfile_path = &submission.record.lockfile;
     let plan = &submission.plan;
     let mut manifests = cached_manifests(plan, &store)?;
     let mut outcomes: BTreeMap<usize, Outcome> = BTreeMap::new();
@@ -493,7 +498,7 @@ pub fn wait(wf: &Workflow, submission: &Submission, options: &SlurmOptions) -> a
             }
             match state.phase {
                 Phase::Completed => {
-                    match store.manifest(&entry.key) {
+                    match store.complete(&entry.key) {
                         Some(m) => {
                             outcomes.insert(*index, Outcome::Ran { seconds: m.seconds });
                             manifests.insert(*index, m);
@@ -531,7 +536,7 @@ pub fn wait(wf: &Workflow, submission: &Submission, options: &SlurmOptions) -> a
             }
         }
         if changed {
-            write_lockfile(wf, plan, &manifests, previous.as_ref(), &env, &store)?;
+            write_lockfile(wf, plan, &manifests, recorded.as_ref(), &env, &store, lockfile_path)?;
             let done = to_run.iter().filter(|(i, _)| outcomes.contains_key(i)).count();
             tracing::info!("{done}/{} steps finished ({:.0}s)", to_run.len(), started.elapsed().as_secs_f64());
         }
@@ -540,7 +545,7 @@ pub fn wait(wf: &Workflow, submission: &Submission, options: &SlurmOptions) -> a
         }
         std::thread::sleep(options.poll);
     }
-    let lockfile = write_lockfile(wf, plan, &manifests, previous.as_ref(), &env, &store)?;
+    let lockfile = write_lockfile(wf, plan, &manifests, recorded.as_ref(), &env, &store, lockfile_path)?;
     let results = plan
         .entries
         .iter()
@@ -628,9 +633,11 @@ pub fn status(wf: &Workflow, store_root: &Path) -> anyhow::Result<Option<(JobRec
     }
     let dag = Dag::build(wf).map_err(|d| anyhow::anyhow!("{d}"))?;
     let env = KeyEnv::current();
-    let previous = Lockfile::read(&wf.lockfile_path())?;
+    let recorded = roots::read(&store, wf)?;
+    let previous = previous_lockfile(recorded.as_ref(), &record.lockfile)?;
     let plan = plan(wf, &dag, &store, previous.as_ref(), &env, &PlanOptions::default())?;
-    let lockfile = write_lockfile(wf, &plan, &cached_manifests(&plan, &store)?, previous.as_ref(), &env, &store)?;
+    let manifests = cached_manifests(&plan, &store)?;
+    let lockfile = write_lockfile(wf, &plan, &manifests, recorded.as_ref(), &env, &store, &record.lockfile)?;
     Ok(Some((record, rows, lockfile)))
 }
 

@@ -314,7 +314,8 @@ fn a_language_model_workflow_runs_and_repeats_bit_for_bit() {
         .iter()
         .map(|name| {
             let store = dir.path().join(name);
-            let options = RunOptions { jobs: 2, store: store.clone(), progress: Progress::hidden(), ..Default::default() };
+            let options =
+                RunOptions { jobs: 2, store: store.clone(), progress: Progress::hidden(), ..Default::default() };
             let report = run::run(&wf, &options).unwrap();
             let failures: Vec<_> = report.failures().collect();
             assert!(failures.is_empty(), "{failures:?}");

@@ -354,8 +354,7 @@ fn the_plugin_file_is_in_the_cache_key_and_the_lockfile() {
     p.run_report(&[]);
     let lock = p.lock();
     let locked = lock.steps.iter().find(|s| s.id == "student").unwrap();
-    let path = p.path("kd.wat").display().to_string();
-    assert!(locked.ingredients.files.contains_key(&path), "{:?}", locked.ingredients.files);
+    assert!(locked.ingredients.files.contains_key("kd.wat"), "{:?}", locked.ingredients.files);
     assert_eq!(locked.ingredients.config["loss"]["plugin"]["path"], "kd.wat", "the config keeps the path as written");
 
     // Same behaviour, different bytes: the step reruns.
@@ -363,7 +362,7 @@ fn the_plugin_file_is_in_the_cache_key_and_the_lockfile() {
     p.write("kd.wat", format!("{text};; edited\n"));
     let plan = p.plan(&[]);
     let entry = plan.entries.iter().find(|e| e.id == "student").unwrap();
-    assert_eq!(entry.status, Status::Run(vec![format!("file `{path}` changed")]));
+    assert_eq!(entry.status, Status::Run(vec!["file `kd.wat` changed".to_string()]));
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use std::io::Write;
 
 fn main() {
+    anbiq::nn::cpu_kernels::pin_portable();
     anbiq::nn::memory::tune_allocator();
     let code = anbiq::cli::main();
     // Leave without running libtorch's C++ static destructors: they only free memory the OS takes back anyway and

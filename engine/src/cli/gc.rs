@@ -9,7 +9,11 @@ pub fn gc(args: GcArgs) -> Result<i32, CliError> {
         println!("root: {}", root.display());
     }
     let verb = if args.dry_run { "would remove" } else { "removed" };
-    let freed = if args.dry_run { String::new() } else { format!(", {:.1} MiB freed", report.bytes_freed as f64 / (1 << 20) as f64) };
+    let freed = if args.dry_run {
+        String::new()
+    } else {
+        format!(", {:.1} MiB freed", report.bytes_freed as f64 / (1 << 20) as f64)
+    };
     println!(
         "kept {} entries, {verb} {} and {} checkpoint(s) of unfinished steps{freed}",
         report.kept, report.removed, report.removed_unfinished

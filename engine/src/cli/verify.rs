@@ -19,7 +19,11 @@ pub fn verify(args: VerifyArgs) -> Result<i32, CliError> {
             Some(_) => format!("; they match {}", lock_path.display()),
             None => String::new(),
         };
-        println!("ok: the outputs of all {} steps are in {} and intact{compared}", wf.steps.len(), store.root().display());
+        println!(
+            "ok: the outputs of all {} steps are in {} and intact{compared}",
+            wf.steps.len(),
+            store.root().display()
+        );
         Ok(EXIT_OK)
     } else {
         eprintln!("error: {} problem(s) found", problems.len());

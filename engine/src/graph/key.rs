@@ -26,6 +26,8 @@ pub struct KeyEnv {
     pub engine: String,
     /// Enters every key: another libtorch may compute other bits.
     pub libtorch: String,
+    /// Enters every key: which CPU code paths compute ([`crate::nn::cpu_kernels::mode`]).
+    pub cpu: String,
     /// Step kind → its version ([`StepKind::version`](crate::steps::StepKind::version)).
     pub step_versions: BTreeMap<String, u32>,
     /// Artifact kind → its format version ([`ArtifactKind::format_version`]).
@@ -38,6 +40,7 @@ impl KeyEnv {
         KeyEnv {
             engine: env!("CARGO_PKG_VERSION").to_string(),
             libtorch: env!("ANBIQ_LIBTORCH_VERSION").to_string(),
+            cpu: crate::nn::cpu_kernels::mode().to_string(),
             step_versions: crate::steps::registry().iter().map(|k| (k.name.to_string(), k.version)).collect(),
             format_versions: ArtifactKind::ALL.iter().map(|&a| (a, a.format_version())).collect(),
         }
@@ -112,8 +115,8 @@ pub fn compute_keys(wf: &Workflow, dag: &Dag, env: &KeyEnv) -> anyhow::Result<Ve
         }
         let mut files = BTreeMap::new();
         for file in decl.step.files() {
-            let hash =
-                hash_path(&file.path).with_context(|| format!("step `{}`: reading {}", decl.id, file.path.display()))?;
+            let hash = hash_path(&file.path)
+                .with_context(|| format!("step `{}`: reading {}", decl.id, file.path.display()))?;
             files.insert(file.written.display().to_string(), hash);
         }
         let version = *env.step_versions.get(decl.kind).context("every step kind has a version")?;
@@ -139,7 +142,7 @@ pub fn compute_keys(wf: &Workflow, dag: &Dag, env: &KeyEnv) -> anyhow::Result<Ve
 
 fn key_of(ingredients: &KeyIngredients, env: &KeyEnv) -> StepKey {
     // serde_json writes struct fields in declaration order and BTreeMaps sorted: the encoding is canonical.
-    let doc = serde_json::json!({ "v": 2, "libtorch": env.libtorch, "step": ingredients });
+    let doc = serde_json::json!({ "v": 2, "libtorch": env.libtorch, "cpu": env.cpu, "step": ingredients });
     StepKey(blake3::hash(doc.to_string().as_bytes()).to_hex().to_string())
 }
 

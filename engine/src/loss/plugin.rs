@@ -58,7 +58,8 @@ impl PluginTerm {
     /// the cache key hashes, so `{}`, `{temperature: 2}` and `{temperature: 2.0}` for a default of 2 are one key.
     pub fn canonicalize(&mut self) -> Result<(), (String, String)> {
         let plugin = plugin::load(&self.file()).map_err(|e| ("path".to_string(), e.to_string()))?;
-        self.params = plugin.describe.canonical(&self.params).map_err(|(name, message)| (format!("params.{name}"), message))?;
+        self.params =
+            plugin.describe.canonical(&self.params).map_err(|(name, message)| (format!("params.{name}"), message))?;
         Ok(())
     }
 

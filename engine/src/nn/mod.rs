@@ -5,6 +5,7 @@
 
 pub mod arch;
 pub mod checkpoint;
+pub mod cpu_kernels;
 pub mod determinism;
 pub mod device;
 pub mod layers;

@@ -16,6 +16,7 @@ pub fn diff(a: &Lockfile, b: &Lockfile) -> Vec<String> {
     header("workflow", &a.workflow, &b.workflow);
     header("engine", &a.engine, &b.engine);
     header("libtorch", &a.libtorch, &b.libtorch);
+    header("cpu kernels", &a.cpu, &b.cpu);
     header("seed", &a.seed.to_string(), &b.seed.to_string());
     let ids_b: BTreeSet<&str> = b.steps.iter().map(|s| s.id.as_str()).collect();
     for sa in &a.steps {
@@ -37,6 +38,12 @@ fn step_diff(a: &LockedStep, b: &LockedStep, out: &mut Vec<String>) {
     if a.ingredients.kind != b.ingredients.kind {
         why.push(format!("kind: {} → {}", a.ingredients.kind, b.ingredients.kind));
     }
+    if a.ingredients.version != b.ingredients.version {
+        why.push(format!("`{}` version: {} → {}", a.ingredients.kind, a.ingredients.version, b.ingredients.version));
+    }
+    if a.ingredients.formats != b.ingredients.formats {
+        why.push(format!("stored formats: {:?} → {:?}", a.ingredients.formats, b.ingredients.formats));
+    }
     if a.ingredients.seed != b.ingredients.seed {
         why.push("seed changed".into());
     }
@@ -52,7 +59,7 @@ fn step_diff(a: &LockedStep, b: &LockedStep, out: &mut Vec<String>) {
         }
     }
     if a.key != b.key && why.is_empty() {
-        why.push("cache key differs (engine or libtorch version)".into());
+        why.push("cache key differs (libtorch version or CPU kernels)".into());
     }
     if a.device != b.device {
         why.push(format!("device: {} → {}", a.device, b.device));

@@ -14,6 +14,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use serde::Serialize;
 
+use super::failpoint;
 use super::lockfile::{LockedStep, Lockfile};
 use super::plan::{plan, Plan, PlanEntry, PlanOptions, Status};
 use super::roots;
@@ -297,8 +298,11 @@ pub(crate) fn run_step(ctx: &Shared, entry: &PlanEntry, compute_shards: bool) ->
     });
     if result.is_err() {
         ctx.store.discard(&tmp);
-    } else if shards.is_some() {
-        ctx.store.remove_shards(&entry.key)?;
+    } else {
+        if shards.is_some() {
+            ctx.store.remove_shards(&entry.key)?;
+        }
+        failpoint::reach(|| format!("committed:{}", decl.id));
     }
     result.with_context(|| format!("step `{}` ({})", decl.id, decl.kind))
 }
@@ -316,6 +320,8 @@ pub(crate) fn run_shard(ctx: &Shared, entry: &PlanEntry, index: usize, device: t
         .and_then(|()| ctx.store.commit_shard(&tmp, &entry.key, count, index).map(drop));
     if result.is_err() {
         ctx.store.discard(&tmp);
+    } else {
+        failpoint::reach(|| format!("shard:{}:{index}", decl.id));
     }
     result.with_context(|| format!("step `{}` ({}), shard {index} of {count}", decl.id, decl.kind))
 }

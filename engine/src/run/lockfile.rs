@@ -20,6 +20,9 @@ pub struct Lockfile {
     pub workflow: String,
     pub engine: String,
     pub libtorch: String,
+    /// The CPU code paths (`avx2`: the same bits on any x86_64 CPU; `native`: this CPU's).
+    #[serde(default)]
+    pub cpu: String,
     pub seed: u64,
     /// The workflow's parameters as run (after `--set`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -70,6 +73,7 @@ impl Lockfile {
             workflow: workflow.to_string(),
             engine: env.engine.clone(),
             libtorch: env.libtorch.clone(),
+            cpu: env.cpu.clone(),
             seed,
             params,
             steps: Vec::new(),

@@ -2,6 +2,7 @@
 
 mod diff;
 mod executor;
+mod failpoint;
 mod json_diff;
 pub mod lockfile;
 pub mod plan;
@@ -111,10 +112,7 @@ pub fn verify(wf: &Workflow, store: &Store, lock: Option<&Lockfile>) -> anyhow::
         let modified = store.verify(&manifest);
         let any_modified = !modified.is_empty();
         for message in modified {
-            problems.push(problem(format!(
-                "{message} in {}",
-                store.step_dir(key).display()
-            )));
+            problems.push(problem(format!("{message} in {}", store.step_dir(key).display())));
         }
         if any_modified {
             problems.push(problem(format!("`anbiq run {workflow} --force {id}` writes it again")));

@@ -135,6 +135,9 @@ fn reasons(
             _ => {}
         }
     }
+    if lock.cpu != env.cpu {
+        why.push(format!("CPU kernels changed: {} → {}", lock.cpu, env.cpu));
+    }
     if lock.libtorch != env.libtorch {
         why.push(format!("libtorch version changed: {} → {}", lock.libtorch, env.libtorch));
     }

@@ -204,7 +204,9 @@ impl Store {
                         let problem = DamageKind::Size { recorded: record.bytes, actual };
                         return Stored::Damaged(manifest.clone(), damage(format!("{name}/"), problem));
                     }
-                    Err(_) => return Stored::Damaged(manifest.clone(), damage(format!("{name}/"), DamageKind::Missing)),
+                    Err(_) => {
+                        return Stored::Damaged(manifest.clone(), damage(format!("{name}/"), DamageKind::Missing))
+                    }
                 }
             }
             for (file, digest) in &record.files {
@@ -391,9 +393,10 @@ impl Store {
             for (file, digest) in &record.files {
                 match now.get(file.as_str()) {
                     None => problems.push(format!("`{name}/{file}` is missing")),
-                    Some(d) if d.blake3 != digest.blake3 => {
-                        problems.push(format!("`{name}/{file}` was modified (blake3 {}, written as {})", d.blake3, digest.blake3))
-                    }
+                    Some(d) if d.blake3 != digest.blake3 => problems.push(format!(
+                        "`{name}/{file}` was modified (blake3 {}, written as {})",
+                        d.blake3, digest.blake3
+                    )),
                     Some(_) => {}
                 }
             }
@@ -401,7 +404,11 @@ impl Store {
                 problems.push(format!("`{name}/{file}` was added after the step wrote its output"));
             }
             if problems.len() == before {
-                problems.push(format!("output `{name}` was modified on disk: recorded {}, now {}", record.hash, hash_digests(&files)));
+                problems.push(format!(
+                    "output `{name}` was modified on disk: recorded {}, now {}",
+                    record.hash,
+                    hash_digests(&files)
+                ));
             }
         }
         problems

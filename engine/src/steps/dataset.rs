@@ -24,7 +24,8 @@ use crate::config::{Located, Node};
 use crate::data::text::Tokenizer;
 use crate::data::{self, csv::LabelColumn, normalize::Normalization, Dataset};
 
-pub const KIND: StepKind = StepKind { name: "dataset", version: 1, summary: "load, split and normalise a dataset", parse };
+pub const KIND: StepKind =
+    StepKind { name: "dataset", version: 1, summary: "load, split and normalise a dataset", parse };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

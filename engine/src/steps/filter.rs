@@ -25,7 +25,8 @@ use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, 
 use crate::config::{Located, Node};
 use crate::data;
 
-pub const KIND: StepKind = StepKind { name: "filter", version: 1, summary: "keep samples by what the teacher said", parse };
+pub const KIND: StepKind =
+    StepKind { name: "filter", version: 1, summary: "keep samples by what the teacher said", parse };
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -30,7 +30,8 @@ use crate::nn::model_file::ModelArtifact;
 use crate::nn::sample::{generate, Sampling};
 use crate::rng::Rng;
 
-pub const KIND: StepKind = StepKind { name: "generate", version: 1, summary: "sample text from a language model", parse };
+pub const KIND: StepKind =
+    StepKind { name: "generate", version: 1, summary: "sample text from a language model", parse };
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

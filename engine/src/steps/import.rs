@@ -32,8 +32,12 @@ use crate::nn::torchscript::TorchScriptModel;
 use crate::nn::{ArchConfig, Mode};
 use crate::rng::Rng;
 
-pub const KIND: StepKind =
-    StepKind { name: "import", version: 1, summary: "import a model trained elsewhere (TorchScript or safetensors)", parse };
+pub const KIND: StepKind = StepKind {
+    name: "import",
+    version: 1,
+    summary: "import a model trained elsewhere (TorchScript or safetensors)",
+    parse,
+};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -28,8 +28,8 @@ pub use scontrol::{JobInfo, Phase};
 pub use script::{array_spec, batch_script, dependency, resource_options, shell_quote, JobSpec};
 
 use super::executor::{previous_lockfile, write_lockfile};
-use super::roots;
 use super::plan::{plan, Plan, PlanOptions, Status};
+use super::roots;
 use super::store::{write_atomic, Manifest, Store};
 use super::{Outcome, RunReport, StepResult};
 use crate::graph::{Dag, KeyEnv, StepKey};

@@ -56,12 +56,13 @@ pub enum Command {
         after_help = "Examples:\n  anbiq run workflows/quickstart.yaml\n  anbiq run workflows/quickstart.yaml --set temperature=8 --jobs 2\n  anbiq run workflows/quickstart.yaml --only teacher --force teacher\n  anbiq run workflows/quickstart.yaml --executor slurm --store /shared/anbiq --partition gpu"
     )]
     Run(RunArgs),
-    /// Show the results of every evaluation step, from the store.
+    /// Show the results of every evaluation step for these parameters (--set), read from the store by key.
     #[command(
         after_help = "Examples:\n  anbiq metrics workflows/quickstart.yaml --json\n  anbiq metrics workflows/sweep.yaml --sort accuracy"
     )]
     Metrics(MetricsArgs),
-    /// Recompute the hashes of a workflow's stored outputs and compare them with its lockfile.
+    /// Check a workflow's outputs in the store, found by the keys it (with its --set) gives: present, whole,
+    /// unmodified (rehashed), and as the lockfile records them.
     #[command(after_help = "Example:\n  anbiq verify workflows/quickstart.yaml")]
     Verify(VerifyArgs),
     /// Explain the differences between two lockfiles: versions, seeds, configs, inputs, files, outputs.

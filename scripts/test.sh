@@ -6,5 +6,6 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh
 bash scripts/fetch-data.sh mnist
+bash scripts/fetch-data.sh smollm2   # the real GGUF model of tests/gguf.rs (98 MB, checksummed)
 bash scripts/build-plugins.sh
 cargo test --workspace "$@"

@@ -77,6 +77,10 @@ pub enum Command {
     /// Cancel the Slurm jobs of a workflow's last `run --executor slurm` that have not finished.
     #[command(after_help = "Example:\n  anbiq cancel workflows/quickstart.yaml --store /shared/anbiq")]
     Cancel(CancelArgs),
+    /// Convert a GGUF file (llama.cpp, Ollama) to safetensors, every tensor dequantised to f32; for the llama
+    /// architecture with Hugging Face names and a config.json.
+    #[command(after_help = "Example:\n  anbiq convert data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf smollm2-hf/")]
+    Convert(ConvertArgs),
     /// Plumbing: run exactly one step of a workflow against the store and commit its outputs (what each Slurm job
     /// runs). Refuses when an input is missing from the store.
     #[command(hide = true)]
@@ -315,6 +319,14 @@ pub struct GcArgs {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub workflow: WorkflowArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConvertArgs {
+    /// The GGUF file.
+    pub file: PathBuf,
+    /// The directory to write (new, or empty).
+    pub out_dir: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]

@@ -3,6 +3,7 @@
 //! interrupted).
 
 mod args;
+mod convert;
 mod diff;
 mod gc;
 mod graph;
@@ -92,6 +93,7 @@ fn try_main(args: Args) -> Result<i32, CliError> {
         Command::Verify(a) => verify::verify(a),
         Command::Diff(a) => diff::diff(a),
         Command::Gc(a) => gc::gc(a),
+        Command::Convert(a) => convert::convert(a),
         Command::Plugin(PluginCommand::Check(a)) => plugin::check(a),
         Command::Plugin(PluginCommand::New(a)) => plugin::new(a),
         Command::Status(a) => slurm::status(a),

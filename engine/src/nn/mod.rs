@@ -23,6 +23,7 @@ pub mod sample;
 pub mod schedule;
 pub mod tokens;
 pub mod torchscript;
+pub mod weights;
 
 pub use arch::{build, ArchConfig};
 pub use model::{Decoder, KvCache, Mode, Model};

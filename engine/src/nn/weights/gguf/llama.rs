@@ -1,0 +1,169 @@
+//! The `llama` architecture of GGUF files: llama.cpp's tensor names mapped to Hugging Face's, the Q/K row
+//! permutation of its converter undone, and `config.json` from the metadata.
+//!
+//! llama.cpp's `convert_hf_to_gguf.py` stores `q_proj` and `k_proj` (weights and biases) permuted for its
+//! interleaved rotary embedding: `w.reshape(heads, 2, rows / heads / 2, cols).swapaxes(1, 2)`. [`unpermute`] is the
+//! inverse, so the weights come out exactly as `transformers` holds them.
+
+use serde_json::{json, Value};
+
+use super::{Gguf, GgufError, MetaValue};
+
+/// The Hugging Face key of a llama.cpp tensor name, and the number of heads whose permutation to undo (for Q and K).
+pub fn hf_name(gguf_name: &str, heads: usize, kv_heads: usize) -> Option<(String, Option<usize>)> {
+    let fixed = match gguf_name {
+        "token_embd.weight" => Some("model.embed_tokens.weight"),
+        "output_norm.weight" => Some("model.norm.weight"),
+        "output.weight" => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(name) = fixed {
+        return Some((name.to_string(), None));
+    }
+    let rest = gguf_name.strip_prefix("blk.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (part, suffix) = rest.rsplit_once('.')?;
+    let (hf, permute) = match part {
+        "attn_norm" => ("input_layernorm", None),
+        "ffn_norm" => ("post_attention_layernorm", None),
+        "attn_q" => ("self_attn.q_proj", Some(heads)),
+        "attn_k" => ("self_attn.k_proj", Some(kv_heads)),
+        "attn_v" => ("self_attn.v_proj", None),
+        "attn_output" => ("self_attn.o_proj", None),
+        "ffn_gate" => ("mlp.gate_proj", None),
+        "ffn_up" => ("mlp.up_proj", None),
+        "ffn_down" => ("mlp.down_proj", None),
+        _ => return None,
+    };
+    Some((format!("model.layers.{layer}.{hf}.{suffix}"), permute))
+}
+
+/// Undoes llama.cpp's rotary permutation of a `[rows, cols]` Q or K projection (weight, or bias with `cols == 1`)
+/// over `heads` heads, in place of `values` (row-major).
+pub fn unpermute(values: &[f32], rows: usize, cols: usize, heads: usize) -> Result<Vec<f32>, String> {
+    if heads == 0 || !rows.is_multiple_of(2 * heads) {
+        return Err(format!("{rows} rows do not split into {heads} heads of two rotary halves"));
+    }
+    let half = rows / heads / 2;
+    let mut out = vec![0f32; values.len()];
+    for h in 0..heads {
+        for s in 0..2 {
+            for i in 0..half {
+                let hf_row = h * 2 * half + s * half + i;
+                let gguf_row = h * 2 * half + i * 2 + s;
+                out[hf_row * cols..(hf_row + 1) * cols]
+                    .copy_from_slice(&values[gguf_row * cols..(gguf_row + 1) * cols]);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The hyper-parameters a llama GGUF declares (`llama.*` metadata), checked for consistency.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlamaParams {
+    pub layers: usize,
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub vocab: usize,
+    pub context: usize,
+    pub rms_eps: f64,
+    pub rope_theta: f64,
+    pub tied: bool,
+}
+
+impl LlamaParams {
+    pub fn read(gguf: &Gguf) -> Result<LlamaParams, GgufError> {
+        let int = |key: &str| -> Result<usize, GgufError> {
+            let v = gguf.require(key)?;
+            v.as_u64().map(|v| v as usize).ok_or_else(|| gguf.error(format!("metadata `{key}` is {v}, not an integer")))
+        };
+        let float = |key: &str, default: f64| -> Result<f64, GgufError> {
+            match gguf.metadata.get(key) {
+                None => Ok(default),
+                Some(v) => v.as_decimal().ok_or_else(|| gguf.error(format!("metadata `{key}` is {v}, not a number"))),
+            }
+        };
+        let hidden = int("llama.embedding_length")?;
+        let heads = int("llama.attention.head_count")?;
+        let kv_heads = match gguf.metadata.get("llama.attention.head_count_kv") {
+            None => heads,
+            Some(_) => int("llama.attention.head_count_kv")?,
+        };
+        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
+            return Err(
+                gguf.error(format!("metadata: {heads} attention heads do not divide into {kv_heads} key/value heads"))
+            );
+        }
+        let head_dim = match gguf.metadata.get("llama.attention.key_length") {
+            Some(_) => int("llama.attention.key_length")?,
+            None if hidden % heads == 0 => hidden / heads,
+            None => {
+                return Err(gguf.error(format!("metadata: hidden size {hidden} is not a multiple of {heads} heads")))
+            }
+        };
+        let embedding =
+            gguf.tensor("token_embd.weight").ok_or_else(|| gguf.error("no tensor `token_embd.weight`".into()))?;
+        let vocab = match gguf.metadata.get("llama.vocab_size").and_then(MetaValue::as_u64) {
+            Some(v) => v as usize,
+            None => embedding.shape()[0],
+        };
+        Ok(LlamaParams {
+            layers: int("llama.block_count")?,
+            hidden,
+            intermediate: int("llama.feed_forward_length")?,
+            heads,
+            kv_heads,
+            head_dim,
+            vocab,
+            context: int("llama.context_length")?,
+            rms_eps: float("llama.attention.layer_norm_rms_epsilon", 1e-5)?,
+            rope_theta: float("llama.rope.freq_base", 10_000.0)?,
+            tied: gguf.tensor("output.weight").is_none(),
+        })
+    }
+
+    /// `config.json` as `transformers`' `LlamaConfig` writes it.
+    pub fn config_json(&self, gguf: &Gguf) -> Value {
+        let token = |key: &str| gguf.metadata.get(key).and_then(MetaValue::as_u64);
+        let mut config = json!({
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "hidden_size": self.hidden,
+            "intermediate_size": self.intermediate,
+            "num_hidden_layers": self.layers,
+            "num_attention_heads": self.heads,
+            "num_key_value_heads": self.kv_heads,
+            "head_dim": self.head_dim,
+            "vocab_size": self.vocab,
+            "max_position_embeddings": self.context,
+            "rms_norm_eps": self.rms_eps,
+            "rope_theta": self.rope_theta,
+            "hidden_act": "silu",
+            "tie_word_embeddings": self.tied,
+            "attention_bias": gguf.tensor("blk.0.attn_q.bias").is_some(),
+            "mlp_bias": gguf.tensor("blk.0.ffn_up.bias").is_some(),
+            "torch_dtype": "float32",
+        });
+        for (key, field) in
+            [("tokenizer.ggml.bos_token_id", "bos_token_id"), ("tokenizer.ggml.eos_token_id", "eos_token_id")]
+        {
+            if let Some(id) = token(key) {
+                config[field] = json!(id);
+            }
+        }
+        if let (Some(kind), Some(factor)) = (
+            gguf.metadata.get("llama.rope.scaling.type").and_then(MetaValue::as_str),
+            gguf.metadata.get("llama.rope.scaling.factor").and_then(MetaValue::as_f64),
+        ) {
+            if kind == "linear" {
+                config["rope_scaling"] = json!({"rope_type": "linear", "factor": factor});
+            }
+        }
+        config
+    }
+}

@@ -6,11 +6,13 @@
 mod activation;
 pub mod cnn;
 pub mod gpt;
+pub mod llama;
 pub mod mlp;
 
 pub use activation::Activation;
 pub use cnn::CnnConfig;
 pub use gpt::GptConfig;
+pub use llama::LlamaConfig;
 pub use mlp::MlpConfig;
 
 use crate::nn::Model;
@@ -36,6 +38,7 @@ pub enum ArchConfig {
     Mlp(MlpConfig),
     Cnn(CnnConfig),
     Gpt(GptConfig),
+    Llama(LlamaConfig),
 }
 
 impl ArchConfig {
@@ -45,6 +48,7 @@ impl ArchConfig {
             ArchConfig::Mlp(c) => c,
             ArchConfig::Cnn(c) => c,
             ArchConfig::Gpt(c) => c,
+            ArchConfig::Llama(c) => c,
         }
     }
 

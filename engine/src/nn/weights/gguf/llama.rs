@@ -5,9 +5,13 @@
 //! interleaved rotary embedding: `w.reshape(heads, 2, rows / heads / 2, cols).swapaxes(1, 2)`. [`unpermute`] is the
 //! inverse, so the weights come out exactly as `transformers` holds them.
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Value};
+use tch::Tensor;
 
 use super::{Gguf, GgufError, MetaValue};
+use crate::nn::arch::llama::{LlamaConfig, RopeScaling};
 
 /// The Hugging Face key of a llama.cpp tensor name, and the number of heads whose permutation to undo (for Q and K).
 pub fn hf_name(gguf_name: &str, heads: usize, kv_heads: usize) -> Option<(String, Option<usize>)> {
@@ -166,4 +170,63 @@ impl LlamaParams {
         }
         config
     }
+}
+
+/// A llama GGUF as anbiq's [`LlamaConfig`] and its weights under Hugging Face keys (dequantised to f32, Q/K
+/// unpermuted), ready for [`crate::nn::arch::llama::WeightSource::Load`]. Tensors without a Hugging Face counterpart
+/// (`rope_freqs`, which `transformers` recomputes from the config) are left out.
+pub fn load(gguf: &Gguf) -> Result<(LlamaConfig, BTreeMap<String, Tensor>), GgufError> {
+    let arch = gguf.architecture()?;
+    if arch != "llama" {
+        return Err(gguf.error(format!("architecture `{arch}` is not supported for import (supported: llama)")));
+    }
+    let p = LlamaParams::read(gguf)?;
+    if gguf.tensor("rope_freqs.weight").is_some() {
+        return Err(gguf.error(
+            "tensor `rope_freqs.weight`: per-frequency rope factors (Llama 3.1 scaling in GGUF) are not supported yet; \
+             import the Hugging Face directory instead"
+                .into(),
+        ));
+    }
+    let scaling = gguf.metadata.get("llama.rope.scaling.type").and_then(MetaValue::as_str);
+    let rope_scaling = match scaling {
+        None | Some("none") => None,
+        Some("linear") => {
+            Some(RopeScaling::Linear { factor: gguf.require("llama.rope.scaling.factor")?.as_decimal().unwrap_or(1.0) })
+        }
+        Some(other) => {
+            return Err(gguf.error(format!("metadata `llama.rope.scaling.type`: `{other}` is not supported (linear)")))
+        }
+    };
+    let config = LlamaConfig {
+        hidden_size: p.hidden as i64,
+        intermediate_size: p.intermediate as i64,
+        num_hidden_layers: p.layers as i64,
+        num_attention_heads: p.heads as i64,
+        num_key_value_heads: Some(p.kv_heads as i64),
+        head_dim: Some(p.head_dim as i64),
+        vocab_size: Some(p.vocab as i64),
+        max_position_embeddings: p.context as i64,
+        rms_norm_eps: p.rms_eps,
+        rope_theta: p.rope_theta,
+        rope_scaling,
+        attention_bias: gguf.tensor("blk.0.attn_output.bias").is_some(),
+        qkv_bias: gguf.tensor("blk.0.attn_q.bias").is_some() && gguf.tensor("blk.0.attn_output.bias").is_none(),
+        mlp_bias: gguf.tensor("blk.0.ffn_up.bias").is_some(),
+        tie_word_embeddings: p.tied,
+    };
+    let mut tensors = BTreeMap::new();
+    for info in &gguf.tensors {
+        let Some((name, permuted)) = hf_name(&info.name, p.heads, p.kv_heads) else { continue };
+        let shape = info.shape();
+        let mut values = gguf.dequantize(info);
+        if let Some(heads) = permuted {
+            let cols = shape.get(1).copied().unwrap_or(1);
+            values = unpermute(&values, shape[0], cols, heads)
+                .map_err(|m| gguf.error(format!("tensor `{}`: {m}", info.name)))?;
+        }
+        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        tensors.insert(name, Tensor::from_slice(&values).reshape(dims));
+    }
+    Ok((config, tensors))
 }

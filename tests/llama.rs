@@ -1,0 +1,163 @@
+//! The llama architecture against `transformers` (fixtures from scripts/reference/llama.sh): a tiny random model with
+//! every option the family has, loaded from its Hugging Face directory, and SmolLM2-135M-Instruct loaded from its
+//! Q4_1 GGUF file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anbiq::nn::arch::llama::{Llama, LlamaConfig, WeightSource};
+use anbiq::nn::weights::gguf::{llama as gguf_llama, Gguf};
+use anbiq::nn::weights::hf;
+use anbiq::nn::{Decoder, KvCache, Mode, Model};
+use serde_json::Value;
+use tch::{nn::VarStore, Device, Kind, Tensor};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn reference(dir: &str) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(repo().join("tests/fixtures").join(dir).join("reference.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+fn ids(v: &Value) -> Tensor {
+    let rows: Vec<Vec<i64>> = serde_json::from_value(v.clone()).unwrap();
+    let (b, t) = (rows.len() as i64, rows[0].len() as i64);
+    Tensor::from_slice(&rows.concat()).reshape([b, t])
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+fn build(config: &LlamaConfig, mut weights: BTreeMap<String, Tensor>) -> (VarStore, Llama) {
+    let vs = VarStore::new(Device::Cpu);
+    let vocab = config.vocab_size.unwrap();
+    let model = Llama::new(config, &vs.root(), vocab, &mut WeightSource::Load(&mut weights)).unwrap();
+    assert!(weights.is_empty(), "every weight is used: {:?}", weights.keys().collect::<Vec<_>>());
+    (vs, model)
+}
+
+/// Greedy decoding through the key/value cache: `count` tokens after `prompt`.
+fn greedy(model: &dyn Decoder, prompt: &[i64], count: usize) -> Vec<i64> {
+    let mut cache = KvCache::default();
+    let mut logits = tch::no_grad(|| model.decode(&Tensor::from_slice(prompt).unsqueeze(0), &mut cache));
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let next = logits.select(1, -1).argmax(-1, false).int64_value(&[0]);
+        out.push(next);
+        logits = tch::no_grad(|| model.decode(&Tensor::from_slice(&[next]).unsqueeze(0), &mut cache));
+    }
+    out
+}
+
+fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn a_tiny_llama_with_every_option_gives_transformers_logits_and_greedy_tokens() {
+    let dir = repo().join("tests/fixtures/tiny-llama");
+    let (config, weights) = hf::load_llama(&dir).unwrap();
+    assert_eq!((config.kv_heads(), config.head_dim()), (2, 16), "GQA, and head_dim ≠ hidden / heads");
+    assert!(config.attention_bias && !config.tie_word_embeddings && config.rope_scaling.is_some());
+    let (_vs, model) = build(&config, weights);
+    let r = reference("tiny-llama");
+    let expected = Tensor::from_slice(&floats(&r["logits"])).reshape([2, 12, 97]);
+    let logits = tch::no_grad(|| model.forward(&ids(&r["ids"]), Mode::Eval));
+    let diff = max_abs(&logits, &expected);
+    eprintln!("tiny llama: max |anbiq − transformers| logit {diff:.2e}");
+    assert!(diff <= 1e-5, "max |anbiq − transformers| = {diff}");
+    // Decoding through the cache gives what the full forward gives, and transformers' greedy continuation.
+    let prompt: Vec<i64> = serde_json::from_value(r["prompt"].clone()).unwrap();
+    let want: Vec<i64> = serde_json::from_value(r["greedy"].clone()).unwrap();
+    assert_eq!(greedy(&model, &prompt, want.len()), want);
+}
+
+#[test]
+fn smollm2_from_its_gguf_matches_transformers_loading_the_same_file() {
+    let path = repo().join("data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(path.exists(), "{} is missing: scripts/fetch-data.sh smollm2 fetches it", path.display());
+    let gguf = Gguf::open(&path).unwrap();
+    let (config, weights) = gguf_llama::load(&gguf).unwrap();
+    assert_eq!((config.num_hidden_layers, config.hidden_size, config.kv_heads()), (30, 576, 3));
+    assert!(config.tie_word_embeddings);
+    let (_vs, model) = build(&config, weights);
+    let r = reference("smollm2");
+    let x = ids(&r["ids"]);
+    let logits = tch::no_grad(|| model.forward(&x, Mode::Eval));
+    let (b, t) = (x.size()[0], x.size()[1]);
+    let head = Tensor::from_slice(&floats(&r["logits_head"])).reshape([b, t, 1024]);
+    let diff = max_abs(&logits.narrow(-1, 0, 1024), &head);
+    eprintln!("SmolLM2 from GGUF: max |anbiq − transformers| logit {diff:.2e}");
+    assert!(diff <= 1e-4, "max |anbiq − transformers| over the first 1024 logits of every position = {diff}");
+    let lse = Tensor::from_slice(&floats(&r["logsumexp"])).reshape([b, t]);
+    let diff = max_abs(&logits.logsumexp([-1], false), &lse);
+    assert!(diff <= 1e-4, "logsumexp over all 49152 logits differs by {diff}");
+    let argmax: Vec<Vec<i64>> = serde_json::from_value(r["argmax"].clone()).unwrap();
+    assert_eq!(Vec::<i64>::try_from(logits.argmax(-1, false).flatten(0, -1)).unwrap(), argmax.concat());
+
+    let prompt: Vec<i64> = serde_json::from_value(r["prompt"].clone()).unwrap();
+    let want: Vec<i64> = serde_json::from_value(r["greedy"].clone()).unwrap();
+    assert_eq!(greedy(&model, &prompt, want.len()), want, "transformers continued with {}", r["greedy_text"]);
+
+    // Perplexity of 256 tokens of Hamlet within 0.1 % of transformers'.
+    let hamlet: Vec<i64> = serde_json::from_value(r["hamlet_ids"].clone()).unwrap();
+    let input = Tensor::from_slice(&hamlet[..hamlet.len() - 1]).unsqueeze(0);
+    let target = Tensor::from_slice(&hamlet[1..]);
+    let logits = tch::no_grad(|| model.forward(&input, Mode::Eval)).squeeze_dim(0);
+    let nll = logits.cross_entropy_for_logits(&target).double_value(&[]);
+    let want = r["hamlet_nll"].as_f64().unwrap();
+    assert!(((nll.exp() / want.exp()) - 1.0).abs() < 1e-3, "perplexity {} vs transformers {}", nll.exp(), want.exp());
+    eprintln!("SmolLM2: perplexity {:.4} (transformers {:.4})", nll.exp(), want.exp());
+}
+
+#[test]
+fn config_problems_name_the_field_and_the_file() {
+    let base = hf::read_config(&repo().join("tests/fixtures/tiny-llama")).unwrap();
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut json = base.clone();
+        edit(&mut json);
+        LlamaConfig::from_hf_json(&json).unwrap_err()
+    };
+    assert_eq!(
+        with(&|j| {
+            j.as_object_mut().unwrap().remove("hidden_size");
+        }),
+        "hidden_size: missing"
+    );
+    assert!(with(&|j| j["num_key_value_heads"] = 3.into()).starts_with("num_key_value_heads: 3 does not divide"));
+    assert!(with(&|j| j["model_type"] = "bert".into()).contains("not a Llama-family model"));
+    assert!(with(&|j| j["rope_parameters"]["rope_type"] = "yarn".into()).contains("`yarn` is not supported"));
+
+    // A weight file missing, a shape that contradicts the config, an index naming a missing shard.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("config.json"), base.to_string()).unwrap();
+    let err = hf::load_llama(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains("no model.safetensors"), "{err}");
+    std::fs::write(
+        tmp.path().join("model.safetensors.index.json"),
+        r#"{"weight_map": {"a": "model-00001-of-00002.safetensors"}}"#,
+    )
+    .unwrap();
+    let err = hf::load_llama(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains("names") && err.contains("model-00001-of-00002.safetensors"), "{err}");
+    std::fs::remove_file(tmp.path().join("model.safetensors.index.json")).unwrap();
+    std::fs::write(tmp.path().join("model.safetensors"), b"not safetensors").unwrap();
+    let err = hf::load_llama(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains("model.safetensors: not a readable safetensors file"), "{err}");
+
+    let (config, mut weights) = hf::load_llama(&repo().join("tests/fixtures/tiny-llama")).unwrap();
+    weights.insert("model.norm.weight".into(), Tensor::ones([7], (Kind::Float, Device::Cpu)));
+    let vs = VarStore::new(Device::Cpu);
+    let err = Llama::new(&config, &vs.root(), 97, &mut WeightSource::Load(&mut weights)).err().unwrap().to_string();
+    assert_eq!(err, "weight `model.norm.weight` has shape [7], the config needs [48]");
+    let mut weights = hf::load_llama(&repo().join("tests/fixtures/tiny-llama")).unwrap().1;
+    weights.remove("lm_head.weight");
+    let vs = VarStore::new(Device::Cpu);
+    let err = Llama::new(&config, &vs.root(), 97, &mut WeightSource::Load(&mut weights)).err().unwrap().to_string();
+    assert_eq!(err, "weight `lm_head.weight` is missing");
+}

@@ -6,10 +6,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anbiq::nn::arch::llama::{Llama, LlamaConfig, WeightSource};
+use anbiq::nn::model_file::ModelArtifact;
 use anbiq::nn::weights::gguf::{llama as gguf_llama, Gguf};
 use anbiq::nn::weights::hf;
 use anbiq::nn::{Decoder, KvCache, Mode, Model};
+use anbiq::run::Outcome;
 use serde_json::Value;
+
+mod common;
+use common::Project;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 fn repo() -> PathBuf {
@@ -160,4 +165,78 @@ fn config_problems_name_the_field_and_the_file() {
     let vs = VarStore::new(Device::Cpu);
     let err = Llama::new(&config, &vs.root(), 97, &mut WeightSource::Load(&mut weights)).err().unwrap().to_string();
     assert_eq!(err, "weight `lm_head.weight` is missing");
+}
+
+#[test]
+fn import_brings_a_hugging_face_directory_and_a_gguf_file_into_the_store() {
+    let smollm2 = repo().join("data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let p = Project::new(&format!(
+        "steps:\n  tiny: {{kind: import, hf: tiny-llama, input_shape: [12]}}\n  \
+         smol: {{kind: import, gguf: {}, input_shape: [5]}}\n",
+        smollm2.display()
+    ));
+    std::fs::create_dir(p.path("tiny-llama")).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(repo().join("tests/fixtures/tiny-llama").join(file), p.path("tiny-llama").join(file)).unwrap();
+    }
+    p.run(&[]);
+    assert!(p.run(&[]).ran().is_empty(), "a second import is cached");
+    let lock = p.lock();
+    assert!(lock.step("tiny").unwrap().ingredients.files.contains_key("tiny-llama"), "the directory's bytes are keyed");
+
+    // What the store holds loads (without random initialisation) into the model transformers computes.
+    let tiny = ModelArtifact::load(&p.output("tiny", "model"), Device::Cpu).unwrap();
+    let r = reference("tiny-llama");
+    let expected = Tensor::from_slice(&floats(&r["logits"])).reshape([2, 12, 97]);
+    let logits = tch::no_grad(|| tiny.model.forward(&ids(&r["ids"]), Mode::Eval));
+    assert!(max_abs(&logits, &expected) <= 1e-5);
+    let smol = ModelArtifact::load(&p.output("smol", "model"), Device::Cpu).unwrap();
+    assert_eq!((smol.spec.classes, smol.spec.parameters), (49152, 134_515_008));
+    let r = reference("smollm2");
+    let x = ids(&r["ids"]);
+    let logits = tch::no_grad(|| smol.model.forward(&x, Mode::Eval));
+    let head = Tensor::from_slice(&floats(&r["logits_head"])).reshape([x.size()[0], x.size()[1], 1024]);
+    assert!(max_abs(&logits.narrow(-1, 0, 1024), &head) <= 1e-4);
+}
+
+#[test]
+fn a_broken_or_unsupported_model_file_is_a_located_error_and_nothing_enters_the_store() {
+    let p = Project::new("steps:\n  m: {kind: import, hf: missing, input_shape: [8]}\n");
+    let err = p.try_load(&[]).unwrap_err();
+    assert!(err.contains("wf.yaml:2:") && err.contains("`hf`") && err.contains("config.json: cannot read"), "{err}");
+    p.write("wf.yaml", "steps:\n  m: {kind: import, gguf: wf.yaml, input_shape: [8]}\n");
+    let err = p.try_load(&[]).unwrap_err();
+    assert!(err.contains("`gguf`") && err.contains("not a GGUF file"), "{err}");
+    let smollm2 = repo().join("data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    p.write("wf.yaml", format!("steps:\n  m: {{kind: import, gguf: {}, input_shape: [9000]}}\n", smollm2.display()));
+    let err = p.try_load(&[]).unwrap_err();
+    assert!(err.contains("T ≤ 8192 (its context)"), "{err}");
+    p.write(
+        "wf.yaml",
+        format!("steps:\n  m: {{kind: import, gguf: {}, input_shape: [8], classes: 10}}\n", smollm2.display()),
+    );
+    assert!(p.try_load(&[]).unwrap_err().contains("the model's vocabulary has 49152 tokens"));
+    let types = repo().join("tests/fixtures/gguf/types.gguf");
+    // The fixture's llama comes with tensors no llama has: refused before anything runs.
+    p.write("wf.yaml", format!("steps:\n  m: {{kind: import, gguf: {}, input_shape: [8]}}\n", types.display()));
+    let err = p.try_load(&[]).unwrap_err();
+    assert!(err.contains("tensor `types.F32` has no counterpart in a llama model"), "{err}");
+    assert!(!err.contains('\n'), "one line: {err}");
+    // A directory whose weights do not fit its config fails the step, and nothing enters the store.
+    std::fs::create_dir(p.path("bad")).unwrap();
+    let config = std::fs::read_to_string(repo().join("tests/fixtures/tiny-llama/config.json")).unwrap();
+    std::fs::write(p.path("bad/config.json"), config.replace("\"intermediate_size\": 96", "\"intermediate_size\": 64"))
+        .unwrap();
+    std::fs::copy(repo().join("tests/fixtures/tiny-llama/model.safetensors"), p.path("bad/model.safetensors")).unwrap();
+    p.write("wf.yaml", "steps:\n  m: {kind: import, hf: bad, input_shape: [8]}\n");
+    let report = p.run_report(&[]);
+    match &report.results[0].outcome {
+        Outcome::Failed { error } => assert!(
+            error.contains("field `hf`")
+                && error.contains("mlp.gate_proj.weight` has shape [96, 48], the config needs [64, 48]"),
+            "{error}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(std::fs::read_dir(p.store().join("steps")).unwrap().next().is_none());
 }

@@ -1,6 +1,7 @@
 //! A model on disk: `model.json` (what it is) beside either `weights.safetensors` (named tensors for a built-in
 //! architecture) or `module.pt` (a TorchScript module, which carries its own code and weights).
 
+use crate::nn::arch::llama::{Llama, WeightSource};
 use crate::nn::torchscript::TorchScriptModel;
 use crate::nn::{arch, ArchConfig, Model};
 use crate::rng::Rng;
@@ -96,14 +97,25 @@ impl ModelArtifact {
             serde_json::from_str(&text).with_context(|| format!("parsing {}", spec_path.display()))?;
         let vs = VarStore::new(device);
         let (model, parameters): (Box<dyn Model>, i64) = match (&spec.arch, &spec.torchscript) {
+            (Some(ArchConfig::Llama(config)), None) => {
+                // Built straight from the saved tensors: no random initialisation, one copy of the weights.
+                let mut saved = read_weights(&dir.join(WEIGHTS_FILE))?;
+                let source = &mut WeightSource::Load(&mut saved);
+                let model = Llama::new(config, &vs.root(), spec.classes, source)
+                    .map_err(|e| anyhow::anyhow!("{}: {e:#}", dir.display()))?;
+                if !saved.is_empty() {
+                    bail!(
+                        "{}: weights the architecture has no place for: {:?}",
+                        dir.display(),
+                        saved.keys().collect::<Vec<_>>()
+                    );
+                }
+                (Box::new(model) as Box<dyn Model>, parameter_count(&vs))
+            }
             (Some(arch), None) => {
                 // The initial values are overwritten below, so any stream will do.
                 let model = arch::build(arch, &vs.root(), &spec.input_shape, spec.classes, &mut Rng::new(0))?;
-                let weights_path = dir.join(WEIGHTS_FILE);
-                let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&weights_path)
-                    .with_context(|| format!("reading {}", weights_path.display()))?
-                    .into_iter()
-                    .collect();
+                let saved = read_weights(&dir.join(WEIGHTS_FILE))?;
                 copy_weights(&vs, &saved).map_err(|e| anyhow::anyhow!("{}: {e:#}", dir.display()))?;
                 (model, parameter_count(&vs))
             }
@@ -129,6 +141,10 @@ impl ModelArtifact {
         }
         Ok(LoadedModel { vs, model, spec })
     }
+}
+
+fn read_weights(path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    Ok(Tensor::read_safetensors(path).with_context(|| format!("reading {}", path.display()))?.into_iter().collect())
 }
 
 /// Copies `saved` into the variables of `vs` by name; names and shapes must match exactly (dtypes are converted).

@@ -13,9 +13,17 @@
 //!   input_shape: [1, 8, 8]
 //!   classes: 10
 //! ```
-//! Output `model`, usable wherever a trained model is (`infer`, `evaluate`, online `distill`). The file's bytes are
-//! part of the step's key: replacing the file reruns the import and everything downstream. The import runs one
-//! sample through the model, so a wrong `input_shape` or `classes` fails here rather than in a later step.
+//! A pretrained causal language model of the Llama family, from a GGUF file (llama.cpp, Ollama: dequantised, Q/K
+//! unpermuted) or a local Hugging Face directory (`config.json` + `model.safetensors` or shards); `input_shape` is the
+//! token window the workflow feeds it, `classes` defaults to its vocabulary:
+//! ```yaml
+//! teacher: {kind: import, gguf: data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf, input_shape: [256]}
+//! teacher: {kind: import, hf: models/SmolLM2-135M, input_shape: [256]}
+//! ```
+//! Output `model`, usable wherever a trained model is (`infer`, `evaluate`, online `distill`). The file's bytes (every
+//! file of a directory) are part of the step's key: replacing the file reruns the import and everything downstream.
+//! The file is checked when the workflow is loaded (header, config, architecture), and the import runs one sample
+//! through the model, so a wrong `input_shape` or `classes` fails here rather than in a later step.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,15 +35,18 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 use super::registry::{parse_config, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, FileInput, InputDecl, OutputDecl, Step, StepContext};
 use crate::config::{Located, Node};
+use crate::nn::arch::llama::{Llama, LlamaConfig, WeightSource};
 use crate::nn::model_file::{copy_weights, ModelArtifact, ModelSpec};
 use crate::nn::torchscript::TorchScriptModel;
-use crate::nn::{ArchConfig, Mode};
+use crate::nn::weights::gguf::{llama as gguf_llama, Gguf};
+use crate::nn::weights::hf;
+use crate::nn::{ArchConfig, Mode, Model as _};
 use crate::rng::Rng;
 
 pub const KIND: StepKind = StepKind {
     name: "import",
     version: 1,
-    summary: "import a model trained elsewhere (TorchScript or safetensors)",
+    summary: "import a model: TorchScript, safetensors, a GGUF file or a Hugging Face directory",
     parse,
 };
 
@@ -45,49 +56,139 @@ pub struct ImportConfig {
     /// A TorchScript file (relative to the workflow file) …
     #[serde(default)]
     pub torchscript: Option<PathBuf>,
-    /// … or a safetensors file of weights for `model`.
+    /// … or a safetensors file of weights for `model` …
     #[serde(default)]
     pub weights: Option<PathBuf>,
     #[serde(default)]
     pub model: Option<ArchConfig>,
+    /// … or a GGUF file of a Llama-family model …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gguf: Option<PathBuf>,
+    /// … or a Hugging Face model directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hf: Option<PathBuf>,
     pub input_shape: Vec<i64>,
-    pub classes: i64,
+    /// Required for `torchscript` and `weights`; a language model's vocabulary otherwise.
+    #[serde(default)]
+    pub classes: Option<i64>,
+}
+
+/// Where the model comes from: exactly one, decided at parse time.
+#[derive(Debug)]
+enum Source {
+    TorchScript,
+    Weights(ArchConfig),
+    Gguf,
+    Hf,
 }
 
 #[derive(Debug)]
 pub struct Import {
     config: ImportConfig,
-    /// The file, as written and resolved against the workflow's directory.
+    source: Source,
+    /// The file (or directory), as written and resolved against the workflow's directory.
     file: FileInput,
 }
 
 fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
     let config: ImportConfig = parse_config(node)?;
     let mut problems = Vec::new();
-    match (&config.torchscript, &config.weights, &config.model) {
-        (Some(_), None, None) | (None, Some(_), Some(_)) => {}
-        (Some(_), Some(_), _) => problems.push(("weights".into(), "give `torchscript` or `weights`, not both".into())),
-        (Some(_), None, Some(_)) => problems.push((
-            "model".into(),
-            "a TorchScript file brings its own architecture; `model` goes with `weights`".into(),
-        )),
-        (None, Some(_), None) => {
-            problems.push(("weights".into(), "needs `model` (the architecture the weights belong to)".into()))
+    let given: Vec<(&str, &PathBuf)> = [
+        ("torchscript", &config.torchscript),
+        ("weights", &config.weights),
+        ("gguf", &config.gguf),
+        ("hf", &config.hf),
+    ]
+    .into_iter()
+    .filter_map(|(field, path)| path.as_ref().map(|p| (field, p)))
+    .collect();
+    let (field, written) = match given.as_slice() {
+        [one] => *one,
+        [] => {
+            let message = "needs one of `torchscript: file.pt`, `weights` with `model`, `gguf: file.gguf` or `hf: dir`";
+            return Err(check_fields(node, vec![("".into(), message.into())]).unwrap_err());
         }
-        (None, None, _) => problems.push(("".into(), "needs `torchscript: file.pt` or `weights` and `model`".into())),
-    }
+        [_, (second, _), ..] => {
+            let names: Vec<String> = given.iter().map(|(f, _)| format!("`{f}`")).collect();
+            let message = format!("give one source of the model, not {}", names.join(" and "));
+            return Err(check_fields(node, vec![(second.to_string(), message)]).unwrap_err());
+        }
+    };
+    let source = match (field, &config.model) {
+        ("weights", Some(arch)) => Source::Weights(arch.clone()),
+        ("weights", None) => {
+            problems.push(("weights".into(), "needs `model` (the architecture the weights belong to)".into()));
+            Source::TorchScript
+        }
+        (_, Some(_)) => {
+            problems
+                .push(("model".into(), format!("`{field}` brings its own architecture; `model` goes with `weights`")));
+            Source::TorchScript
+        }
+        ("torchscript", None) => Source::TorchScript,
+        ("gguf", None) => Source::Gguf,
+        _ => Source::Hf,
+    };
     if let Some(Err(e)) = config.model.as_ref().map(ArchConfig::validate) {
         problems.push(super::field_problem("model", e));
     }
     if config.input_shape.is_empty() || config.input_shape.iter().any(|&d| d < 1) {
         problems.push(("input_shape".into(), format!("must list positive sizes, got {:?}", config.input_shape)));
     }
-    if config.classes < 1 {
-        problems.push(("classes".into(), format!("must be positive, got {}", config.classes)));
+    match (config.classes, &source) {
+        (None, Source::TorchScript | Source::Weights(_)) => {
+            problems.push(("classes".into(), "needs the number of classes the model outputs".into()))
+        }
+        (Some(c), _) if c < 1 => problems.push(("classes".into(), format!("must be positive, got {c}"))),
+        _ => {}
+    }
+    let file = FileInput::new(written, env);
+    // A language model is checked now, so `anbiq validate` finds a broken file before anything runs.
+    if problems.is_empty() && matches!(source, Source::Gguf | Source::Hf) {
+        if let Err(e) = pretrained_config(&source, &file.path).and_then(|c| check_window(&c, &config)) {
+            problems.push((field.to_string(), format!("{e:#}")));
+        }
     }
     check_fields(node, problems)?;
-    let file = FileInput::new(config.torchscript.as_ref().or(config.weights.as_ref()).expect("checked above"), env);
-    Ok(Box::new(Import { config, file }))
+    Ok(Box::new(Import { config, source, file }))
+}
+
+/// The config of a pretrained language model, read from its file without loading the weights.
+fn pretrained_config(source: &Source, path: &std::path::Path) -> anyhow::Result<LlamaConfig> {
+    match source {
+        Source::Gguf => {
+            let gguf = Gguf::open(path)?;
+            let arch = gguf.architecture()?;
+            anyhow::ensure!(
+                arch == "llama",
+                "{}: architecture `{arch}` is not supported (supported: llama)",
+                path.display()
+            );
+            Ok(gguf_llama::load_config(&gguf)?)
+        }
+        _ => {
+            let json = hf::read_config(path)?;
+            let config = LlamaConfig::from_hf_json(&json)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.join("config.json").display()))?;
+            hf::weight_files(path)?;
+            Ok(config)
+        }
+    }
+}
+
+/// `input_shape` must be one token window the model can take, and `classes` (if given) its vocabulary.
+fn check_window(model: &LlamaConfig, config: &ImportConfig) -> anyhow::Result<()> {
+    let vocab = model.vocab_size.unwrap_or(0);
+    anyhow::ensure!(
+        config.input_shape.len() == 1 && config.input_shape[0] <= model.max_position_embeddings,
+        "a language model takes token windows: `input_shape: [T]` with T ≤ {} (its context), got {:?}",
+        model.max_position_embeddings,
+        config.input_shape
+    );
+    if let Some(c) = config.classes {
+        anyhow::ensure!(c == vocab, "`classes` is {c}, the model's vocabulary has {vocab} tokens");
+    }
+    Ok(())
 }
 
 impl Step for Import {
@@ -109,15 +210,38 @@ impl Step for Import {
 
     fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
         let dir = ctx.output_dir("model")?;
-        let (shape, classes) = (self.config.input_shape.clone(), self.config.classes);
-        match &self.config.model {
-            None => {
+        let (shape, classes) = (self.config.input_shape.clone(), self.config.classes.unwrap_or(0));
+        match &self.source {
+            Source::Gguf | Source::Hf => {
+                let field = if matches!(self.source, Source::Gguf) { "gguf" } else { "hf" };
+                let (model_config, mut weights) = match self.source {
+                    Source::Gguf => gguf_llama::load(&Gguf::open(&self.file.path)?)?,
+                    _ => hf::load_llama(&self.file.path)?,
+                };
+                let vocab = model_config.vocab_size.context("a pretrained config has vocab_size")?;
+                let vs = VarStore::new(Device::Cpu);
+                let model = Llama::new(&model_config, &vs.root(), vocab, &mut WeightSource::Load(&mut weights))
+                    .map_err(|e| anyhow::anyhow!("field `{field}`: {}: {e:#}", self.file.path.display()))?;
+                if !weights.is_empty() {
+                    let extra: Vec<&String> = weights.keys().take(5).collect();
+                    bail!(
+                        "field `{field}`: {}: weights the architecture has no place for: {extra:?}",
+                        self.file.path.display()
+                    );
+                }
+                let window = Tensor::zeros([1, shape[0]], (Kind::Int64, Device::Cpu));
+                let out = tch::no_grad(|| model.forward(&window, Mode::Eval));
+                anyhow::ensure!(out.size() == [1, shape[0], vocab], "the model maps a window to {:?}", out.size());
+                let spec = ModelSpec::new(ArchConfig::Llama(model_config), shape, vocab, &vs);
+                ModelArtifact::save(&dir, &vs, &spec)?;
+            }
+            Source::TorchScript => {
                 let module = TorchScriptModel::load(&self.file.path, Device::Cpu).context("field `torchscript`")?;
                 let spec = ModelSpec::torchscript(shape, classes, module.parameter_count()?);
                 check_output(|x| module.try_forward(x), &self.config)?;
                 ModelArtifact::save_torchscript(&dir, &self.file.path, &spec)?;
             }
-            Some(arch) => {
+            Source::Weights(arch) => {
                 let vs = VarStore::new(Device::Cpu);
                 let model = crate::nn::build(arch, &vs.root(), &shape, classes, &mut Rng::new(ctx.seed))
                     .map_err(|e| anyhow::anyhow!("field `model`: {e:#}"))?;
@@ -145,11 +269,11 @@ fn check_output(forward: impl Fn(&Tensor) -> anyhow::Result<Tensor>, config: &Im
     let x = Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tch::no_grad(|| forward(&x))));
     match result {
-        Ok(Ok(y)) if y.size() == [1, config.classes] => Ok(()),
+        Ok(Ok(y)) if y.size() == [1, config.classes.unwrap_or(0)] => Ok(()),
         Ok(Ok(y)) => bail!(
             "field `classes`: the model maps one sample to shape {:?}, expected [1, {}]",
             y.size(),
-            config.classes
+            config.classes.unwrap_or(0)
         ),
         Ok(Err(e)) => {
             // TorchScript errors carry both tracebacks; the last line says what went wrong.

@@ -439,9 +439,9 @@ fn inverse_frequencies(head_dim: i64, theta: f64, scaling: Option<&RopeScaling>)
         Some(RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings }) => {
             let old = *original_max_position_embeddings;
             let (low_wavelen, high_wavelen) = (old / low_freq_factor, old / high_freq_factor);
-            let wavelen = (&inv_freq).reciprocal() * (2.0 * std::f64::consts::PI);
+            let wavelen = inv_freq.reciprocal() * (2.0 * std::f64::consts::PI);
             let scaled = inv_freq.where_self(&wavelen.le(low_wavelen), &(&inv_freq / *factor));
-            let smooth = ((&wavelen).reciprocal() * old - *low_freq_factor) / (high_freq_factor - low_freq_factor);
+            let smooth = (wavelen.reciprocal() * old - *low_freq_factor) / (high_freq_factor - low_freq_factor);
             let smoothed: Tensor = (smooth.ones_like() - &smooth) * &scaled / *factor + &smooth * &scaled;
             let medium = wavelen.ge(high_wavelen).logical_and(&wavelen.le(low_wavelen));
             smoothed.where_self(&medium, &scaled)

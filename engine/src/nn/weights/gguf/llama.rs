@@ -12,6 +12,7 @@ use tch::Tensor;
 
 use super::{Gguf, GgufError, MetaValue};
 use crate::nn::arch::llama::{LlamaConfig, RopeScaling};
+use crate::nn::arch::Architecture as _;
 
 /// The Hugging Face key of a llama.cpp tensor name, and the number of heads whose permutation to undo (for Q and K).
 pub fn hf_name(gguf_name: &str, heads: usize, kv_heads: usize) -> Option<(String, Option<usize>)> {
@@ -173,9 +174,28 @@ impl LlamaParams {
 }
 
 /// A llama GGUF as anbiq's [`LlamaConfig`] and its weights under Hugging Face keys (dequantised to f32, Q/K
-/// unpermuted), ready for [`crate::nn::arch::llama::WeightSource::Load`]. Tensors without a Hugging Face counterpart
-/// (`rope_freqs`, which `transformers` recomputes from the config) are left out.
+/// unpermuted), ready for [`crate::nn::arch::llama::WeightSource::Load`].
 pub fn load(gguf: &Gguf) -> Result<(LlamaConfig, BTreeMap<String, Tensor>), GgufError> {
+    let config = load_config(gguf)?;
+    let (heads, kv_heads) = (config.num_attention_heads as usize, config.kv_heads() as usize);
+    let mut tensors = BTreeMap::new();
+    for info in &gguf.tensors {
+        let Some((name, permuted)) = hf_name(&info.name, heads, kv_heads) else { continue };
+        let shape = info.shape();
+        let mut values = gguf.dequantize(info);
+        if let Some(heads) = permuted {
+            let cols = shape.get(1).copied().unwrap_or(1);
+            values = unpermute(&values, shape[0], cols, heads)
+                .map_err(|m| gguf.error(format!("tensor `{}`: {m}", info.name)))?;
+        }
+        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        tensors.insert(name, Tensor::from_slice(&values).reshape(dims));
+    }
+    Ok((config, tensors))
+}
+
+/// The [`LlamaConfig`] a llama GGUF declares (metadata and which tensors exist), without reading any weights.
+pub fn load_config(gguf: &Gguf) -> Result<LlamaConfig, GgufError> {
     let arch = gguf.architecture()?;
     if arch != "llama" {
         return Err(gguf.error(format!("architecture `{arch}` is not supported for import (supported: llama)")));
@@ -215,18 +235,10 @@ pub fn load(gguf: &Gguf) -> Result<(LlamaConfig, BTreeMap<String, Tensor>), Gguf
         mlp_bias: gguf.tensor("blk.0.ffn_up.bias").is_some(),
         tie_word_embeddings: p.tied,
     };
-    let mut tensors = BTreeMap::new();
-    for info in &gguf.tensors {
-        let Some((name, permuted)) = hf_name(&info.name, p.heads, p.kv_heads) else { continue };
-        let shape = info.shape();
-        let mut values = gguf.dequantize(info);
-        if let Some(heads) = permuted {
-            let cols = shape.get(1).copied().unwrap_or(1);
-            values = unpermute(&values, shape[0], cols, heads)
-                .map_err(|m| gguf.error(format!("tensor `{}`: {m}", info.name)))?;
-        }
-        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-        tensors.insert(name, Tensor::from_slice(&values).reshape(dims));
+    config.validate().map_err(|m| gguf.error(format!("metadata: {}", m.trim_start_matches("model."))))?;
+    // Nothing is dropped silently: a tensor without a place in the model means the file is not what it claims.
+    if let Some(odd) = gguf.tensors.iter().find(|t| hf_name(&t.name, p.heads, p.kv_heads).is_none()) {
+        return Err(gguf.error(format!("tensor `{}` has no counterpart in a llama model", odd.name)));
     }
-    Ok((config, tensors))
+    Ok(config)
 }

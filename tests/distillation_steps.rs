@@ -739,11 +739,13 @@ steps:
 fn bad_imports_fail_naming_the_field() {
     let step = |body: &str| format!("{HEAD}  t: {{kind: import, {body}}}\n");
     let err = parse_error(&step("torchscript: a.pt, model: {arch: mlp, hidden: [4]}, input_shape: [64], classes: 10"));
-    assert!(err.contains("step `t`: `model`: a TorchScript file brings its own architecture"), "{err}");
+    assert!(err.contains("step `t`: `model`: `torchscript` brings its own architecture"), "{err}");
     let err = parse_error(&step("weights: a.safetensors, input_shape: [64], classes: 10"));
     assert!(err.contains("step `t`: `weights`: needs `model`"), "{err}");
     let err = parse_error(&step("input_shape: [64], classes: 10"));
-    assert!(err.contains("step `t`: needs `torchscript: file.pt` or `weights` and `model`"), "{err}");
+    assert!(err.contains("step `t`: needs one of `torchscript: file.pt`, `weights` with `model`, `gguf"), "{err}");
+    let err = parse_error(&step("torchscript: a.pt, gguf: b.gguf, input_shape: [64], classes: 10"));
+    assert!(err.contains("step `t`: `gguf`: give one source of the model, not `torchscript` and `gguf`"), "{err}");
     let err = parse_error(&step("torchscript: a.pt, input_shape: [0, 8], classes: 0"));
     assert!(err.contains("step `t`: `input_shape`: must list positive sizes, got [0, 8]"), "{err}");
     assert!(err.contains("step `t`: `classes`: must be positive, got 0"), "{err}");

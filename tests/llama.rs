@@ -190,6 +190,37 @@ fn import_brings_a_hugging_face_directory_and_a_gguf_file_into_the_store() {
     let expected = Tensor::from_slice(&floats(&r["logits"])).reshape([2, 12, 97]);
     let logits = tch::no_grad(|| tiny.model.forward(&ids(&r["ids"]), Mode::Eval));
     assert!(max_abs(&logits, &expected) <= 1e-5);
+    // Export is the identity: the exported directory imports to the same bytes in the store.
+    let out = p.path("tiny-exported");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_anbiq"))
+        .args(["export", "wf.yaml", "tiny"])
+        .arg(&out)
+        .args(["--store", p.store().to_str().unwrap(), "--format", "hf"])
+        .current_dir(p.dir.path())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    for file in ["config.json", "generation_config.json", "model.safetensors"] {
+        assert!(out.join(file).exists(), "{file}");
+    }
+    let exported = hf::read_weights(&out).unwrap();
+    let original = hf::read_weights(&repo().join("tests/fixtures/tiny-llama")).unwrap();
+    assert_eq!(exported.keys().collect::<Vec<_>>(), original.keys().collect::<Vec<_>>());
+    assert!(exported.iter().all(|(k, t)| t.equal(&original[k])), "bit-identical weights");
+    assert_eq!(
+        LlamaConfig::from_hf_json(&hf::read_config(&out).unwrap()).unwrap(),
+        LlamaConfig::from_hf_json(&hf::read_config(&repo().join("tests/fixtures/tiny-llama")).unwrap()).unwrap()
+    );
+    let yaml = std::fs::read_to_string(p.workflow_path()).unwrap();
+    p.write("wf.yaml", format!("{yaml}  again: {{kind: import, hf: tiny-exported, input_shape: [12]}}\n"));
+    assert_eq!(p.run(&[]).ran(), ["again"]);
+    let lock = p.lock();
+    assert_eq!(
+        lock.step("again").unwrap().outputs,
+        lock.step("tiny").unwrap().outputs,
+        "export → import is the identity"
+    );
+
     let smol = ModelArtifact::load(&p.output("smol", "model"), Device::Cpu).unwrap();
     assert_eq!((smol.spec.classes, smol.spec.parameters), (49152, 134_515_008));
     let r = reference("smollm2");

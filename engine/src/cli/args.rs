@@ -81,6 +81,10 @@ pub enum Command {
     /// architecture with Hugging Face names and a config.json.
     #[command(after_help = "Example:\n  anbiq convert data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf smollm2-hf/")]
     Convert(ConvertArgs),
+    /// Write a model step's output in a format the ecosystem runs: a Hugging Face directory (`transformers`
+    /// loads it with from_pretrained). The step is found in the store by the key the workflow (with --set) gives.
+    #[command(after_help = "Example:\n  anbiq export workflows/my.yaml student student-hf/ --format hf")]
+    Export(ExportArgs),
     /// Plumbing: run exactly one step of a workflow against the store and commit its outputs (what each Slurm job
     /// runs). Refuses when an input is missing from the store.
     #[command(hide = true)]
@@ -327,6 +331,24 @@ pub struct ConvertArgs {
     pub file: PathBuf,
     /// The directory to write (new, or empty).
     pub out_dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
+    /// The step whose model to export.
+    pub step: String,
+    /// The directory to write (new, or empty).
+    pub out_dir: PathBuf,
+    #[arg(long, value_enum, default_value_t = ExportFormat::Hf)]
+    pub format: ExportFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// A Hugging Face directory: config.json, model.safetensors, generation_config.json, tokenizer files.
+    Hf,
 }
 
 #[derive(Debug, clap::Args)]

@@ -5,6 +5,7 @@
 mod args;
 mod convert;
 mod diff;
+mod export;
 mod gc;
 mod graph;
 mod metrics;
@@ -94,6 +95,7 @@ fn try_main(args: Args) -> Result<i32, CliError> {
         Command::Diff(a) => diff::diff(a),
         Command::Gc(a) => gc::gc(a),
         Command::Convert(a) => convert::convert(a),
+        Command::Export(a) => export::export(a),
         Command::Plugin(PluginCommand::Check(a)) => plugin::check(a),
         Command::Plugin(PluginCommand::New(a)) => plugin::new(a),
         Command::Status(a) => slurm::status(a),

@@ -38,6 +38,7 @@ use crate::config::{Located, Node};
 use crate::nn::arch::llama::{Llama, LlamaConfig, WeightSource};
 use crate::nn::model_file::{copy_weights, ModelArtifact, ModelSpec};
 use crate::nn::torchscript::TorchScriptModel;
+use crate::nn::weights::export::TOKENIZER_FILES;
 use crate::nn::weights::gguf::{llama as gguf_llama, Gguf};
 use crate::nn::weights::hf;
 use crate::nn::{ArchConfig, Mode, Model as _};
@@ -234,6 +235,16 @@ impl Step for Import {
                 anyhow::ensure!(out.size() == [1, shape[0], vocab], "the model maps a window to {:?}", out.size());
                 let spec = ModelSpec::new(ArchConfig::Llama(model_config), shape, vocab, &vs);
                 ModelArtifact::save(&dir, &vs, &spec)?;
+                // The tokenizer travels with the model (to `anbiq export`), when the directory has one.
+                if matches!(self.source, Source::Hf) {
+                    for name in TOKENIZER_FILES {
+                        let from = self.file.path.join(name);
+                        if from.exists() {
+                            std::fs::copy(&from, dir.join(name))
+                                .with_context(|| format!("copying {}", from.display()))?;
+                        }
+                    }
+                }
             }
             Source::TorchScript => {
                 let module = TorchScriptModel::load(&self.file.path, Device::Cpu).context("field `torchscript`")?;

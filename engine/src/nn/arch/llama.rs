@@ -60,6 +60,11 @@ pub struct LlamaConfig {
     pub mlp_bias: bool,
     #[serde(default)]
     pub tie_word_embeddings: bool,
+    /// The tokenizer's special tokens, as `config.json` records them (for export and generation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bos_token_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eos_token_id: Option<i64>,
 }
 
 fn default_eps() -> f64 {
@@ -153,9 +158,69 @@ impl LlamaConfig {
             qkv_bias: model_type == "qwen2",
             mlp_bias: flag("mlp_bias"),
             tie_word_embeddings: flag("tie_word_embeddings"),
+            bos_token_id: int("bos_token_id").ok().flatten(),
+            // A list of end tokens (Llama 3) keeps its first: the one generation stops at by default.
+            eos_token_id: match json.get("eos_token_id") {
+                Some(serde_json::Value::Array(ids)) => ids.first().and_then(|v| v.as_i64()),
+                _ => int("eos_token_id").ok().flatten(),
+            },
         };
         config.validate().map_err(|e| e.trim_start_matches("model.").to_string())?;
         Ok(config)
+    }
+}
+
+impl LlamaConfig {
+    /// `config.json` as transformers 5 writes it for `LlamaForCausalLM` (`Qwen2ForCausalLM` for a Qwen2 config):
+    /// what [`from_hf_json`](Self::from_hf_json) reads back to the same config.
+    pub fn to_hf_json(&self, vocab: i64) -> serde_json::Value {
+        let mut rope = serde_json::json!({"rope_type": "default", "rope_theta": self.rope_theta});
+        match &self.rope_scaling {
+            None => {}
+            Some(RopeScaling::Linear { factor }) => {
+                rope["rope_type"] = "linear".into();
+                rope["factor"] = (*factor).into();
+            }
+            Some(RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            }) => {
+                rope["rope_type"] = "llama3".into();
+                rope["factor"] = (*factor).into();
+                rope["low_freq_factor"] = (*low_freq_factor).into();
+                rope["high_freq_factor"] = (*high_freq_factor).into();
+                rope["original_max_position_embeddings"] = (*original_max_position_embeddings).into();
+            }
+        }
+        let (architecture, model_type) =
+            if self.qkv_bias { ("Qwen2ForCausalLM", "qwen2") } else { ("LlamaForCausalLM", "llama") };
+        let mut json = serde_json::json!({
+            "architectures": [architecture],
+            "model_type": model_type,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.kv_heads(),
+            "head_dim": self.head_dim(),
+            "vocab_size": vocab,
+            "max_position_embeddings": self.max_position_embeddings,
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_parameters": rope,
+            "hidden_act": "silu",
+            "attention_bias": self.attention_bias,
+            "mlp_bias": self.mlp_bias,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "dtype": "float32",
+        });
+        for (field, id) in [("bos_token_id", self.bos_token_id), ("eos_token_id", self.eos_token_id)] {
+            if let Some(id) = id {
+                json[field] = id.into();
+            }
+        }
+        json
     }
 }
 

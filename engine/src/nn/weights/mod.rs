@@ -1,6 +1,7 @@
 //! Weight I/O with the ecosystem's formats: GGUF files ([`gguf`]) and Hugging Face directories ([`hf`]) in,
-//! safetensors out ([`convert`]).
+//! safetensors and Hugging Face directories out ([`convert`], [`export`]).
 
 pub mod convert;
+pub mod export;
 pub mod gguf;
 pub mod hf;

@@ -234,6 +234,8 @@ pub fn load_config(gguf: &Gguf) -> Result<LlamaConfig, GgufError> {
         qkv_bias: gguf.tensor("blk.0.attn_q.bias").is_some() && gguf.tensor("blk.0.attn_output.bias").is_none(),
         mlp_bias: gguf.tensor("blk.0.ffn_up.bias").is_some(),
         tie_word_embeddings: p.tied,
+        bos_token_id: gguf.metadata.get("tokenizer.ggml.bos_token_id").and_then(MetaValue::as_u64).map(|v| v as i64),
+        eos_token_id: gguf.metadata.get("tokenizer.ggml.eos_token_id").and_then(MetaValue::as_u64).map(|v| v as i64),
     };
     config.validate().map_err(|m| gguf.error(format!("metadata: {}", m.trim_start_matches("model."))))?;
     // Nothing is dropped silently: a tensor without a place in the model means the file is not what it claims.

@@ -1,0 +1,35 @@
+//! `anbiq export WORKFLOW STEP OUT_DIR --format hf`: a model step's output as a Hugging Face directory.
+
+use super::args::{ExportArgs, ExportFormat};
+use super::{load, CliError, EXIT_OK};
+use crate::graph::{compute_keys, Dag, KeyEnv};
+use crate::nn::weights::export;
+use crate::run::Store;
+use crate::steps::ArtifactKind;
+
+pub fn export(args: ExportArgs) -> Result<i32, CliError> {
+    let wf = load(&args.workflow.workflow, &args.workflow.overrides)?;
+    let index = wf.require_step(&args.step).map_err(CliError::Usage)?;
+    let Some(output) = wf.steps[index].step.outputs().into_iter().find(|o| o.kind == ArtifactKind::Model) else {
+        return Err(CliError::Usage(format!("step `{}` has no model output to export", args.step)));
+    };
+    let dag = Dag::build(&wf)?;
+    let store = Store::open(&args.workflow.store)?;
+    let key = compute_keys(&wf, &dag, &KeyEnv::current())?.swap_remove(index).0;
+    if store.complete(&key).is_none() {
+        return Err(anyhow::anyhow!(
+            "step `{}` has not run with these parameters against the store {} (`anbiq run {}` computes it)",
+            args.step,
+            store.root().display(),
+            wf.path.display()
+        )
+        .into());
+    }
+    let written = match args.format {
+        ExportFormat::Hf => export::hf(&store.step_dir(&key).join(&output.name), &args.out_dir)?,
+    };
+    for path in &written {
+        println!("{}", path.display());
+    }
+    Ok(EXIT_OK)
+}

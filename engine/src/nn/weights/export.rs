@@ -1,0 +1,100 @@
+//! A model artifact out to the ecosystem: `anbiq export … --format hf` writes a Hugging Face directory that
+//! `transformers` loads with `from_pretrained(DIR)`.
+//!
+//! For a `llama` model: `config.json` (as transformers 5 writes it), `generation_config.json`, `model.safetensors` —
+//! the stored weights already carry their Hugging Face keys, so the tensor data is copied byte for byte and only the
+//! header gains `{"format": "pt"}`, which `transformers` checks — and the tokenizer files the model was imported
+//! with, if any.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::nn::model_file::{ModelSpec, SPEC_FILE, WEIGHTS_FILE};
+use crate::nn::ArchConfig;
+
+/// Files of a Hugging Face directory that travel with a model unchanged (its tokenizer).
+pub const TOKENIZER_FILES: &[&str] = &["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"];
+
+/// Writes the model stored in `model_dir` as a Hugging Face directory `out_dir` (new, or empty).
+pub fn hf(model_dir: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
+    let spec_path = model_dir.join(SPEC_FILE);
+    let spec: ModelSpec = serde_json::from_str(
+        &std::fs::read_to_string(&spec_path).with_context(|| format!("reading {}", spec_path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", spec_path.display()))?;
+    let config = match &spec.arch {
+        Some(ArchConfig::Llama(c)) => c,
+        Some(other) => {
+            bail!("--format hf exports `llama` models; `{}` has no Hugging Face counterpart yet", other.name())
+        }
+        None => bail!("--format hf exports `llama` models; this one is a TorchScript module"),
+    };
+    if out_dir.exists() && std::fs::read_dir(out_dir)?.next().is_some() {
+        bail!("{} is not empty: export writes into a new or empty directory", out_dir.display());
+    }
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let mut written = Vec::new();
+    let mut write_json = |name: &str, value: serde_json::Value| -> Result<()> {
+        let path = out_dir.join(name);
+        std::fs::write(&path, serde_json::to_string_pretty(&value)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+        Ok(())
+    };
+    write_json("config.json", config.to_hf_json(spec.classes))?;
+    let mut generation = serde_json::json!({"_from_model_config": true});
+    for (field, id) in [("bos_token_id", config.bos_token_id), ("eos_token_id", config.eos_token_id)] {
+        if let Some(id) = id {
+            generation[field] = id.into();
+        }
+    }
+    write_json("generation_config.json", generation)?;
+    let weights = out_dir.join("model.safetensors");
+    copy_with_format_metadata(&model_dir.join(WEIGHTS_FILE), &weights)?;
+    written.push(weights);
+    for name in TOKENIZER_FILES {
+        let from = model_dir.join(name);
+        if from.exists() {
+            let to = out_dir.join(name);
+            std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
+            written.push(to);
+        }
+    }
+    Ok(written)
+}
+
+/// Copies a safetensors file, setting `__metadata__.format` to `pt` in its header; the tensor data is copied as it
+/// is (offsets in the header are relative to the data, so they stay valid).
+fn copy_with_format_metadata(from: &Path, to: &Path) -> Result<()> {
+    let mut src = std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
+    let mut len = [0u8; 8];
+    src.read_exact(&mut len).with_context(|| format!("{}: not a safetensors file", from.display()))?;
+    let len = u64::from_le_bytes(len);
+    anyhow::ensure!(len < 100 << 20, "{}: a {len}-byte header is not a safetensors header", from.display());
+    let mut header = vec![0u8; len as usize];
+    src.read_exact(&mut header)?;
+    let mut json: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).with_context(|| format!("{}: not a safetensors header", from.display()))?;
+    let metadata = json.entry("__metadata__").or_insert_with(|| serde_json::json!({}));
+    metadata["format"] = "pt".into();
+    let mut header = serde_json::to_vec(&json)?;
+    // The data that follows stays 8-byte aligned, as the format recommends.
+    while header.len() % 8 != 0 {
+        header.push(b' ');
+    }
+    let tmp = to.with_extension("safetensors.partial");
+    {
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+        );
+        out.write_all(&(header.len() as u64).to_le_bytes())?;
+        out.write_all(&header)?;
+        src.seek(SeekFrom::Start(8 + len))?;
+        std::io::copy(&mut src, &mut out)?;
+        out.flush()?;
+    }
+    std::fs::rename(&tmp, to)?;
+    Ok(())
+}

@@ -150,11 +150,18 @@ fn key_of(ingredients: &KeyIngredients, env: &KeyEnv) -> StepKey {
 pub fn hash_path(path: &Path) -> anyhow::Result<String> {
     let meta = std::fs::metadata(path)?;
     if meta.is_file() {
-        let mut h = blake3::Hasher::new();
-        h.update_mmap(path)?;
-        return Ok(h.finalize().to_hex().to_string());
+        return Ok(hash_file(path)?.to_hex().to_string());
     }
     Ok(hash_digests(&digest_dir(path)?))
+}
+
+/// blake3 of a file, read through a buffer rather than a memory map: hashing a model's weights after writing them
+/// must not map them into the process (a mapped 538 MB file counts in its resident memory, doubling a model
+/// import's measured peak).
+fn hash_file(path: &Path) -> std::io::Result<blake3::Hash> {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?))?;
+    Ok(h.finalize())
 }
 
 /// One file's size and blake3.
@@ -173,10 +180,9 @@ pub fn digest_dir(dir: &Path) -> anyhow::Result<Vec<(String, FileDigest)>> {
         .into_iter()
         .map(|rel| {
             let path = dir.join(&rel);
-            let mut h = blake3::Hasher::new();
-            h.update_mmap(&path).with_context(|| format!("reading {}", path.display()))?;
+            let hash = hash_file(&path).with_context(|| format!("reading {}", path.display()))?;
             let bytes = std::fs::metadata(&path)?.len();
-            Ok((rel.to_string_lossy().into_owned(), FileDigest { bytes, blake3: h.finalize().to_hex().to_string() }))
+            Ok((rel.to_string_lossy().into_owned(), FileDigest { bytes, blake3: hash.to_hex().to_string() }))
         })
         .collect()
 }

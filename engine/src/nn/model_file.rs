@@ -69,8 +69,7 @@ impl ModelArtifact {
             .into_iter()
             .map(|(name, t)| (name, t.detach().to_device(Device::Cpu).contiguous()))
             .collect();
-        Tensor::write_safetensors(&named, dir.join(WEIGHTS_FILE))
-            .with_context(|| format!("writing {}", dir.join(WEIGHTS_FILE).display()))?;
+        crate::nn::weights::safetensors::write(&dir.join(WEIGHTS_FILE), &named)?;
         let json = serde_json::to_string_pretty(spec)?;
         std::fs::write(dir.join(SPEC_FILE), json + "\n")
             .with_context(|| format!("writing {}", dir.join(SPEC_FILE).display()))?;
@@ -144,7 +143,7 @@ impl ModelArtifact {
 }
 
 fn read_weights(path: &Path) -> Result<BTreeMap<String, Tensor>> {
-    Ok(Tensor::read_safetensors(path).with_context(|| format!("reading {}", path.display()))?.into_iter().collect())
+    crate::nn::weights::safetensors::read(path)
 }
 
 /// Copies `saved` into the variables of `vs` by name; names and shapes must match exactly (dtypes are converted).

@@ -312,8 +312,10 @@ impl WeightSource<'_> {
                 if t.size() != shape {
                     bail!("weight `{key}` has shape {:?}, the config needs {shape:?}", t.size());
                 }
-                // Registered as it is (same kind and device: no copy), so the file's tensors are held once.
-                Ok(vs.add(name, t.to_kind(Kind::Float).to_device(vs.device()), true))
+                // Registered as it is when it already is f32 on the right device, so the weights are held once.
+                let t = if t.kind() == Kind::Float { t } else { t.to_kind(Kind::Float) };
+                let t = if t.device() == vs.device() { t } else { t.to_device(vs.device()) };
+                Ok(vs.add(name, t, true))
             }
         }
     }

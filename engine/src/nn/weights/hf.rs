@@ -47,13 +47,11 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn read_weights(dir: &Path) -> Result<BTreeMap<String, Tensor>> {
     let mut tensors = BTreeMap::new();
     for file in weight_files(dir)? {
-        let read = std::panic::catch_unwind(|| Tensor::read_safetensors(&file));
-        let list = match read {
-            Ok(Ok(list)) => list,
-            Ok(Err(e)) => bail!("{}: not a readable safetensors file: {e}", file.display()),
-            Err(_) => bail!("{}: not a readable safetensors file", file.display()),
-        };
-        tensors.extend(list);
+        for (name, tensor) in super::safetensors::read(&file)? {
+            if tensors.insert(name.clone(), tensor).is_some() {
+                bail!("{}: tensor `{name}` is also in another shard", file.display());
+            }
+        }
     }
     Ok(tensors)
 }

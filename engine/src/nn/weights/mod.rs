@@ -5,3 +5,4 @@ pub mod convert;
 pub mod export;
 pub mod gguf;
 pub mod hf;
+pub mod safetensors;

@@ -182,14 +182,17 @@ pub fn load(gguf: &Gguf) -> Result<(LlamaConfig, BTreeMap<String, Tensor>), Gguf
     for info in &gguf.tensors {
         let Some((name, permuted)) = hf_name(&info.name, heads, kv_heads) else { continue };
         let shape = info.shape();
-        let mut values = gguf.dequantize(info);
-        if let Some(heads) = permuted {
-            let cols = shape.get(1).copied().unwrap_or(1);
-            values = unpermute(&values, shape[0], cols, heads)
-                .map_err(|m| gguf.error(format!("tensor `{}`: {m}", info.name)))?;
-        }
         let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-        tensors.insert(name, Tensor::from_slice(&values).reshape(dims));
+        let tensor = match permuted {
+            None => gguf.dequantize_tensor(info),
+            Some(heads) => {
+                let cols = shape.get(1).copied().unwrap_or(1);
+                let values = unpermute(&gguf.dequantize(info), shape[0], cols, heads)
+                    .map_err(|m| gguf.error(format!("tensor `{}`: {m}", info.name)))?;
+                Tensor::from_slice(&values)
+            }
+        };
+        tensors.insert(name, tensor.reshape(dims));
     }
     Ok((config, tensors))
 }

@@ -234,7 +234,28 @@ impl Gguf {
     pub fn dequantize(&self, info: &TensorInfo) -> Vec<f32> {
         let mut out = vec![0f32; info.elements()];
         quants::dequantize(info.ty, self.data(info), &mut out);
+        self.release(info);
         out
+    }
+
+    /// A tensor dequantised straight into a new f32 tensor's memory (flat; no intermediate buffer).
+    pub fn dequantize_tensor(&self, info: &TensorInfo) -> tch::Tensor {
+        let tensor = tch::Tensor::empty([info.elements() as i64], (tch::Kind::Float, tch::Device::Cpu));
+        if info.elements() > 0 {
+            // SAFETY: a fresh contiguous CPU f32 tensor of exactly `elements` values, written only here.
+            let out = unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut f32, info.elements()) };
+            quants::dequantize(info.ty, self.data(info), out);
+            self.release(info);
+        }
+        tensor
+    }
+
+    /// Lets the kernel drop a tensor's mapped pages once it is dequantised, so that the file does not stay resident
+    /// beside the weights made from it.
+    fn release(&self, info: &TensorInfo) {
+        // SAFETY: the map is a read-only, shared mapping of a file: after MADV_DONTNEED a later read refaults the
+        // same bytes from the file, so no reader can observe a change.
+        let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, info.start, info.bytes) };
     }
 
     /// A metadata value, or an error naming the missing key.

@@ -115,6 +115,7 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
             return Err(check_fields(node, vec![(second.to_string(), message)]).unwrap_err());
         }
     };
+    // On a mistake the source is a placeholder: `problems` is then not empty, and `check_fields` returns the error.
     let source = match (field, &config.model) {
         ("weights", Some(arch)) => Source::Weights(arch.clone()),
         ("weights", None) => {

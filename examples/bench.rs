@@ -10,14 +10,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use anbiq::artifact::logits::StoreDtype;
+use anbiq::artifact::{LoadedData, LogitsArtifact, LogitsMeta};
 use anbiq::data::{Dataset, DatasetMeta};
 use anbiq::nn::learner::{Learner, LearnerConfig};
 use anbiq::nn::precision::Precision;
 use anbiq::nn::ArchConfig;
 use anbiq::rng::Rng;
 use anbiq::run::{Lockfile, Outcome, RunOptions, RunReport, Store};
-use anbiq::steps::artifacts::logits::StoreDtype;
-use anbiq::steps::artifacts::{LoadedData, LogitsArtifact, LogitsMeta};
 use anbiq::steps::distill::{DistillBatch, Teacher};
 use anbiq::steps::training::TensorSource;
 use anbiq::steps::Progress;

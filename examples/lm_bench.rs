@@ -11,14 +11,14 @@
 
 use std::time::Instant;
 
+use anbiq::artifact::logits::StoreDtype;
+use anbiq::artifact::token_logits::{compress, expand};
 use anbiq::loss::{DistillLoss, KdLoss, LossInput, Temperature};
 use anbiq::nn::arch::GptConfig;
 use anbiq::nn::optim::OptimizerConfig;
 use anbiq::nn::optimizer::Optimizer;
 use anbiq::nn::{tokens, ArchConfig, Mode, Model};
 use anbiq::rng::Rng;
-use anbiq::steps::artifacts::logits::StoreDtype;
-use anbiq::steps::artifacts::token_logits::{compress, expand};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 

@@ -8,10 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
+use anbiq::artifact::logits::StoreDtype;
+use anbiq::artifact::{LogitsArtifact, LogitsMeta};
 use anbiq::loss::{CeTeacherLabels, DistillLoss, KdLoss, LossInput, MseLogits, Temperature};
 use anbiq::run::{Outcome, RunReport};
-use anbiq::steps::artifacts::logits::StoreDtype;
-use anbiq::steps::artifacts::{LogitsArtifact, LogitsMeta};
 use anbiq::steps::evaluate::quality;
 use anbiq::steps::filter::{select, KeepRule, Score, Scores};
 use anbiq::workflow;
@@ -150,7 +150,7 @@ fn digits_teacher_learns_and_students_distil_offline_online_and_through_a_view()
 
     // Each filter's view holds exactly the rows its rule selects from the stored logits.
     let logits = LogitsArtifact::read(&p.output("logits", "logits")).unwrap();
-    let base = anbiq::data::artifact::read_dataset(&p.store().join(&logits.meta.dataset)).unwrap();
+    let base = anbiq::artifact::dataset::read_dataset(&p.store().join(&logits.meta.dataset)).unwrap();
     let all = Tensor::arange(logits.meta.samples, (Kind::Int64, tch::Device::Cpu));
     let scores = Scores::from_log_probs(&logits.log_probs(&all));
     for (step, rule) in [
@@ -665,7 +665,8 @@ steps:
     p.run(&[]);
 
     let (inputs, reference, parameters) = tiny_mlp_reference();
-    let imported = anbiq::nn::model_file::ModelArtifact::load(&p.output("teacher", "model"), tch::Device::Cpu).unwrap();
+    let imported =
+        anbiq::artifact::model::ModelArtifact::load(&p.output("teacher", "model"), tch::Device::Cpu).unwrap();
     let own = tch::CModule::load(fixture("tiny_mlp.pt")).unwrap().forward_ts(&[&inputs]).unwrap();
     let ours = tch::no_grad(|| imported.model.forward(&inputs, anbiq::nn::Mode::Eval));
     assert!(ours.equal(&own), "the imported model must compute exactly what the module computes");
@@ -676,7 +677,7 @@ steps:
 
     // infer's cached logits are the module's logits for the training rows.
     let logits = LogitsArtifact::read(&p.output("logits", "logits")).unwrap();
-    let train = anbiq::data::artifact::read_dataset(&p.output("digits", "train")).unwrap();
+    let train = anbiq::artifact::dataset::read_dataset(&p.output("digits", "train")).unwrap();
     let own = tch::CModule::load(fixture("tiny_mlp.pt")).unwrap().forward_ts(&[&train.x]).unwrap();
     let all = Tensor::arange(train.len() as i64, (Kind::Int64, tch::Device::Cpu));
     let diff = (logits.dense_logits(&all) - own).abs().max().double_value(&[]);
@@ -725,8 +726,8 @@ steps:
     assert!(err.contains("field `weights`: hidden.0.bias has shape [12], the architecture expects [13]"), "{err}");
     assert!(report.results.iter().find(|r| r.id == "report").is_some_and(|r| matches!(r.outcome, Outcome::Ran { .. })));
 
-    let imported = anbiq::nn::model_file::ModelArtifact::load(&p.output("mine", "model"), tch::Device::Cpu).unwrap();
-    let test = anbiq::data::artifact::read_dataset(&p.output("digits", "test")).unwrap();
+    let imported = anbiq::artifact::model::ModelArtifact::load(&p.output("mine", "model"), tch::Device::Cpu).unwrap();
+    let test = anbiq::artifact::dataset::read_dataset(&p.output("digits", "test")).unwrap();
     let ours = tch::no_grad(|| imported.model.forward(&test.x, anbiq::nn::Mode::Eval));
     let theirs = tch::no_grad(|| model.forward(&test.x, anbiq::nn::Mode::Eval));
     assert!(ours.allclose(&theirs, 1e-6, 1e-6, false));

@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use anbiq::artifact::logits::StoreDtype;
+use anbiq::artifact::token_logits::{expand_like, ShardWriter, TokenLogits, TokenLogitsMeta};
 use anbiq::data::text::{windows, Tokenizer};
 use anbiq::data::Vocab;
 use anbiq::loss::{DistillLoss, KdLoss, LossInput, ReverseKl, Temperature};
@@ -17,8 +19,6 @@ use anbiq::nn::sample::{generate, Sampling};
 use anbiq::nn::{tokens, ArchConfig, Mode};
 use anbiq::rng::Rng;
 use anbiq::run::{self, Lockfile, RunOptions, Store};
-use anbiq::steps::artifacts::logits::StoreDtype;
-use anbiq::steps::artifacts::token_logits::{expand_like, ShardWriter, TokenLogits, TokenLogitsMeta};
 use anbiq::steps::Progress;
 use anbiq::workflow;
 use tch::nn::VarStore;

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use anbiq::artifact::model::ModelArtifact;
 use anbiq::nn::arch::llama::{Llama, LlamaConfig, WeightSource};
-use anbiq::nn::model_file::ModelArtifact;
 use anbiq::nn::weights::gguf::{llama as gguf_llama, Gguf};
 use anbiq::nn::weights::hf;
 use anbiq::nn::{Decoder, KvCache, Mode, Model};

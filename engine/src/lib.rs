@@ -7,6 +7,7 @@
 //! - [`graph`]: the DAG, cycles, cache keys, drawings;
 //! - [`run`]: plan against the store, execute in parallel, write the lockfile;
 //! - [`steps`]: one file per step kind behind the [`steps::Step`] trait;
+//! - [`artifact`]: the stored formats steps exchange (datasets, views, models, logits);
 //! - [`loss`]: distillation losses behind one trait (built in, and WebAssembly plugins);
 //! - [`plugin`]: the sandboxed WebAssembly host those plugins run in (wasmtime; `plugins/ABI.md`);
 //! - [`nn`], [`data`]: models, training loop and datasets on libtorch;
@@ -21,6 +22,7 @@
 //! assert_eq!(report.failures().count(), 0);
 //! ```
 
+pub mod artifact;
 pub mod cli;
 pub mod config;
 pub mod data;

@@ -2,8 +2,10 @@
 
 use super::args::{ExportArgs, ExportFormat};
 use super::{load, CliError, EXIT_OK};
+use crate::artifact::model::{ModelArtifact, WEIGHTS_FILE};
 use crate::graph::{compute_keys, Dag, KeyEnv};
 use crate::nn::weights::export;
+use crate::nn::ArchConfig;
 use crate::run::Store;
 use crate::steps::ArtifactKind;
 
@@ -25,8 +27,16 @@ pub fn export(args: ExportArgs) -> Result<i32, CliError> {
         )
         .into());
     }
-    let written = match args.format {
-        ExportFormat::Hf => export::hf(&store.step_dir(&key).join(&output.name), &args.out_dir)?,
+    let dir = store.step_dir(&key).join(&output.name);
+    let spec = ModelArtifact::spec(&dir)?;
+    let written = match (args.format, &spec.arch) {
+        (ExportFormat::Hf, Some(ArchConfig::Llama(config))) => {
+            export::hf(config, spec.classes, &dir.join(WEIGHTS_FILE), &dir, &args.out_dir)?
+        }
+        (ExportFormat::Hf, arch) => {
+            let what = arch.as_ref().map_or("a TorchScript module".to_string(), |a| format!("a `{}` model", a.name()));
+            return Err(anyhow::anyhow!("--format hf exports `llama` models; step `{}` holds {what}", args.step).into());
+        }
     };
     for path in &written {
         println!("{}", path.display());

@@ -5,7 +5,6 @@
 //! datasets (`meta.vocab` set) are the one variation: `x` holds i64 token ids `[N, T]` and `y` the next token at
 //! every position `[N, T]`.
 
-pub mod artifact;
 pub mod augment;
 pub mod batches;
 pub mod csv;

@@ -13,7 +13,6 @@ pub mod learner;
 pub mod memory;
 pub mod metrics;
 pub mod model;
-pub mod model_file;
 pub mod optim;
 pub mod optimizer;
 pub mod precision;

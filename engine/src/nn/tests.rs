@@ -1,7 +1,7 @@
 //! End-to-end tests across the module: init, determinism, learning, shapes, persistence.
 
+use crate::artifact::model::{ModelArtifact, ModelSpec};
 use crate::nn::learner::{accuracy_on, Batch, BatchSource, Learner, LearnerConfig, ModelEvaluator, TrainStep};
-use crate::nn::model_file::{ModelArtifact, ModelSpec};
 use crate::nn::optim::OptimizerConfig;
 use crate::nn::progress::Progress;
 use crate::nn::schedule::LrSchedule;
@@ -54,7 +54,7 @@ fn init_follows_pytorch_default_bounds() {
             assert!(lo < -0.99 * bound && hi > 0.99 * bound);
         }
     }
-    assert_eq!(crate::nn::model_file::parameter_count(&vs), 784 * 256 + 256 + 256 * 10 + 10);
+    assert_eq!(crate::artifact::model::parameter_count(&vs), 784 * 256 + 256 + 256 * 10 + 10);
 }
 
 #[test]

@@ -17,6 +17,13 @@ pub struct ResolvedInput {
     pub dir: PathBuf,
 }
 
+/// Loads the dataset (or view) behind input `role`.
+pub fn load_data(ctx: &StepContext, role: &str) -> anyhow::Result<crate::artifact::LoadedData> {
+    let input = ctx.input(role)?;
+    crate::artifact::view::load_dir(&ctx.store_root, &input.dir)
+        .with_context(|| format!("loading `{role}` ({})", input.label))
+}
+
 /// The run-time environment of one step.
 pub struct StepContext {
     /// The step's id in the workflow.

@@ -207,7 +207,7 @@ impl Step for DatasetStep {
         let stats = data::normalize::fit(train, self.config.normalize)?;
         for (name, ds) in &mut splits {
             data::normalize::apply(ds, &stats)?;
-            data::artifact::write_dataset(&ctx.output_dir(name)?, ds)?;
+            crate::artifact::dataset::write_dataset(&ctx.output_dir(name)?, ds)?;
             ctx.record_metric(&format!("{name}_samples"), ds.len());
         }
         Ok(())
@@ -250,7 +250,7 @@ impl DatasetStep {
             if name == "train" && ds.is_empty() {
                 bail!("the `train` split has no window of {} tokens", context + 1);
             }
-            data::artifact::write_dataset(&ctx.output_dir(&name)?, &ds)?;
+            crate::artifact::dataset::write_dataset(&ctx.output_dir(&name)?, &ds)?;
             ctx.record_metric(&format!("{name}_samples"), ds.len());
             ctx.record_metric(&format!("{name}_tokens"), ds.x.numel());
             ctx.record_metric("vocab", ds.meta.classes);

@@ -23,16 +23,17 @@ use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
-use super::artifacts::token_logits::{expand_like, is_token_logits};
-use super::artifacts::{load_data, LoadedData, LogitsArtifact, TokenLogits};
+use super::load_data;
 use super::registry::{parse_config, ParseEnv, StepKind};
 use super::training::{training_config, TensorSource};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OneOrMany, OutputDecl, Step, StepContext, StepRef};
+use crate::artifact::model::{LoadedModel, ModelArtifact, ModelSpec};
+use crate::artifact::token_logits::{expand_like, is_token_logits};
+use crate::artifact::{LoadedData, LogitsArtifact, TokenLogits};
 use crate::config::{from_node, Located, Node};
 use crate::data::augment;
 use crate::loss::{DistillLoss, LossConfig, LossInput, LossTerm, WeightedTerm};
 use crate::nn::learner::{Batch, Evaluator, Learner, ModelEvaluator, TrainStep};
-use crate::nn::model_file::{LoadedModel, ModelArtifact, ModelSpec};
 use crate::nn::precision::Precision;
 use crate::nn::{tokens, ArchConfig, Mode, Model};
 use crate::rng::Rng;
@@ -55,7 +56,7 @@ training_config! {
     after {
         /// Top-k teacher logits: how the leftover mass is spread over the tokens (classes) outside the top k when
         /// the distribution is rebuilt — `even` (default), or `student` (like the student's own distribution there,
-        /// which makes forward KL exact over "top k + the rest"; see [`super::artifacts::token_logits`]).
+        /// which makes forward KL exact over "top k + the rest"; see [`crate::artifact::token_logits`]).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub top_k_tail: Option<TopKTail>,
     }

@@ -25,13 +25,13 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::artifacts::load_data;
 use super::infer::batched_logits;
+use super::load_data;
 use super::registry::{parse_config, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
+use crate::artifact::model::{LoadedModel, ModelArtifact};
 use crate::config::{Located, Node};
 use crate::nn::metrics;
-use crate::nn::model_file::{LoadedModel, ModelArtifact};
 use crate::nn::precision::Precision;
 use crate::nn::Mode;
 

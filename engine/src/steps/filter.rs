@@ -18,12 +18,11 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use super::artifacts::view::write_view;
-use super::artifacts::{LoadedData, LogitsArtifact};
 use super::registry::{parse_config, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
+use crate::artifact::view::write_view;
+use crate::artifact::{LoadedData, LogitsArtifact};
 use crate::config::{Located, Node};
-use crate::data;
 
 pub const KIND: StepKind =
     StepKind { name: "filter", version: 1, summary: "keep samples by what the teacher said", parse };
@@ -185,7 +184,7 @@ impl Step for Filter {
 
     fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
         let input = ctx.input("data")?.clone();
-        if super::artifacts::token_logits::is_token_logits(&input.dir) {
+        if crate::artifact::token_logits::is_token_logits(&input.dir) {
             anyhow::bail!(
                 "field `data`: `{}` holds per-token logits of a language model; filtering keeps or drops whole \
                  samples of a classifier",
@@ -193,7 +192,7 @@ impl Step for Filter {
             );
         }
         let logits = LogitsArtifact::read(&input.dir)?;
-        let dataset = data::artifact::read_dataset(&ctx.store_path(&logits.meta.dataset))?;
+        let dataset = crate::artifact::dataset::read_dataset(&ctx.store_path(&logits.meta.dataset))?;
         let all = Tensor::arange(logits.meta.samples, (Kind::Int64, tch::Device::Cpu));
         let scores = Scores::from_log_probs(&logits.log_probs(&all));
         let kept = select(&self.config.keep, &scores, &dataset.y, dataset.meta.classes);

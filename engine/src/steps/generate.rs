@@ -21,12 +21,12 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::artifacts::load_data;
+use super::load_data;
 use super::registry::{parse_config, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
+use crate::artifact::model::ModelArtifact;
 use crate::config::{Located, Node};
 use crate::data::{Dataset, DatasetMeta};
-use crate::nn::model_file::ModelArtifact;
 use crate::nn::sample::{generate, Sampling};
 use crate::rng::Rng;
 
@@ -178,7 +178,7 @@ impl Step for Generate {
             vocab: Some(vocab),
         };
         let ds = Dataset::new(cut(0), cut(1), meta)?;
-        crate::data::artifact::write_dataset(&dir, &ds)?;
+        crate::artifact::dataset::write_dataset(&dir, &ds)?;
         ctx.record_metric("sequences", c.count);
         ctx.record_metric("samples", ds.len());
         ctx.record_metric("tokens", ds.x.numel());

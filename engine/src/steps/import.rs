@@ -34,9 +34,9 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::registry::{parse_config, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, FileInput, InputDecl, OutputDecl, Step, StepContext};
+use crate::artifact::model::{copy_weights, ModelArtifact, ModelSpec};
 use crate::config::{Located, Node};
 use crate::nn::arch::llama::{Llama, LlamaConfig, WeightSource};
-use crate::nn::model_file::{copy_weights, ModelArtifact, ModelSpec};
 use crate::nn::torchscript::TorchScriptModel;
 use crate::nn::weights::export::TOKENIZER_FILES;
 use crate::nn::weights::gguf::{llama as gguf_llama, Gguf};

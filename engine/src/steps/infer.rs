@@ -5,13 +5,13 @@
 //! logits_top5: {kind: infer, model: teacher, data: mnist.train, store: {dtype: f16, top_k: 5}}
 //! tokens: {kind: infer, model: gpt_teacher, data: text.train, store: {top_k: 8}, batch_size: 64}
 //! ```
-//! Output `logits` (see [`crate::steps::artifacts::logits`]): batched, without autograd, on the workflow's device.
+//! Output `logits` (see [`crate::artifact::logits`]): batched, without autograd, on the workflow's device.
 //!
 //! `shards: N` splits the dataset into N contiguous shards computed independently: in parallel threads on the local
 //! executor (one GPU each when several are visible), as one Slurm job array with `--executor slurm`. A final pass
 //! concatenates them into the same `logits` artifact, byte for byte, as an unsharded run (see [`shard_rows`]).
 //! On text data, one top-k distribution per token, written in shards as it goes
-//! ([`crate::steps::artifacts::token_logits`]); `top_k` is then required.
+//! ([`crate::artifact::token_logits`]); `top_k` is then required.
 
 use std::path::{Path, PathBuf};
 
@@ -19,12 +19,13 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::artifacts::logits::StoreDtype;
-use super::artifacts::{load_data, LoadedData, LogitsArtifact, LogitsMeta};
+use super::load_data;
 use super::registry::{parse_config, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
+use crate::artifact::logits::StoreDtype;
+use crate::artifact::model::{LoadedModel, ModelArtifact};
+use crate::artifact::{LoadedData, LogitsArtifact, LogitsMeta};
 use crate::config::{Located, Node};
-use crate::nn::model_file::{LoadedModel, ModelArtifact};
 use crate::nn::precision::Precision;
 use crate::nn::Mode;
 

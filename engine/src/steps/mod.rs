@@ -4,7 +4,6 @@
 //! temporary directory for its outputs; it knows nothing of other steps, the DAG, the cache or the lockfile. Adding a
 //! step kind means one new file here and one line in [`registry::KINDS`].
 
-pub mod artifacts;
 mod context;
 pub mod dataset;
 pub mod distill;
@@ -19,7 +18,7 @@ pub mod registry;
 pub mod train;
 pub mod training;
 
-pub use context::{Progress, ResolvedInput, StepContext, StepRecords};
+pub use context::{load_data, Progress, ResolvedInput, StepContext, StepRecords};
 pub use reference::{is_identifier, OneOrMany, StepRef};
 pub use registry::{find_kind, registry, ParseEnv, StepKind};
 

@@ -18,14 +18,14 @@
 use tch::nn::VarStore;
 use tch::Tensor;
 
-use super::artifacts::load_data;
+use super::load_data;
 use super::registry::{parse_config, ParseEnv, StepKind};
 use super::training::{training_config, TensorSource};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
+use crate::artifact::model::{ModelArtifact, ModelSpec};
 use crate::config::{Located, Node};
 use crate::data::augment;
 use crate::nn::learner::{Batch, Learner, ModelEvaluator, TrainStep};
-use crate::nn::model_file::{ModelArtifact, ModelSpec};
 use crate::nn::precision::Precision;
 use crate::nn::{ArchConfig, Mode, Model};
 use crate::rng::Rng;

@@ -11,26 +11,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::nn::model_file::{ModelSpec, SPEC_FILE, WEIGHTS_FILE};
-use crate::nn::ArchConfig;
+use crate::nn::arch::llama::LlamaConfig;
 
 /// Files of a Hugging Face directory that travel with a model unchanged (its tokenizer).
 pub const TOKENIZER_FILES: &[&str] = &["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"];
 
-/// Writes the model stored in `model_dir` as a Hugging Face directory `out_dir` (new, or empty).
-pub fn hf(model_dir: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
-    let spec_path = model_dir.join(SPEC_FILE);
-    let spec: ModelSpec = serde_json::from_str(
-        &std::fs::read_to_string(&spec_path).with_context(|| format!("reading {}", spec_path.display()))?,
-    )
-    .with_context(|| format!("parsing {}", spec_path.display()))?;
-    let config = match &spec.arch {
-        Some(ArchConfig::Llama(c)) => c,
-        Some(other) => {
-            bail!("--format hf exports `llama` models; `{}` has no Hugging Face counterpart yet", other.name())
-        }
-        None => bail!("--format hf exports `llama` models; this one is a TorchScript module"),
-    };
+/// Writes a llama model — its config, output size `vocab`, its stored `weights` file and the tokenizer files in
+/// `beside` (if any) — as a Hugging Face directory `out_dir` (new, or empty).
+pub fn hf(config: &LlamaConfig, vocab: i64, weights: &Path, beside: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
     if out_dir.exists() && std::fs::read_dir(out_dir)?.next().is_some() {
         bail!("{} is not empty: export writes into a new or empty directory", out_dir.display());
     }
@@ -43,7 +31,7 @@ pub fn hf(model_dir: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
         written.push(path);
         Ok(())
     };
-    write_json("config.json", config.to_hf_json(spec.classes))?;
+    write_json("config.json", config.to_hf_json(vocab))?;
     let mut generation = serde_json::json!({"_from_model_config": true});
     for (field, id) in [("bos_token_id", config.bos_token_id), ("eos_token_id", config.eos_token_id)] {
         if let Some(id) = id {
@@ -51,11 +39,11 @@ pub fn hf(model_dir: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     write_json("generation_config.json", generation)?;
-    let weights = out_dir.join("model.safetensors");
-    copy_with_format_metadata(&model_dir.join(WEIGHTS_FILE), &weights)?;
-    written.push(weights);
+    let out_weights = out_dir.join("model.safetensors");
+    copy_with_format_metadata(weights, &out_weights)?;
+    written.push(out_weights);
     for name in TOKENIZER_FILES {
-        let from = model_dir.join(name);
+        let from = beside.join(name);
         if from.exists() {
             let to = out_dir.join(name);
             std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;

@@ -1,15 +1,15 @@
 //! `infer` on text: per-token top-k teacher logits over every training window, streamed into shards (see
-//! [`crate::steps::artifacts::token_logits`]), so memory holds one shard, not `N·T·V` logits.
+//! [`crate::artifact::token_logits`]), so memory holds one shard, not `N·T·V` logits.
 
 use anyhow::Context as _;
 use tch::{Device, Kind};
 
-use crate::nn::model_file::LoadedModel;
+use crate::artifact::logits::StoreDtype;
+use crate::artifact::model::LoadedModel;
+use crate::artifact::token_logits::{ShardWriter, TokenLogitsMeta};
+use crate::artifact::LoadedData;
 use crate::nn::precision::Precision;
 use crate::nn::Mode;
-use crate::steps::artifacts::logits::StoreDtype;
-use crate::steps::artifacts::token_logits::{ShardWriter, TokenLogitsMeta};
-use crate::steps::artifacts::LoadedData;
 use crate::steps::StepContext;
 
 /// Windows per shard unless `store.shard_windows` says otherwise (128-token windows, k = 8: ≈ 4 MB per shard).

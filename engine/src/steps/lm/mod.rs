@@ -6,8 +6,8 @@
 pub mod infer;
 pub mod metrics;
 
+use crate::artifact::model::LoadedModel;
 use crate::data::{Dataset, Vocab};
-use crate::nn::model_file::LoadedModel;
 use crate::rng::Rng;
 
 /// The vocabulary of text data, or an error naming the field that needed it.

@@ -1,4 +1,4 @@
-//! Datasets and dataset views as step inputs.
+//! Dataset views, and datasets or views as step inputs.
 //!
 //! A view is a dataset artifact that holds only indices into another (base) dataset artifact — a filter's output —
 //! so later steps use the kept samples without copying them. `view.json` names the base by its path inside the
@@ -11,8 +11,8 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use crate::data::{self, Dataset};
-use crate::steps::StepContext;
+use crate::artifact::dataset::read_dataset;
+use crate::data::Dataset;
 
 pub const VIEW_FILE: &str = "view.json";
 const INDICES_FILE: &str = "indices.safetensors";
@@ -43,22 +43,20 @@ impl LoadedData {
     }
 }
 
-/// Loads the dataset (or view) behind input `role`.
-pub fn load_data(ctx: &StepContext, role: &str) -> anyhow::Result<LoadedData> {
-    let input = ctx.input(role)?;
-    load_dir(ctx, &input.dir).with_context(|| format!("loading `{role}` ({})", input.label))
-}
-
-fn load_dir(ctx: &StepContext, dir: &Path) -> anyhow::Result<LoadedData> {
+/// Loads the dataset (or view) in `dir`, a directory of the store at `store_root`.
+pub fn load_dir(store_root: &Path, dir: &Path) -> anyhow::Result<LoadedData> {
     let view_path = dir.join(VIEW_FILE);
     if !view_path.exists() {
-        let dataset = data::artifact::read_dataset(dir)?;
-        return Ok(LoadedData { dataset, base: ctx.store_relative(dir)?, base_indices: None });
+        let dataset = read_dataset(dir)?;
+        let base = dir
+            .strip_prefix(store_root)
+            .with_context(|| format!("{} is not inside the store {}", dir.display(), store_root.display()))?;
+        return Ok(LoadedData { dataset, base: base.to_path_buf(), base_indices: None });
     }
     let meta: ViewMeta = serde_json::from_str(&std::fs::read_to_string(&view_path)?)
         .with_context(|| format!("reading {}", view_path.display()))?;
     let indices = read_indices(dir)?;
-    let base = data::artifact::read_dataset(&ctx.store_path(&meta.base))?;
+    let base = read_dataset(&store_root.join(&meta.base))?;
     Ok(LoadedData { dataset: base.select(&indices), base: meta.base, base_indices: Some(indices) })
 }
 

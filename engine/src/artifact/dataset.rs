@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tch::Tensor;
 
-use super::{tensors::read_xy, DataError, Dataset, DatasetMeta, Result};
+use crate::data::{tensors::read_xy, DataError, Dataset, DatasetMeta, Result};
 
 pub const DATA_FILE: &str = "data.safetensors";
 pub const META_FILE: &str = "meta.json";

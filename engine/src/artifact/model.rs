@@ -86,14 +86,19 @@ impl ModelArtifact {
         Ok(())
     }
 
+    /// The spec (`model.json`) of a model directory.
+    pub fn spec(dir: &Path) -> Result<ModelSpec> {
+        let spec_path = dir.join(SPEC_FILE);
+        let text = std::fs::read_to_string(&spec_path).with_context(|| format!("reading {}", spec_path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", spec_path.display()))
+    }
+
     /// Loads a model directory on `device`: the one way every step reads a model. A built-in architecture is rebuilt
     /// from `model.json` and the saved weights copied in by name (names and shapes must match exactly); a TorchScript
     /// module is loaded by libtorch's JIT.
     pub fn load(dir: &Path, device: Device) -> Result<LoadedModel> {
         let spec_path = dir.join(SPEC_FILE);
-        let text = std::fs::read_to_string(&spec_path).with_context(|| format!("reading {}", spec_path.display()))?;
-        let spec: ModelSpec =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", spec_path.display()))?;
+        let spec = Self::spec(dir)?;
         let vs = VarStore::new(device);
         let (model, parameters): (Box<dyn Model>, i64) = match (&spec.arch, &spec.torchscript) {
             (Some(ArchConfig::Llama(config)), None) => {

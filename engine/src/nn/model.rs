@@ -52,3 +52,20 @@ pub struct KvCache {
     /// Tokens seen.
     pub len: i64,
 }
+
+/// Keys and values `[B, heads, t, head_dim]` of one attention layer for the `t` new tokens, joined to what its cache
+/// slot (if decoding) holds, which then holds them all. Returns what attention should see and whether it needs the
+/// causal mask: a prompt does; one new token after a cached prefix attends to everything (a causal mask would align
+/// it with the first key, not the last).
+pub fn with_cached(slot: Option<&mut Option<(Tensor, Tensor)>>, k: Tensor, v: Tensor) -> (Tensor, Tensor, bool) {
+    let Some(slot) = slot else { return (k, v, true) };
+    let (k, v, causal) = match slot.take() {
+        Some((pk, pv)) => {
+            assert_eq!(k.size()[2], 1, "after a prompt, decode one token at a time");
+            (Tensor::cat(&[pk, k], 2), Tensor::cat(&[pv, v], 2), false)
+        }
+        None => (k, v, true),
+    };
+    *slot = Some((k.shallow_clone(), v.shallow_clone()));
+    (k, v, causal)
+}

@@ -13,6 +13,7 @@
 
 use super::{check_dropout, Architecture};
 use crate::nn::layers::{Dropout, Embedding, LayerNorm, Linear};
+use crate::nn::model::with_cached;
 use crate::nn::{Decoder, KvCache, Mode, Model};
 use crate::rng::Rng;
 use anyhow::{ensure, Result};
@@ -117,19 +118,8 @@ impl Gpt {
         let (batch, t, d) = x.size3().expect("[B, t, d]");
         let split = |z: &Tensor| z.view([batch, t, self.heads, d / self.heads]).transpose(1, 2);
         let qkv = b.qkv.forward(x).chunk(3, -1);
-        let (q, mut k, mut v) = (split(&qkv[0]), split(&qkv[1]), split(&qkv[2]));
-        let mut causal = true;
-        if let Some(slot) = past {
-            if let Some((pk, pv)) = slot.take() {
-                // One new token attends to everything before it: no mask needed (and a causal mask would align
-                // the query with the first key, not the last).
-                assert_eq!(t, 1, "gpt: after a prompt, decode one token at a time");
-                causal = false;
-                k = Tensor::cat(&[pk, k], 2);
-                v = Tensor::cat(&[pv, v], 2);
-            }
-            *slot = Some((k.shallow_clone(), v.shallow_clone()));
-        }
+        let (q, k, v) = (split(&qkv[0]), split(&qkv[1]), split(&qkv[2]));
+        let (k, v, causal) = with_cached(past, k, v);
         let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, causal, None, false);
         b.proj.forward(&y.transpose(1, 2).contiguous().view([batch, t, d]))
     }

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 use super::Architecture;
 use crate::nn::layers::init::normal;
+use crate::nn::model::with_cached;
 use crate::nn::{Decoder, KvCache, Mode, Model};
 use crate::rng::Rng;
 use anyhow::{bail, ensure, Context as _, Result};
@@ -453,18 +454,9 @@ impl Llama {
             z * &cos + rotated * &sin
         };
         let q = rotate(&split(l.q.forward(x), self.heads));
-        let mut k = rotate(&split(l.k.forward(x), self.kv_heads));
-        let mut v = split(l.v.forward(x), self.kv_heads);
-        let mut causal = true;
-        if let Some(slot) = past {
-            if let Some((pk, pv)) = slot.take() {
-                assert_eq!(t, 1, "llama: after a prompt, decode one token at a time");
-                causal = false;
-                k = Tensor::cat(&[pk, k], 2);
-                v = Tensor::cat(&[pv, v], 2);
-            }
-            *slot = Some((k.shallow_clone(), v.shallow_clone()));
-        }
+        let k = rotate(&split(l.k.forward(x), self.kv_heads));
+        let v = split(l.v.forward(x), self.kv_heads);
+        let (k, v, causal) = with_cached(past, k, v);
         let groups = self.heads / self.kv_heads;
         let (k, v) = if groups > 1 {
             (k.repeat_interleave_self_int(groups, 1, None), v.repeat_interleave_self_int(groups, 1, None))

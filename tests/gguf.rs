@@ -79,7 +79,7 @@ fn smollm2_reads_whole_and_every_tensor_equals_the_reference_dequantisation() {
 fn convert_writes_hugging_face_tensors_and_config() {
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("hf");
-    let done = gguf_to_safetensors(&fixture("types.gguf"), &dir).unwrap();
+    let done = gguf_to_safetensors(&fixture("llama.gguf"), &dir).unwrap();
     assert!(done.hf_names && done.architecture == "llama");
     let tensors: BTreeMap<String, tch::Tensor> =
         tch::Tensor::read_safetensors(dir.join("model.safetensors")).unwrap().into_iter().collect();
@@ -97,20 +97,28 @@ fn convert_writes_hugging_face_tensors_and_config() {
     }
     assert_eq!(checked, 11);
     assert_eq!(tensors["model.layers.0.self_attn.k_proj.weight"].size(), [16, 32]);
-    // Other tensors keep their GGUF names.
-    assert!(tensors.contains_key("types.Q6_K"));
+    assert_eq!(tensors.len(), 11);
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["model_type"], "llama");
     assert_eq!(config["num_attention_heads"], 4);
     assert_eq!(config["num_key_value_heads"], 2);
     assert_eq!(config["head_dim"], 8);
-    assert_eq!(config["rope_theta"], 50000.0);
+    assert_eq!(config["rope_parameters"]["rope_theta"], 50000.0);
     assert_eq!(config["rms_norm_eps"], 1e-6);
     assert_eq!(config["tie_word_embeddings"], true);
     // A second conversion into the same directory refuses rather than mixing files.
-    let again = gguf_to_safetensors(&fixture("types.gguf"), &dir).unwrap_err().to_string();
+    let again = gguf_to_safetensors(&fixture("llama.gguf"), &dir).unwrap_err().to_string();
     assert!(again.contains("is not empty"), "{again}");
+    // An architecture without a Hugging Face mapping keeps llama.cpp's names and shapes.
+    let generic = out.path().join("generic");
+    let done = gguf_to_safetensors(&fixture("types.gguf"), &generic).unwrap();
+    assert!(!done.hf_names && done.architecture == "test" && done.files.len() == 1);
+    let tensors = tch::Tensor::read_safetensors(generic.join("model.safetensors")).unwrap();
+    assert_eq!(tensors.len(), 11);
+    let q6 = &tensors.iter().find(|(n, _)| n == "types.Q6_K").unwrap().1;
+    let q6: Vec<f32> = q6.flatten(0, -1).try_into().unwrap();
+    assert!(bits(&q6) == bits(&f32s(&fixture("types/Q6_K.f32"))));
 }
 
 /// A broken copy of the fixture: `edit` changes its bytes.

@@ -241,18 +241,26 @@ fn a_broken_or_unsupported_model_file_is_a_located_error_and_nothing_enters_the_
     let smollm2 = repo().join("data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
     p.write("wf.yaml", format!("steps:\n  m: {{kind: import, gguf: {}, input_shape: [9000]}}\n", smollm2.display()));
     let err = p.try_load(&[]).unwrap_err();
-    assert!(err.contains("T ≤ 8192 (its context)"), "{err}");
+    assert!(err.contains("T ≤ 8192 (its context"), "{err}");
     p.write(
         "wf.yaml",
         format!("steps:\n  m: {{kind: import, gguf: {}, input_shape: [8], classes: 10}}\n", smollm2.display()),
     );
     assert!(p.try_load(&[]).unwrap_err().contains("the model's vocabulary has 49152 tokens"));
     let types = repo().join("tests/fixtures/gguf/types.gguf");
-    // The fixture's llama comes with tensors no llama has: refused before anything runs.
+    // A GGUF of an architecture anbiq cannot run: refused before anything runs.
     p.write("wf.yaml", format!("steps:\n  m: {{kind: import, gguf: {}, input_shape: [8]}}\n", types.display()));
     let err = p.try_load(&[]).unwrap_err();
-    assert!(err.contains("tensor `types.F32` has no counterpart in a llama model"), "{err}");
+    assert!(err.contains("architecture `test` is not supported (supported: llama)"), "{err}");
     assert!(!err.contains('\n'), "one line: {err}");
+    // A llama GGUF with a tensor no llama has: the same.
+    let mut bytes = std::fs::read(repo().join("tests/fixtures/gguf/llama.gguf")).unwrap();
+    let at = bytes.windows(13).position(|w| w == b"ffn_down.weig").unwrap();
+    bytes[at..at + 8].copy_from_slice(b"ffn_dowx"); // blk.0.ffn_dowx.weight
+    p.write("odd.gguf", bytes);
+    p.write("wf.yaml", "steps:\n  m: {kind: import, gguf: odd.gguf, input_shape: [8]}\n");
+    let err = p.try_load(&[]).unwrap_err();
+    assert!(err.contains("tensor `blk.0.ffn_dowx.weight` has no counterpart in a llama model"), "{err}");
     // A directory whose weights do not fit its config fails the step, and nothing enters the store.
     std::fs::create_dir(p.path("bad")).unwrap();
     let config = std::fs::read_to_string(repo().join("tests/fixtures/tiny-llama/config.json")).unwrap();

@@ -299,11 +299,12 @@ fn verify_catches_a_tampered_output() {
         run_in(dir.path(), "steps:\n  digits: {kind: dataset, source: digits, split: {test: 0.5}}\n", 1, &[]);
     let wf = workflow::load(&dir.path().join("wf.yaml"), &[]).unwrap();
     let store = Store::open(&dir.path().join("store")).unwrap();
-    assert!(run::verify(&wf, &store, Some(&lock)).unwrap().is_empty());
+    let clean = run::verify(&wf, &store, Some(&lock)).unwrap();
+    assert!(clean.problems.is_empty() && clean.compared_with_lockfile == 1, "{clean:?}");
     let meta = store.step_dir(&lock.step("digits").unwrap().key).join("test/meta.json");
     let text = std::fs::read_to_string(&meta).unwrap();
     std::fs::write(&meta, text.replace("digits", "digitz")).unwrap();
-    let problems = run::verify(&wf, &store, Some(&lock)).unwrap();
+    let problems = run::verify(&wf, &store, Some(&lock)).unwrap().problems;
     let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
     assert!(problems.iter().all(|p| p.step == "digits"), "{problems:?}");
     assert!(messages[0].starts_with("`test/meta.json` was modified (blake3 "), "{messages:?}");
@@ -319,6 +320,17 @@ fn verify_catches_a_tampered_output() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
+    // A lockfile of another run (another seed: other keys) is said to be one, not silently passed over.
+    let other = Lockfile {
+        steps: lock
+            .steps
+            .iter()
+            .map(|s| anbiq::run::LockedStep { key: anbiq::graph::StepKey("0".repeat(64)), ..s.clone() })
+            .collect(),
+        ..lock.clone()
+    };
+    let problems = run::verify(&wf, &store, Some(&other)).unwrap().problems;
+    assert!(problems.iter().any(|p| p.message.starts_with("the lockfile records key 000000000000")), "{problems:?}");
 }
 
 #[test]

@@ -19,11 +19,11 @@ for precision in ["f32", "bf16"]:
     if precision == "bf16":
         model = model.to(torch.bfloat16)
     with torch.no_grad():
-        model(x).logits.float().sum().item()
+        model(x).logits.sum(dtype=torch.float32).item()
         seconds = []
         for _ in range(runs):
             t = time.perf_counter()
-            model(x).logits.float().sum().item()
+            model(x).logits.sum(dtype=torch.float32).item()
             seconds.append(time.perf_counter() - t)
     median = sorted(seconds)[len(seconds) // 2]
     print(json.dumps({"impl": "transformers", "precision": precision, "batch": batch, "tokens": tokens, "threads": 1,

@@ -3,8 +3,8 @@
 
 Writes, under tests/fixtures/gguf/:
   types.gguf              one tensor per supported ggml type, 16 blocks of seeded random bytes each (scale fields
-                          set to finite f16 values), plus a 1-layer `llama` model (Q/K permuted as llama.cpp's
-                          converter does) with its metadata
+                          set to finite f16 values), architecture `test`
+  llama.gguf              a 1-layer `llama` model (Q/K permuted as llama.cpp's converter does) with its metadata
   types/<NAME>.f32        gguf.quants.dequantize() of each tensor, little-endian f32
   llama/<hf key>.f32      the tiny llama's weights as Hugging Face holds them (before the permutation)
   smollm2.json            blake3 of every dequantised tensor of SmolLM2-135M-Instruct.Q4_1.gguf (f32 bytes, storage
@@ -58,7 +58,7 @@ def main():
     rng = np.random.default_rng(20261201)
     (OUT / "types").mkdir(parents=True, exist_ok=True)
     (OUT / "llama").mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(str(OUT / "types.gguf"), "llama")
+    writer = gguf.GGUFWriter(str(OUT / "types.gguf"), "test")
     for qtype, offsets in TYPES:
         data = random_blocks(rng, qtype, offsets)
         name = f"types.{qtype.name}"
@@ -66,7 +66,13 @@ def main():
         values = dequantize(data.reshape(1, -1), qtype).astype(np.float32).reshape(-1)
         values.astype("<f4").tofile(OUT / "types" / f"{qtype.name}.f32")
 
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
     # A one-layer llama: hidden 32, 4 heads of 8, 2 key/value heads, ffn 48, vocab 64, tied embeddings.
+    writer = gguf.GGUFWriter(str(OUT / "llama.gguf"), "llama")
     hidden, heads, kv_heads, head_dim, ffn, vocab = 32, 4, 2, 8, 48, 64
     writer.add_block_count(1)
     writer.add_context_length(128)

@@ -10,14 +10,17 @@ pub fn verify(args: VerifyArgs) -> Result<i32, CliError> {
     let store = Store::open(&args.workflow.store)?;
     let lock_path = args.workflow.lockfile_path(&wf);
     let lock = Lockfile::read(&lock_path)?;
-    let problems = run::verify(&wf, &store, lock.as_ref())?;
+    let verified = run::verify(&wf, &store, lock.as_ref())?;
+    let problems = verified.problems;
     for p in &problems {
         println!("step `{}`: {}", p.step, p.message);
     }
     if problems.is_empty() {
         let compared = match &lock {
-            Some(_) => format!("; they match {}", lock_path.display()),
-            None => String::new(),
+            Some(_) => {
+                format!("; they match {} ({} steps compared)", lock_path.display(), verified.compared_with_lockfile)
+            }
+            None => format!("; no lockfile {} to compare with", lock_path.display()),
         };
         println!(
             "ok: the outputs of all {} steps are in {} and intact{compared}",

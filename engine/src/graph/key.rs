@@ -40,7 +40,7 @@ impl KeyEnv {
         KeyEnv {
             engine: env!("CARGO_PKG_VERSION").to_string(),
             libtorch: env!("ANBIQ_LIBTORCH_VERSION").to_string(),
-            cpu: crate::nn::cpu_kernels::mode().to_string(),
+            cpu: crate::nn::cpu_kernels::mode(),
             step_versions: crate::steps::registry().iter().map(|k| (k.name.to_string(), k.version)).collect(),
             format_versions: ArtifactKind::ALL.iter().map(|&a| (a, a.format_version())).collect(),
         }

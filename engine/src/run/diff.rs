@@ -18,6 +18,10 @@ pub fn diff(a: &Lockfile, b: &Lockfile) -> Vec<String> {
     header("libtorch", &a.libtorch, &b.libtorch);
     header("cpu kernels", &a.cpu, &b.cpu);
     header("seed", &a.seed.to_string(), &b.seed.to_string());
+    header("lockfile version", &a.version.to_string(), &b.version.to_string());
+    let mut params = Vec::new();
+    diff_json("", &serde_json::json!(a.params), &serde_json::json!(b.params), &mut params);
+    out.extend(params.into_iter().map(|p| format!("parameter {}", p.replacen("config ", "", 1))));
     let ids_b: BTreeSet<&str> = b.steps.iter().map(|s| s.id.as_str()).collect();
     for sa in &a.steps {
         match b.step(&sa.id) {
@@ -48,14 +52,22 @@ fn step_diff(a: &LockedStep, b: &LockedStep, out: &mut Vec<String>) {
         why.push("seed changed".into());
     }
     diff_json("", &a.ingredients.config, &b.ingredients.config, &mut why);
-    for (role, key) in &a.ingredients.inputs {
-        if b.ingredients.inputs.get(role) != Some(key) {
-            why.push(format!("input `{role}` differs"));
+    let (ia, ib) = (&a.ingredients.inputs, &b.ingredients.inputs);
+    for role in ia.keys().chain(ib.keys().filter(|r| !ia.contains_key(*r))) {
+        match (ia.get(role), ib.get(role)) {
+            (Some(x), Some(y)) if x == y => {}
+            (Some(_), Some(_)) => why.push(format!("input `{role}` differs")),
+            (Some(_), None) => why.push(format!("input `{role}` only in the first")),
+            _ => why.push(format!("input `{role}` only in the second")),
         }
     }
-    for (path, hash) in &a.ingredients.files {
-        if b.ingredients.files.get(path) != Some(hash) {
-            why.push(format!("file `{path}` differs"));
+    let (fa, fb) = (&a.ingredients.files, &b.ingredients.files);
+    for path in fa.keys().chain(fb.keys().filter(|p| !fa.contains_key(*p))) {
+        match (fa.get(path), fb.get(path)) {
+            (Some(x), Some(y)) if x == y => {}
+            (Some(_), Some(_)) => why.push(format!("file `{path}` differs")),
+            (Some(_), None) => why.push(format!("file `{path}` only in the first")),
+            _ => why.push(format!("file `{path}` only in the second")),
         }
     }
     if a.key != b.key && why.is_empty() {
@@ -66,6 +78,16 @@ fn step_diff(a: &LockedStep, b: &LockedStep, out: &mut Vec<String>) {
     }
     if a.threads != b.threads {
         why.push(format!("threads: {} → {}", a.threads, b.threads));
+    }
+    if a.metrics != b.metrics {
+        let mut m = Vec::new();
+        diff_json(
+            "",
+            &serde_json::Value::Object(a.metrics.clone()),
+            &serde_json::Value::Object(b.metrics.clone()),
+            &mut m,
+        );
+        why.extend(m.into_iter().map(|m| format!("metric {}", m.replacen("config ", "", 1))));
     }
     for (name, hash) in &a.outputs {
         match b.outputs.get(name) {

@@ -81,11 +81,12 @@ pub struct VerifyProblem {
 /// Checks a workflow's outputs in the store, found by the keys the workflow (with its parameters) gives now:
 /// each must be there, whole, and hash to what was committed; where `lock` (a lockfile to compare with) records the
 /// same key, its output hashes must agree too. An empty list means all is well.
-pub fn verify(wf: &Workflow, store: &Store, lock: Option<&Lockfile>) -> anyhow::Result<Vec<VerifyProblem>> {
+pub fn verify(wf: &Workflow, store: &Store, lock: Option<&Lockfile>) -> anyhow::Result<Verified> {
     let dag = Dag::build(wf).map_err(|d| anyhow::anyhow!("{d}"))?;
     let keys = compute_keys(wf, &dag, &KeyEnv::current())?;
     let workflow = wf.path.display();
     let mut problems = Vec::new();
+    let mut compared = 0;
     for &i in dag.order() {
         let (key, _) = &keys[i];
         let id = &wf.steps[i].id;
@@ -117,7 +118,17 @@ pub fn verify(wf: &Workflow, store: &Store, lock: Option<&Lockfile>) -> anyhow::
         if any_modified {
             problems.push(problem(format!("`anbiq run {workflow} --force {id}` writes it again")));
         }
-        let Some(locked) = lock.and_then(|l| l.step(id)).filter(|s| &s.key == key) else { continue };
+        let Some(locked) = lock.and_then(|l| l.step(id)) else { continue };
+        if &locked.key != key {
+            problems.push(problem(format!(
+                "the lockfile records key {} for this step, the workflow now gives {} (it describes another run: \
+                 `anbiq plan {workflow}` says what changed)",
+                locked.key.short(),
+                key.short()
+            )));
+            continue;
+        }
+        compared += 1;
         for (name, recorded) in &locked.outputs {
             match manifest.outputs.get(name) {
                 Some(m) if &m.hash == recorded => {}
@@ -130,5 +141,14 @@ pub fn verify(wf: &Workflow, store: &Store, lock: Option<&Lockfile>) -> anyhow::
             }
         }
     }
-    Ok(problems)
+    Ok(Verified { problems, compared_with_lockfile: compared })
+}
+
+/// What `verify` found.
+#[derive(Debug)]
+pub struct Verified {
+    /// Empty when all is well.
+    pub problems: Vec<VerifyProblem>,
+    /// Steps whose output hashes were compared with the lockfile's (same key).
+    pub compared_with_lockfile: usize,
 }

@@ -11,7 +11,8 @@
 //! two runs of one workflow give one report hash; `anbiq metrics` shows both side by side.
 //!
 //! On text data the same per token (accuracy = next-token accuracy, agreement = same next token as the reference),
-//! plus perplexity and bits per character ([`crate::steps::lm::metrics`]), `tokens_per_s`, and with `samples` a few
+//! plus perplexity and bits per character ([`crate::steps::lm::metrics`]) (and `tokens_per_s` among the timings), and
+//! with `samples` a few
 //! generated texts per model in `report.md`:
 //! ```yaml
 //! report: {kind: evaluate, data: text.test, models: [teacher, student], reference: teacher,

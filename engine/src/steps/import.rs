@@ -182,9 +182,10 @@ fn pretrained_config(source: &Source, path: &std::path::Path) -> anyhow::Result<
 fn check_window(model: &LlamaConfig, config: &ImportConfig) -> anyhow::Result<()> {
     let vocab = model.vocab_size.unwrap_or(0);
     anyhow::ensure!(
-        config.input_shape.len() == 1 && config.input_shape[0] <= model.max_position_embeddings,
-        "a language model takes token windows: `input_shape: [T]` with T ≤ {} (its context), got {:?}",
-        model.max_position_embeddings,
+        config.input_shape.len() == 1 && config.input_shape[0] <= model.longest_input(),
+        "a language model takes token windows: `input_shape: [T]` with T ≤ {} (its context, or its sliding window), \
+         got {:?}",
+        model.longest_input(),
         config.input_shape
     );
     if let Some(c) = config.classes {

@@ -66,6 +66,10 @@ pub struct LlamaConfig {
     pub bos_token_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eos_token_id: Option<i64>,
+    /// Mistral's attention window. anbiq attends to the whole input, which equals windowed attention only for inputs
+    /// no longer than the window: longer ones are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliding_window: Option<i64>,
 }
 
 fn default_eps() -> f64 {
@@ -89,6 +93,11 @@ pub enum RopeScaling {
 impl LlamaConfig {
     pub fn kv_heads(&self) -> i64 {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    /// The longest input the model computes exactly: its context, or its sliding window if shorter.
+    pub fn longest_input(&self) -> i64 {
+        self.sliding_window.map_or(self.max_position_embeddings, |w| w.min(self.max_position_embeddings))
     }
 
     pub fn head_dim(&self) -> i64 {
@@ -165,6 +174,12 @@ impl LlamaConfig {
                 Some(serde_json::Value::Array(ids)) => ids.first().and_then(|v| v.as_i64()),
                 _ => int("eos_token_id").ok().flatten(),
             },
+            // Qwen2 files carry a window they do not use unless `use_sliding_window` says so.
+            sliding_window: match json.get("use_sliding_window").and_then(|v| v.as_bool()) {
+                Some(false) => None,
+                _ if model_type == "llama" => None,
+                _ => int("sliding_window")?,
+            },
         };
         config.validate().map_err(|e| e.trim_start_matches("model.").to_string())?;
         Ok(config)
@@ -221,6 +236,9 @@ impl LlamaConfig {
                 json[field] = id.into();
             }
         }
+        if let Some(window) = self.sliding_window {
+            json["sliding_window"] = window.into();
+        }
         json
     }
 }
@@ -268,9 +286,10 @@ impl Architecture for LlamaConfig {
 
     fn build(&self, vs: &nn::Path, input_shape: &[i64], classes: i64, rng: &mut Rng) -> Result<Box<dyn Model>> {
         ensure!(
-            input_shape.len() == 1 && input_shape[0] <= self.max_position_embeddings,
-            "llama: takes token windows [T] with T ≤ max_position_embeddings = {}, the data's samples are {input_shape:?}",
-            self.max_position_embeddings
+            input_shape.len() == 1 && input_shape[0] <= self.longest_input(),
+            "llama: takes token windows [T] with T ≤ {} (its context, or its sliding window), the data's samples are \
+             {input_shape:?}",
+            self.longest_input()
         );
         if let Some(v) = self.vocab_size {
             ensure!(v == classes, "llama: vocab_size {v} differs from the data's vocabulary of {classes}");

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use safetensors::tensor::{Dtype, View};
 
-use super::gguf::llama::{self, LlamaParams};
+use super::gguf::llama;
 use super::gguf::{Gguf, TensorInfo};
 
 /// What a conversion wrote.
@@ -68,13 +68,17 @@ pub fn gguf_to_safetensors(src: &Path, out_dir: &Path) -> anyhow::Result<Convert
         bail!("{} is not empty: convert writes into a new or empty directory", out_dir.display());
     }
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let params = match architecture.as_str() {
-        "llama" => Some(LlamaParams::read(&gguf)?),
+    // A llama file is checked as an import checks it (every tensor in its place, rope scaling understood), so the
+    // directory written is one `transformers` reads as the same model.
+    let config = match architecture.as_str() {
+        "llama" => Some(llama::load_config(&gguf)?),
         _ => None,
     };
     let mut tensors: Vec<(String, Lazy)> = Vec::with_capacity(gguf.tensors.len());
     for info in &gguf.tensors {
-        let mapped = params.as_ref().and_then(|p| llama::hf_name(&info.name, p.heads, p.kv_heads));
+        let mapped = config
+            .as_ref()
+            .and_then(|c| llama::hf_name(&info.name, c.num_attention_heads as usize, c.kv_heads() as usize));
         let (name, unpermute) = mapped.unwrap_or_else(|| (info.name.clone(), None));
         let shape = info.shape();
         if let Some(heads) = unpermute {
@@ -93,16 +97,19 @@ pub fn gguf_to_safetensors(src: &Path, out_dir: &Path) -> anyhow::Result<Convert
     let weights = out_dir.join("model.safetensors");
     let tmp = out_dir.join(".model.safetensors.partial");
     let info = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
-    safetensors::tensor::serialize_to_file(tensors.iter().map(|(n, t)| (n.as_str(), t)), &info, &tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
+    if let Err(e) = safetensors::tensor::serialize_to_file(tensors.iter().map(|(n, t)| (n.as_str(), t)), &info, &tmp) {
+        let _ = std::fs::remove_file(&tmp); // a retry must find the directory as empty as this run did
+        return Err(e).with_context(|| format!("writing {}", tmp.display()));
+    }
     std::fs::rename(&tmp, &weights)?;
     files.push(weights);
-    if let Some(p) = &params {
+    if let Some(c) = &config {
         let path = out_dir.join("config.json");
-        std::fs::write(&path, serde_json::to_string_pretty(&p.config_json(&gguf))? + "\n")?;
+        let vocab = c.vocab_size.context("a llama config has vocab_size")?;
+        std::fs::write(&path, serde_json::to_string_pretty(&c.to_hf_json(vocab))? + "\n")?;
         files.push(path);
     }
-    Ok(Converted { architecture, tensors: tensors.len(), hf_names: params.is_some(), files })
+    Ok(Converted { architecture, tensors: tensors.len(), hf_names: config.is_some(), files })
 }
 
 impl View for &Lazy<'_> {

@@ -41,21 +41,25 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, Tensor>> {
             .map_err(|_| bad(format!("tensor `{name}`: no valid `shape`")))?;
         let offsets: [u64; 2] = serde_json::from_value(info["data_offsets"].clone())
             .map_err(|_| bad(format!("tensor `{name}`: no valid `data_offsets`")))?;
-        let elements: i64 = shape.iter().product();
-        let bytes = elements as u64 * kind.elt_size_in_bytes() as u64;
-        if shape.iter().any(|&d| d < 0) || offsets[1] < offsets[0] || offsets[1] - offsets[0] != bytes {
+        let bytes = shape.iter().try_fold(kind.elt_size_in_bytes() as u64, |acc, &d| {
+            u64::try_from(d).ok().and_then(|d| acc.checked_mul(d))
+        });
+        if bytes.is_none() || offsets[1] < offsets[0] || Some(offsets[1] - offsets[0]) != bytes {
             bail!(
                 "{}: tensor `{name}`: shape {shape:?} of {dtype} does not match its {} bytes",
                 path.display(),
                 offsets[1].saturating_sub(offsets[0])
             );
         }
-        if data_start + offsets[1] > file_len {
+        let bytes = bytes.expect("checked above");
+        if data_start.checked_add(offsets[1]).is_none_or(|end| end > file_len) {
             return Err(bad(format!("tensor `{name}` runs past the end of the file (truncated?)")));
         }
-        let tensor = Tensor::empty(shape.as_slice(), (kind, Device::Cpu));
+        // Zeroed first, so the slice below never covers uninitialised memory.
+        let tensor = Tensor::zeros(shape.as_slice(), (kind, Device::Cpu));
         if bytes > 0 {
-            // SAFETY: `tensor` is a fresh contiguous CPU tensor of exactly `bytes` bytes, written only here.
+            // SAFETY: `tensor` is a fresh contiguous CPU tensor of exactly `bytes` initialised bytes, written only
+            // here; every bit pattern is a valid value of the kinds read (bool is not one of them).
             let memory = unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut u8, bytes as usize) };
             file.read_exact_at(memory, data_start + offsets[0]).map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
         }
@@ -122,7 +126,6 @@ fn kind_of(dtype: &str) -> Option<Kind> {
         "I16" => Kind::Int16,
         "I8" => Kind::Int8,
         "U8" => Kind::Uint8,
-        "BOOL" => Kind::Bool,
         _ => return None,
     })
 }

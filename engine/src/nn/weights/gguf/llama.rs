@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
 use tch::Tensor;
 
 use super::{Gguf, GgufError, MetaValue};
@@ -131,46 +130,6 @@ impl LlamaParams {
             tied: gguf.tensor("output.weight").is_none(),
         })
     }
-
-    /// `config.json` as `transformers`' `LlamaConfig` writes it.
-    pub fn config_json(&self, gguf: &Gguf) -> Value {
-        let token = |key: &str| gguf.metadata.get(key).and_then(MetaValue::as_u64);
-        let mut config = json!({
-            "architectures": ["LlamaForCausalLM"],
-            "model_type": "llama",
-            "hidden_size": self.hidden,
-            "intermediate_size": self.intermediate,
-            "num_hidden_layers": self.layers,
-            "num_attention_heads": self.heads,
-            "num_key_value_heads": self.kv_heads,
-            "head_dim": self.head_dim,
-            "vocab_size": self.vocab,
-            "max_position_embeddings": self.context,
-            "rms_norm_eps": self.rms_eps,
-            "rope_theta": self.rope_theta,
-            "hidden_act": "silu",
-            "tie_word_embeddings": self.tied,
-            "attention_bias": gguf.tensor("blk.0.attn_q.bias").is_some(),
-            "mlp_bias": gguf.tensor("blk.0.ffn_up.bias").is_some(),
-            "torch_dtype": "float32",
-        });
-        for (key, field) in
-            [("tokenizer.ggml.bos_token_id", "bos_token_id"), ("tokenizer.ggml.eos_token_id", "eos_token_id")]
-        {
-            if let Some(id) = token(key) {
-                config[field] = json!(id);
-            }
-        }
-        if let (Some(kind), Some(factor)) = (
-            gguf.metadata.get("llama.rope.scaling.type").and_then(MetaValue::as_str),
-            gguf.metadata.get("llama.rope.scaling.factor").and_then(MetaValue::as_f64),
-        ) {
-            if kind == "linear" {
-                config["rope_scaling"] = json!({"rope_type": "linear", "factor": factor});
-            }
-        }
-        config
-    }
 }
 
 /// A llama GGUF as anbiq's [`LlamaConfig`] and its weights under Hugging Face keys (dequantised to f32, Q/K
@@ -239,11 +198,21 @@ pub fn load_config(gguf: &Gguf) -> Result<LlamaConfig, GgufError> {
         tie_word_embeddings: p.tied,
         bos_token_id: gguf.metadata.get("tokenizer.ggml.bos_token_id").and_then(MetaValue::as_u64).map(|v| v as i64),
         eos_token_id: gguf.metadata.get("tokenizer.ggml.eos_token_id").and_then(MetaValue::as_u64).map(|v| v as i64),
+        sliding_window: None,
     };
     config.validate().map_err(|m| gguf.error(format!("metadata: {}", m.trim_start_matches("model."))))?;
     // Nothing is dropped silently: a tensor without a place in the model means the file is not what it claims.
-    if let Some(odd) = gguf.tensors.iter().find(|t| hf_name(&t.name, p.heads, p.kv_heads).is_none()) {
-        return Err(gguf.error(format!("tensor `{}` has no counterpart in a llama model", odd.name)));
+    for t in &gguf.tensors {
+        let Some((name, permuted)) = hf_name(&t.name, p.heads, p.kv_heads) else {
+            return Err(gguf.error(format!("tensor `{}` has no counterpart in a llama model", t.name)));
+        };
+        let layer = name.strip_prefix("model.layers.").and_then(|r| r.split('.').next()?.parse::<usize>().ok());
+        if layer.is_some_and(|l| l >= p.layers) {
+            return Err(gguf.error(format!("tensor `{}`: the file declares {} layers", t.name, p.layers)));
+        }
+        if permuted.is_some() && t.dims.is_empty() {
+            return Err(gguf.error(format!("tensor `{}` has no dimensions", t.name)));
+        }
     }
     Ok(config)
 }

@@ -240,9 +240,9 @@ impl Gguf {
 
     /// A tensor dequantised straight into a new f32 tensor's memory (flat; no intermediate buffer).
     pub fn dequantize_tensor(&self, info: &TensorInfo) -> tch::Tensor {
-        let tensor = tch::Tensor::empty([info.elements() as i64], (tch::Kind::Float, tch::Device::Cpu));
+        let tensor = tch::Tensor::zeros([info.elements() as i64], (tch::Kind::Float, tch::Device::Cpu));
         if info.elements() > 0 {
-            // SAFETY: a fresh contiguous CPU f32 tensor of exactly `elements` values, written only here.
+            // SAFETY: a fresh, zeroed, contiguous CPU f32 tensor of exactly `elements` values, written only here.
             let out = unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut f32, info.elements()) };
             quants::dequantize(info.ty, self.data(info), out);
             self.release(info);

@@ -333,24 +333,18 @@ fn a_bumped_step_or_format_version_reruns_exactly_that_kind_and_its_dependants()
     assert_eq!(to_run(&env).0.len(), 5, "another libtorch reruns everything");
 }
 
-/// The cross-machine promise: a fresh run of the quickstart on any x86_64 CPU reproduces the golden lockfile's keys
-/// and output hashes (models, logits, datasets, report). `ANBIQ_BLESS=1` rewrites the golden file; do that only
-/// together with a bumped version of every step kind whose output bytes changed (`StepKind::version`).
-#[test]
-fn the_quickstart_reproduces_the_golden_lockfile() {
-    let golden_path = repo().join("tests/golden/quickstart.lock");
-    let tmp = tempfile::tempdir().unwrap();
-    // The shipped file on the CPU (`device: auto` would take a GPU where there is one; the device is not in the key)
-    // with 2 libtorch threads (the default, every core, would make the bits depend on the machine's core count).
-    let text = std::fs::read_to_string(repo().join("workflows/quickstart.yaml")).unwrap();
-    assert!(text.contains("\ndevice: auto\n"));
-    let text = text.replace("\ndevice: auto\n", "\ndevice: cpu\nthreads: 2\n");
-    std::fs::write(tmp.path().join("quickstart.yaml"), text).unwrap();
-    let wf = workflow::load(&tmp.path().join("quickstart.yaml"), &[]).unwrap();
-    let lockfile = tmp.path().join("quickstart.lock");
+/// Runs the workflow at `path` (CPU) into a fresh store and compares its lockfile with `tests/golden/NAME.lock`:
+/// keys and output hashes first (the message says what to do), then everything but the measurements. `ANBIQ_BLESS=1`
+/// rewrites the golden file; do that only together with a bumped version of every step kind whose output bytes
+/// changed (`StepKind::version`, or the artifact's format version).
+fn check_golden(name: &str, path: &Path) {
+    let golden_path = repo().join("tests/golden").join(format!("{name}.lock"));
+    let dir = path.parent().unwrap();
+    let wf = workflow::load(path, &[]).unwrap();
+    let lockfile = dir.join(format!("{name}.fresh.lock"));
     let options = RunOptions {
         jobs: 2,
-        store: tmp.path().join("store"),
+        store: dir.join("store"),
         lockfile: Some(lockfile.clone()),
         plan: PlanOptions::default(),
         progress: Progress::hidden(),
@@ -371,10 +365,55 @@ fn the_quickstart_reproduces_the_golden_lockfile() {
     assert_eq!(
         summary(&fresh),
         summary(&golden),
-        "the quickstart no longer reproduces tests/golden/quickstart.lock: if a step's numerics or stored format \
-         changed on purpose, bump that kind's `version` (or the artifact's format version) and bless the golden file \
-         with ANBIQ_BLESS=1; otherwise this machine computes other bits ({:?})",
+        "the workflow no longer reproduces tests/golden/{name}.lock: if a step's numerics or stored format changed on \
+         purpose, bump that kind's `version` (or the artifact's format version) and bless the golden file with \
+         ANBIQ_BLESS=1; otherwise this machine computes other bits ({:?})",
         run::diff(&golden, &fresh)
     );
-    assert_same_lockfile(&golden, &fresh, "the golden quickstart lockfile");
+    assert_same_lockfile(&golden, &fresh, &format!("the golden {name} lockfile"));
+}
+
+/// The cross-machine promise: a fresh run of the quickstart on any x86_64 CPU with AVX2 reproduces the golden
+/// lockfile's keys and output hashes (models, logits, datasets, report).
+#[test]
+fn the_quickstart_reproduces_the_golden_lockfile() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The shipped file on the CPU (`device: auto` would take a GPU where there is one; the device is not in the key)
+    // with 2 libtorch threads (the default, every core, would make the bits depend on the machine's core count).
+    let text = std::fs::read_to_string(repo().join("workflows/quickstart.yaml")).unwrap();
+    assert!(text.contains("\ndevice: auto\n"));
+    let text = text.replace("\ndevice: auto\n", "\ndevice: cpu\nthreads: 2\n");
+    std::fs::write(tmp.path().join("quickstart.yaml"), text).unwrap();
+    check_golden("quickstart", &tmp.path().join("quickstart.yaml"));
+}
+
+/// The kinds and architectures the quickstart does not run — a CNN, a character GPT trained and sampled and
+/// evaluated on text, a Llama imported from a Hugging Face directory — held to a golden lockfile the same way, so a
+/// change to their numerics or formats without a version bump fails the suite.
+#[test]
+fn the_other_kinds_reproduce_their_golden_lockfile() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("corpus.txt"), "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\nFirst Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n".repeat(4)).unwrap();
+    std::fs::create_dir(tmp.path().join("tiny-llama")).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(repo().join("tests/fixtures/tiny-llama").join(file), tmp.path().join("tiny-llama").join(file))
+            .unwrap();
+    }
+    let yaml = "\
+name: kinds
+seed: 5
+device: cpu
+threads: 2
+steps:
+  digits: {kind: dataset, source: digits, split: {test: 0.2}, normalize: standardize, limit: 400}
+  cnn: {kind: train, data: digits.train, model: {arch: cnn, channels: [4], hidden: [16]}, epochs: 1}
+  text: {kind: dataset, source: text, path: corpus.txt, context: 16, split: {test: 0.2}}
+  gpt: {kind: train, data: text.train, model: {arch: gpt, layers: 1, heads: 2, d_model: 16, context: 16}, epochs: 2}
+  sampled: {kind: generate, model: gpt, data: text.train, count: 4, length: 17, prompt_tokens: 4}
+  lm: {kind: evaluate, data: text.test, models: [gpt], timing: false}
+  images: {kind: evaluate, data: digits.test, models: [cnn], timing: false}
+  llama: {kind: import, hf: tiny-llama, input_shape: [12]}
+";
+    std::fs::write(tmp.path().join("kinds.yaml"), yaml).unwrap();
+    check_golden("kinds", &tmp.path().join("kinds.yaml"));
 }

@@ -8,7 +8,7 @@
 //! does — gives the same lockfile (tests/golden). That is the default; `ANBIQ_CPU=native` keeps libtorch's own
 //! choice (faster where AVX-512 or AVX512-BF16 help; bits then depend on the CPU model).
 //!
-//! Both libraries read their variable once, when first used, so [`pin_portable`] must run before libtorch computes
+//! The libraries read their variables once, when first used, so [`pin_portable`] must run before libtorch computes
 //! anything: first thing in `main` (the test and example processes get the variables from `.cargo/config.toml`).
 //! The mode is part of every cache key ([`mode`]): outputs computed on other code paths never share a key.
 
@@ -17,7 +17,7 @@ const ATEN: &str = "ATEN_CPU_CAPABILITY";
 /// oneDNN (convolutions, bf16 matmuls) dispatches on its own.
 const ONEDNN: &str = "ONEDNN_MAX_CPU_ISA";
 
-/// Sets the two variables to AVX2 unless `ANBIQ_CPU=native` or the user set them. Call before any other thread runs
+/// Sets the three variables to AVX2 unless `ANBIQ_CPU=native` or the user set them. Call before any other thread runs
 /// and before libtorch computes anything.
 pub fn pin_portable() {
     if std::env::var_os("ANBIQ_CPU").is_some_and(|v| v == "native") {

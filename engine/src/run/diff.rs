@@ -1,6 +1,6 @@
 //! `anbiq diff A.lock B.lock`: why two runs of a workflow may differ.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::json_diff::diff_json;
 use super::lockfile::{LockedStep, Lockfile};
@@ -19,9 +19,7 @@ pub fn diff(a: &Lockfile, b: &Lockfile) -> Vec<String> {
     header("cpu kernels", &a.cpu, &b.cpu);
     header("seed", &a.seed.to_string(), &b.seed.to_string());
     header("lockfile version", &a.version.to_string(), &b.version.to_string());
-    let mut params = Vec::new();
-    diff_json("", &serde_json::json!(a.params), &serde_json::json!(b.params), &mut params);
-    out.extend(params.into_iter().map(|p| format!("parameter {}", p.replacen("config ", "", 1))));
+    diff_json("parameter", "", &serde_json::json!(a.params), &serde_json::json!(b.params), &mut out);
     let ids_b: BTreeSet<&str> = b.steps.iter().map(|s| s.id.as_str()).collect();
     for sa in &a.steps {
         match b.step(&sa.id) {
@@ -51,25 +49,9 @@ fn step_diff(a: &LockedStep, b: &LockedStep, out: &mut Vec<String>) {
     if a.ingredients.seed != b.ingredients.seed {
         why.push("seed changed".into());
     }
-    diff_json("", &a.ingredients.config, &b.ingredients.config, &mut why);
-    let (ia, ib) = (&a.ingredients.inputs, &b.ingredients.inputs);
-    for role in ia.keys().chain(ib.keys().filter(|r| !ia.contains_key(*r))) {
-        match (ia.get(role), ib.get(role)) {
-            (Some(x), Some(y)) if x == y => {}
-            (Some(_), Some(_)) => why.push(format!("input `{role}` differs")),
-            (Some(_), None) => why.push(format!("input `{role}` only in the first")),
-            _ => why.push(format!("input `{role}` only in the second")),
-        }
-    }
-    let (fa, fb) = (&a.ingredients.files, &b.ingredients.files);
-    for path in fa.keys().chain(fb.keys().filter(|p| !fa.contains_key(*p))) {
-        match (fa.get(path), fb.get(path)) {
-            (Some(x), Some(y)) if x == y => {}
-            (Some(_), Some(_)) => why.push(format!("file `{path}` differs")),
-            (Some(_), None) => why.push(format!("file `{path}` only in the first")),
-            _ => why.push(format!("file `{path}` only in the second")),
-        }
-    }
+    diff_json("config", "", &a.ingredients.config, &b.ingredients.config, &mut why);
+    diff_entries("input", &a.ingredients.inputs, &b.ingredients.inputs, &mut why);
+    diff_entries("file", &a.ingredients.files, &b.ingredients.files, &mut why);
     if a.key != b.key && why.is_empty() {
         why.push("cache key differs (libtorch version or CPU kernels)".into());
     }
@@ -80,14 +62,8 @@ fn step_diff(a: &LockedStep, b: &LockedStep, out: &mut Vec<String>) {
         why.push(format!("threads: {} → {}", a.threads, b.threads));
     }
     if a.metrics != b.metrics {
-        let mut m = Vec::new();
-        diff_json(
-            "",
-            &serde_json::Value::Object(a.metrics.clone()),
-            &serde_json::Value::Object(b.metrics.clone()),
-            &mut m,
-        );
-        why.extend(m.into_iter().map(|m| format!("metric {}", m.replacen("config ", "", 1))));
+        let (ma, mb) = (serde_json::Value::Object(a.metrics.clone()), serde_json::Value::Object(b.metrics.clone()));
+        diff_json("metric", "", &ma, &mb, &mut why);
     }
     for (name, hash) in &a.outputs {
         match b.outputs.get(name) {
@@ -100,4 +76,16 @@ fn step_diff(a: &LockedStep, b: &LockedStep, out: &mut Vec<String>) {
         }
     }
     out.extend(why.into_iter().map(|w| format!("step `{id}`: {w}")));
+}
+
+/// "NOUN `k` differs / only in the first / only in the second" for every key of either map whose values differ.
+fn diff_entries(noun: &str, a: &BTreeMap<String, String>, b: &BTreeMap<String, String>, why: &mut Vec<String>) {
+    for k in a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))) {
+        match (a.get(k), b.get(k)) {
+            (Some(x), Some(y)) if x == y => {}
+            (Some(_), Some(_)) => why.push(format!("{noun} `{k}` differs")),
+            (Some(_), None) => why.push(format!("{noun} `{k}` only in the first")),
+            _ => why.push(format!("{noun} `{k}` only in the second")),
+        }
+    }
 }

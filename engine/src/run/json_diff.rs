@@ -1,23 +1,23 @@
-//! Field-level differences between two JSON configs, for `plan` and `diff` messages.
+//! Field-level differences between two JSON values (configs, parameters, metrics), for `plan` and `diff` messages.
 
 use serde_json::Value;
 
-/// Appends "config `a.b`: old → new" for each leaf that differs.
-pub fn diff_json(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
+/// Appends "NOUN `a.b`: old → new" for each leaf that differs (`noun` says what the values are: `config`, …).
+pub fn diff_json(noun: &str, path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
     let join = |k: &str| if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
     match (old, new) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, va) in a {
                 match b.get(k) {
-                    Some(vb) => diff_json(&join(k), va, vb, out),
-                    None => out.push(format!("config `{}` removed (was {va})", join(k))),
+                    Some(vb) => diff_json(noun, &join(k), va, vb, out),
+                    None => out.push(format!("{noun} `{}` removed (was {va})", join(k))),
                 }
             }
             for (k, vb) in b.iter().filter(|(k, _)| !a.contains_key(*k)) {
-                out.push(format!("config `{}` added: {vb}", join(k)));
+                out.push(format!("{noun} `{}` added: {vb}", join(k)));
             }
         }
-        _ if old != new => out.push(format!("config `{}`: {old} → {new}", if path.is_empty() { "." } else { path })),
+        _ if old != new => out.push(format!("{noun} `{}`: {old} → {new}", if path.is_empty() { "." } else { path })),
         _ => {}
     }
 }
@@ -32,7 +32,7 @@ mod tests {
         let mut out = Vec::new();
         let old = json!({"a": 1, "m": {"h": [1, 2]}, "gone": true});
         let new = json!({"a": 1, "m": {"h": [3]}, "new": 2});
-        diff_json("", &old, &new, &mut out);
+        diff_json("config", "", &old, &new, &mut out);
         assert_eq!(out, vec!["config `m.h`: [1,2] → [3]", "config `gone` removed (was true)", "config `new` added: 2"]);
     }
 }

@@ -144,7 +144,7 @@ fn reasons(
     if was.seed != now.seed {
         why.push("seed changed".into());
     }
-    diff_json("", &was.config, &now.config, &mut why);
+    diff_json("config", "", &was.config, &now.config, &mut why);
     for (role, input) in &now.inputs {
         match was.inputs.get(role) {
             None => why.push(format!("new input `{role}`")),

@@ -3,17 +3,14 @@
 use super::args::PlanArgs;
 use super::{load, CliError, EXIT_OK};
 use crate::graph::{Dag, KeyEnv};
-use crate::run::{self, Lockfile, PlanOptions, Status, Store};
+use crate::run::{self, PlanOptions, Status, Store};
 
 pub fn plan(args: PlanArgs) -> Result<i32, CliError> {
     let wf = load(&args.workflow.workflow, &args.workflow.overrides)?;
     let dag = Dag::build(&wf)?;
     let store = Store::open(&args.workflow.store)?;
     let recorded = run::roots::read(&store, &wf)?;
-    let previous = match recorded {
-        Some(lock) => Some(lock),
-        None => Lockfile::read(&args.workflow.lockfile_path(&wf))?,
-    };
+    let previous = run::previous_lockfile(recorded.as_ref(), &args.workflow.lockfile_path(&wf))?;
     let options = PlanOptions { force: args.select.force, only: args.select.only };
     let plan = run::plan(&wf, &dag, &store, previous.as_ref(), &KeyEnv::current(), &options)
         .map_err(|e| CliError::Usage(format!("{e:#}")))?;

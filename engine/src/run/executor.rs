@@ -150,7 +150,7 @@ pub(crate) fn step_threads(wf: &Workflow) -> usize {
 
 /// What `plan` compares with to say why a step must run: this store's record of the workflow's last run with these
 /// parameters, else the lockfile at `path` (e.g. one committed with the workflow).
-pub(crate) fn previous_lockfile(recorded: Option<&Lockfile>, path: &Path) -> anyhow::Result<Option<Lockfile>> {
+pub fn previous_lockfile(recorded: Option<&Lockfile>, path: &Path) -> anyhow::Result<Option<Lockfile>> {
     match recorded {
         Some(lock) => Ok(Some(lock.clone())),
         None => Lockfile::read(path),

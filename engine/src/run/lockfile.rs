@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::store::{write_atomic, Manifest};
+use super::store::{write_atomic_if_changed, Manifest};
 use crate::graph::{KeyEnv, KeyIngredients, StepKey};
 
 /// 2: keys name files as the workflow writes them and hold step and format versions; `params`, `timings`.
@@ -113,11 +113,8 @@ impl Lockfile {
 
     /// Writes the lockfile atomically (readers see the old one or the new one), unless it already says this.
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
-        let text = self.to_text()?;
-        if std::fs::read(path).is_ok_and(|have| have == text.as_bytes()) {
-            return Ok(());
-        }
-        write_atomic(path, text.as_bytes()).with_context(|| format!("writing the lockfile {}", path.display()))
+        write_atomic_if_changed(path, self.to_text()?.as_bytes())
+            .with_context(|| format!("writing the lockfile {}", path.display()))
     }
 
     pub fn step(&self, id: &str) -> Option<&LockedStep> {

@@ -12,7 +12,7 @@ mod step;
 pub mod store;
 
 pub use diff::diff;
-pub use executor::{run, Outcome, RunOptions, RunReport, StepResult};
+pub use executor::{previous_lockfile, run, Outcome, RunOptions, RunReport, StepResult};
 pub use lockfile::{LockedStep, Lockfile};
 pub use plan::{plan, Plan, PlanEntry, PlanOptions, Status};
 pub use step::{run_one, StepDone, StepOptions};

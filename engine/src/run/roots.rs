@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use super::lockfile::Lockfile;
-use super::store::{write_atomic, Store};
+use super::store::{write_atomic_if_changed, Store};
 use crate::graph::StepKey;
 use crate::workflow::Workflow;
 
@@ -69,11 +69,7 @@ pub fn read(store: &Store, wf: &Workflow) -> anyhow::Result<Option<Lockfile>> {
 pub fn write(store: &Store, wf: &Workflow, lock: &Lockfile, pending: BTreeSet<StepKey>) -> anyhow::Result<()> {
     let path = root_path(store, wf);
     let root = Root { workflow: absolute_workflow(wf), lock: lock.clone(), pending };
-    let bytes = serde_json::to_vec_pretty(&root)?;
-    if fs::read(&path).is_ok_and(|have| have == bytes) {
-        return Ok(()); // a cached rerun writes nothing
-    }
-    write_atomic(&path, &bytes)
+    write_atomic_if_changed(&path, &serde_json::to_vec_pretty(&root)?)
 }
 
 /// Every root whose workflow file still exists; roots of deleted workflows are removed (they protect nothing any

@@ -501,6 +501,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// [`write_atomic`], unless `path` already holds exactly `bytes` (a cached rerun writes nothing).
+pub fn write_atomic_if_changed(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if fs::read(path).is_ok_and(|have| have == bytes) {
+        return Ok(());
+    }
+    write_atomic(path, bytes)
+}
+
 fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
     let mut total = 0;
     for entry in fs::read_dir(dir)? {

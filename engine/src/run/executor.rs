@@ -107,8 +107,7 @@ pub fn run(wf: &Workflow, options: &RunOptions) -> anyhow::Result<RunReport> {
     for e in &plan.entries {
         match e.status {
             Status::Cached => {
-                let m = store.complete(&e.key).context("a cached step's entry vanished while planning")?;
-                manifests.insert(e.index, m);
+                manifests.insert(e.index, e.cached.clone().context("planning keeps a cached step's manifest")?);
                 outcomes.insert(e.index, Outcome::Cached);
             }
             Status::NotSelected => {

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::json_diff::diff_json;
 use super::lockfile::Lockfile;
-use super::store::{Store, Stored};
+use super::store::{Manifest, Store, Stored};
 use crate::graph::{compute_keys, Dag, KeyEnv, KeyIngredients, StepKey};
 use crate::workflow::Workflow;
 
@@ -33,6 +33,9 @@ pub struct PlanEntry {
     pub ingredients: KeyIngredients,
     #[serde(flatten)]
     pub status: Status,
+    /// For a `Cached` step, the manifest planning found whole, so the run does not read and check it again.
+    #[serde(skip)]
+    pub cached: Option<Manifest>,
 }
 
 /// Entries in topological order.
@@ -77,13 +80,17 @@ pub fn plan(
     for &i in dag.order() {
         let decl = &wf.steps[i];
         let (key, ingredients) = keys[i].clone();
+        let mut cached = None;
         let status = if selected.as_ref().is_some_and(|s| !s.contains(&i)) {
             Status::NotSelected
         } else if options.force.contains(&decl.id) {
             Status::Run(vec!["forced with --force".into()])
         } else {
             match store.stored(&key) {
-                Stored::Complete(_) => Status::Cached,
+                Stored::Complete(manifest) => {
+                    cached = Some(manifest);
+                    Status::Cached
+                }
                 Stored::Damaged(_, damage) => {
                     Status::Run(vec![format!("its stored outputs are damaged ({damage}): running it again")])
                 }
@@ -97,6 +104,7 @@ pub fn plan(
             key,
             ingredients,
             status,
+            cached,
         });
     }
     Ok(Plan { entries })

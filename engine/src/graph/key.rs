@@ -160,7 +160,7 @@ pub fn hash_path(path: &Path) -> anyhow::Result<String> {
 /// import's measured peak).
 fn hash_file(path: &Path) -> std::io::Result<blake3::Hash> {
     let mut h = blake3::Hasher::new();
-    h.update_reader(std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?))?;
+    h.update_reader(std::fs::File::open(path)?)?; // it reads through its own buffer
     Ok(h.finalize())
 }
 

@@ -158,16 +158,7 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
 /// The config of a pretrained language model, read from its file without loading the weights.
 fn pretrained_config(source: &Source, path: &std::path::Path) -> anyhow::Result<LlamaConfig> {
     match source {
-        Source::Gguf => {
-            let gguf = Gguf::open(path)?;
-            let arch = gguf.architecture()?;
-            anyhow::ensure!(
-                arch == "llama",
-                "{}: architecture `{arch}` is not supported (supported: llama)",
-                path.display()
-            );
-            Ok(gguf_llama::load_config(&gguf)?)
-        }
+        Source::Gguf => Ok(gguf_llama::load_config(&Gguf::open(path)?)?),
         _ => {
             let json = hf::read_config(path)?;
             let config = LlamaConfig::from_hf_json(&json)

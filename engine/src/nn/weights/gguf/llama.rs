@@ -64,74 +64,6 @@ pub fn unpermute(values: &[f32], rows: usize, cols: usize, heads: usize) -> Resu
     Ok(out)
 }
 
-/// The hyper-parameters a llama GGUF declares (`llama.*` metadata), checked for consistency.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LlamaParams {
-    pub layers: usize,
-    pub hidden: usize,
-    pub intermediate: usize,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub head_dim: usize,
-    pub vocab: usize,
-    pub context: usize,
-    pub rms_eps: f64,
-    pub rope_theta: f64,
-    pub tied: bool,
-}
-
-impl LlamaParams {
-    pub fn read(gguf: &Gguf) -> Result<LlamaParams, GgufError> {
-        let int = |key: &str| -> Result<usize, GgufError> {
-            let v = gguf.require(key)?;
-            v.as_u64().map(|v| v as usize).ok_or_else(|| gguf.error(format!("metadata `{key}` is {v}, not an integer")))
-        };
-        let float = |key: &str, default: f64| -> Result<f64, GgufError> {
-            match gguf.metadata.get(key) {
-                None => Ok(default),
-                Some(v) => v.as_decimal().ok_or_else(|| gguf.error(format!("metadata `{key}` is {v}, not a number"))),
-            }
-        };
-        let hidden = int("llama.embedding_length")?;
-        let heads = int("llama.attention.head_count")?;
-        let kv_heads = match gguf.metadata.get("llama.attention.head_count_kv") {
-            None => heads,
-            Some(_) => int("llama.attention.head_count_kv")?,
-        };
-        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
-            return Err(
-                gguf.error(format!("metadata: {heads} attention heads do not divide into {kv_heads} key/value heads"))
-            );
-        }
-        let head_dim = match gguf.metadata.get("llama.attention.key_length") {
-            Some(_) => int("llama.attention.key_length")?,
-            None if hidden % heads == 0 => hidden / heads,
-            None => {
-                return Err(gguf.error(format!("metadata: hidden size {hidden} is not a multiple of {heads} heads")))
-            }
-        };
-        let embedding =
-            gguf.tensor("token_embd.weight").ok_or_else(|| gguf.error("no tensor `token_embd.weight`".into()))?;
-        let vocab = match gguf.metadata.get("llama.vocab_size").and_then(MetaValue::as_u64) {
-            Some(v) => v as usize,
-            None => embedding.shape()[0],
-        };
-        Ok(LlamaParams {
-            layers: int("llama.block_count")?,
-            hidden,
-            intermediate: int("llama.feed_forward_length")?,
-            heads,
-            kv_heads,
-            head_dim,
-            vocab,
-            context: int("llama.context_length")?,
-            rms_eps: float("llama.attention.layer_norm_rms_epsilon", 1e-5)?,
-            rope_theta: float("llama.rope.freq_base", 10_000.0)?,
-            tied: gguf.tensor("output.weight").is_none(),
-        })
-    }
-}
-
 /// A llama GGUF as anbiq's [`LlamaConfig`] and its weights under Hugging Face keys (dequantised to f32, Q/K
 /// unpermuted), ready for [`crate::nn::arch::llama::WeightSource::Load`].
 pub fn load(gguf: &Gguf) -> Result<(LlamaConfig, BTreeMap<String, Tensor>), GgufError> {
@@ -160,9 +92,42 @@ pub fn load(gguf: &Gguf) -> Result<(LlamaConfig, BTreeMap<String, Tensor>), Gguf
 pub fn load_config(gguf: &Gguf) -> Result<LlamaConfig, GgufError> {
     let arch = gguf.architecture()?;
     if arch != "llama" {
-        return Err(gguf.error(format!("architecture `{arch}` is not supported for import (supported: llama)")));
+        return Err(gguf.error(format!("architecture `{arch}` is not supported (supported: llama)")));
     }
-    let p = LlamaParams::read(gguf)?;
+    let int = |key: &str| -> Result<usize, GgufError> {
+        let v = gguf.require(key)?;
+        v.as_u64().map(|v| v as usize).ok_or_else(|| gguf.error(format!("metadata `{key}` is {v}, not an integer")))
+    };
+    let float = |key: &str, default: f64| -> Result<f64, GgufError> {
+        match gguf.metadata.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_decimal().ok_or_else(|| gguf.error(format!("metadata `{key}` is {v}, not a number"))),
+        }
+    };
+    let hidden = int("llama.embedding_length")?;
+    let heads = int("llama.attention.head_count")?;
+    let kv_heads = match gguf.metadata.get("llama.attention.head_count_kv") {
+        None => heads,
+        Some(_) => int("llama.attention.head_count_kv")?,
+    };
+    if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
+        return Err(
+            gguf.error(format!("metadata: {heads} attention heads do not divide into {kv_heads} key/value heads"))
+        );
+    }
+    let head_dim = match gguf.metadata.get("llama.attention.key_length") {
+        Some(_) => int("llama.attention.key_length")?,
+        None if hidden % heads == 0 => hidden / heads,
+        None => return Err(gguf.error(format!("metadata: hidden size {hidden} is not a multiple of {heads} heads"))),
+    };
+    let layers = int("llama.block_count")?;
+    let vocab = match gguf.metadata.get("llama.vocab_size").and_then(MetaValue::as_u64) {
+        Some(v) => v as usize,
+        None => {
+            gguf.tensor("token_embd.weight").ok_or_else(|| gguf.error("no tensor `token_embd.weight`".into()))?.shape()
+                [0]
+        }
+    };
     if gguf.tensor("rope_freqs.weight").is_some() {
         return Err(gguf.error(
             "tensor `rope_freqs.weight`: per-frequency rope factors (Llama 3.1 scaling in GGUF) are not supported yet; \
@@ -180,35 +145,36 @@ pub fn load_config(gguf: &Gguf) -> Result<LlamaConfig, GgufError> {
             return Err(gguf.error(format!("metadata `llama.rope.scaling.type`: `{other}` is not supported (linear)")))
         }
     };
+    let token = |key: &str| gguf.metadata.get(key).and_then(MetaValue::as_u64).map(|v| v as i64);
     let config = LlamaConfig {
-        hidden_size: p.hidden as i64,
-        intermediate_size: p.intermediate as i64,
-        num_hidden_layers: p.layers as i64,
-        num_attention_heads: p.heads as i64,
-        num_key_value_heads: Some(p.kv_heads as i64),
-        head_dim: Some(p.head_dim as i64),
-        vocab_size: Some(p.vocab as i64),
-        max_position_embeddings: p.context as i64,
-        rms_norm_eps: p.rms_eps,
-        rope_theta: p.rope_theta,
+        hidden_size: hidden as i64,
+        intermediate_size: int("llama.feed_forward_length")? as i64,
+        num_hidden_layers: layers as i64,
+        num_attention_heads: heads as i64,
+        num_key_value_heads: Some(kv_heads as i64),
+        head_dim: Some(head_dim as i64),
+        vocab_size: Some(vocab as i64),
+        max_position_embeddings: int("llama.context_length")? as i64,
+        rms_norm_eps: float("llama.attention.layer_norm_rms_epsilon", 1e-5)?,
+        rope_theta: float("llama.rope.freq_base", 10_000.0)?,
         rope_scaling,
         attention_bias: gguf.tensor("blk.0.attn_output.bias").is_some(),
         qkv_bias: gguf.tensor("blk.0.attn_q.bias").is_some() && gguf.tensor("blk.0.attn_output.bias").is_none(),
         mlp_bias: gguf.tensor("blk.0.ffn_up.bias").is_some(),
-        tie_word_embeddings: p.tied,
-        bos_token_id: gguf.metadata.get("tokenizer.ggml.bos_token_id").and_then(MetaValue::as_u64).map(|v| v as i64),
-        eos_token_id: gguf.metadata.get("tokenizer.ggml.eos_token_id").and_then(MetaValue::as_u64).map(|v| v as i64),
+        tie_word_embeddings: gguf.tensor("output.weight").is_none(),
+        bos_token_id: token("tokenizer.ggml.bos_token_id"),
+        eos_token_id: token("tokenizer.ggml.eos_token_id"),
         sliding_window: None,
     };
     config.validate().map_err(|m| gguf.error(format!("metadata: {}", m.trim_start_matches("model."))))?;
     // Nothing is dropped silently: a tensor without a place in the model means the file is not what it claims.
     for t in &gguf.tensors {
-        let Some((name, permuted)) = hf_name(&t.name, p.heads, p.kv_heads) else {
+        let Some((name, permuted)) = hf_name(&t.name, heads, kv_heads) else {
             return Err(gguf.error(format!("tensor `{}` has no counterpart in a llama model", t.name)));
         };
         let layer = name.strip_prefix("model.layers.").and_then(|r| r.split('.').next()?.parse::<usize>().ok());
-        if layer.is_some_and(|l| l >= p.layers) {
-            return Err(gguf.error(format!("tensor `{}`: the file declares {} layers", t.name, p.layers)));
+        if layer.is_some_and(|l| l >= layers) {
+            return Err(gguf.error(format!("tensor `{}`: the file declares {layers} layers", t.name)));
         }
         if permuted.is_some() && t.dims.is_empty() {
             return Err(gguf.error(format!("tensor `{}` has no dimensions", t.name)));

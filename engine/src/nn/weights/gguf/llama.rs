@@ -104,6 +104,10 @@ pub fn load_config(gguf: &Gguf) -> Result<LlamaConfig, GgufError> {
             Some(v) => v.as_decimal().ok_or_else(|| gguf.error(format!("metadata `{key}` is {v}, not a number"))),
         }
     };
+    let float_required = |key: &str| -> Result<f64, GgufError> {
+        let v = gguf.require(key)?;
+        v.as_decimal().ok_or_else(|| gguf.error(format!("metadata `{key}` is {v}, not a number")))
+    };
     let hidden = int("llama.embedding_length")?;
     let heads = int("llama.attention.head_count")?;
     let kv_heads = match gguf.metadata.get("llama.attention.head_count_kv") {
@@ -138,9 +142,7 @@ pub fn load_config(gguf: &Gguf) -> Result<LlamaConfig, GgufError> {
     let scaling = gguf.metadata.get("llama.rope.scaling.type").and_then(MetaValue::as_str);
     let rope_scaling = match scaling {
         None | Some("none") => None,
-        Some("linear") => {
-            Some(RopeScaling::Linear { factor: gguf.require("llama.rope.scaling.factor")?.as_decimal().unwrap_or(1.0) })
-        }
+        Some("linear") => Some(RopeScaling::Linear { factor: float_required("llama.rope.scaling.factor")? }),
         Some(other) => {
             return Err(gguf.error(format!("metadata `llama.rope.scaling.type`: `{other}` is not supported (linear)")))
         }

@@ -98,15 +98,13 @@ pub fn load_config(gguf: &Gguf) -> Result<LlamaConfig, GgufError> {
         let v = gguf.require(key)?;
         v.as_u64().map(|v| v as usize).ok_or_else(|| gguf.error(format!("metadata `{key}` is {v}, not an integer")))
     };
-    let float = |key: &str, default: f64| -> Result<f64, GgufError> {
-        match gguf.metadata.get(key) {
-            None => Ok(default),
-            Some(v) => v.as_decimal().ok_or_else(|| gguf.error(format!("metadata `{key}` is {v}, not a number"))),
-        }
-    };
     let float_required = |key: &str| -> Result<f64, GgufError> {
         let v = gguf.require(key)?;
         v.as_decimal().ok_or_else(|| gguf.error(format!("metadata `{key}` is {v}, not a number")))
+    };
+    let float = |key: &str, default: f64| match gguf.metadata.get(key) {
+        None => Ok(default),
+        Some(_) => float_required(key),
     };
     let hidden = int("llama.embedding_length")?;
     let heads = int("llama.attention.head_count")?;

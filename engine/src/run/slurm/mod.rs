@@ -29,8 +29,8 @@ pub use script::{array_spec, batch_script, dependency, resource_options, shell_q
 
 use super::executor::{previous_lockfile, write_lockfile};
 use super::plan::{plan, Plan, PlanOptions, Status};
-use super::roots;
 use super::store::{write_atomic, Manifest, Store};
+use super::{absolute_path, roots};
 use super::{Outcome, RunReport, StepResult};
 use crate::graph::{Dag, KeyEnv, StepKey};
 use crate::workflow::{Override, Workflow};
@@ -134,21 +134,10 @@ pub fn node_local_candidates() -> Vec<PathBuf> {
 
 /// `<store>/slurm/<lockfile stem>-<16 hex of its absolute path>`: one directory per workflow file.
 pub fn record_dir(store: &Store, wf: &Workflow) -> PathBuf {
-    let lockfile = absolute(&wf.lockfile_path());
+    let lockfile = absolute_path(&wf.lockfile_path());
     let stem = lockfile.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "workflow".into());
     let hash = blake3::hash(lockfile.to_string_lossy().as_bytes()).to_hex();
     store.root().join("slurm").join(format!("{stem}-{}", &hash[..16]))
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    if let Ok(p) = path.canonicalize() {
-        return p;
-    }
-    // A lockfile that does not exist yet: resolve its directory.
-    match (path.parent().and_then(|d| d.canonicalize().ok()), path.file_name()) {
-        (Some(dir), Some(name)) => dir.join(name),
-        _ => std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf()),
-    }
 }
 
 /// The record of the workflow's last submission, if any.
@@ -218,7 +207,7 @@ pub fn submit(wf: &Workflow, options: &SlurmOptions) -> anyhow::Result<Submissio
         None => std::env::current_exe().context("finding the anbiq binary for the jobs")?,
     };
     let workdir = std::env::current_dir().context("reading the current directory")?;
-    let workflow = absolute(&wf.path);
+    let workflow = absolute_path(&wf.path);
 
     let mut jobs: Vec<RecordedJob> = Vec::new();
     let mut new_jobs: Vec<String> = Vec::new();
@@ -320,7 +309,7 @@ pub fn submit(wf: &Workflow, options: &SlurmOptions) -> anyhow::Result<Submissio
     }
     let record = JobRecord {
         workflow,
-        lockfile: absolute(&lockfile),
+        lockfile: absolute_path(&lockfile),
         submitted: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         jobs,
     };

@@ -38,7 +38,7 @@ use crate::artifact::model::{copy_weights, ModelArtifact, ModelSpec};
 use crate::config::{Located, Node};
 use crate::nn::arch::llama::{Llama, LlamaConfig, WeightSource};
 use crate::nn::torchscript::TorchScriptModel;
-use crate::nn::weights::export::TOKENIZER_FILES;
+use crate::nn::weights::export::copy_tokenizer_files;
 use crate::nn::weights::gguf::{llama as gguf_llama, Gguf};
 use crate::nn::weights::hf;
 use crate::nn::{ArchConfig, Mode, Model as _};
@@ -235,13 +235,7 @@ impl Step for Import {
                 ModelArtifact::save(&dir, &vs, &spec)?;
                 // The tokenizer travels with the model (to `anbiq export`), when the directory has one.
                 if matches!(self.source, Source::Hf) {
-                    for name in TOKENIZER_FILES {
-                        let from = self.file.path.join(name);
-                        if from.exists() {
-                            std::fs::copy(&from, dir.join(name))
-                                .with_context(|| format!("copying {}", from.display()))?;
-                        }
-                    }
+                    copy_tokenizer_files(&self.file.path, &dir)?;
                 }
             }
             Source::TorchScript => {

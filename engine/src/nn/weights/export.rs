@@ -42,12 +42,19 @@ pub fn hf(config: &LlamaConfig, vocab: i64, weights: &Path, beside: &Path, out_d
     let out_weights = out_dir.join("model.safetensors");
     copy_with_format_metadata(weights, &out_weights)?;
     written.push(out_weights);
+    written.extend(copy_tokenizer_files(beside, out_dir)?);
+    Ok(written)
+}
+
+/// Copies those of [`TOKENIZER_FILES`] that `from` holds into `to`; the paths written.
+pub fn copy_tokenizer_files(from: &Path, to: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
     for name in TOKENIZER_FILES {
-        let from = beside.join(name);
-        if from.exists() {
-            let to = out_dir.join(name);
-            std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
-            written.push(to);
+        let source = from.join(name);
+        if source.exists() {
+            let target = to.join(name);
+            std::fs::copy(&source, &target).with_context(|| format!("copying {}", source.display()))?;
+            written.push(target);
         }
     }
     Ok(written)

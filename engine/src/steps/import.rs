@@ -25,7 +25,6 @@
 //! The file is checked when the workflow is loaded (header, config, architecture), and the import runs one sample
 //! through the model, so a wrong `input_shape` or `classes` fails here rather than in a later step.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
@@ -248,10 +247,7 @@ impl Step for Import {
                 let vs = VarStore::new(Device::Cpu);
                 let model = crate::nn::build(arch, &vs.root(), &shape, classes, &mut Rng::new(ctx.seed))
                     .map_err(|e| anyhow::anyhow!("field `model`: {e:#}"))?;
-                let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&self.file.path)
-                    .with_context(|| format!("field `weights`: reading {}", self.file.path.display()))?
-                    .into_iter()
-                    .collect();
+                let saved = crate::nn::weights::safetensors::read(&self.file.path).context("field `weights`")?;
                 copy_weights(&vs, &saved).map_err(|e| anyhow::anyhow!("field `weights`: {e:#}"))?;
                 check_output(|x| Ok(model.forward(x, Mode::Eval)), &self.config)?;
                 let spec = ModelSpec::new(arch.clone(), shape, classes, &vs);

@@ -184,9 +184,7 @@ impl LlamaConfig {
         config.validate().map_err(|e| e.trim_start_matches("model.").to_string())?;
         Ok(config)
     }
-}
 
-impl LlamaConfig {
     /// `config.json` as transformers 5 writes it for `LlamaForCausalLM` (`Qwen2ForCausalLM` for a Qwen2 config):
     /// what [`from_hf_json`](Self::from_hf_json) reads back to the same config.
     pub fn to_hf_json(&self, vocab: i64) -> serde_json::Value {

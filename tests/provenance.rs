@@ -103,6 +103,13 @@ steps:
   report: {kind: evaluate, data: table.test, models: [model], timing: false}
 ";
 
+/// [`TABLE`] in a fresh project, with its CSV beside it.
+fn table_project() -> Project {
+    let p = Project::new(TABLE);
+    p.write("data.csv", table_csv());
+    p
+}
+
 fn table_csv() -> String {
     let mut csv = String::from("a,b,label\n");
     for i in 0..40 {
@@ -114,8 +121,7 @@ fn table_csv() -> String {
 
 #[test]
 fn the_key_does_not_depend_on_how_the_workflow_path_is_typed() {
-    let p = Project::new(TABLE);
-    p.write("data.csv", table_csv());
+    let p = table_project();
     std::fs::create_dir(p.path("sub")).unwrap();
     let store = p.store();
     let store = store.to_str().unwrap();
@@ -225,8 +231,7 @@ steps:
 
 #[test]
 fn a_damaged_entry_is_not_cached_verify_names_the_file_and_a_run_repairs_it() {
-    let p = Project::new(TABLE);
-    p.write("data.csv", table_csv());
+    let p = table_project();
     p.run(&[]);
     let before = p.lock();
     let weights = p.output("model", "model").join("weights.safetensors");
@@ -260,8 +265,7 @@ fn a_damaged_entry_is_not_cached_verify_names_the_file_and_a_run_repairs_it() {
 
 #[test]
 fn gc_drops_orphaned_checkpoints_and_keeps_those_a_run_will_resume() {
-    let p = Project::new(TABLE);
-    p.write("data.csv", table_csv());
+    let p = table_project();
     p.run(&[]);
     let store = Store::open(&p.store()).unwrap();
     let (orphan, pending) = (StepKey("0".repeat(64)), StepKey("1".repeat(64)));

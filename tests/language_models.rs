@@ -11,7 +11,7 @@ use std::path::Path;
 
 use anbiq::artifact::logits::StoreDtype;
 use anbiq::artifact::token_logits::{expand_like, ShardWriter, TokenLogits, TokenLogitsMeta};
-use anbiq::data::text::{windows, Tokenizer};
+use anbiq::data::text::{tokenize, windows, Tokenizer};
 use anbiq::data::Vocab;
 use anbiq::loss::{DistillLoss, KdLoss, LossInput, ReverseKl, Temperature};
 use anbiq::nn::arch::GptConfig;
@@ -43,7 +43,8 @@ fn tiny_gpt(context: i64, vocab: i64, seed: u64) -> (VarStore, Box<dyn anbiq::nn
 fn tokenizers_round_trip_and_windows_are_the_text() {
     let text = format!("{CORPUS}Ünïcode — too.\n");
     for tokenizer in [Tokenizer::Char, Tokenizer::Byte] {
-        let split = windows(&text, tokenizer, 16, &[("test".into(), 0.2)], "t").unwrap();
+        let (vocab, ids) = tokenize(&text, tokenizer).unwrap();
+        let split = windows(&ids, &vocab, 16, &[("test".into(), 0.2)], "t").unwrap();
         let vocab = split[0].1.meta.vocab.clone().unwrap();
         assert_eq!(vocab.decode(&vocab.encode(&text).unwrap()), text, "{tokenizer:?}");
         // The windows of all parts, in order, are the token stream (minus each part's tail shorter than a window).

@@ -1,5 +1,9 @@
 //! Text corpora as language-model datasets: tokenise, split by position, cut into context windows.
 //!
+//! With a model's tokenizer the corpus is a list of documents — each file of a directory, or with
+//! `documents: paragraphs` each blank-line separated block — each tokenised on its own and framed the way the model
+//! was trained (BOS when it expects one, EOS after every document), then concatenated into one stream.
+//!
 //! The token stream is split into contiguous parts in order — `train` first, then the named splits in name order —
 //! so a validation or test part is text the model never saw, not windows interleaved with training ones. Each part
 //! becomes non-overlapping windows: `x[i]` = tokens `[iT, iT+T)`, `y[i]` = tokens `[iT+1, iT+T+1)` (the next token
@@ -10,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+use super::tokenizer::TextTokenizer;
 use super::{DataError, Dataset, DatasetMeta, Result, Vocab};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -22,8 +27,50 @@ pub enum Tokenizer {
     Byte,
 }
 
+/// How a corpus for a model's tokenizer is cut into documents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Documents {
+    /// Each file is one document.
+    #[default]
+    Files,
+    /// Each block of text between blank lines is one document.
+    Paragraphs,
+}
+
 /// The UTF-8 text at `path`: a file, or every file of a directory (sorted by name) concatenated.
 pub fn read_corpus(path: &Path) -> Result<String> {
+    Ok(read_files(path)?.concat())
+}
+
+/// The corpus at `path` as documents.
+pub fn read_documents(path: &Path, documents: Documents) -> Result<Vec<String>> {
+    let files = read_files(path)?;
+    Ok(match documents {
+        Documents::Files => files,
+        Documents::Paragraphs => files
+            .iter()
+            .flat_map(|f| {
+                let f = f.replace("\r\n", "\n");
+                f.split("\n\n").map(|p| p.trim_matches('\n').to_string()).collect::<Vec<_>>()
+            })
+            .filter(|p| !p.trim().is_empty())
+            .collect(),
+    })
+}
+
+/// Token ids of `documents` under a model's tokenizer, each framed by its special tokens, in one stream.
+pub fn tokenize_documents(documents: &[String], tokenizer: &TextTokenizer) -> Result<Vec<i64>> {
+    let mut ids = Vec::new();
+    for (i, doc) in documents.iter().enumerate() {
+        let doc_ids = tokenizer.document(doc).map_err(|e| DataError::Invalid(format!("document {}: {e}", i + 1)))?;
+        ids.extend(doc_ids.into_iter().map(i64::from));
+    }
+    Ok(ids)
+}
+
+/// The texts of the files at `path`: the file itself, or every file of a directory sorted by name.
+fn read_files(path: &Path) -> Result<Vec<String>> {
     let files: Vec<PathBuf> = if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| DataError::io(path, e))?
@@ -35,32 +82,36 @@ pub fn read_corpus(path: &Path) -> Result<String> {
     } else {
         vec![path.to_path_buf()]
     };
-    let mut text = String::new();
+    let mut texts = Vec::with_capacity(files.len());
     for f in files {
         let bytes = std::fs::read(&f).map_err(|e| DataError::io(&f, e))?;
-        let s = String::from_utf8(bytes).map_err(|e| DataError::format(&f, format!("not UTF-8: {e}")))?;
-        text.push_str(&s);
+        texts.push(String::from_utf8(bytes).map_err(|e| DataError::format(&f, format!("not UTF-8: {e}")))?);
     }
-    if text.is_empty() {
+    if texts.iter().all(String::is_empty) {
         return Err(DataError::format(path, "no text"));
     }
-    Ok(text)
+    Ok(texts)
 }
 
-/// The corpus tokenised, split by position into `parts` (fractions of the stream; `train` takes the rest and comes
-/// first), each cut into windows of `context` tokens.
-pub fn windows(
-    text: &str,
-    tokenizer: Tokenizer,
-    context: i64,
-    parts: &[(String, f64)],
-    source: &str,
-) -> Result<Vec<(String, Dataset)>> {
+/// The vocabulary of a char or byte tokenizer for `text`, and the text's ids.
+pub fn tokenize(text: &str, tokenizer: Tokenizer) -> Result<(Vocab, Vec<i64>)> {
     let vocab = match tokenizer {
         Tokenizer::Byte => Vocab::Byte,
         Tokenizer::Char => Vocab::chars_of(text),
     };
     let ids = vocab.encode(text).map_err(DataError::Invalid)?;
+    Ok((vocab, ids))
+}
+
+/// The token stream `ids` split by position into `parts` (fractions of the stream; `train` takes the rest and
+/// comes first), each cut into windows of `context` tokens.
+pub fn windows(
+    ids: &[i64],
+    vocab: &Vocab,
+    context: i64,
+    parts: &[(String, f64)],
+    source: &str,
+) -> Result<Vec<(String, Dataset)>> {
     let n = ids.len();
     let claimed: f64 = parts.iter().map(|(_, f)| f).sum();
     let mut layout = vec![("train".to_string(), 1.0 - claimed)];
@@ -100,7 +151,8 @@ mod tests {
     fn windows_follow_the_stream_and_splits_are_contiguous() {
         let text: String = (0..103).map(|i| (b'a' + (i % 26) as u8) as char).collect();
         let parts = vec![("test".to_string(), 0.1), ("val".to_string(), 0.2)];
-        let split = windows(&text, Tokenizer::Char, 8, &parts, "t").unwrap();
+        let (vocab, ids) = tokenize(&text, Tokenizer::Char).unwrap();
+        let split = windows(&ids, &vocab, 8, &parts, "t").unwrap();
         let names: Vec<&str> = split.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["train", "test", "val"]);
         // train = 72 tokens → 8 windows (72 − 1 = 71 ≥ 8·8); test = 10 → 1; val = 21 → 2.

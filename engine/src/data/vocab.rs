@@ -11,7 +11,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// How text becomes token ids: one id per byte (256, fits any file), or one per distinct character of the corpus.
+use super::tokenizer::TextTokenizer;
+
+/// How text becomes token ids: one id per byte (256, fits any file), one per distinct character of the corpus, or a
+/// pretrained model's tokenizer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Vocab {
@@ -19,6 +22,12 @@ pub enum Vocab {
     /// The corpus' distinct characters in code-point order; id = position.
     Char {
         symbols: String,
+    },
+    /// A model's tokenizer (`tokenizer.json`), kept whole so the data decodes on its own. `size` is the model's
+    /// output size, which may exceed the tokenizer's (vocabularies padded to a multiple of 64).
+    Tokenizer {
+        size: i64,
+        tokenizer: Box<TextTokenizer>,
     },
 }
 
@@ -35,6 +44,7 @@ impl Vocab {
         match self {
             Vocab::Byte => 256,
             Vocab::Char { symbols } => symbols.chars().count() as i64,
+            Vocab::Tokenizer { size, .. } => *size,
         }
     }
 
@@ -48,6 +58,9 @@ impl Vocab {
                 text.chars()
                     .map(|c| table.get(&c).copied().ok_or_else(|| format!("character {c:?} is not in the vocabulary")))
                     .collect()
+            }
+            Vocab::Tokenizer { tokenizer, .. } => {
+                Ok(tokenizer.encode(text, false)?.into_iter().map(i64::from).collect())
             }
         }
     }
@@ -65,11 +78,16 @@ impl Vocab {
                     .map(|&i| usize::try_from(i).ok().and_then(|i| chars.get(i)).copied().unwrap_or('\u{FFFD}'))
                     .collect()
             }
+            Vocab::Tokenizer { tokenizer, .. } => {
+                let ids: Vec<u32> = ids.iter().filter_map(|&i| u32::try_from(i).ok()).collect();
+                tokenizer.decode(&ids)
+            }
         }
     }
 
     /// How many characters `ids` stand for: for bits per character. A byte vocabulary counts UTF-8 lead bytes
-    /// (every byte but continuation bytes `10xxxxxx`); a char vocabulary has one character per token.
+    /// (every byte but continuation bytes `10xxxxxx`); a char vocabulary has one character per token; a tokenizer's
+    /// tokens are decoded and counted.
     pub fn characters(&self, ids: &tch::Tensor) -> i64 {
         match self {
             Vocab::Byte => {
@@ -77,6 +95,10 @@ impl Vocab {
                 ids.numel() as i64 - continuation.sum(tch::Kind::Int64).int64_value(&[])
             }
             Vocab::Char { .. } => ids.numel() as i64,
+            Vocab::Tokenizer { .. } => {
+                let ids: Vec<i64> = Vec::try_from(&ids.flatten(0, -1).to_kind(tch::Kind::Int64)).unwrap_or_default();
+                self.decode(&ids).chars().count() as i64
+            }
         }
     }
 }

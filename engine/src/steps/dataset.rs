@@ -7,7 +7,12 @@
 //! table:  {kind: dataset, source: csv, path: iris.csv, label: last, split: {test: 0.3}}
 //! text:   {kind: dataset, source: text, path: data/shakespeare.txt, tokenizer: char, context: 128,
 //!          split: {val: 0.05, test: 0.05}}
+//! tokens: {kind: dataset, source: text, path: data/plays, tokenizer: {model: teacher}, context: 256}
 //! ```
+//! `tokenizer` is `char` (the corpus' characters, the default), `byte`, `{model: STEP}` (the tokenizer an `import`
+//! brought with the model) or `{file: tokenizer.json}` (with a `tokenizer_config.json` beside it, if any, for the
+//! special tokens). A model's tokenizer reads the corpus as documents (`documents: files`, each file, the default,
+//! or `paragraphs`, each blank-line separated block) and frames each with the model's BOS/EOS.
 //! Whatever `split` does not claim stays in `train`. MNIST-format sources bring their own `test` split. Text is
 //! split by position, not at random (see [`crate::data::text`]), into windows of `context` tokens; its vocabulary
 //! travels in each output's `meta.json`.
@@ -19,10 +24,12 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
 use super::registry::{parse_config, ParseEnv, StepKind};
+use super::StepRef;
 use super::{canonical, ArtifactKind, FileInput, InputDecl, OutputDecl, Step, StepContext};
 use crate::config::{Located, Node};
-use crate::data::text::Tokenizer;
-use crate::data::{self, csv::LabelColumn, normalize::Normalization, Dataset};
+use crate::data::text::{Documents, Tokenizer};
+use crate::data::tokenizer::TextTokenizer;
+use crate::data::{self, csv::LabelColumn, normalize::Normalization, Dataset, Vocab};
 
 pub const KIND: StepKind =
     StepKind { name: "dataset", version: 1, summary: "load, split and normalise a dataset", parse };
@@ -64,12 +71,27 @@ pub struct DatasetConfig {
     /// Use only the first N samples of each source split (quick experiments, tests).
     #[serde(default)]
     pub limit: Option<usize>,
-    /// Text only: `char` (the corpus' characters, default) or `byte`.
+    /// Text only: `char` (the corpus' characters, default), `byte`, `{model: STEP}` or `{file: tokenizer.json}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tokenizer: Option<Tokenizer>,
+    pub tokenizer: Option<TokenizerChoice>,
+    /// Text with a model's tokenizer: what a document is (each file, or each blank-line separated paragraph).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub documents: Option<Documents>,
     /// Text only: tokens per window (the model's context length).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<i64>,
+}
+
+/// Where a text dataset's tokens come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum TokenizerChoice {
+    Char,
+    Byte,
+    /// The tokenizer of a model (an `import` step's output).
+    Model(StepRef),
+    /// A `tokenizer.json` file, relative to the workflow file.
+    File(PathBuf),
 }
 
 fn default_true() -> bool {
@@ -85,6 +107,8 @@ pub struct DatasetStep {
     config: DatasetConfig,
     /// `path`, as written and resolved against the workflow's directory.
     file: Option<FileInput>,
+    /// `tokenizer: {file: ..}` (and its `tokenizer_config.json`), likewise.
+    tokenizer_files: Vec<FileInput>,
 }
 
 fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
@@ -142,9 +166,21 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
             message: "source `text` needs `context`, a positive number of tokens".into(),
         });
     }
-    if !text && (config.context.is_some() || config.tokenizer.is_some()) {
-        let field = if config.context.is_some() { "context" } else { "tokenizer" };
-        errors.push(Located { span: at(field), message: format!("`{field}` applies to `source: text` only") });
+    for (field, given) in [
+        ("context", config.context.is_some()),
+        ("tokenizer", config.tokenizer.is_some()),
+        ("documents", config.documents.is_some()),
+    ] {
+        if given && !text {
+            errors.push(Located { span: at(field), message: format!("`{field}` applies to `source: text` only") });
+        }
+    }
+    let pretrained = matches!(config.tokenizer, Some(TokenizerChoice::Model(_) | TokenizerChoice::File(_)));
+    if text && config.documents.is_some() && !pretrained {
+        errors.push(Located {
+            span: at("documents"),
+            message: "`documents` goes with a model's tokenizer (`tokenizer: {model: STEP}` or `{file: ..}`)".into(),
+        });
     }
     if text && config.normalize != Normalization::None {
         errors.push(Located { span: at("normalize"), message: "text (token ids) cannot be normalised".into() });
@@ -156,7 +192,17 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
         return Err(errors);
     }
     let file = config.path.as_ref().map(|p| FileInput::new(p, env));
-    Ok(Box::new(DatasetStep { config, file }))
+    let mut tokenizer_files = Vec::new();
+    if let Some(TokenizerChoice::File(written)) = &config.tokenizer {
+        let json = FileInput::new(written, env);
+        let beside = written.with_file_name(data::tokenizer::CONFIG_FILE);
+        let config_file = FileInput::new(&beside, env);
+        tokenizer_files.push(json);
+        if config_file.path.is_file() {
+            tokenizer_files.push(config_file);
+        }
+    }
+    Ok(Box::new(DatasetStep { config, file, tokenizer_files }))
 }
 
 impl Step for DatasetStep {
@@ -170,11 +216,14 @@ impl Step for DatasetStep {
     }
 
     fn inputs(&self) -> Vec<InputDecl> {
-        Vec::new()
+        match &self.config.tokenizer {
+            Some(TokenizerChoice::Model(model)) => vec![InputDecl::new("tokenizer", model, &[ArtifactKind::Model])],
+            _ => Vec::new(),
+        }
     }
 
     fn files(&self) -> Vec<FileInput> {
-        self.file.iter().cloned().collect()
+        self.file.iter().chain(&self.tokenizer_files).cloned().collect()
     }
 
     fn canonical_config(&self) -> serde_json::Value {
@@ -240,12 +289,11 @@ impl DatasetStep {
     /// Text: tokenise, split by position, cut into windows; no shuffling and no normalisation.
     fn run_text(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
         let path = self.file.as_ref().map(|f| f.path.clone()).context("path is checked at parse time")?;
-        let corpus = data::text::read_corpus(&path)?;
         let parts: Vec<(String, f64)> = self.config.split.iter().map(|(k, v)| (k.clone(), *v)).collect();
         let context = self.config.context.context("context is checked at parse time")?;
-        let tokenizer = self.config.tokenizer.unwrap_or_default();
         let source = format!("text:{}", path.file_name().unwrap_or_default().to_string_lossy());
-        for (name, ds) in data::text::windows(&corpus, tokenizer, context, &parts, &source)? {
+        let (vocab, ids) = self.tokenize(ctx, &path)?;
+        for (name, ds) in data::text::windows(&ids, &vocab, context, &parts, &source)? {
             let ds = limit(ds, self.config.limit);
             if name == "train" && ds.is_empty() {
                 bail!("the `train` split has no window of {} tokens", context + 1);
@@ -256,6 +304,49 @@ impl DatasetStep {
             ctx.record_metric("vocab", ds.meta.classes);
         }
         Ok(())
+    }
+}
+
+impl DatasetStep {
+    /// The vocabulary and the token stream of the corpus at `path`.
+    fn tokenize(&self, ctx: &StepContext, path: &std::path::Path) -> anyhow::Result<(Vocab, Vec<i64>)> {
+        let (tokenizer, size) = match &self.config.tokenizer {
+            None | Some(TokenizerChoice::Char) => {
+                return Ok(data::text::tokenize(&data::text::read_corpus(path)?, Tokenizer::Char)?)
+            }
+            Some(TokenizerChoice::Byte) => {
+                return Ok(data::text::tokenize(&data::text::read_corpus(path)?, Tokenizer::Byte)?)
+            }
+            Some(TokenizerChoice::File(_)) => {
+                let json = &self.tokenizer_files[0].path;
+                let config = self.tokenizer_files.get(1).map(|f| f.path.as_path());
+                let tokenizer = TextTokenizer::from_files(json, config).context("field `tokenizer.file`")?;
+                let size = tokenizer.size();
+                (tokenizer, size)
+            }
+            Some(TokenizerChoice::Model(_)) => {
+                let input = ctx.input("tokenizer")?;
+                let tokenizer = TextTokenizer::from_dir(&input.dir).with_context(|| {
+                    format!(
+                        "field `tokenizer.model`: `{}` has no tokenizer (import brings one with a model)",
+                        input.label
+                    )
+                })?;
+                // The data's classes are the model's outputs, which may be more than the tokenizer's tokens.
+                let spec = crate::artifact::model::ModelArtifact::spec(&input.dir)?;
+                anyhow::ensure!(
+                    spec.classes >= tokenizer.size(),
+                    "field `tokenizer.model`: `{}` outputs {} classes, fewer than its tokenizer's {} tokens",
+                    input.label,
+                    spec.classes,
+                    tokenizer.size()
+                );
+                (tokenizer, spec.classes)
+            }
+        };
+        let documents = data::text::read_documents(path, self.config.documents.unwrap_or_default())?;
+        let ids = data::text::tokenize_documents(&documents, &tokenizer)?;
+        Ok((Vocab::Tokenizer { size, tokenizer: Box::new(tokenizer) }, ids))
     }
 }
 

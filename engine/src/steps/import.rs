@@ -232,9 +232,13 @@ impl Step for Import {
                 anyhow::ensure!(out.size() == [1, probe, vocab], "the model maps {probe} tokens to {:?}", out.size());
                 let spec = ModelSpec::new(ArchConfig::Llama(model_config), shape, vocab, &vs);
                 ModelArtifact::save(&dir, &vs, &spec)?;
-                // The tokenizer travels with the model (to `anbiq export`), when the directory has one.
-                if matches!(self.source, Source::Hf) {
-                    copy_tokenizer_files(&self.file.path, &dir)?;
+                // The tokenizer travels with the model (to text datasets and `anbiq export`): the directory's files,
+                // or the ones the GGUF metadata describes.
+                match self.source {
+                    Source::Hf => {
+                        copy_tokenizer_files(&self.file.path, &dir)?;
+                    }
+                    _ => write_gguf_tokenizer(&Gguf::open(&self.file.path)?, &dir, vocab)?,
                 }
             }
             Source::TorchScript => {
@@ -259,6 +263,31 @@ impl Step for Import {
         ctx.record_metric("parameters", loaded.spec.parameters);
         Ok(())
     }
+}
+
+/// Writes `tokenizer.json` and `tokenizer_config.json` from a GGUF file's metadata. A file without a tokenizer, or
+/// with one not supported, still imports (its model can run on token ids made elsewhere); the reason is logged and
+/// a dataset asking for the tokenizer says it has none.
+fn write_gguf_tokenizer(gguf: &Gguf, dir: &std::path::Path, vocab: i64) -> anyhow::Result<()> {
+    let (tokenizer, config) = match crate::nn::weights::gguf::tokenizer::tokenizer_files(gguf) {
+        Ok(files) => files,
+        Err(e) => {
+            tracing::warn!("{e}; the model is imported without a tokenizer");
+            return Ok(());
+        }
+    };
+    let tokens = tokenizer["model"]["vocab"].as_object().map_or(0, |v| v.len()) as i64;
+    anyhow::ensure!(
+        tokens <= vocab,
+        "{}: the tokenizer has {tokens} tokens, the model only {vocab} outputs",
+        gguf.path().display()
+    );
+    for (name, value) in [("tokenizer.json", tokenizer), ("tokenizer_config.json", config)] {
+        let path = dir.join(name);
+        std::fs::write(&path, serde_json::to_string(&value)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Runs one zero sample of `input_shape` through the model: it must be accepted and give `[1, classes]` logits.

@@ -50,7 +50,8 @@ impl ArtifactKind {
     /// format.
     pub fn format_version(self) -> u32 {
         match self {
-            ArtifactKind::Dataset => 1,
+            // 2: token ids stored as u16/u32.
+            ArtifactKind::Dataset => 2,
             ArtifactKind::Model => 1,
             ArtifactKind::Logits => 1,
             ArtifactKind::Report => 1,

@@ -110,5 +110,16 @@ pub fn gguf_to_safetensors(src: &Path, out_dir: &Path) -> anyhow::Result<Convert
         std::fs::write(&path, serde_json::to_string_pretty(&c.to_hf_json(vocab))? + "\n")?;
         files.push(path);
     }
+    // The tokenizer, when the file has one of a supported kind: without it the weights are still worth having.
+    match super::gguf::tokenizer::tokenizer_files(&gguf) {
+        Ok((tokenizer, config)) => {
+            for (name, value) in [("tokenizer.json", tokenizer), ("tokenizer_config.json", config)] {
+                let path = out_dir.join(name);
+                std::fs::write(&path, serde_json::to_string(&value)? + "\n")?;
+                files.push(path);
+            }
+        }
+        Err(e) => tracing::warn!("{e}; no tokenizer.json written"),
+    }
     Ok(Converted { architecture, tensors: count, hf_names: config.is_some(), files })
 }

@@ -8,6 +8,7 @@
 
 pub mod llama;
 pub mod quants;
+pub mod tokenizer;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,0 +1,199 @@
+//! The tokenizer a GGUF file describes, written out as the Hugging Face files every tool reads: `tokenizer.json`
+//! (for the `tokenizers` library) and `tokenizer_config.json` (special tokens, whether to add BOS/EOS, the chat
+//! template).
+//!
+//! A GGUF stores the vocabulary as metadata under llama.cpp's keys: `tokenizer.ggml.model` (the algorithm),
+//! `.tokens`, `.merges`, `.token_type` (1 normal, 3 control, 4 user-defined, …), `.pre` (how text is split before
+//! the merges) and the special token ids. Supported here is `gpt2`, byte-level BPE (SmolLM2, Llama 3, Qwen2, GPT-2):
+//! the model as `transformers` builds it from the same file, with the pre-tokenizer llama.cpp uses for the file's
+//! `pre` (for `smollm` that is digits split one by one, then GPT-2's split — what SmolLM2's own `tokenizer.json`
+//! says, and a split `transformers` 5.24 does not know).
+
+use serde_json::{json, Map, Value};
+
+use super::{Gguf, GgufError, MetaValue};
+
+/// llama.cpp's token types.
+const CONTROL: u64 = 3;
+const USER_DEFINED: u64 = 4;
+
+/// Llama 3's split (also llama.cpp's `llama-bpe`, `dbrx`, `smaug-bpe`, `falcon3`).
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Qwen2's split: Llama 3's with single digits.
+const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// The pre-tokenizer for llama.cpp's `tokenizer.ggml.pre` value, in `tokenizer.json` form.
+fn pre_tokenizer(pre: &str) -> Option<Value> {
+    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+    let split = |pattern: &str| {
+        json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false},
+            byte_level(false),
+        ]})
+    };
+    Some(match pre {
+        "default" | "gpt2" | "gpt-2" | "mpt" | "olmo" | "jais" => byte_level(true),
+        "smollm" | "starcoder" | "refact" | "codeshell" | "command-r" | "exaone" | "minerva" => json!({
+            "type": "Sequence",
+            "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)],
+        }),
+        "llama3" | "llama-v3" | "llama-bpe" | "dbrx" | "smaug-bpe" | "falcon3" => split(LLAMA3_SPLIT),
+        "qwen2" | "deepseek-r1-qwen" | "megrez" => split(QWEN2_SPLIT),
+        _ => return None,
+    })
+}
+
+const SUPPORTED_PRE: &str = "default, gpt2, smollm, starcoder, refact, llama-bpe, llama3, dbrx, qwen2";
+
+/// GPT-2's printable spelling of each byte (`bytes_to_unicode`): printable Latin-1 bytes stand for themselves, the
+/// others are shifted past U+0100, so every token is a string of visible characters (a space is `Ġ`).
+fn byte_alphabet() -> [char; 256] {
+    let mut table = ['\0'; 256];
+    let mut shifted = 0u32;
+    for b in 0..=255u32 {
+        let printable = (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+        table[b as usize] = if printable {
+            char::from_u32(b).expect("Latin-1")
+        } else {
+            shifted += 1;
+            char::from_u32(255 + shifted).expect("below U+0200")
+        };
+    }
+    table
+}
+
+/// The two tokenizer files of `gguf`, or an error naming the metadata that is missing or not supported.
+pub fn tokenizer_files(gguf: &Gguf) -> Result<(Value, Value), GgufError> {
+    let model = gguf.require("tokenizer.ggml.model")?;
+    let model = model.as_str().ok_or_else(|| gguf.error(format!("metadata `tokenizer.ggml.model` is {model}")))?;
+    if model != "gpt2" {
+        return Err(gguf.error(format!(
+            "tokenizer `tokenizer.ggml.model = {model}` is not supported (supported: gpt2, byte-level BPE); give the \
+             model's tokenizer.json instead"
+        )));
+    }
+    let strings = |key: &str| -> Result<Vec<&str>, GgufError> {
+        let v = gguf.require(key)?;
+        let items = v.as_array().ok_or_else(|| gguf.error(format!("metadata `{key}` is {v}, not an array")))?;
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.as_str().ok_or_else(|| gguf.error(format!("metadata `{key}`[{i}] is {s}, not a string"))))
+            .collect()
+    };
+    let tokens = strings("tokenizer.ggml.tokens")?;
+    let merges = strings("tokenizer.ggml.merges")?;
+    let types: Vec<u64> = match gguf.metadata.get("tokenizer.ggml.token_type").and_then(MetaValue::as_array) {
+        Some(items) => items.iter().map(|t| t.as_u64().unwrap_or(1)).collect(),
+        None => vec![1; tokens.len()],
+    };
+    if types.len() != tokens.len() {
+        return Err(gguf.error(format!(
+            "metadata: {} token types for {} tokens (`tokenizer.ggml.token_type`)",
+            types.len(),
+            tokens.len()
+        )));
+    }
+    let pre = gguf.metadata.get("tokenizer.ggml.pre").and_then(MetaValue::as_str).unwrap_or("default");
+    let pre_tokenizer = pre_tokenizer(pre).ok_or_else(|| {
+        gguf.error(format!("tokenizer pre-split `tokenizer.ggml.pre = {pre}` is not supported ({SUPPORTED_PRE})"))
+    })?;
+
+    // Tokens are spelled in the byte alphabet; one that is not (a file written by another converter) is respelled
+    // from its UTF-8 bytes, as transformers does.
+    let alphabet = byte_alphabet();
+    let spelled = |t: &str| t.chars().all(|c| alphabet.contains(&c));
+    let mut vocab = Map::with_capacity(tokens.len());
+    for (id, token) in tokens.iter().enumerate() {
+        let key =
+            if spelled(token) { token.to_string() } else { token.bytes().map(|b| alphabet[b as usize]).collect() };
+        vocab.insert(key, json!(id));
+    }
+    let mut pairs = Vec::with_capacity(merges.len());
+    for (i, merge) in merges.iter().enumerate() {
+        let (a, b) = merge.split_once(' ').ok_or_else(|| {
+            gguf.error(format!("metadata `tokenizer.ggml.merges`[{i}] = {merge:?} is not two tokens"))
+        })?;
+        pairs.push(json!([a, b]));
+    }
+    // Control tokens (`<|im_start|>`) are matched whole and special; user-defined ones whole but not special. A
+    // control token outside the byte alphabet is a mislabel of llama.cpp's converter and is left a normal token.
+    let added: Vec<Value> = tokens
+        .iter()
+        .zip(&types)
+        .enumerate()
+        .filter(|(_, (t, &ty))| (ty == CONTROL && spelled(t)) || ty == USER_DEFINED)
+        .map(|(id, (t, &ty))| {
+            json!({"id": id, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+                   "normalized": false, "special": ty == CONTROL})
+        })
+        .collect();
+    let tokenizer = json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": "",
+            "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+            "vocab": vocab, "merges": pairs,
+        },
+    });
+
+    let mut config = Map::new();
+    for (name, key) in [
+        ("bos_token", "tokenizer.ggml.bos_token_id"),
+        ("eos_token", "tokenizer.ggml.eos_token_id"),
+        ("unk_token", "tokenizer.ggml.unknown_token_id"),
+        ("pad_token", "tokenizer.ggml.padding_token_id"),
+    ] {
+        if let Some(id) = gguf.metadata.get(key).and_then(MetaValue::as_u64) {
+            let token = tokens.get(id as usize).ok_or_else(|| {
+                gguf.error(format!("metadata `{key}` = {id} is past the vocabulary of {} tokens", tokens.len()))
+            })?;
+            config.insert(name.into(), json!(token));
+        }
+    }
+    for (name, key) in
+        [("add_bos_token", "tokenizer.ggml.add_bos_token"), ("add_eos_token", "tokenizer.ggml.add_eos_token")]
+    {
+        let flag = matches!(gguf.metadata.get(key), Some(MetaValue::Bool(true)));
+        config.insert(name.into(), json!(flag));
+    }
+    if let Some(template) = gguf.metadata.get("tokenizer.chat_template").and_then(MetaValue::as_str) {
+        config.insert("chat_template".into(), json!(template));
+    }
+    if let Some(n) = gguf.metadata.get("llama.context_length").and_then(MetaValue::as_u64) {
+        config.insert("model_max_length".into(), json!(n));
+    }
+    config.insert("tokenizer_class".into(), json!("PreTrainedTokenizerFast"));
+    config.insert("clean_up_tokenization_spaces".into(), json!(false));
+    Ok((tokenizer, Value::Object(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_byte_alphabet_is_gpt2s() {
+        let a = byte_alphabet();
+        assert_eq!((a[b' ' as usize], a[b'\n' as usize], a[b'A' as usize]), ('Ġ', 'Ċ', 'A'));
+        assert_eq!((a[0], a[0xAD], a[0xFF]), ('Ā', 'Ń', 'ÿ'));
+        let mut sorted = a.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 256, "one character per byte");
+    }
+
+    #[test]
+    fn unknown_pre_splits_are_refused() {
+        assert!(pre_tokenizer("smollm").is_some() && pre_tokenizer("qwen2").is_some());
+        assert!(pre_tokenizer("chameleon").is_none());
+    }
+}

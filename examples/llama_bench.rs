@@ -9,8 +9,9 @@
 
 use std::time::Instant;
 
-use anbiq::nn::arch::llama::{Llama, WeightSource};
+use anbiq::nn::arch::llama::Llama;
 use anbiq::nn::weights::gguf::{llama, Gguf};
+use anbiq::nn::weights::source::WeightSource;
 use anbiq::nn::{Mode, Model};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anbiq::artifact::model::ModelArtifact;
-use anbiq::nn::arch::llama::{Llama, LlamaConfig, WeightSource};
+use anbiq::nn::arch::llama::{Llama, LlamaConfig};
 use anbiq::nn::weights::gguf::{llama as gguf_llama, Gguf};
 use anbiq::nn::weights::hf;
+use anbiq::nn::weights::source::WeightSource;
 use anbiq::nn::{Decoder, KvCache, Mode, Model};
 use anbiq::run::Outcome;
 use serde_json::Value;

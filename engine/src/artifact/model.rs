@@ -1,8 +1,9 @@
 //! A model on disk: `model.json` (what it is) beside either `weights.safetensors` (named tensors for a built-in
 //! architecture) or `module.pt` (a TorchScript module, which carries its own code and weights).
 
-use crate::nn::arch::llama::{Llama, WeightSource};
+use crate::nn::arch::llama::Llama;
 use crate::nn::torchscript::TorchScriptModel;
+use crate::nn::weights::source::WeightSource;
 use crate::nn::{arch, ArchConfig, Model};
 use crate::rng::Rng;
 use anyhow::{bail, Context, Result};

@@ -35,11 +35,12 @@ use super::registry::{parse_config, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, FileInput, InputDecl, OutputDecl, Step, StepContext};
 use crate::artifact::model::{copy_weights, ModelArtifact, ModelSpec};
 use crate::config::{Located, Node};
-use crate::nn::arch::llama::{Llama, LlamaConfig, WeightSource};
+use crate::nn::arch::llama::{Llama, LlamaConfig};
 use crate::nn::torchscript::TorchScriptModel;
 use crate::nn::weights::export::copy_tokenizer_files;
 use crate::nn::weights::gguf::{llama as gguf_llama, Gguf};
 use crate::nn::weights::hf;
+use crate::nn::weights::source::WeightSource;
 use crate::nn::{ArchConfig, Mode, Model as _};
 use crate::rng::Rng;
 

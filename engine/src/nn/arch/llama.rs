@@ -16,14 +16,12 @@
 //! Weights come from a [`WeightSource`]: seeded initialisation (N(0, 0.02²), norms 1, biases 0, as `transformers`
 //! initialises) or tensors loaded from a file — a loaded model never draws random weights first.
 
-use std::collections::BTreeMap;
-
 use super::Architecture;
-use crate::nn::layers::init::normal;
 use crate::nn::model::with_cached;
+use crate::nn::weights::source::{Init, WeightSource};
 use crate::nn::{Decoder, KvCache, Mode, Model};
 use crate::rng::Rng;
-use anyhow::{bail, ensure, Context as _, Result};
+use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -293,49 +291,6 @@ impl Architecture for LlamaConfig {
             ensure!(v == classes, "llama: vocab_size {v} differs from the data's vocabulary of {classes}");
         }
         Ok(Box::new(Llama::new(self, vs, classes, &mut WeightSource::Init(rng))?))
-    }
-}
-
-/// Where a model's weights come from.
-pub enum WeightSource<'a> {
-    /// Seeded initialisation.
-    Init(&'a mut Rng),
-    /// Tensors by Hugging Face key; each is moved into the model as it is registered (so the source and the model
-    /// never both hold all of them), and a missing key or a wrong shape is an error naming the key.
-    Load(&'a mut BTreeMap<String, Tensor>),
-}
-
-/// How a fresh tensor starts.
-#[derive(Clone, Copy)]
-enum Init {
-    Normal,
-    Ones,
-    Zeros,
-}
-
-impl WeightSource<'_> {
-    fn tensor(&mut self, vs: &nn::Path, name: &str, shape: &[i64], init: Init) -> Result<Tensor> {
-        match self {
-            WeightSource::Init(rng) => {
-                let value = match init {
-                    Init::Normal => normal(shape, 0.02, rng),
-                    Init::Ones => Tensor::ones(shape, (Kind::Float, Device::Cpu)),
-                    Init::Zeros => Tensor::zeros(shape, (Kind::Float, Device::Cpu)),
-                };
-                Ok(vs.var_copy(name, &value))
-            }
-            WeightSource::Load(tensors) => {
-                let key = vs.path(name);
-                let t = tensors.remove(&key).with_context(|| format!("weight `{key}` is missing"))?;
-                if t.size() != shape {
-                    bail!("weight `{key}` has shape {:?}, the config needs {shape:?}", t.size());
-                }
-                // Registered as it is when it already is f32 on the right device, so the weights are held once.
-                let t = if t.kind() == Kind::Float { t } else { t.to_kind(Kind::Float) };
-                let t = if t.device() == vs.device() { t } else { t.to_device(vs.device()) };
-                Ok(vs.add(name, t, true))
-            }
-        }
     }
 }
 

@@ -6,3 +6,4 @@ pub mod export;
 pub mod gguf;
 pub mod hf;
 pub mod safetensors;
+pub mod source;

@@ -65,7 +65,7 @@ pub fn unpermute(values: &[f32], rows: usize, cols: usize, heads: usize) -> Resu
 }
 
 /// A llama GGUF as anbiq's [`LlamaConfig`] and its weights under Hugging Face keys (dequantised to f32, Q/K
-/// unpermuted), ready for [`crate::nn::arch::llama::WeightSource::Load`].
+/// unpermuted), ready for [`crate::nn::weights::source::WeightSource::Load`].
 pub fn load(gguf: &Gguf) -> Result<(LlamaConfig, BTreeMap<String, Tensor>), GgufError> {
     let config = load_config(gguf)?;
     let (heads, kv_heads) = (config.num_attention_heads as usize, config.kv_heads() as usize);

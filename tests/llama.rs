@@ -193,14 +193,7 @@ fn import_brings_a_hugging_face_directory_and_a_gguf_file_into_the_store() {
     assert!(max_abs(&logits, &expected) <= 1e-5);
     // Export is the identity: the exported directory imports to the same bytes in the store.
     let out = p.path("tiny-exported");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_anbiq"))
-        .args(["export", "wf.yaml", "tiny"])
-        .arg(&out)
-        .args(["--store", p.store().to_str().unwrap(), "--format", "hf"])
-        .current_dir(p.dir.path())
-        .output()
-        .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    p.export("tiny", &out, "hf");
     for file in ["config.json", "generation_config.json", "model.safetensors"] {
         assert!(out.join(file).exists(), "{file}");
     }

@@ -123,4 +123,16 @@ impl Project {
         let text = std::fs::read_to_string(self.output(step, "report").join("metrics.json")).unwrap();
         serde_json::from_str(&text).unwrap()
     }
+
+    /// `anbiq export wf.yaml STEP OUT --format FORMAT` against the project's store; panics with its stderr on failure.
+    pub fn export(&self, step: &str, out: &Path, format: &str) {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_anbiq"))
+            .args(["export", "wf.yaml", step])
+            .arg(out)
+            .args(["--store", self.store().to_str().unwrap(), "--format", format])
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "export: {}", String::from_utf8_lossy(&run.stderr));
+    }
 }

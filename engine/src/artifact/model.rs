@@ -1,9 +1,7 @@
 //! A model on disk: `model.json` (what it is) beside either `weights.safetensors` (named tensors for a built-in
 //! architecture) or `module.pt` (a TorchScript module, which carries its own code and weights).
 
-use crate::nn::arch::llama::Llama;
 use crate::nn::torchscript::TorchScriptModel;
-use crate::nn::weights::source::WeightSource;
 use crate::nn::{arch, ArchConfig, Model};
 use crate::rng::Rng;
 use anyhow::{bail, Context, Result};
@@ -102,12 +100,12 @@ impl ModelArtifact {
         let spec = Self::spec(dir)?;
         let vs = VarStore::new(device);
         let (model, parameters): (Box<dyn Model>, i64) = match (&spec.arch, &spec.torchscript) {
-            (Some(ArchConfig::Llama(config)), None) => {
+            (Some(arch @ (ArchConfig::Llama(_) | ArchConfig::Bert(_))), None) => {
                 // Built straight from the saved tensors: no random initialisation, one copy of the weights.
                 let mut saved = read_weights(&dir.join(WEIGHTS_FILE))?;
-                let source = &mut WeightSource::Load(&mut saved);
-                let model = Llama::new(config, &vs.root(), spec.classes, source)
-                    .map_err(|e| anyhow::anyhow!("{}: {e:#}", dir.display()))?;
+                let model = arch::from_weights(arch, &vs.root(), spec.classes, &mut saved)
+                    .map_err(|e| anyhow::anyhow!("{}: {e:#}", dir.display()))?
+                    .context("llama and bert build from weights")?;
                 if !saved.is_empty() {
                     bail!(
                         "{}: weights the architecture has no place for: {:?}",
@@ -115,7 +113,7 @@ impl ModelArtifact {
                         saved.keys().collect::<Vec<_>>()
                     );
                 }
-                (Box::new(model) as Box<dyn Model>, parameter_count(&vs))
+                (model, parameter_count(&vs))
             }
             (Some(arch), None) => {
                 // The initial values are overwritten below, so any stream will do.

@@ -30,12 +30,16 @@ pub fn export(args: ExportArgs) -> Result<i32, CliError> {
     let dir = store.step_dir(&key).join(&output.name);
     let spec = ModelArtifact::spec(&dir)?;
     let written = match (args.format, &spec.arch) {
-        (ExportFormat::Hf, Some(ArchConfig::Llama(config))) => {
-            export::hf(config, spec.classes, &dir.join(WEIGHTS_FILE), &dir, &args.out_dir)?
+        (ExportFormat::Hf, Some(arch @ (ArchConfig::Llama(_) | ArchConfig::Bert(_)))) => {
+            export::hf(arch, spec.classes, &dir.join(WEIGHTS_FILE), &dir, &args.out_dir)?
         }
         (ExportFormat::Hf, arch) => {
             let what = arch.as_ref().map_or("a TorchScript module".to_string(), |a| format!("a `{}` model", a.name()));
-            return Err(anyhow::anyhow!("--format hf exports `llama` models; step `{}` holds {what}", args.step).into());
+            return Err(anyhow::anyhow!(
+                "--format hf exports `llama` and `bert` models; step `{}` holds {what}",
+                args.step
+            )
+            .into());
         }
     };
     for path in &written {

@@ -20,6 +20,11 @@
 //! teacher: {kind: import, gguf: data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf, input_shape: [256]}
 //! teacher: {kind: import, hf: models/SmolLM2-135M, input_shape: [256]}
 //! ```
+//! A BERT-family sentence encoder (`model_type: bert`; a sentence-transformers directory's pooling and
+//! normalisation are read from its `1_Pooling/config.json` and `modules.json`) outputs one embedding per window:
+//! ```yaml
+//! encoder: {kind: import, hf: data/minilm, input_shape: [128]}     # classes = 384, the embedding size
+//! ```
 //! Output `model`, usable wherever a trained model is (`infer`, `evaluate`, online `distill`). The file's bytes (every
 //! file of a directory) are part of the step's key: replacing the file reruns the import and everything downstream.
 //! The file is checked when the workflow is loaded (header, config, architecture), and the import runs one sample
@@ -35,13 +40,12 @@ use super::registry::{parse_config, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, FileInput, InputDecl, OutputDecl, Step, StepContext};
 use crate::artifact::model::{copy_weights, ModelArtifact, ModelSpec};
 use crate::config::{Located, Node};
-use crate::nn::arch::llama::{Llama, LlamaConfig};
+use crate::nn::arch::{BertConfig, LlamaConfig};
 use crate::nn::torchscript::TorchScriptModel;
 use crate::nn::weights::export::copy_tokenizer_files;
 use crate::nn::weights::gguf::{llama as gguf_llama, Gguf};
 use crate::nn::weights::hf;
-use crate::nn::weights::source::WeightSource;
-use crate::nn::{ArchConfig, Mode, Model as _};
+use crate::nn::{ArchConfig, Mode};
 use crate::rng::Rng;
 
 pub const KIND: StepKind = StepKind {
@@ -155,32 +159,59 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
     Ok(Box::new(Import { config, source, file }))
 }
 
-/// The config of a pretrained language model, read from its file without loading the weights.
-fn pretrained_config(source: &Source, path: &std::path::Path) -> anyhow::Result<LlamaConfig> {
-    match source {
-        Source::Gguf => Ok(gguf_llama::load_config(&Gguf::open(path)?)?),
-        _ => {
-            let json = hf::read_config(path)?;
-            let config = LlamaConfig::from_hf_json(&json)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.join("config.json").display()))?;
-            hf::weight_files(path)?;
-            Ok(config)
+/// The architecture of a pretrained model, read from its file without loading the weights.
+fn pretrained_config(source: &Source, path: &std::path::Path) -> anyhow::Result<ArchConfig> {
+    if let Source::Gguf = source {
+        return Ok(ArchConfig::Llama(gguf_llama::load_config(&Gguf::open(path)?)?));
+    }
+    let json = hf::read_config(path)?;
+    let at = |e: String| anyhow::anyhow!("{}: {e}", path.join("config.json").display());
+    let config = match json.get("model_type").and_then(|v| v.as_str()) {
+        Some("bert") => {
+            let mut c = BertConfig::from_hf_json(&json).map_err(at)?;
+            (c.pooling, c.normalize) = hf::sentence_transformers_head(path)?;
+            ArchConfig::Bert(c)
         }
+        Some("llama" | "mistral" | "qwen2") => ArchConfig::Llama(LlamaConfig::from_hf_json(&json).map_err(at)?),
+        other => {
+            return Err(at(format!(
+                "model_type: `{}` is not supported (supported: llama, mistral, qwen2, bert)",
+                other.unwrap_or("")
+            )))
+        }
+    };
+    hf::weight_files(path)?;
+    Ok(config)
+}
+
+/// What a pretrained model outputs for one sample: next-token logits over its vocabulary, or an embedding.
+fn pretrained_classes(arch: &ArchConfig) -> anyhow::Result<i64> {
+    match arch {
+        ArchConfig::Llama(c) => c.vocab_size.context("a pretrained config has vocab_size"),
+        ArchConfig::Bert(c) => Ok(c.hidden_size),
+        other => bail!("`{}` is not a pretrained architecture", other.name()),
     }
 }
 
-/// `input_shape` must be one token window the model can take, and `classes` (if given) its vocabulary.
-fn check_window(model: &LlamaConfig, config: &ImportConfig) -> anyhow::Result<()> {
-    let vocab = model.vocab_size.unwrap_or(0);
+/// `input_shape` must be one token window the model can take, and `classes` (if given) what it outputs.
+fn check_window(model: &ArchConfig, config: &ImportConfig) -> anyhow::Result<()> {
+    let (longest, what) = match model {
+        ArchConfig::Llama(c) => (c.longest_input(), "its context, or its sliding window"),
+        ArchConfig::Bert(c) => (c.max_position_embeddings, "its max_position_embeddings"),
+        _ => (0, ""),
+    };
     anyhow::ensure!(
-        config.input_shape.len() == 1 && config.input_shape[0] <= model.longest_input(),
-        "a language model takes token windows: `input_shape: [T]` with T ≤ {} (its context, or its sliding window), \
-         got {:?}",
-        model.longest_input(),
+        config.input_shape.len() == 1 && config.input_shape[0] <= longest,
+        "a pretrained transformer takes token windows: `input_shape: [T]` with T ≤ {longest} ({what}), got {:?}",
         config.input_shape
     );
+    let outputs = pretrained_classes(model)?;
     if let Some(c) = config.classes {
-        anyhow::ensure!(c == vocab, "`classes` is {c}, the model's vocabulary has {vocab} tokens");
+        let has = match model {
+            ArchConfig::Bert(_) => format!("the model's embeddings have {outputs} dimensions"),
+            _ => format!("the model's vocabulary has {outputs} tokens"),
+        };
+        anyhow::ensure!(c == outputs, "`classes` is {c}, {has}");
     }
     Ok(())
 }
@@ -210,28 +241,45 @@ impl Step for Import {
                 // The model (and its VarStore) is dropped at the end of this arm, before the check below loads the
                 // artifact again: the import holds one copy of the weights at a time.
                 let field = if matches!(self.source, Source::Gguf) { "gguf" } else { "hf" };
-                let (model_config, mut weights) = match self.source {
-                    Source::Gguf => gguf_llama::load(&Gguf::open(&self.file.path)?)?,
-                    _ => hf::load_llama(&self.file.path)?,
+                let located =
+                    |e: anyhow::Error| anyhow::anyhow!("field `{field}`: {}: {e:#}", self.file.path.display());
+                let (arch, mut weights) = match &self.source {
+                    Source::Gguf => {
+                        let (c, w) = gguf_llama::load(&Gguf::open(&self.file.path)?)?;
+                        (ArchConfig::Llama(c), w)
+                    }
+                    _ => match pretrained_config(&self.source, &self.file.path)? {
+                        ArchConfig::Bert(_) => {
+                            let (c, w) = hf::load_bert(&self.file.path)?;
+                            (ArchConfig::Bert(c), w)
+                        }
+                        _ => {
+                            let (c, w) = hf::load_llama(&self.file.path)?;
+                            (ArchConfig::Llama(c), w)
+                        }
+                    },
                 };
-                let vocab = model_config.vocab_size.context("a pretrained config has vocab_size")?;
+                let outputs = pretrained_classes(&arch)?;
                 let vs = VarStore::new(Device::Cpu);
-                let model = Llama::new(&model_config, &vs.root(), vocab, &mut WeightSource::Load(&mut weights))
-                    .map_err(|e| anyhow::anyhow!("field `{field}`: {}: {e:#}", self.file.path.display()))?;
+                let model = crate::nn::arch::from_weights(&arch, &vs.root(), outputs, &mut weights)
+                    .map_err(located)?
+                    .context("a pretrained architecture builds from weights")?;
                 if !weights.is_empty() {
                     let extra: Vec<&String> = weights.keys().take(5).collect();
-                    bail!(
-                        "field `{field}`: {}: weights the architecture has no place for: {extra:?}",
-                        self.file.path.display()
-                    );
+                    return Err(located(anyhow::anyhow!("weights the architecture has no place for: {extra:?}")));
                 }
-                // A few tokens prove the model runs and has the vocabulary it claims (the window length was checked
+                // A few tokens prove the model runs and has the outputs it claims (the window length was checked
                 // against its context at load); a whole window's logits would only raise the import's peak memory.
                 let probe = shape[0].min(8);
-                let window = Tensor::zeros([1, probe], (Kind::Int64, Device::Cpu));
+                let window = Tensor::ones([1, probe], (Kind::Int64, Device::Cpu));
                 let out = tch::no_grad(|| model.forward(&window, Mode::Eval));
-                anyhow::ensure!(out.size() == [1, probe, vocab], "the model maps {probe} tokens to {:?}", out.size());
-                let spec = ModelSpec::new(ArchConfig::Llama(model_config), shape, vocab, &vs);
+                let expected = match arch {
+                    ArchConfig::Bert(_) => vec![1, outputs],
+                    _ => vec![1, probe, outputs],
+                };
+                anyhow::ensure!(out.size() == expected, "the model maps {probe} tokens to {:?}", out.size());
+                drop(model);
+                let spec = ModelSpec::new(arch, shape, outputs, &vs);
                 ModelArtifact::save(&dir, &vs, &spec)?;
                 // The tokenizer travels with the model (to text datasets and `anbiq export`): the directory's files,
                 // or the ones the GGUF metadata describes.
@@ -239,7 +287,7 @@ impl Step for Import {
                     Source::Hf => {
                         copy_tokenizer_files(&self.file.path, &dir)?;
                     }
-                    _ => write_gguf_tokenizer(&Gguf::open(&self.file.path)?, &dir, vocab)?,
+                    _ => write_gguf_tokenizer(&Gguf::open(&self.file.path)?, &dir, outputs)?,
                 }
             }
             Source::TorchScript => {

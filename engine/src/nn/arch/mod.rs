@@ -4,12 +4,14 @@
 //! to [`ArchConfig`] and one arm to [`ArchConfig::architecture`].
 
 mod activation;
+pub mod bert;
 pub mod cnn;
 pub mod gpt;
 pub mod llama;
 pub mod mlp;
 
 pub use activation::Activation;
+pub use bert::BertConfig;
 pub use cnn::CnnConfig;
 pub use gpt::GptConfig;
 pub use llama::LlamaConfig;
@@ -39,6 +41,7 @@ pub enum ArchConfig {
     Cnn(CnnConfig),
     Gpt(GptConfig),
     Llama(LlamaConfig),
+    Bert(BertConfig),
 }
 
 impl ArchConfig {
@@ -49,6 +52,7 @@ impl ArchConfig {
             ArchConfig::Cnn(c) => c,
             ArchConfig::Gpt(c) => c,
             ArchConfig::Llama(c) => c,
+            ArchConfig::Bert(c) => c,
         }
     }
 
@@ -77,6 +81,23 @@ pub fn build(
         config.name()
     );
     config.architecture().build(vs, input_shape, classes, rng)
+}
+
+/// Builds a pretrained architecture (llama, bert) straight from its weights by Hugging Face key, moving each tensor
+/// out of `weights` (no random initialisation, one copy); `None` for the architectures anbiq only trains itself
+/// (their weights are copied into a built model instead). Tensors left in `weights` have no place in the model.
+pub fn from_weights(
+    config: &ArchConfig,
+    vs: &nn::Path,
+    classes: i64,
+    weights: &mut std::collections::BTreeMap<String, tch::Tensor>,
+) -> Result<Option<Box<dyn Model>>> {
+    let source = &mut crate::nn::weights::source::WeightSource::Load(weights);
+    Ok(match config {
+        ArchConfig::Llama(c) => Some(Box::new(llama::Llama::new(c, vs, classes, source)?)),
+        ArchConfig::Bert(c) => Some(Box::new(bert::Bert::new(c, vs, source)?)),
+        _ => None,
+    })
 }
 
 /// `field[i]` must be positive, for each i.

@@ -1,6 +1,9 @@
 //! A model artifact out to the ecosystem: `anbiq export … --format hf` writes a Hugging Face directory that
 //! `transformers` loads with `from_pretrained(DIR)`.
 //!
+//! For a `bert` model: `config.json` as transformers writes it for `BertModel`, the stored weights (HF keys), the
+//! tokenizer files, and the sentence-transformers files of its pooling (see [`hf`]).
+//!
 //! For a `llama` model: `config.json` (as transformers 5 writes it), `generation_config.json`, `model.safetensors` —
 //! the stored weights already carry their Hugging Face keys, so the tensor data is copied byte for byte and only the
 //! header gains `{"format": "pt"}`, which `transformers` checks — and the tokenizer files the model was imported
@@ -11,39 +14,87 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 
+use crate::nn::arch::bert::{BertConfig, Pooling};
 use crate::nn::arch::llama::LlamaConfig;
+use crate::nn::ArchConfig;
 
 /// Files of a Hugging Face directory that travel with a model unchanged (its tokenizer).
 pub const TOKENIZER_FILES: &[&str] = &["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"];
 
-/// Writes a llama model — its config, output size `vocab`, its stored `weights` file and the tokenizer files in
-/// `beside` (if any) — as a Hugging Face directory `out_dir` (new, or empty).
-pub fn hf(config: &LlamaConfig, vocab: i64, weights: &Path, beside: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
+/// Writes a model — its architecture, output size `classes`, its stored `weights` file and the tokenizer files in
+/// `beside` (if any) — as a Hugging Face directory `out_dir` (new, or empty): `llama` as `LlamaForCausalLM` with a
+/// `generation_config.json`; `bert` as `BertModel` with the sentence-transformers files that give its pooling and
+/// normalisation (`modules.json`, `1_Pooling/config.json`), so `SentenceTransformer(OUT_DIR)` computes the same
+/// embeddings.
+pub fn hf(arch: &ArchConfig, classes: i64, weights: &Path, beside: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
+    let files = match arch {
+        ArchConfig::Llama(c) => llama_files(c, classes),
+        ArchConfig::Bert(c) => bert_files(c),
+        other => bail!("--format hf exports `llama` and `bert` models, not `{}`", other.name()),
+    };
     if out_dir.exists() && std::fs::read_dir(out_dir)?.next().is_some() {
         bail!("{} is not empty: export writes into a new or empty directory", out_dir.display());
     }
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let mut written = Vec::new();
-    let mut write_json = |name: &str, value: serde_json::Value| -> Result<()> {
+    for (name, value) in files {
         let path = out_dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
         std::fs::write(&path, serde_json::to_string_pretty(&value)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
         written.push(path);
-        Ok(())
-    };
-    write_json("config.json", config.to_hf_json(vocab))?;
+    }
+    let out_weights = out_dir.join("model.safetensors");
+    copy_with_format_metadata(weights, &out_weights)?;
+    written.push(out_weights);
+    written.extend(copy_tokenizer_files(beside, out_dir)?);
+    Ok(written)
+}
+
+fn llama_files(config: &LlamaConfig, vocab: i64) -> Vec<(&'static str, serde_json::Value)> {
     let mut generation = serde_json::json!({"_from_model_config": true});
     for (field, id) in [("bos_token_id", config.bos_token_id), ("eos_token_id", config.eos_token_id)] {
         if let Some(id) = id {
             generation[field] = id.into();
         }
     }
-    write_json("generation_config.json", generation)?;
-    let out_weights = out_dir.join("model.safetensors");
-    copy_with_format_metadata(weights, &out_weights)?;
-    written.push(out_weights);
-    written.extend(copy_tokenizer_files(beside, out_dir)?);
-    Ok(written)
+    vec![("config.json", config.to_hf_json(vocab)), ("generation_config.json", generation)]
+}
+
+/// `config.json`, and sentence-transformers' description of the head: the encoder, its pooling, then (if the model
+/// normalises) `Normalize`, which has no files of its own. BertModel's tanh pooler is not a sentence-transformers
+/// pooling: a model pooled that way is written as a plain `BertModel`.
+fn bert_files(config: &BertConfig) -> Vec<(&'static str, serde_json::Value)> {
+    let mut files = vec![("config.json", config.to_hf_json())];
+    if config.pooling == Pooling::Pooler {
+        return files;
+    }
+    let module = |idx: usize, path: &str, kind: &str| {
+        serde_json::json!({"idx": idx, "name": idx.to_string(), "path": path,
+                           "type": format!("sentence_transformers.models.{kind}")})
+    };
+    let mut modules = vec![module(0, "", "Transformer"), module(1, "1_Pooling", "Pooling")];
+    if config.normalize {
+        modules.push(module(2, "2_Normalize", "Normalize"));
+    }
+    files.push(("modules.json", serde_json::Value::Array(modules)));
+    files.push((
+        "1_Pooling/config.json",
+        serde_json::json!({
+            "word_embedding_dimension": config.hidden_size,
+            "pooling_mode_cls_token": config.pooling == Pooling::Cls,
+            "pooling_mode_mean_tokens": config.pooling == Pooling::Mean,
+            "pooling_mode_max_tokens": false,
+            "pooling_mode_mean_sqrt_len_tokens": false,
+        }),
+    ));
+    files.push((
+        "sentence_bert_config.json",
+        serde_json::json!({"max_seq_length": config.max_position_embeddings, "do_lower_case": false}),
+    ));
+    files
 }
 
 /// Copies those of [`TOKENIZER_FILES`] that `from` holds into `to`; the paths written.

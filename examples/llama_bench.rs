@@ -24,7 +24,7 @@ fn main() {
     let runs: usize = args.get(4).map_or(3, |s| s.parse().expect("runs"));
     tch::set_num_threads(1);
     let gguf = Gguf::open(path.as_ref()).expect("a GGUF file");
-    let (config, mut weights) = llama::load(&gguf).expect("a llama GGUF");
+    let (config, mut weights) = llama::load(&gguf, tch::Kind::Float).expect("a llama GGUF");
     let mut vs = VarStore::new(Device::Cpu);
     let vocab = config.vocab_size.expect("vocab");
     let model = Llama::new(&config, &vs.root(), vocab, &mut WeightSource::Load(&mut weights)).expect("builds");

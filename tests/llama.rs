@@ -88,7 +88,7 @@ fn smollm2_from_its_gguf_matches_transformers_loading_the_same_file() {
     let path = repo().join("data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
     assert!(path.exists(), "{} is missing: scripts/fetch-data.sh smollm2 fetches it", path.display());
     let gguf = Gguf::open(&path).unwrap();
-    let (config, weights) = gguf_llama::load(&gguf).unwrap();
+    let (config, weights) = gguf_llama::load(&gguf, tch::Kind::Float).unwrap();
     assert_eq!((config.num_hidden_layers, config.hidden_size, config.kv_heads()), (30, 576, 3));
     assert!(config.tie_word_embeddings);
     let (_vs, model) = build(&config, weights);
@@ -119,6 +119,30 @@ fn smollm2_from_its_gguf_matches_transformers_loading_the_same_file() {
     let want = r["hamlet_nll"].as_f64().unwrap();
     assert!(((nll.exp() / want.exp()) - 1.0).abs() < 1e-3, "perplexity {} vs transformers {}", nll.exp(), want.exp());
     eprintln!("SmolLM2: perplexity {:.4} (transformers {:.4})", nll.exp(), want.exp());
+}
+
+#[test]
+fn smollm2_held_in_bf16_takes_half_the_bytes_and_keeps_its_perplexity() {
+    let path = repo().join("data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let p = Project::new(&format!(
+        "steps:\n  smol: {{kind: import, gguf: {}, input_shape: [256], dtype: bf16}}\n",
+        path.display()
+    ));
+    p.run(&[]);
+    let dir = p.output("smol", "model");
+    let bytes = std::fs::metadata(dir.join("weights.safetensors")).unwrap().len();
+    assert!(bytes < 134_515_008 * 2 + (1 << 20), "bf16 weights: {bytes} bytes");
+    let smol = ModelArtifact::load(&dir, Device::Cpu).unwrap();
+    assert!(smol.vs.trainable_variables().iter().all(|t| t.kind() == Kind::BFloat16), "held in bf16");
+    let r = reference("smollm2");
+    let hamlet: Vec<i64> = serde_json::from_value(r["hamlet_ids"].clone()).unwrap();
+    let input = Tensor::from_slice(&hamlet[..hamlet.len() - 1]).unsqueeze(0);
+    let logits = tch::no_grad(|| smol.model.forward(&input, Mode::Eval)).squeeze_dim(0);
+    assert_eq!(logits.kind(), Kind::Float, "logits leave in f32");
+    let nll = logits.cross_entropy_for_logits(&Tensor::from_slice(&hamlet[1..])).double_value(&[]);
+    let want = r["hamlet_nll"].as_f64().unwrap();
+    eprintln!("SmolLM2 in bf16: perplexity {:.4} (transformers f32 {:.4})", nll.exp(), want.exp());
+    assert!(((nll.exp() / want.exp()) - 1.0).abs() < 0.01, "perplexity {} vs f32 {}", nll.exp(), want.exp());
 }
 
 #[test]

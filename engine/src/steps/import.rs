@@ -19,6 +19,7 @@
 //! ```yaml
 //! teacher: {kind: import, gguf: data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf, input_shape: [256]}
 //! teacher: {kind: import, hf: models/SmolLM2-135M, input_shape: [256]}
+//! teacher: {kind: import, gguf: smollm2.gguf, input_shape: [256], dtype: bf16}   # held in bf16: half the memory
 //! ```
 //! A BERT-family sentence encoder (`model_type: bert`; a sentence-transformers directory's pooling and
 //! normalisation are read from its `1_Pooling/config.json` and `modules.json`) outputs one embedding per window:
@@ -73,9 +74,29 @@ pub struct ImportConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hf: Option<PathBuf>,
     pub input_shape: Vec<i64>,
+    /// `gguf` and `hf`: the type the weights are held in (`bf16` halves a frozen teacher's memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<WeightDtype>,
     /// Required for `torchscript` and `weights`; a language model's vocabulary otherwise.
     #[serde(default)]
     pub classes: Option<i64>,
+}
+
+/// The type a pretrained model's weights are held in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightDtype {
+    F32,
+    Bf16,
+}
+
+impl WeightDtype {
+    fn kind(self) -> Kind {
+        match self {
+            WeightDtype::F32 => Kind::Float,
+            WeightDtype::Bf16 => Kind::BFloat16,
+        }
+    }
 }
 
 /// Where the model comes from: exactly one, decided at parse time.
@@ -137,6 +158,9 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
     };
     if let Some(Err(e)) = config.model.as_ref().map(ArchConfig::validate) {
         problems.push(super::field_problem("model", e));
+    }
+    if config.dtype.is_some() && !matches!(source, Source::Gguf | Source::Hf) {
+        problems.push(("dtype".into(), "applies to pretrained models (`gguf`, `hf`)".into()));
     }
     if config.input_shape.is_empty() || config.input_shape.iter().any(|&d| d < 1) {
         problems.push(("input_shape".into(), format!("must list positive sizes, got {:?}", config.input_shape)));
@@ -243,9 +267,20 @@ impl Step for Import {
                 let field = if matches!(self.source, Source::Gguf) { "gguf" } else { "hf" };
                 let located =
                     |e: anyhow::Error| anyhow::anyhow!("field `{field}`: {}: {e:#}", self.file.path.display());
+                // The tokenizer travels with the model (to text datasets and `anbiq export`): the directory's files,
+                // or the ones the GGUF metadata describes. Written first, so its JSON is gone before the weights come.
+                let outputs = pretrained_classes(&pretrained_config(&self.source, &self.file.path)?)?;
+                std::fs::create_dir_all(&dir)?;
+                match self.source {
+                    Source::Hf => {
+                        copy_tokenizer_files(&self.file.path, &dir)?;
+                    }
+                    _ => write_gguf_tokenizer(&Gguf::open(&self.file.path)?, &dir, outputs)?,
+                }
+                let kind = self.config.dtype.unwrap_or(WeightDtype::F32).kind();
                 let (arch, mut weights) = match &self.source {
                     Source::Gguf => {
-                        let (c, w) = gguf_llama::load(&Gguf::open(&self.file.path)?)?;
+                        let (c, w) = gguf_llama::load(&Gguf::open(&self.file.path)?, kind)?;
                         (ArchConfig::Llama(c), w)
                     }
                     _ => match pretrained_config(&self.source, &self.file.path)? {
@@ -259,7 +294,12 @@ impl Step for Import {
                         }
                     },
                 };
-                let outputs = pretrained_classes(&arch)?;
+                // A directory's own type (often bf16) becomes the one asked for, tensor by tensor.
+                for tensor in weights.values_mut() {
+                    if tensor.kind() != kind && tensor.is_floating_point() {
+                        *tensor = tensor.to_kind(kind);
+                    }
+                }
                 let vs = VarStore::new(Device::Cpu);
                 let model = crate::nn::arch::from_weights(&arch, &vs.root(), outputs, &mut weights)
                     .map_err(located)?
@@ -281,14 +321,6 @@ impl Step for Import {
                 drop(model);
                 let spec = ModelSpec::new(arch, shape, outputs, &vs);
                 ModelArtifact::save(&dir, &vs, &spec)?;
-                // The tokenizer travels with the model (to text datasets and `anbiq export`): the directory's files,
-                // or the ones the GGUF metadata describes.
-                match self.source {
-                    Source::Hf => {
-                        copy_tokenizer_files(&self.file.path, &dir)?;
-                    }
-                    _ => write_gguf_tokenizer(&Gguf::open(&self.file.path)?, &dir, outputs)?,
-                }
             }
             Source::TorchScript => {
                 let module = TorchScriptModel::load(&self.file.path, Device::Cpu).context("field `torchscript`")?;

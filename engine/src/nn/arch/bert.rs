@@ -354,6 +354,7 @@ impl Bert {
             Pooling::Cls => h.select(1, 0),
             Pooling::Pooler => self.pooler.as_ref().expect("validated: pooler present").forward(&h.select(1, 0)).tanh(),
         };
+        let pooled = pooled.to_kind(Kind::Float);
         if self.config.normalize {
             let norm = pooled.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
             pooled / norm

@@ -455,7 +455,8 @@ impl Llama {
             h = &h + l.down.forward(&(l.gate.forward(&n).silu() * l.up.forward(&n)));
         }
         let h = self.norm.forward(&h);
-        h.matmul(&self.lm_head.as_ref().unwrap_or(&self.embed).tr())
+        // Logits leave in f32 whatever the weights are held in (as transformers' `logits.float()`).
+        h.matmul(&self.lm_head.as_ref().unwrap_or(&self.embed).tr()).to_kind(Kind::Float)
     }
 }
 

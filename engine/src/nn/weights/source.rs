@@ -15,7 +15,8 @@ pub enum WeightSource<'a> {
     /// Seeded initialisation.
     Init(&'a mut Rng),
     /// Tensors by Hugging Face key; each is moved into the model as it is registered (so the source and the model
-    /// never both hold all of them), and a missing key or a wrong shape is an error naming the key.
+    /// never both hold all of them), and a missing key or a wrong shape is an error naming the key. f32 and bf16
+    /// tensors keep their type; others become f32.
     Load(&'a mut BTreeMap<String, Tensor>),
 }
 
@@ -45,8 +46,9 @@ impl WeightSource<'_> {
                 if t.size() != shape {
                     bail!("weight `{key}` has shape {:?}, the config needs {shape:?}", t.size());
                 }
-                // Registered as it is when it already is f32 on the right device, so the weights are held once.
-                let t = if t.kind() == Kind::Float { t } else { t.to_kind(Kind::Float) };
+                // Registered as it is when it already is f32 (or bf16: a teacher held at half the memory) on the right
+                // device, so the weights are held once.
+                let t = if matches!(t.kind(), Kind::Float | Kind::BFloat16) { t } else { t.to_kind(Kind::Float) };
                 let t = if t.device() == vs.device() { t } else { t.to_device(vs.device()) };
                 Ok(vs.add(name, t, true))
             }

@@ -65,8 +65,9 @@ pub fn unpermute(values: &[f32], rows: usize, cols: usize, heads: usize) -> Resu
 }
 
 /// A llama GGUF as anbiq's [`LlamaConfig`] and its weights under Hugging Face keys (dequantised to f32, Q/K
-/// unpermuted), ready for [`crate::nn::weights::source::WeightSource::Load`].
-pub fn load(gguf: &Gguf) -> Result<(LlamaConfig, BTreeMap<String, Tensor>), GgufError> {
+/// unpermuted, then converted to `kind` one tensor at a time, so a bf16 import never holds the f32 model), ready
+/// for [`crate::nn::weights::source::WeightSource::Load`].
+pub fn load(gguf: &Gguf, kind: tch::Kind) -> Result<(LlamaConfig, BTreeMap<String, Tensor>), GgufError> {
     let config = load_config(gguf)?;
     let (heads, kv_heads) = (config.num_attention_heads as usize, config.kv_heads() as usize);
     let mut tensors = BTreeMap::new();
@@ -75,7 +76,7 @@ pub fn load(gguf: &Gguf) -> Result<(LlamaConfig, BTreeMap<String, Tensor>), Gguf
         let shape = info.shape();
         let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
         let tensor = match permuted {
-            None => gguf.dequantize_tensor(info),
+            None => gguf.dequantize_tensor_as(info, kind),
             Some(heads) => {
                 let cols = shape.get(1).copied().unwrap_or(1);
                 let values = unpermute(&gguf.dequantize(info), shape[0], cols, heads)
@@ -83,7 +84,8 @@ pub fn load(gguf: &Gguf) -> Result<(LlamaConfig, BTreeMap<String, Tensor>), Gguf
                 Tensor::from_slice(&values)
             }
         };
-        tensors.insert(name, tensor.reshape(dims));
+        let tensor = tensor.reshape(dims);
+        tensors.insert(name, if kind == tch::Kind::Float { tensor } else { tensor.to_kind(kind) });
     }
     Ok((config, tensors))
 }

@@ -251,6 +251,28 @@ impl Gguf {
         tensor
     }
 
+    /// A tensor dequantised into a new tensor of `kind` (flat), a slice of blocks at a time: converting to bf16 never
+    /// holds the whole tensor in f32 (SmolLM2's embedding alone is 113 MB of f32).
+    pub fn dequantize_tensor_as(&self, info: &TensorInfo, kind: tch::Kind) -> tch::Tensor {
+        if kind == tch::Kind::Float {
+            return self.dequantize_tensor(info);
+        }
+        const CHUNK_BLOCKS: usize = 1 << 14;
+        let tensor = tch::Tensor::zeros([info.elements() as i64], (kind, tch::Device::Cpu));
+        let (per_block, block_bytes) = (info.ty.block_size(), info.ty.block_bytes());
+        let data = self.data(info);
+        let mut buffer = vec![0f32; CHUNK_BLOCKS * per_block];
+        let mut start = 0usize;
+        for bytes in data.chunks(CHUNK_BLOCKS * block_bytes) {
+            let n = bytes.len() / block_bytes * per_block;
+            quants::dequantize(info.ty, bytes, &mut buffer[..n]);
+            tensor.narrow(0, start as i64, n as i64).copy_(&tch::Tensor::from_slice(&buffer[..n]));
+            start += n;
+        }
+        self.release(info);
+        tensor
+    }
+
     /// Lets the kernel drop a tensor's mapped pages once it is dequantised, so that the file does not stay resident
     /// beside the weights made from it.
     fn release(&self, info: &TensorInfo) {

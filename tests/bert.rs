@@ -127,7 +127,7 @@ fn minilm_imports_and_embeds_like_sentence_transformers() {
 
     // Export writes a sentence-transformers directory; importing it again gives the same bytes in the store.
     let out = p.path("exported");
-    p.export("encoder", &out, "hf");
+    p.export("encoder", &out, &["--format", "hf"]);
     for (file, original) in [("modules.json", true), ("1_Pooling/config.json", true), ("tokenizer.json", true)] {
         let ours: Value = serde_json::from_slice(&std::fs::read(out.join(file)).unwrap()).unwrap();
         let theirs: Value =
@@ -190,4 +190,47 @@ fn a_broken_bert_directory_is_a_located_error() {
     let err = p.try_load(&[]).unwrap_err();
     assert!(err.contains("pooling [\"pooling_mode_max_tokens\"] is not supported"), "{err}");
     assert!(!p.store().exists() || std::fs::read_dir(p.store()).unwrap().next().is_none(), "nothing entered a store");
+}
+
+#[test]
+fn sentences_are_rows_padded_for_an_encoder() {
+    let lines = ["To be, or not to be: that is the question.", "", "Now is the winter of our discontent.", "Hi."];
+    let p = Project::new(
+        "steps:\n  encoder: {kind: import, hf: minilm, input_shape: [16]}\n  \
+         lines: {kind: dataset, source: sentences, path: lines.txt, tokenizer: {model: encoder}, context: 16}\n",
+    );
+    std::os::unix::fs::symlink(repo().join("data/minilm"), p.path("minilm")).unwrap();
+    p.write("lines.txt", lines.join("\n") + "\n");
+    p.run(&[]);
+    let ds = anbiq::artifact::dataset::read_dataset(&p.output("lines", "train")).unwrap();
+    assert_eq!(ds.x.size(), [3, 16], "one row per non-blank line");
+    let tok = anbiq::data::tokenizer::TextTokenizer::from_dir(&p.output("encoder", "model")).unwrap();
+    let encoder = ModelArtifact::load(&p.output("encoder", "model"), Device::Cpu).unwrap();
+    for (row, line) in [lines[0], lines[2], lines[3]].iter().enumerate() {
+        let ids: Vec<i64> = tok.encode(line, true).unwrap().into_iter().map(i64::from).collect();
+        let stored: Vec<i64> = Vec::try_from(&ds.x.get(row as i64)).unwrap();
+        assert_eq!(&stored[..ids.len()], &ids[..], "{line}");
+        assert!(stored[ids.len()..].iter().all(|&t| t == 0), "right-padded with [PAD]");
+        // Padding changes nothing: the padded row embeds exactly like the sentence alone.
+        let alone = tch::no_grad(|| encoder.model.forward(&Tensor::from_slice(&ids).unsqueeze(0), Mode::Eval));
+        let padded = tch::no_grad(|| encoder.model.forward(&ds.x.narrow(0, row as i64, 1), Mode::Eval));
+        assert!(alone.equal(&padded), "{line}");
+    }
+
+    // Too long: refused with the file and line, unless asked to cut.
+    p.write("lines.txt", format!("short\n{}\n", "word ".repeat(40)));
+    let report = p.run_report(&[]);
+    let err: Vec<String> = report
+        .failures()
+        .map(|r| match &r.outcome {
+            anbiq::run::Outcome::Failed { error } => error.clone(),
+            _ => unreachable!(),
+        })
+        .collect();
+    let err = err.join("\n");
+    assert!(err.contains("lines.txt: line 2: 42 tokens, more than `context: 16`"), "{err}");
+    let yaml = std::fs::read_to_string(p.workflow_path()).unwrap();
+    p.write("wf.yaml", yaml.replace("context: 16}", "context: 16, truncate: true}"));
+    p.run(&[]);
+    assert_eq!(p.lock().step("lines").unwrap().metrics["truncated"], serde_json::json!(1));
 }

@@ -145,6 +145,50 @@ fn smollm2_held_in_bf16_takes_half_the_bytes_and_keeps_its_perplexity() {
     assert!(((nll.exp() / want.exp()) - 1.0).abs() < 0.01, "perplexity {} vs f32 {}", nll.exp(), want.exp());
 }
 
+/// Perplexity of the reference's Hamlet tokens under `model`.
+fn hamlet_perplexity(model: &dyn Model) -> f64 {
+    let hamlet: Vec<i64> = serde_json::from_value(reference("smollm2")["hamlet_ids"].clone()).unwrap();
+    let input = Tensor::from_slice(&hamlet[..hamlet.len() - 1]).unsqueeze(0);
+    let logits = tch::no_grad(|| model.forward(&input, Mode::Eval)).squeeze_dim(0);
+    logits.cross_entropy_for_logits(&Tensor::from_slice(&hamlet[1..])).double_value(&[]).exp()
+}
+
+#[test]
+fn smollm2_exports_to_gguf_f16_and_q8_0_and_reads_back() {
+    let original = repo().join("data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let p =
+        Project::new(&format!("steps:\n  smol: {{kind: import, gguf: {}, input_shape: [64]}}\n", original.display()));
+    p.run(&[]);
+    let stored = anbiq::nn::weights::safetensors::read(&p.output("smol", "model").join("weights.safetensors")).unwrap();
+    let f32_ppl =
+        hamlet_perplexity(ModelArtifact::load(&p.output("smol", "model"), Device::Cpu).unwrap().model.as_ref());
+    for (quant, tolerance) in [("f16", 0.002), ("q8_0", 0.01)] {
+        let out = p.path(&format!("smol-{quant}.gguf"));
+        p.export("smol", &out, &["--format", "gguf", "--quant", quant]);
+        let gguf = Gguf::open(&out).unwrap();
+        // The tokenizer survives the round trip: the same tokenizer files as from the original file.
+        let tokenizer = anbiq::nn::weights::gguf::tokenizer::tokenizer_files;
+        assert_eq!(tokenizer(&gguf).unwrap(), tokenizer(&Gguf::open(&original).unwrap()).unwrap(), "{quant}");
+        let (config, weights) = gguf_llama::load(&gguf, Kind::Float).unwrap();
+        assert_eq!(config, gguf_llama::load_config(&Gguf::open(&original).unwrap()).unwrap());
+        for (key, w) in &weights {
+            let want = &stored[key];
+            if quant == "f16" || w.dim() == 1 {
+                let rounded =
+                    if w.dim() == 1 { want.shallow_clone() } else { want.to_kind(Kind::Half).to_kind(Kind::Float) };
+                assert!(w.equal(&rounded), "{quant} {key}: the stored weight rounded to f16 (vectors exact)");
+            } else {
+                let step = want.abs().max().double_value(&[]) / 127.0;
+                assert!(max_abs(w, want) <= step, "{quant} {key}: within one Q8_0 step");
+            }
+        }
+        let (_vs, model) = build(&config, weights);
+        let ppl = hamlet_perplexity(&model);
+        eprintln!("SmolLM2 exported to GGUF {quant}: perplexity {ppl:.4} (f32 {f32_ppl:.4})");
+        assert!((ppl / f32_ppl - 1.0).abs() < tolerance, "{quant}: perplexity {ppl} vs {f32_ppl}");
+    }
+}
+
 #[test]
 fn config_problems_name_the_field_and_the_file() {
     let base = hf::read_config(&repo().join("tests/fixtures/tiny-llama")).unwrap();
@@ -217,7 +261,7 @@ fn import_brings_a_hugging_face_directory_and_a_gguf_file_into_the_store() {
     assert!(max_abs(&logits, &expected) <= 1e-5);
     // Export is the identity: the exported directory imports to the same bytes in the store.
     let out = p.path("tiny-exported");
-    p.export("tiny", &out, "hf");
+    p.export("tiny", &out, &["--format", "hf"]);
     for file in ["config.json", "generation_config.json", "model.safetensors"] {
         assert!(out.join(file).exists(), "{file}");
     }

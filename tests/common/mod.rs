@@ -124,12 +124,13 @@ impl Project {
         serde_json::from_str(&text).unwrap()
     }
 
-    /// `anbiq export wf.yaml STEP OUT --format FORMAT` against the project's store; panics with its stderr on failure.
-    pub fn export(&self, step: &str, out: &Path, format: &str) {
+    /// `anbiq export wf.yaml STEP OUT OPTIONS…` against the project's store; panics with its stderr on failure.
+    pub fn export(&self, step: &str, out: &Path, options: &[&str]) {
         let run = std::process::Command::new(env!("CARGO_BIN_EXE_anbiq"))
             .args(["export", "wf.yaml", step])
             .arg(out)
-            .args(["--store", self.store().to_str().unwrap(), "--format", format])
+            .args(["--store", self.store().to_str().unwrap()])
+            .args(options)
             .current_dir(self.dir.path())
             .output()
             .unwrap();

@@ -339,16 +339,30 @@ pub struct ExportArgs {
     pub workflow: WorkflowArgs,
     /// The step whose model to export.
     pub step: String,
-    /// The directory to write (new, or empty).
+    /// The directory to write (new, or empty) for `hf`; the file to write (new) for `gguf`.
     pub out_dir: PathBuf,
     #[arg(long, value_enum, default_value_t = ExportFormat::Hf)]
     pub format: ExportFormat,
+    /// `gguf` only: the type of the weight matrices (norms and biases stay f32).
+    #[arg(long, value_enum)]
+    pub quant: Option<ExportQuant>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
     /// A Hugging Face directory: config.json, model.safetensors, generation_config.json, tokenizer files.
     Hf,
+    /// A GGUF v3 file for llama.cpp and Ollama (llama models): llama.cpp's names and metadata, the tokenizer.
+    Gguf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportQuant {
+    /// Half precision (the default).
+    F16,
+    /// llama.cpp's 8-bit blocks of 32 (8.5 bits per weight).
+    #[value(name = "q8_0")]
+    Q8_0,
 }
 
 #[derive(Debug, clap::Args)]

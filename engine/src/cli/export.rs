@@ -1,6 +1,7 @@
-//! `anbiq export WORKFLOW STEP OUT_DIR --format hf`: a model step's output as a Hugging Face directory.
+//! `anbiq export WORKFLOW STEP OUT --format hf|gguf`: a model step's output as a Hugging Face directory, or as a
+//! GGUF file for llama.cpp.
 
-use super::args::{ExportArgs, ExportFormat};
+use super::args::{ExportArgs, ExportFormat, ExportQuant};
 use super::{load, CliError, EXIT_OK};
 use crate::artifact::model::{ModelArtifact, WEIGHTS_FILE};
 use crate::graph::{compute_keys, Dag, KeyEnv};
@@ -29,7 +30,23 @@ pub fn export(args: ExportArgs) -> Result<i32, CliError> {
     }
     let dir = store.step_dir(&key).join(&output.name);
     let spec = ModelArtifact::spec(&dir)?;
+    if args.quant.is_some() && args.format != ExportFormat::Gguf {
+        return Err(CliError::Usage("--quant applies to --format gguf".into()));
+    }
     let written = match (args.format, &spec.arch) {
+        (ExportFormat::Gguf, Some(arch @ ArchConfig::Llama(_))) => {
+            let quant = match args.quant.unwrap_or(ExportQuant::F16) {
+                ExportQuant::F16 => export::GgufQuant::F16,
+                ExportQuant::Q8_0 => export::GgufQuant::Q8_0,
+            };
+            export::gguf(arch, spec.classes, &dir.join(WEIGHTS_FILE), &dir, &args.out_dir, quant)?
+        }
+        (ExportFormat::Gguf, arch) => {
+            let what = arch.as_ref().map_or("a TorchScript module".to_string(), |a| format!("a `{}` model", a.name()));
+            return Err(
+                anyhow::anyhow!("--format gguf exports `llama` models; step `{}` holds {what}", args.step).into()
+            );
+        }
         (ExportFormat::Hf, Some(arch @ (ArchConfig::Llama(_) | ArchConfig::Bert(_)))) => {
             export::hf(arch, spec.classes, &dir.join(WEIGHTS_FILE), &dir, &args.out_dir)?
         }

@@ -69,19 +69,71 @@ pub fn tokenize_documents(documents: &[String], tokenizer: &TextTokenizer) -> Re
     Ok(ids)
 }
 
+/// Sentences for an encoder: one per non-blank line of the file (or of each file of a directory, in name order),
+/// tokenised with the tokenizer's own special tokens (`[CLS]` … `[SEP]`) and right-padded with `pad` to `context`
+/// tokens. A longer sentence is an error naming its file and line, unless `truncate` (then it is cut, and counted).
+/// Returns the ids (`N × context`, row-major), N, and the number of sentences cut.
+pub fn sentences(
+    path: &Path,
+    tokenizer: &TextTokenizer,
+    context: i64,
+    truncate: bool,
+) -> Result<(Vec<i64>, usize, usize)> {
+    let pad = tokenizer.special().pad.ok_or_else(|| {
+        DataError::Invalid("the tokenizer has no padding token (`pad_token` in tokenizer_config.json)".into())
+    })?;
+    let width = context as usize;
+    let (mut ids, mut count, mut cut) = (Vec::new(), 0usize, 0usize);
+    for (file, text) in file_paths(path)?.iter().zip(read_files(path)?) {
+        for (line, sentence) in text.lines().enumerate() {
+            if sentence.trim().is_empty() {
+                continue;
+            }
+            let mut tokens = tokenizer
+                .encode(sentence, true)
+                .map_err(|e| DataError::format(file, format!("line {}: {e}", line + 1)))?;
+            if tokens.len() > width {
+                if !truncate {
+                    return Err(DataError::format(
+                        file,
+                        format!(
+                            "line {}: {} tokens, more than `context: {context}` (raise it, or `truncate: true` to cut)",
+                            line + 1,
+                            tokens.len()
+                        ),
+                    ));
+                }
+                tokens.truncate(width);
+                cut += 1;
+            }
+            ids.extend(tokens.iter().map(|&t| i64::from(t)));
+            ids.extend(std::iter::repeat_n(i64::from(pad), width - tokens.len()));
+            count += 1;
+        }
+    }
+    if count == 0 {
+        return Err(DataError::format(path, "no sentences (one per line)"));
+    }
+    Ok((ids, count, cut))
+}
+
+/// The files at `path`: the file itself, or every file of a directory sorted by name.
+fn file_paths(path: &Path) -> Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| DataError::io(path, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// The texts of the files at `path`: the file itself, or every file of a directory sorted by name.
 fn read_files(path: &Path) -> Result<Vec<String>> {
-    let files: Vec<PathBuf> = if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| DataError::io(path, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        files
-    } else {
-        vec![path.to_path_buf()]
-    };
+    let files = file_paths(path)?;
     let mut texts = Vec::with_capacity(files.len());
     for f in files {
         let bytes = std::fs::read(&f).map_err(|e| DataError::io(&f, e))?;

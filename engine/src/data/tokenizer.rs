@@ -30,6 +30,9 @@ pub struct SpecialTokens {
     pub eos: Option<u32>,
     /// Whether the model expects BOS before each text (`add_bos_token`; Llama 2, TinyLlama: yes; SmolLM2: no).
     pub add_bos: bool,
+    /// What pads a batch of sentences (`pad_token`, or the id of the tokenizer's own padding setting).
+    #[serde(default)]
+    pub pad: Option<u32>,
 }
 
 impl TextTokenizer {
@@ -60,6 +63,7 @@ impl TextTokenizer {
     }
 
     fn new(mut inner: tokenizers::Tokenizer, config: &serde_json::Value) -> std::result::Result<Self, String> {
+        let own_pad = inner.get_padding().map(|p| p.pad_id);
         inner.with_padding(None);
         inner.with_truncation(None).map_err(|e| e.to_string())?;
         // `bos_token` is a string or an AddedToken object (`{"content": "<s>", …}`).
@@ -78,6 +82,7 @@ impl TextTokenizer {
             bos: token_id("bos_token")?,
             eos: token_id("eos_token")?,
             add_bos: config["add_bos_token"].as_bool().unwrap_or(false),
+            pad: token_id("pad_token")?.or(own_pad),
         };
         Ok(TextTokenizer::assemble(inner, special))
     }
@@ -207,7 +212,7 @@ mod tests {
         let tok = TextTokenizer::from_dir(dir.path()).unwrap();
         assert_eq!(tok.encode("to be or not to be", false).unwrap(), [3, 4, 5, 6, 3, 4], "not cut to 2, not padded");
         assert_eq!(tok.document("to be").unwrap(), [1, 3, 4, 2]);
-        assert_eq!(tok.special(), &SpecialTokens { bos: Some(1), eos: Some(2), add_bos: true });
+        assert_eq!(tok.special(), &SpecialTokens { bos: Some(1), eos: Some(2), add_bos: true, pad: Some(0) });
         let json = serde_json::to_string(&tok).unwrap();
         let back: TextTokenizer = serde_json::from_str(&json).unwrap();
         assert_eq!(back, tok);

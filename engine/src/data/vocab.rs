@@ -28,6 +28,10 @@ pub enum Vocab {
     Tokenizer {
         size: i64,
         tokenizer: Box<TextTokenizer>,
+        /// Rows are sentences right-padded with the tokenizer's pad token (`source: sentences`), not windows of
+        /// one token stream; their labels are the tokens themselves.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        sentences: bool,
     },
 }
 

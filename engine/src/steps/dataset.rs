@@ -47,6 +47,8 @@ pub enum Source {
     Tensors,
     /// UTF-8 text (a file, or a directory of files) for language models.
     Text,
+    /// One sentence per line, for encoders: each row one sentence, padded.
+    Sentences,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -77,9 +79,12 @@ pub struct DatasetConfig {
     /// Text with a model's tokenizer: what a document is (each file, or each blank-line separated paragraph).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub documents: Option<Documents>,
-    /// Text only: tokens per window (the model's context length).
+    /// Text only: tokens per window (the model's context length); sentences: the most tokens of one sentence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<i64>,
+    /// Sentences only: cut sentences longer than `context` (counted in the `truncated` metric) instead of refusing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncate: bool,
 }
 
 /// Where a text dataset's tokens come from.
@@ -159,11 +164,12 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
             message: "MNIST-format sources have their own `test` split; name this one differently (e.g. `val`)".into(),
         });
     }
-    let text = config.source == Source::Text;
+    let sentences = config.source == Source::Sentences;
+    let text = config.source == Source::Text || sentences;
     if text && !matches!(config.context, Some(c) if c > 0) {
         errors.push(Located {
             span: at("context"),
-            message: "source `text` needs `context`, a positive number of tokens".into(),
+            message: format!("source `{}` needs `context`, a positive number of tokens", source_name(config.source)),
         });
     }
     for (field, given) in [
@@ -172,15 +178,30 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
         ("documents", config.documents.is_some()),
     ] {
         if given && !text {
-            errors.push(Located { span: at(field), message: format!("`{field}` applies to `source: text` only") });
+            errors.push(Located {
+                span: at(field),
+                message: format!("`{field}` applies to `source: text` and `sentences` only"),
+            });
         }
     }
     let pretrained = matches!(config.tokenizer, Some(TokenizerChoice::Model(_) | TokenizerChoice::File(_)));
-    if text && config.documents.is_some() && !pretrained {
+    if config.source == Source::Text && config.documents.is_some() && !pretrained {
         errors.push(Located {
             span: at("documents"),
             message: "`documents` goes with a model's tokenizer (`tokenizer: {model: STEP}` or `{file: ..}`)".into(),
         });
+    }
+    if sentences && !pretrained {
+        errors.push(Located {
+            span: at("tokenizer"),
+            message: "source `sentences` needs a model's tokenizer (`tokenizer: {model: STEP}` or `{file: ..}`)".into(),
+        });
+    }
+    if sentences && config.documents.is_some() {
+        errors.push(Located { span: at("documents"), message: "`documents` applies to `source: text`".into() });
+    }
+    if config.truncate && !sentences {
+        errors.push(Located { span: at("truncate"), message: "`truncate` applies to `source: sentences` only".into() });
     }
     if text && config.normalize != Normalization::None {
         errors.push(Located { span: at("normalize"), message: "text (token ids) cannot be normalised".into() });
@@ -231,21 +252,16 @@ impl Step for DatasetStep {
     }
 
     fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
-        if self.config.source == Source::Text {
-            return self.run_text(ctx);
+        match self.config.source {
+            Source::Text => return self.run_text(ctx),
+            Source::Sentences => return self.run_sentences(ctx),
+            _ => {}
         }
         let (main, official_test) = self.load()?;
         let main = limit(main, self.config.limit);
         let parts: Vec<(String, f64)> = self.config.split.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        let stratify = self.config.stratify.then_some(&main.y);
-        let mut splits: Vec<(String, Dataset)> = if parts.is_empty() {
-            vec![("train".to_string(), main)]
-        } else {
-            data::split::split_indices(main.len(), &parts, ctx.seed, stratify)?
-                .into_iter()
-                .map(|(name, idx)| (name, main.select(&idx)))
-                .collect()
-        };
+        let stratify = self.config.stratify.then(|| main.y.shallow_clone());
+        let mut splits = split(main, &parts, ctx.seed, stratify.as_ref())?;
         if let Some(test) = official_test {
             splits.push(("test".into(), limit(test, self.config.limit)));
         }
@@ -282,7 +298,7 @@ impl DatasetStep {
                 (data::csv::load(&path()?, &options)?, None)
             }
             Source::Tensors => (data::tensors::load(&path()?)?, None),
-            Source::Text => bail!("text is loaded by run_text"),
+            Source::Text | Source::Sentences => bail!("text is loaded by run_text, sentences by run_sentences"),
         })
     }
 
@@ -310,44 +326,89 @@ impl DatasetStep {
 impl DatasetStep {
     /// The vocabulary and the token stream of the corpus at `path`.
     fn tokenize(&self, ctx: &StepContext, path: &std::path::Path) -> anyhow::Result<(Vocab, Vec<i64>)> {
-        let (tokenizer, size) = match &self.config.tokenizer {
-            None | Some(TokenizerChoice::Char) => {
-                return Ok(data::text::tokenize(&data::text::read_corpus(path)?, Tokenizer::Char)?)
-            }
-            Some(TokenizerChoice::Byte) => {
-                return Ok(data::text::tokenize(&data::text::read_corpus(path)?, Tokenizer::Byte)?)
-            }
-            Some(TokenizerChoice::File(_)) => {
-                let json = &self.tokenizer_files[0].path;
-                let config = self.tokenizer_files.get(1).map(|f| f.path.as_path());
-                let tokenizer = TextTokenizer::from_files(json, config).context("field `tokenizer.file`")?;
-                let size = tokenizer.size();
-                (tokenizer, size)
-            }
-            Some(TokenizerChoice::Model(_)) => {
-                let input = ctx.input("tokenizer")?;
-                let tokenizer = TextTokenizer::from_dir(&input.dir).with_context(|| {
-                    format!(
-                        "field `tokenizer.model`: `{}` has no tokenizer (import brings one with a model)",
-                        input.label
-                    )
-                })?;
-                // The data's classes are the model's outputs, which may be more than the tokenizer's tokens.
-                let spec = crate::artifact::model::ModelArtifact::spec(&input.dir)?;
-                anyhow::ensure!(
-                    spec.classes >= tokenizer.size(),
-                    "field `tokenizer.model`: `{}` outputs {} classes, fewer than its tokenizer's {} tokens",
-                    input.label,
-                    spec.classes,
-                    tokenizer.size()
-                );
-                (tokenizer, spec.classes)
-            }
-        };
+        if !matches!(self.config.tokenizer, Some(TokenizerChoice::Model(_) | TokenizerChoice::File(_))) {
+            let kind =
+                if self.config.tokenizer == Some(TokenizerChoice::Byte) { Tokenizer::Byte } else { Tokenizer::Char };
+            return Ok(data::text::tokenize(&data::text::read_corpus(path)?, kind)?);
+        }
+        let (tokenizer, model_classes) = self.pretrained_tokenizer(ctx)?;
+        // The data's classes are the model's outputs, which may be more than the tokenizer's tokens.
+        let size = model_classes.unwrap_or(tokenizer.size());
+        anyhow::ensure!(
+            size >= tokenizer.size(),
+            "field `tokenizer.model`: the model outputs {size} classes, fewer than its tokenizer's {} tokens",
+            tokenizer.size()
+        );
         let documents = data::text::read_documents(path, self.config.documents.unwrap_or_default())?;
         let ids = data::text::tokenize_documents(&documents, &tokenizer)?;
-        Ok((Vocab::Tokenizer { size, tokenizer: Box::new(tokenizer) }, ids))
+        Ok((Vocab::Tokenizer { size, tokenizer: Box::new(tokenizer), sentences: false }, ids))
     }
+
+    /// The tokenizer of `tokenizer: {model: ..}` or `{file: ..}`, and the model's output size for the first.
+    fn pretrained_tokenizer(&self, ctx: &StepContext) -> anyhow::Result<(TextTokenizer, Option<i64>)> {
+        if let Some(TokenizerChoice::Model(_)) = &self.config.tokenizer {
+            let input = ctx.input("tokenizer")?;
+            let tokenizer = TextTokenizer::from_dir(&input.dir).with_context(|| {
+                format!("field `tokenizer.model`: `{}` has no tokenizer (import brings one with a model)", input.label)
+            })?;
+            let spec = crate::artifact::model::ModelArtifact::spec(&input.dir)?;
+            return Ok((tokenizer, Some(spec.classes)));
+        }
+        let json = &self.tokenizer_files.first().context("tokenizer files are set at parse time")?.path;
+        let config = self.tokenizer_files.get(1).map(|f| f.path.as_path());
+        Ok((TextTokenizer::from_files(json, config).context("field `tokenizer.file`")?, None))
+    }
+
+    /// Sentences: one row each, padded to `context`, split at random (seeded) like any sample set.
+    fn run_sentences(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
+        let path = self.file.as_ref().map(|f| f.path.clone()).context("path is checked at parse time")?;
+        let context = self.config.context.context("context is checked at parse time")?;
+        let (tokenizer, _) = self.pretrained_tokenizer(ctx)?;
+        let (ids, count, cut) = data::text::sentences(&path, &tokenizer, context, self.config.truncate)?;
+        let x = tch::Tensor::from_slice(&ids).view([count as i64, context]);
+        let meta = data::DatasetMeta {
+            sample_shape: vec![context],
+            classes: tokenizer.size(),
+            class_names: None,
+            source: format!("sentences:{}", path.file_name().unwrap_or_default().to_string_lossy()),
+            vocab: Some(Vocab::Tokenizer { size: tokenizer.size(), tokenizer: Box::new(tokenizer), sentences: true }),
+        };
+        let all = Dataset::new(x.shallow_clone(), x, meta)?;
+        let all = limit(all, self.config.limit);
+        let parts: Vec<(String, f64)> = self.config.split.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let splits = split(all, &parts, ctx.seed, None)?;
+        for (name, ds) in &splits {
+            crate::artifact::dataset::write_dataset(&ctx.output_dir(name)?, ds)?;
+            ctx.record_metric(&format!("{name}_samples"), ds.len());
+        }
+        if cut > 0 {
+            tracing::warn!(
+                "{cut} of {count} sentences were longer than {context} tokens and were cut (`truncate: true`)"
+            );
+        }
+        ctx.record_metric("truncated", cut);
+        Ok(())
+    }
+}
+
+/// `data` split at random (seeded) into `train` and `parts`; all of it `train` when there are no parts.
+fn split(
+    data: Dataset,
+    parts: &[(String, f64)],
+    seed: u64,
+    stratify: Option<&tch::Tensor>,
+) -> anyhow::Result<Vec<(String, Dataset)>> {
+    if parts.is_empty() {
+        return Ok(vec![("train".to_string(), data)]);
+    }
+    Ok(data::split::split_indices(data.len(), parts, seed, stratify)?
+        .into_iter()
+        .map(|(name, idx)| (name, data.select(&idx)))
+        .collect())
+}
+
+fn source_name(source: Source) -> String {
+    serde_json::to_value(source).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }
 
 fn limit(ds: Dataset, n: Option<usize>) -> Dataset {

@@ -144,3 +144,72 @@ fn copy_with_format_metadata(from: &Path, to: &Path) -> Result<()> {
     std::fs::rename(&tmp, to)?;
     Ok(())
 }
+
+/// The type of a GGUF export's weight matrices (vectors — norms, biases — stay f32, as llama.cpp keeps them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GgufQuant {
+    F16,
+    /// Q8_0 where a row is whole blocks of 32, F16 elsewhere.
+    Q8_0,
+}
+
+/// Writes a `llama` model as a GGUF v3 file `out` (which must not exist): llama.cpp's tensor names, Q and K
+/// permuted back to its rotary layout, its metadata, and the tokenizer of `beside` (`tokenizer.json`) when there is
+/// one — without it the file holds the weights, but llama.cpp cannot run it (a warning says so).
+pub fn gguf(
+    arch: &ArchConfig,
+    classes: i64,
+    weights: &Path,
+    beside: &Path,
+    out: &Path,
+    quant: GgufQuant,
+) -> Result<Vec<PathBuf>> {
+    use super::gguf::{llama, tokenizer, write, GgmlType};
+    let ArchConfig::Llama(config) = arch else {
+        bail!("--format gguf exports `llama` models, not `{}`", arch.name());
+    };
+    if out.exists() {
+        bail!("{} exists: export writes a new file", out.display());
+    }
+    let file_type = match quant {
+        GgufQuant::F16 => 1,
+        GgufQuant::Q8_0 => 7,
+    };
+    let name = out.file_stem().map_or("anbiq".into(), |s| s.to_string_lossy().to_string());
+    let mut metadata = llama::metadata(config, classes, &name, file_type).map_err(anyhow::Error::msg)?;
+    match std::fs::read(beside.join("tokenizer.json")) {
+        Ok(bytes) => {
+            let tok: serde_json::Value = serde_json::from_slice(&bytes).context("tokenizer.json is not JSON")?;
+            let config_path = beside.join("tokenizer_config.json");
+            let cfg = match std::fs::read(&config_path) {
+                Ok(b) => serde_json::from_slice(&b).with_context(|| format!("{}: not JSON", config_path.display()))?,
+                Err(_) => serde_json::Value::Null,
+            };
+            metadata.extend(tokenizer::metadata(&tok, &cfg).map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?);
+        }
+        Err(_) => tracing::warn!(
+            "the model has no tokenizer: {} holds its weights, but llama.cpp cannot run it",
+            out.display()
+        ),
+    }
+    let (heads, kv_heads) = (config.num_attention_heads, config.kv_heads());
+    let mut tensors = Vec::new();
+    for (key, values) in super::safetensors::read(weights)? {
+        let (name, permuted) =
+            llama::gguf_name(&key).with_context(|| format!("weight `{key}` has no llama.cpp name"))?;
+        let values = match (permuted, key.contains("k_proj")) {
+            (false, _) => values,
+            (true, false) => llama::permute(&values, heads),
+            (true, true) => llama::permute(&values, kv_heads),
+        };
+        let row = values.size().last().copied().unwrap_or(1);
+        let ty = match (values.dim(), quant) {
+            (1, _) => GgmlType::F32,
+            (_, GgufQuant::Q8_0) if write::can_store(GgmlType::Q8_0, row) => GgmlType::Q8_0,
+            _ => GgmlType::F16,
+        };
+        tensors.push(write::OutTensor { name, values, ty });
+    }
+    write::write(out, &metadata, &tensors)?;
+    Ok(vec![out.to_path_buf()])
+}

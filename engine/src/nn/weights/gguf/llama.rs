@@ -13,34 +13,80 @@ use super::{Gguf, GgufError, MetaValue};
 use crate::nn::arch::llama::{LlamaConfig, RopeScaling};
 use crate::nn::arch::Architecture as _;
 
-/// The Hugging Face key of a llama.cpp tensor name, and the number of heads whose permutation to undo (for Q and K).
-pub fn hf_name(gguf_name: &str, heads: usize, kv_heads: usize) -> Option<(String, Option<usize>)> {
-    let fixed = match gguf_name {
-        "token_embd.weight" => Some("model.embed_tokens.weight"),
-        "output_norm.weight" => Some("model.norm.weight"),
-        "output.weight" => Some("lm_head.weight"),
-        _ => None,
-    };
-    if let Some(name) = fixed {
-        return Some((name.to_string(), None));
+/// llama.cpp's names beside Hugging Face's: whole tensors, and the parts of each layer (`blk.N.…` beside
+/// `model.layers.N.…`).
+const WHOLE: [(&str, &str); 3] = [
+    ("token_embd.weight", "model.embed_tokens.weight"),
+    ("output_norm.weight", "model.norm.weight"),
+    ("output.weight", "lm_head.weight"),
+];
+const LAYER_PARTS: [(&str, &str); 9] = [
+    ("attn_norm", "input_layernorm"),
+    ("ffn_norm", "post_attention_layernorm"),
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+];
+
+/// The two naming schemes of the tables above.
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Gguf,
+    Hf,
+}
+
+impl Side {
+    fn of(self, pair: &(&'static str, &'static str)) -> &'static str {
+        if self == Side::Gguf {
+            pair.0
+        } else {
+            pair.1
+        }
     }
-    let rest = gguf_name.strip_prefix("blk.")?;
-    let (layer, rest) = rest.split_once('.')?;
+
+    fn layers(self) -> &'static str {
+        if self == Side::Gguf {
+            "blk."
+        } else {
+            "model.layers."
+        }
+    }
+
+    fn other(self) -> Side {
+        if self == Side::Gguf {
+            Side::Hf
+        } else {
+            Side::Gguf
+        }
+    }
+}
+
+/// `name` in the other scheme, with the llama.cpp name of its layer part (`attn_q`, …; empty for whole tensors).
+fn translate(name: &str, from: Side) -> Option<(String, &'static str)> {
+    let to = from.other();
+    if let Some(pair) = WHOLE.iter().find(|p| from.of(p) == name) {
+        return Some((to.of(pair).to_string(), ""));
+    }
+    let (layer, rest) = name.strip_prefix(from.layers())?.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
     let (part, suffix) = rest.rsplit_once('.')?;
-    let (hf, permute) = match part {
-        "attn_norm" => ("input_layernorm", None),
-        "ffn_norm" => ("post_attention_layernorm", None),
-        "attn_q" => ("self_attn.q_proj", Some(heads)),
-        "attn_k" => ("self_attn.k_proj", Some(kv_heads)),
-        "attn_v" => ("self_attn.v_proj", None),
-        "attn_output" => ("self_attn.o_proj", None),
-        "ffn_gate" => ("mlp.gate_proj", None),
-        "ffn_up" => ("mlp.up_proj", None),
-        "ffn_down" => ("mlp.down_proj", None),
-        _ => return None,
+    let pair = LAYER_PARTS.iter().find(|p| from.of(p) == part)?;
+    Some((format!("{}{layer}.{}.{suffix}", to.layers(), to.of(pair)), pair.0))
+}
+
+/// The Hugging Face key of a llama.cpp tensor name, and the number of heads whose permutation to undo (for Q and K).
+pub fn hf_name(gguf_name: &str, heads: usize, kv_heads: usize) -> Option<(String, Option<usize>)> {
+    let (name, part) = translate(gguf_name, Side::Gguf)?;
+    let permute = match part {
+        "attn_q" => Some(heads),
+        "attn_k" => Some(kv_heads),
+        _ => None,
     };
-    Some((format!("model.layers.{layer}.{hf}.{suffix}"), permute))
+    Some((name, permute))
 }
 
 /// Undoes llama.cpp's rotary permutation of a `[rows, cols]` Q or K projection (weight, or bias with `cols == 1`)
@@ -183,4 +229,71 @@ pub fn load_config(gguf: &Gguf) -> Result<LlamaConfig, GgufError> {
         }
     }
     Ok(config)
+}
+
+/// llama.cpp's name of a Hugging Face llama key (the inverse of [`hf_name`]), and whether it is permuted for
+/// llama.cpp's rotary embedding (Q and K).
+pub fn gguf_name(hf: &str) -> Option<(String, bool)> {
+    let (name, part) = translate(hf, Side::Hf)?;
+    Some((name, matches!(part, "attn_q" | "attn_k")))
+}
+
+/// llama.cpp's permutation of a Q or K projection `[rows, ..]` over `heads` heads (the inverse of [`unpermute`]):
+/// `w.reshape(heads, 2, rows / heads / 2, ..).swapaxes(1, 2)`.
+pub fn permute(t: &Tensor, heads: i64) -> Tensor {
+    let size = t.size();
+    let rows = size[0];
+    let mut shape = vec![heads, 2, rows / heads / 2];
+    shape.extend_from_slice(&size[1..]);
+    t.reshape(shape.as_slice()).transpose(1, 2).reshape(size.as_slice())
+}
+
+/// The `llama.*` and `general.*` metadata llama.cpp reads for `config` with `vocab` outputs, its file type the
+/// one of the weight matrices (llama.cpp's `LLAMA_FTYPE`: 0 all f32, 1 mostly f16, 7 mostly Q8_0).
+pub fn metadata(
+    config: &LlamaConfig,
+    vocab: i64,
+    name: &str,
+    file_type: u32,
+) -> Result<Vec<(String, MetaValue)>, String> {
+    let rope = match &config.rope_scaling {
+        None => None,
+        Some(RopeScaling::Linear { factor }) => Some(*factor),
+        Some(RopeScaling::Llama3 { .. }) => {
+            return Err(
+                "rope_scaling of type llama3 is stored by llama.cpp as a `rope_freqs` tensor, which anbiq does \
+                        not write yet"
+                    .into(),
+            )
+        }
+    };
+    if config.qkv_bias || config.attention_bias || config.mlp_bias {
+        return Err(
+            "a llama with biases (Qwen2-style) is a `qwen2` model in llama.cpp, which anbiq does not write".into()
+        );
+    }
+    let u32v = |v: i64| MetaValue::U32(v as u32);
+    let mut m = vec![
+        ("general.architecture".to_string(), MetaValue::String("llama".into())),
+        ("general.name".to_string(), MetaValue::String(name.into())),
+        ("general.alignment".to_string(), MetaValue::U32(super::write::ALIGNMENT as u32)),
+        ("general.file_type".to_string(), MetaValue::U32(file_type)),
+        ("llama.vocab_size".to_string(), u32v(vocab)),
+        ("llama.context_length".to_string(), u32v(config.max_position_embeddings)),
+        ("llama.embedding_length".to_string(), u32v(config.hidden_size)),
+        ("llama.block_count".to_string(), u32v(config.num_hidden_layers)),
+        ("llama.feed_forward_length".to_string(), u32v(config.intermediate_size)),
+        ("llama.attention.head_count".to_string(), u32v(config.num_attention_heads)),
+        ("llama.attention.head_count_kv".to_string(), u32v(config.kv_heads())),
+        ("llama.attention.key_length".to_string(), u32v(config.head_dim())),
+        ("llama.attention.value_length".to_string(), u32v(config.head_dim())),
+        ("llama.rope.dimension_count".to_string(), u32v(config.head_dim())),
+        ("llama.rope.freq_base".to_string(), MetaValue::F32(config.rope_theta as f32)),
+        ("llama.attention.layer_norm_rms_epsilon".to_string(), MetaValue::F32(config.rms_norm_eps as f32)),
+    ];
+    if let Some(factor) = rope {
+        m.push(("llama.rope.scaling.type".into(), MetaValue::String("linear".into())));
+        m.push(("llama.rope.scaling.factor".into(), MetaValue::F32(factor as f32)));
+    }
+    Ok(m)
 }

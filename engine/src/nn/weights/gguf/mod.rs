@@ -9,6 +9,7 @@
 pub mod llama;
 pub mod quants;
 pub mod tokenizer;
+pub mod write;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -176,6 +176,115 @@ pub fn tokenizer_files(gguf: &Gguf) -> Result<(Value, Value), GgufError> {
     Ok((tokenizer, Value::Object(config)))
 }
 
+/// llama.cpp's `tokenizer.ggml.pre` for a `tokenizer.json` pre-tokenizer, when it is one of those above.
+fn pre_name(pre: &Value) -> Option<&'static str> {
+    ["gpt2", "smollm", "llama-bpe", "qwen2"].into_iter().find(|name| {
+        let ours = pre_tokenizer(name).expect("known names");
+        // Compared on what decides the split: the sequence of types, digits, regexes, byte-level regex use.
+        let shape = |v: &Value| -> Vec<String> {
+            let steps = v["pretokenizers"].as_array().cloned().unwrap_or_else(|| vec![v.clone()]);
+            steps
+                .iter()
+                .map(|p| {
+                    format!("{}|{}|{}|{}", p["type"], p["individual_digits"], p["pattern"]["Regex"], p["use_regex"])
+                })
+                .collect()
+        };
+        shape(&ours) == shape(pre)
+    })
+}
+
+/// The `tokenizer.*` metadata of a byte-level BPE `tokenizer.json` (and its `tokenizer_config.json`, or `Null`): the
+/// inverse of [`tokenizer_files`], so a model exported to GGUF carries the tokenizer llama.cpp needs.
+pub fn metadata(tokenizer: &Value, config: &Value) -> Result<Vec<(String, MetaValue)>, String> {
+    let model = &tokenizer["model"];
+    let byte_level = tokenizer["decoder"]["type"] == "ByteLevel";
+    if model["type"] != "BPE" || !byte_level {
+        return Err(format!(
+            "the tokenizer is {} (decoder {}), and only byte-level BPE tokenizers are written to GGUF",
+            model["type"], tokenizer["decoder"]["type"]
+        ));
+    }
+    let pre = pre_name(&tokenizer["pre_tokenizer"]).ok_or_else(|| {
+        format!("its pre-tokenizer has no llama.cpp name ({SUPPORTED_PRE}): {}", tokenizer["pre_tokenizer"])
+    })?;
+    let mut tokens: Vec<Option<String>> = Vec::new();
+    let mut place = |id: u64, token: &str| {
+        let id = id as usize;
+        if tokens.len() <= id {
+            tokens.resize(id + 1, None);
+        }
+        tokens[id] = Some(token.to_string());
+    };
+    for (token, id) in model["vocab"].as_object().ok_or("tokenizer.json has no model.vocab")? {
+        place(id.as_u64().ok_or_else(|| format!("vocab id of {token:?} is not an integer"))?, token);
+    }
+    let mut types: Vec<i32> = Vec::new();
+    let added = tokenizer["added_tokens"].as_array().cloned().unwrap_or_default();
+    for t in &added {
+        let (Some(id), Some(content)) = (t["id"].as_u64(), t["content"].as_str()) else { continue };
+        place(id, content);
+    }
+    types.resize(tokens.len(), 1);
+    for t in &added {
+        if let Some(id) = t["id"].as_u64() {
+            types[id as usize] = if t["special"] == true { CONTROL as i32 } else { USER_DEFINED as i32 };
+        }
+    }
+    if let Some(gap) = tokens.iter().position(Option::is_none) {
+        return Err(format!("the vocabulary has no token with id {gap}"));
+    }
+    let merges: Vec<MetaValue> = model["merges"]
+        .as_array()
+        .ok_or("tokenizer.json has no model.merges")?
+        .iter()
+        .map(|m| match m {
+            Value::String(s) => Ok(MetaValue::String(s.clone())),
+            Value::Array(pair) if pair.len() == 2 => {
+                Ok(MetaValue::String(format!("{} {}", pair[0].as_str().unwrap_or(""), pair[1].as_str().unwrap_or(""))))
+            }
+            other => Err(format!("merge {other} is neither \"a b\" nor [a, b]")),
+        })
+        .collect::<Result<_, _>>()?;
+    let tokens: Vec<String> = tokens.into_iter().map(|t| t.expect("no gaps")).collect();
+    let ids: std::collections::HashMap<&str, usize> = tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
+    let mut m = vec![
+        ("tokenizer.ggml.model".to_string(), MetaValue::String("gpt2".into())),
+        ("tokenizer.ggml.pre".to_string(), MetaValue::String(pre.into())),
+    ];
+    for (name, key) in [
+        ("bos_token", "tokenizer.ggml.bos_token_id"),
+        ("eos_token", "tokenizer.ggml.eos_token_id"),
+        ("unk_token", "tokenizer.ggml.unknown_token_id"),
+        ("pad_token", "tokenizer.ggml.padding_token_id"),
+    ] {
+        let value = &config[name];
+        if let Some(token) = value.as_str().or_else(|| value["content"].as_str()) {
+            let id = ids.get(token).ok_or_else(|| format!("{name} {token:?} is not in the vocabulary"))?;
+            m.push((key.to_string(), MetaValue::U32(*id as u32)));
+        }
+    }
+    drop(ids);
+    m.push((
+        "tokenizer.ggml.tokens".to_string(),
+        MetaValue::Array(tokens.into_iter().map(MetaValue::String).collect()),
+    ));
+    m.push((
+        "tokenizer.ggml.token_type".to_string(),
+        MetaValue::Array(types.into_iter().map(MetaValue::I32).collect()),
+    ));
+    m.push(("tokenizer.ggml.merges".to_string(), MetaValue::Array(merges)));
+    for (name, key) in
+        [("add_bos_token", "tokenizer.ggml.add_bos_token"), ("add_eos_token", "tokenizer.ggml.add_eos_token")]
+    {
+        m.push((key.to_string(), MetaValue::Bool(config[name] == true)));
+    }
+    if let Some(template) = config["chat_template"].as_str() {
+        m.push(("tokenizer.chat_template".to_string(), MetaValue::String(template.to_string())));
+    }
+    Ok(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

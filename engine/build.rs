@@ -28,11 +28,11 @@ fn libtorch_version(lib: &Path) -> String {
     format!("{}.{}.{}", part("MAJOR"), part("MINOR"), part("PATCH"))
 }
 
-/// nn::determinism and nn::optimizer: tch has no wrapper for `at::globalContext().setDeterministicAlgorithms` or for
+/// nn::runtime::determinism and nn::training::optimizer: tch has no wrapper for `at::globalContext().setDeterministicAlgorithms` or for
 /// resetting a tensor's `.grad`, so a few lines of C++ compiled against libtorch's headers provide them (linked
 /// against the libtorch torch-sys already links).
 fn compile_libtorch_shim(lib: &str) {
-    let src = "src/nn/libtorch_shim.cpp";
+    let src = "src/nn/runtime/libtorch_shim.cpp";
     println!("cargo:rerun-if-changed={src}");
     let include = Path::new(lib).join("../include");
     cc::Build::new()

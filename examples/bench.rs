@@ -13,8 +13,8 @@ use std::time::Instant;
 use anbiq::artifact::logits::StoreDtype;
 use anbiq::artifact::{LoadedData, LogitsArtifact, LogitsMeta};
 use anbiq::data::{Dataset, DatasetMeta};
-use anbiq::nn::learner::{Learner, LearnerConfig};
-use anbiq::nn::precision::Precision;
+use anbiq::nn::runtime::precision::Precision;
+use anbiq::nn::training::learner::{Learner, LearnerConfig};
 use anbiq::nn::ArchConfig;
 use anbiq::rng::Rng;
 use anbiq::run::{Lockfile, Outcome, RunOptions, RunReport, Store};
@@ -38,7 +38,7 @@ struct Args {
     work: PathBuf,
     /// MNIST IDX files (scripts/fetch-data.sh mnist).
     mnist: PathBuf,
-    /// Where the models and data live (`cpu`, `cuda`, …; see `anbiq::nn::device`).
+    /// Where the models and data live (`cpu`, `cuda`, …; see `anbiq::nn::runtime::device`).
     device: Device,
     /// `f32` or `bf16` (autocast) for the forward passes of the inference and distill benchmarks.
     precision: Precision,
@@ -69,7 +69,7 @@ fn parse_args() -> Result<Args> {
             "--seeds" => args.seeds = value()?.parse()?,
             "--work" => args.work = value()?.into(),
             "--mnist" => args.mnist = value()?.into(),
-            "--device" => args.device = anbiq::nn::device::resolve(&value()?)?,
+            "--device" => args.device = anbiq::nn::runtime::device::resolve(&value()?)?,
             "--precision" => args.precision = serde_json::from_value(json!(value()?))?,
             _ if a.starts_with('-') => bail!("unknown option {a}"),
             _ => args.benches.push(a),
@@ -451,7 +451,7 @@ fn main() -> Result<()> {
     let args = parse_args()?;
     // As the `anbiq` binary does at start-up (ANBIQ_BENCH_DEFAULT_MALLOC=1 measures without it).
     if std::env::var_os("ANBIQ_BENCH_DEFAULT_MALLOC").is_none() {
-        anbiq::nn::memory::tune_allocator();
+        anbiq::nn::runtime::memory::tune_allocator();
     }
     tch::set_num_threads(args.threads as i32);
     for b in &args.benches {

@@ -15,8 +15,8 @@ use anbiq::artifact::logits::StoreDtype;
 use anbiq::artifact::token_logits::{compress, expand};
 use anbiq::loss::{DistillLoss, KdLoss, LossInput, Temperature};
 use anbiq::nn::arch::GptConfig;
-use anbiq::nn::optim::OptimizerConfig;
-use anbiq::nn::optimizer::Optimizer;
+use anbiq::nn::training::optimizer::Optimizer;
+use anbiq::nn::training::optimizer_config::OptimizerConfig;
 use anbiq::nn::{tokens, ArchConfig, Mode, Model};
 use anbiq::rng::Rng;
 use tch::nn::VarStore;
@@ -51,7 +51,8 @@ fn main() {
     tch::set_num_threads(1);
     let (_tvs, teacher) = gpt(4, 192, 1);
     let (svs, student) = gpt(2, 80, 2);
-    let x = (anbiq::nn::random::uniform(3, &[batch, CONTEXT], Device::Cpu) * VOCAB as f64).to_kind(Kind::Int64);
+    let x =
+        (anbiq::nn::runtime::random::uniform(3, &[batch, CONTEXT], Device::Cpu) * VOCAB as f64).to_kind(Kind::Int64);
     let y = x.roll([-1], [1]);
     let stored = compress(&tch::no_grad(|| teacher.forward(&x, Mode::Eval)), TOP_K, StoreDtype::F16);
     let loss = KdLoss { temperature: Temperature::Constant(1.0), alpha: 0.5 };

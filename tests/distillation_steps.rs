@@ -450,15 +450,20 @@ fn evaluate_quality_matches_a_hand_computation() {
     assert_close(m["ece"], ece, 1e-9, "ece");
     // With one bin, ECE is |accuracy − mean confidence|.
     let mean_conf = (0.50 + 0.62 + 0.70 + 0.85 + 0.83) / 5.0;
-    assert_close(anbiq::nn::metrics::ece(&logits, &labels, 1), (0.6f64 - mean_conf).abs(), 1e-9, "ece, one bin");
+    assert_close(
+        anbiq::nn::training::metrics::ece(&logits, &labels, 1),
+        (0.6f64 - mean_conf).abs(),
+        1e-9,
+        "ece, one bin",
+    );
 
     // Agreement and KL against a reference that predicts 0, 1, 2, 0, 2: the model's arg-maxes are 0, 1, 2, 0, 0.
     let reference = rows(&[&[1.0, 0.0, 0.0], &[0.0, 1.0, 0.0], &[0.0, 0.0, 1.0], &[2.0, 1.0, 0.0], &[0.0, 1.0, 2.0]]);
-    assert_close(anbiq::nn::metrics::agreement(&reference, &logits), 0.8, 1e-12, "agreement");
+    assert_close(anbiq::nn::training::metrics::agreement(&reference, &logits), 0.8, 1e-12, "agreement");
     let r = f64s(&reference.softmax(-1, Kind::Double));
     let pv: Vec<f64> = p.concat();
     let kl: f64 = (0..15).map(|i| r[i] * (r[i].ln() - pv[i].ln())).sum::<f64>() / 5.0;
-    assert_close(anbiq::nn::metrics::kl(&reference, &logits), kl, 1e-9, "kl(reference ‖ model)");
+    assert_close(anbiq::nn::training::metrics::kl(&reference, &logits), kl, 1e-9, "kl(reference ‖ model)");
 
     // Top-5 with 7 classes: the label ranks 5th in row 0 (hit) and 6th in row 1 (miss).
     let seven = rows(&[&[7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0], &[7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0]]);
@@ -732,7 +737,7 @@ steps:
     let theirs = tch::no_grad(|| model.forward(&test.x, anbiq::nn::Mode::Eval));
     assert!(ours.allclose(&theirs, 1e-6, 1e-6, false));
     let m = p.metrics("report");
-    assert_close(m["mine"]["accuracy"], anbiq::nn::metrics::accuracy(&theirs, &test.y), 1e-12, "accuracy");
+    assert_close(m["mine"]["accuracy"], anbiq::nn::training::metrics::accuracy(&theirs, &test.y), 1e-12, "accuracy");
     assert_eq!(m["mine"]["parameters"], (64 * 12 + 12 + 12 * 10 + 10) as f64);
 }
 

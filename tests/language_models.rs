@@ -102,7 +102,7 @@ fn stored(dir: &Path, logits: &Tensor, k: i64) -> TokenLogits {
 #[test]
 fn top_k_store_rebuilds_probabilities_and_leftover_mass() {
     let dir = tempfile::tempdir().unwrap();
-    let logits = anbiq::nn::random::uniform(11, &[2, 3, 10], Device::Cpu) * 8.0 - 4.0;
+    let logits = anbiq::nn::runtime::random::uniform(11, &[2, 3, 10], Device::Cpu) * 8.0 - 4.0;
     let store = stored(dir.path(), &logits, 3);
     let rebuilt = store.dense_logits(&Tensor::from_slice(&[0i64, 1])).exp();
     let p = logits.softmax(-1, Kind::Float);
@@ -126,11 +126,11 @@ fn top_k_store_rebuilds_probabilities_and_leftover_mass() {
 fn token_level_kd_and_reverse_kl_gradients_match_finite_differences() {
     let dir = tempfile::tempdir().unwrap();
     let (b, t, v) = (2i64, 3i64, 6i64);
-    let teacher_logits = anbiq::nn::random::uniform(3, &[b, t, v], Device::Cpu) * 6.0 - 3.0;
+    let teacher_logits = anbiq::nn::runtime::random::uniform(3, &[b, t, v], Device::Cpu) * 6.0 - 3.0;
     let store = stored(dir.path(), &teacher_logits, 2);
     // The teacher exactly as distill sees it: rebuilt from the top-k store, one row per token.
     let teacher = tokens::rows(&store.dense_logits(&Tensor::from_slice(&[0i64, 1]))).to_kind(Kind::Double);
-    let student0 = (anbiq::nn::random::uniform(4, &[b, t, v], Device::Cpu) * 4.0 - 2.0).to_kind(Kind::Double);
+    let student0 = (anbiq::nn::runtime::random::uniform(4, &[b, t, v], Device::Cpu) * 4.0 - 2.0).to_kind(Kind::Double);
     let labels = tokens::labels(&Tensor::from_slice(&[1i64, 0, 5, 2, 2, 3]).view([b, t]));
     let (temp, alpha) = (2.0, 0.7);
     let losses: Vec<(&str, Box<dyn DistillLoss>)> = vec![
@@ -186,9 +186,9 @@ fn token_level_kd_and_reverse_kl_gradients_match_finite_differences() {
 fn a_student_shaped_tail_makes_kd_the_exact_top_k_plus_rest_kl() {
     let dir = tempfile::tempdir().unwrap();
     let (b, t, v, k) = (2i64, 3i64, 7i64, 3i64);
-    let store = stored(dir.path(), &(anbiq::nn::random::uniform(8, &[b, t, v], Device::Cpu) * 6.0 - 3.0), k);
+    let store = stored(dir.path(), &(anbiq::nn::runtime::random::uniform(8, &[b, t, v], Device::Cpu) * 6.0 - 3.0), k);
     let (logprobs, indices, rest) = store.top_k(&Tensor::from_slice(&[0i64, 1]));
-    let student0 = anbiq::nn::random::uniform(9, &[b, t, v], Device::Cpu) * 4.0 - 2.0;
+    let student0 = anbiq::nn::runtime::random::uniform(9, &[b, t, v], Device::Cpu) * 4.0 - 2.0;
     let kd = KdLoss { temperature: Temperature::Constant(1.0), alpha: 1.0 };
     let labels = tokens::labels(&Tensor::zeros([b, t], (Kind::Int64, Device::Cpu)));
 

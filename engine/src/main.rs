@@ -3,8 +3,8 @@
 use std::io::Write;
 
 fn main() {
-    anbiq::nn::cpu_kernels::pin_portable();
-    anbiq::nn::memory::tune_allocator();
+    anbiq::nn::runtime::cpu_kernels::pin_portable();
+    anbiq::nn::runtime::memory::tune_allocator();
     let code = anbiq::cli::main();
     // Leave without running libtorch's C++ static destructors: they only free memory the OS takes back anyway and
     // cost ≈80 ms, a third of a fully cached `anbiq run` (BENCHMARKS.md). By now every file anbiq wrote is closed

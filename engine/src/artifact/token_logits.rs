@@ -238,7 +238,7 @@ mod tests {
     #[test]
     fn shards_round_trip_and_rebuild_the_distribution() {
         let dir = tempfile::tempdir().unwrap();
-        let logits = crate::nn::random::uniform(5, &[7, 3, 10], tch::Device::Cpu) * 6.0;
+        let logits = crate::nn::runtime::random::uniform(5, &[7, 3, 10], tch::Device::Cpu) * 6.0;
         let mut writer = ShardWriter::new(dir.path(), 4, StoreDtype::F32, 3);
         for start in [0, 2, 4, 6] {
             writer.push(&logits.narrow(0, start, if start == 6 { 1 } else { 2 })).unwrap();

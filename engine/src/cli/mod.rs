@@ -71,7 +71,7 @@ pub fn main() -> i32 {
         }
     };
     init_logging(&args);
-    crate::nn::device::load_cuda_runtime();
+    crate::nn::runtime::device::load_cuda_runtime();
     match try_main(args) {
         Ok(code) => code,
         Err(err) => {

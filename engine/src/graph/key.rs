@@ -26,7 +26,7 @@ pub struct KeyEnv {
     pub engine: String,
     /// Enters every key: another libtorch may compute other bits.
     pub libtorch: String,
-    /// Enters every key: which CPU code paths compute ([`crate::nn::cpu_kernels::mode`]).
+    /// Enters every key: which CPU code paths compute ([`crate::nn::runtime::cpu_kernels::mode`]).
     pub cpu: String,
     /// Step kind → its version ([`StepKind::version`](crate::steps::StepKind::version)).
     pub step_versions: BTreeMap<String, u32>,
@@ -40,7 +40,7 @@ impl KeyEnv {
         KeyEnv {
             engine: env!("CARGO_PKG_VERSION").to_string(),
             libtorch: env!("ANBIQ_LIBTORCH_VERSION").to_string(),
-            cpu: crate::nn::cpu_kernels::mode(),
+            cpu: crate::nn::runtime::cpu_kernels::mode(),
             step_versions: crate::steps::registry().iter().map(|k| (k.name.to_string(), k.version)).collect(),
             format_versions: ArtifactKind::ALL.iter().map(|&a| (a, a.format_version())).collect(),
         }

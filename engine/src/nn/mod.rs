@@ -1,27 +1,18 @@
-//! Neural-network building blocks on libtorch: layers, architectures, optimisers, schedules, the training loop.
+//! Neural networks on libtorch, in four rooms: models ([`model`], [`layers`], [`arch`], with sampling and the
+//! TorchScript wrapper), [`training`] (the learner, optimisers, schedules, checkpoints, metrics), [`weights`] (the
+//! ecosystem's formats in and out) and [`runtime`] (device, determinism, precision, memory, progress).
 //!
 //! Everything random (weight init, dropout masks, shuffling) draws from [`crate::rng::Rng`], never from libtorch's
 //! process-global generator, so concurrent steps with the same seed give bit-identical results on CPU.
 
 pub mod arch;
-pub mod checkpoint;
-pub mod cpu_kernels;
-pub mod determinism;
-pub mod device;
 pub mod layers;
-pub mod learner;
-pub mod memory;
-pub mod metrics;
 pub mod model;
-pub mod optim;
-pub mod optimizer;
-pub mod precision;
-pub mod progress;
-pub mod random;
+pub mod runtime;
 pub mod sample;
-pub mod schedule;
 pub mod tokens;
 pub mod torchscript;
+pub mod training;
 pub mod weights;
 
 pub use arch::{build, ArchConfig};

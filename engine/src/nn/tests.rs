@@ -1,10 +1,12 @@
 //! End-to-end tests across the module: init, determinism, learning, shapes, persistence.
 
 use crate::artifact::model::{ModelArtifact, ModelSpec};
-use crate::nn::learner::{accuracy_on, Batch, BatchSource, Learner, LearnerConfig, ModelEvaluator, TrainStep};
-use crate::nn::optim::OptimizerConfig;
-use crate::nn::progress::Progress;
-use crate::nn::schedule::LrSchedule;
+use crate::nn::runtime::progress::Progress;
+use crate::nn::training::learner::{
+    accuracy_on, Batch, BatchSource, Learner, LearnerConfig, ModelEvaluator, TrainStep,
+};
+use crate::nn::training::optimizer_config::OptimizerConfig;
+use crate::nn::training::schedule::LrSchedule;
 use crate::nn::{build, ArchConfig, Mode, Model};
 use crate::rng::Rng;
 use tch::{nn::VarStore, Device, Kind, Tensor};
@@ -141,7 +143,7 @@ impl TrainStep for CrossEntropy<'_> {
     }
 }
 
-fn train_blobs(seed: u64) -> (VarStore, crate::nn::learner::History, f64) {
+fn train_blobs(seed: u64) -> (VarStore, crate::nn::training::learner::History, f64) {
     tch::set_num_threads(1);
     let data = Blobs::new(40, 4, 0);
     let (vs, model) = build_in(&mlp(&[16], 0.1), &[2], 4, seed);
@@ -186,7 +188,7 @@ fn identical_learner_runs_give_bit_identical_weights() {
     let (a, ha, _) = train_blobs(5);
     let (b, hb, _) = train_blobs(5);
     assert_eq!(weight_bytes(&a), weight_bytes(&b));
-    let losses = |h: &crate::nn::learner::History| h.epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>();
+    let losses = |h: &crate::nn::training::learner::History| h.epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>();
     assert_eq!(losses(&ha), losses(&hb));
 }
 

@@ -121,8 +121,8 @@ pub fn run(wf: &Workflow, options: &RunOptions) -> anyhow::Result<RunReport> {
         let pending = plan.to_run().map(|e| e.key.clone()).collect();
         let lock = recorded.clone().unwrap_or_else(|| Lockfile::new(&wf.name, wf.seed, roots::params_of(wf), &env));
         roots::write(&store, wf, &lock, pending)?;
-        let device = crate::nn::device::resolve(&device_name)?;
-        crate::nn::determinism::set_deterministic(true);
+        let device = crate::nn::runtime::device::resolve(&device_name)?;
+        crate::nn::runtime::determinism::set_deterministic(true);
         install_panic_hook();
         let ctx = Shared { wf, dag: &dag, plan: &plan, store: &store, device, threads, progress: &options.progress };
         schedule(&ctx, jobs, &mut outcomes, &mut manifests);

@@ -76,8 +76,8 @@ pub fn run_one(wf: &Workflow, options: &StepOptions) -> anyhow::Result<StepDone>
             return Ok(StepDone::AlreadyStored(m));
         }
     }
-    let device = crate::nn::device::resolve(&wf.device)?;
-    crate::nn::determinism::set_deterministic(true);
+    let device = crate::nn::runtime::device::resolve(&wf.device)?;
+    crate::nn::runtime::determinism::set_deterministic(true);
     install_panic_hook();
     let ctx = Shared {
         wf,

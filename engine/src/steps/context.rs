@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 
 use super::ArtifactKind;
-pub use crate::nn::progress::Progress;
+pub use crate::nn::runtime::progress::Progress;
 
 /// An input artifact, resolved to its directory in the store.
 #[derive(Clone, Debug)]
@@ -84,8 +84,8 @@ impl StepContext {
     }
 
     /// Where a training loop keeps its checkpoint, if the engine provides one.
-    pub fn checkpoint(&self) -> Option<crate::nn::checkpoint::Checkpoint> {
-        self.checkpoint_dir.as_ref().map(crate::nn::checkpoint::Checkpoint::new)
+    pub fn checkpoint(&self) -> Option<crate::nn::training::checkpoint::Checkpoint> {
+        self.checkpoint_dir.as_ref().map(crate::nn::training::checkpoint::Checkpoint::new)
     }
 
     /// The input behind the config field `role` (`data`, `models[1]`).

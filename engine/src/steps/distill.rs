@@ -33,8 +33,8 @@ use crate::artifact::{LoadedData, LogitsArtifact, TokenLogits};
 use crate::config::{from_node, Located, Node};
 use crate::data::augment;
 use crate::loss::{DistillLoss, LossConfig, LossInput, LossTerm, WeightedTerm};
-use crate::nn::learner::{Batch, Evaluator, Learner, ModelEvaluator, TrainStep};
-use crate::nn::precision::Precision;
+use crate::nn::runtime::precision::Precision;
+use crate::nn::training::learner::{Batch, Evaluator, Learner, ModelEvaluator, TrainStep};
 use crate::nn::{tokens, ArchConfig, Mode, Model};
 use crate::rng::Rng;
 

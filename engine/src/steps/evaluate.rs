@@ -32,8 +32,8 @@ use super::registry::{parse_config, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
 use crate::artifact::model::{LoadedModel, ModelArtifact};
 use crate::config::{Located, Node};
-use crate::nn::metrics;
-use crate::nn::precision::Precision;
+use crate::nn::runtime::precision::Precision;
+use crate::nn::training::metrics;
 use crate::nn::Mode;
 
 pub const KIND: StepKind = StepKind { name: "evaluate", version: 1, summary: "compare models on a dataset", parse };

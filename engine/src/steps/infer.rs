@@ -26,7 +26,7 @@ use crate::artifact::logits::StoreDtype;
 use crate::artifact::model::{LoadedModel, ModelArtifact};
 use crate::artifact::{LoadedData, LogitsArtifact, LogitsMeta};
 use crate::config::{Located, Node};
-use crate::nn::precision::Precision;
+use crate::nn::runtime::precision::Precision;
 use crate::nn::Mode;
 
 pub const KIND: StepKind =
@@ -63,7 +63,7 @@ pub struct InferConfig {
     /// choice: changing it must not rerun the teacher, and an unsharded result already in the store is reused.
     #[serde(default = "one", skip_serializing)]
     pub shards: usize,
-    /// `bf16`: the teacher's forward passes under bf16 autocast (see [`crate::nn::precision`]); `f32` by default.
+    /// `bf16`: the teacher's forward passes under bf16 autocast (see [`crate::nn::runtime::precision`]); `f32` by default.
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
 }
@@ -294,7 +294,7 @@ impl Infer {
             },
         );
         artifact.write(&ctx.output_dir("logits")?)?;
-        let accuracy = crate::nn::metrics::accuracy(logits, &data.dataset.y);
+        let accuracy = crate::nn::training::metrics::accuracy(logits, &data.dataset.y);
         ctx.record_metric("samples", data.dataset.len());
         ctx.record_metric("teacher_accuracy", accuracy);
         Ok(())

@@ -25,8 +25,8 @@ use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, 
 use crate::artifact::model::{ModelArtifact, ModelSpec};
 use crate::config::{Located, Node};
 use crate::data::augment;
-use crate::nn::learner::{Batch, Learner, ModelEvaluator, TrainStep};
-use crate::nn::precision::Precision;
+use crate::nn::runtime::precision::Precision;
+use crate::nn::training::learner::{Batch, Learner, ModelEvaluator, TrainStep};
 use crate::nn::{ArchConfig, Mode, Model};
 use crate::rng::Rng;
 
@@ -111,7 +111,7 @@ impl Step for Train {
             &vs,
             &mut step,
             &source,
-            evaluator.as_ref().map(|e| e as &dyn crate::nn::learner::Evaluator),
+            evaluator.as_ref().map(|e| e as &dyn crate::nn::training::learner::Evaluator),
             &mut rng.fork("fit"),
             &ctx.progress,
             ctx.checkpoint().as_ref(),

@@ -39,7 +39,7 @@ impl Dropout {
             _ => return x.shallow_clone(),
         };
         // One draw from the step's stream seeds a mask computed where `x` lives.
-        let mask = crate::nn::random::uniform(rng.next_u64(), &x.size(), x.device()).ge(self.p);
+        let mask = crate::nn::runtime::random::uniform(rng.next_u64(), &x.size(), x.device()).ge(self.p);
         x * mask.to_kind(x.kind()) * (1.0 / (1.0 - self.p))
     }
 }

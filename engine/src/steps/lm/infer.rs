@@ -8,7 +8,7 @@ use crate::artifact::logits::StoreDtype;
 use crate::artifact::model::LoadedModel;
 use crate::artifact::token_logits::{ShardWriter, TokenLogitsMeta};
 use crate::artifact::LoadedData;
-use crate::nn::precision::Precision;
+use crate::nn::runtime::precision::Precision;
 use crate::nn::Mode;
 use crate::steps::StepContext;
 
@@ -43,7 +43,8 @@ pub fn run(ctx: &mut StepContext, data: &LoadedData, teacher: &LoadedModel, stor
         .to_kind(Kind::Float);
         let labels = y.narrow(0, start, len);
         correct += logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64).int64_value(&[]);
-        nll += crate::nn::metrics::nll(&crate::nn::tokens::rows(&logits), &labels.flatten(0, -1)) * (len * time) as f64;
+        nll += crate::nn::training::metrics::nll(&crate::nn::tokens::rows(&logits), &labels.flatten(0, -1))
+            * (len * time) as f64;
         rest += writer.push(&logits)?;
         start += len;
         bar.inc(len as u64);

@@ -1,5 +1,5 @@
 //! What the training steps (`train`, `distill`) share: the YAML training options and a batch source over an
-//! in-memory dataset on the step's device. The loop itself is [`crate::nn::learner::Learner`].
+//! in-memory dataset on the step's device. The loop itself is [`crate::nn::training::learner::Learner`].
 
 mod options;
 mod source;

@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::nn::learner::LearnerConfig;
-use crate::nn::optim::OptimizerConfig;
-use crate::nn::schedule::LrSchedule;
+use crate::nn::training::learner::LearnerConfig;
+use crate::nn::training::optimizer_config::OptimizerConfig;
+use crate::nn::training::schedule::LrSchedule;
 
 /// The fields every training step accepts, gathered from a step's config (declared with [`training_config!`]) to
 /// validate and run.
@@ -76,18 +76,18 @@ macro_rules! training_config {
             #[serde(default = "crate::steps::training::default_batch_size")]
             pub batch_size: usize,
             #[serde(default = "crate::steps::training::default_optimizer")]
-            pub optimizer: $crate::nn::optim::OptimizerConfig,
+            pub optimizer: $crate::nn::training::optimizer_config::OptimizerConfig,
             #[serde(default)]
-            pub schedule: $crate::nn::schedule::LrSchedule,
+            pub schedule: $crate::nn::training::schedule::LrSchedule,
             #[serde(default)]
             pub clip_grad_norm: Option<f64>,
             /// Random translation of image inputs by up to this many pixels.
             #[serde(default)]
             pub jitter: i64,
             $($trail)*
-            /// `bf16`: forward passes under bf16 autocast (see [`crate::nn::precision`]); `f32` by default.
-            #[serde(default, skip_serializing_if = "crate::nn::precision::Precision::is_f32")]
-            pub precision: $crate::nn::precision::Precision,
+            /// `bf16`: forward passes under bf16 autocast (see [`crate::nn::runtime::precision`]); `f32` by default.
+            #[serde(default, skip_serializing_if = "crate::nn::runtime::precision::Precision::is_f32")]
+            pub precision: $crate::nn::runtime::precision::Precision,
         }
 
         impl $name {

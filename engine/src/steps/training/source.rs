@@ -2,7 +2,7 @@
 
 use tch::{Device, Tensor};
 
-use crate::nn::learner::{Batch, BatchSource};
+use crate::nn::training::learner::{Batch, BatchSource};
 
 pub struct TensorSource {
     x: Tensor,

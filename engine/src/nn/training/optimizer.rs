@@ -21,7 +21,7 @@ use std::path::Path;
 use anyhow::{bail, Context as _};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use super::optim::OptimizerConfig;
+use super::optimizer_config::OptimizerConfig;
 
 pub struct Optimizer {
     config: OptimizerConfig,

@@ -3,12 +3,12 @@
 //!
 //! Data access stays behind [`BatchSource`] so any dataset (in memory, on a GPU, a teacher's cached logits) can feed it.
 
-use crate::nn::checkpoint::{Checkpoint, Position};
-use crate::nn::metrics;
-use crate::nn::optim::OptimizerConfig;
-use crate::nn::optimizer::Optimizer;
-use crate::nn::progress::Progress;
-use crate::nn::schedule::LrSchedule;
+use crate::nn::runtime::progress::Progress;
+use crate::nn::training::checkpoint::{Checkpoint, Position};
+use crate::nn::training::metrics;
+use crate::nn::training::optimizer::Optimizer;
+use crate::nn::training::optimizer_config::OptimizerConfig;
+use crate::nn::training::schedule::LrSchedule;
 use crate::nn::{Mode, Model};
 use crate::rng::Rng;
 use anyhow::{bail, Result};

@@ -5,7 +5,7 @@
 //! softmax sees them.
 //!
 //! ```
-//! use anbiq::nn::precision::Precision;
+//! use anbiq::nn::runtime::precision::Precision;
 //! use tch::{Device, Kind, Tensor};
 //!
 //! let w = Tensor::randn([64, 32], (Kind::Float, Device::Cpu));
@@ -23,7 +23,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::{Mode, Model};
+use crate::nn::{Mode, Model};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

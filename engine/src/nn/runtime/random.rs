@@ -5,7 +5,7 @@
 //! any elementwise op, and integer arithmetic makes it bit-identical on every device and thread count.
 //!
 //! ```
-//! use anbiq::nn::random::uniform;
+//! use anbiq::nn::runtime::random::uniform;
 //! let a = uniform(42, &[3, 4], tch::Device::Cpu);
 //! assert!(a.equal(&uniform(42, &[3, 4], tch::Device::Cpu)));
 //! assert!(!a.equal(&uniform(43, &[3, 4], tch::Device::Cpu)));

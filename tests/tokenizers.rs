@@ -47,12 +47,14 @@ fn check_corpus(tok: &TextTokenizer, expected: &Value, special: bool, name: &str
     let got = tok.encode(&corpus(), special).unwrap();
     assert_eq!(got.len() as u64, expected["tokens"].as_u64().unwrap(), "{name}: corpus token count");
     assert_eq!(got[..64], ids(&expected["head"])[..], "{name}: first corpus tokens");
+    assert_eq!(sha256(&got), expected["sha256"].as_str().unwrap(), "{name}: ids of the whole corpus");
+}
+
+/// sha256 of ids as little-endian u32, as the fixtures record them.
+fn sha256(ids: &[u32]) -> String {
     let mut hash = sha2::Sha256::new();
-    for id in &got {
-        hash.update(id.to_le_bytes());
-    }
-    let digest: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(digest, expected["sha256"].as_str().unwrap(), "{name}: ids of the whole corpus");
+    ids.iter().for_each(|id| hash.update(id.to_le_bytes()));
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]
@@ -71,6 +73,46 @@ fn smollm2_tokenizer_from_the_gguf_matches_hugging_face() {
         assert_eq!(tok.decode(&got), expected["decoded"][i].as_str().unwrap(), "decoding string {i}: {s:?}");
     }
     check_corpus(&tok, &expected["corpus"], false, "smollm2");
+}
+
+#[test]
+fn sentencepiece_tokenizer_from_a_gguf_matches_transformers() {
+    // llama.cpp's SentencePiece layout (pieces, scores, types, no merges), made by scripts/reference/spm_fixtures.py.
+    let gguf = Gguf::open(&repo().join("tests/fixtures/gguf/tiny-spm.gguf")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (tokenizer, config) = tokenizer_files(&gguf).unwrap();
+    std::fs::write(dir.path().join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    std::fs::write(dir.path().join("tokenizer_config.json"), config.to_string()).unwrap();
+    let tok = TextTokenizer::from_dir(dir.path()).unwrap();
+    assert!(tok.special().add_bos, "llama.cpp and transformers add BOS to SentencePiece text");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("tests/fixtures/tokenizers/spm.json")).unwrap())
+            .unwrap();
+    let reference = reference();
+    let mut unlike_sentencepiece = 0;
+    for (i, s) in reference["strings"].as_array().unwrap().iter().enumerate() {
+        let s = s.as_str().unwrap();
+        let got = tok.encode(s, false).unwrap();
+        assert_eq!(got, ids(&expected["transformers"]["ids"][i]), "string {i}: {s:?}");
+        if got == ids(&expected["sentencepiece"]["ids"][i]) {
+            assert_eq!(tok.decode(&got), s, "byte fallback makes decoding lossless: {s:?}");
+        } else {
+            unlike_sentencepiece += 1;
+        }
+    }
+    // transformers' conversion (and so anbiq's) splits runs of leading spaces unlike sentencepiece itself.
+    assert_eq!(unlike_sentencepiece, 2);
+    let framed = tok.document("To be, or not to be").unwrap();
+    assert_eq!(framed[..framed.len() - 1], ids(&expected["transformers"]["with_special"])[..], "<s> first");
+    assert_eq!(framed.last(), Some(&2), "</s> last");
+    let corpus: String = corpus().chars().take(100_000).collect();
+    let got = tok.encode(&corpus, false).unwrap();
+    for (who, want) in
+        [("transformers", &expected["transformers"]["corpus"]), ("sentencepiece", &expected["sentencepiece"]["corpus"])]
+    {
+        assert_eq!(got.len() as u64, want["tokens"].as_u64().unwrap(), "{who}");
+        assert_eq!(sha256(&got), want["sha256"].as_str().unwrap(), "100 kB of Shakespeare, ids as {who}'s");
+    }
 }
 
 #[test]
@@ -126,4 +168,29 @@ fn text_dataset_with_an_imported_models_tokenizer() {
     let header: Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
     assert_eq!(header["x"]["dtype"], "U16");
     assert!(p.run(&[]).ran().is_empty(), "cached");
+}
+
+#[test]
+fn a_model_without_a_tokenizer_is_a_clear_error_and_nothing_enters_the_store() {
+    let p = Project::new(
+        "steps:\n  tiny: {kind: import, hf: tiny-llama, input_shape: [12]}\n  \
+         text: {kind: dataset, source: text, path: plays.txt, tokenizer: {model: tiny}, context: 8}\n",
+    );
+    std::fs::create_dir(p.path("tiny-llama")).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(repo().join("tests/fixtures/tiny-llama").join(file), p.path("tiny-llama").join(file)).unwrap();
+    }
+    p.write("plays.txt", "To be, or not to be.\n");
+    let report = p.run_report(&[]);
+    let failed: Vec<String> = report
+        .failures()
+        .map(|r| match &r.outcome {
+            anbiq::run::Outcome::Failed { error } => format!("{}: {error}", r.id),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].contains("field `tokenizer.model`: `tiny` has no tokenizer"), "{}", failed[0]);
+    assert!(!failed[0].contains('\n'), "one line: {}", failed[0]);
+    assert_eq!(report.ran(), ["tiny"], "the import ran; the dataset left nothing in the store");
 }

@@ -9,3 +9,5 @@ for what in smollm2 minilm shakespeare; do bash "$root/scripts/fetch-data.sh" "$
 bash "$root/scripts/bench/py.sh" "$root/scripts/reference/tokenizer_fixtures.py" \
     "$root/data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$root/data/minilm" "$root/data/shakespeare.txt" \
     "$root/tests/fixtures/tokenizers"
+"$root/.bench/venv/bin/pip" install -q sentencepiece==0.2.3
+bash "$root/scripts/bench/py.sh" "$root/scripts/reference/spm_fixtures.py" "$root/data/shakespeare.txt"

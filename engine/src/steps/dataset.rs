@@ -348,9 +348,14 @@ impl DatasetStep {
     fn pretrained_tokenizer(&self, ctx: &StepContext) -> anyhow::Result<(TextTokenizer, Option<i64>)> {
         if let Some(TokenizerChoice::Model(_)) = &self.config.tokenizer {
             let input = ctx.input("tokenizer")?;
-            let tokenizer = TextTokenizer::from_dir(&input.dir).with_context(|| {
-                format!("field `tokenizer.model`: `{}` has no tokenizer (import brings one with a model)", input.label)
-            })?;
+            if !input.dir.join(data::tokenizer::TOKENIZER_FILE).is_file() {
+                bail!(
+                    "field `tokenizer.model`: `{}` has no tokenizer (an import brings the one its file or directory \
+                     has; else give `tokenizer: {{file: tokenizer.json}}`)",
+                    input.label
+                );
+            }
+            let tokenizer = TextTokenizer::from_dir(&input.dir).context("field `tokenizer.model`")?;
             let spec = crate::artifact::model::ModelArtifact::spec(&input.dir)?;
             return Ok((tokenizer, Some(spec.classes)));
         }

@@ -3,17 +3,23 @@
 //! template).
 //!
 //! A GGUF stores the vocabulary as metadata under llama.cpp's keys: `tokenizer.ggml.model` (the algorithm),
-//! `.tokens`, `.merges`, `.token_type` (1 normal, 3 control, 4 user-defined, …), `.pre` (how text is split before
-//! the merges) and the special token ids. Supported here is `gpt2`, byte-level BPE (SmolLM2, Llama 3, Qwen2, GPT-2):
-//! the model as `transformers` builds it from the same file, with the pre-tokenizer llama.cpp uses for the file's
-//! `pre` (for `smollm` that is digits split one by one, then GPT-2's split — what SmolLM2's own `tokenizer.json`
-//! says, and a split `transformers` 5.24 does not know).
+//! `.tokens`, `.merges`, `.scores`, `.token_type` (1 normal, 2 unknown, 3 control, 4 user-defined, 6 byte), `.pre`
+//! (how text is split before the merges) and the special token ids. Supported, each as `transformers` builds it
+//! from the same file:
+//! - `gpt2`, byte-level BPE (SmolLM2, Llama 3, Qwen2, GPT-2), with the pre-tokenizer llama.cpp uses for the file's
+//!   `pre` (for `smollm` that is digits split one by one, then GPT-2's split — what SmolLM2's own `tokenizer.json`
+//!   says, and a split `transformers` 5.24 does not know);
+//! - `llama`, SentencePiece BPE (Llama 2, TinyLlama, Mistral): `▁` for spaces, byte fallback, merges recovered from
+//!   the pieces' scores.
+//!
+//! The inverse, [`metadata`], writes a byte-level BPE `tokenizer.json` back as GGUF metadata for export.
 
 use serde_json::{json, Map, Value};
 
 use super::{Gguf, GgufError, MetaValue};
 
 /// llama.cpp's token types.
+const UNKNOWN: u64 = 2;
 const CONTROL: u64 = 3;
 const USER_DEFINED: u64 = 4;
 
@@ -63,27 +69,24 @@ fn byte_alphabet() -> [char; 256] {
     table
 }
 
-/// The two tokenizer files of `gguf`, or an error naming the metadata that is missing or not supported.
-pub fn tokenizer_files(gguf: &Gguf) -> Result<(Value, Value), GgufError> {
-    let model = gguf.require("tokenizer.ggml.model")?;
-    let model = model.as_str().ok_or_else(|| gguf.error(format!("metadata `tokenizer.ggml.model` is {model}")))?;
-    if model != "gpt2" {
-        return Err(gguf.error(format!(
-            "tokenizer `tokenizer.ggml.model = {model}` is not supported (supported: gpt2, byte-level BPE); give the \
-             model's tokenizer.json instead"
-        )));
-    }
-    let strings = |key: &str| -> Result<Vec<&str>, GgufError> {
-        let v = gguf.require(key)?;
-        let items = v.as_array().ok_or_else(|| gguf.error(format!("metadata `{key}` is {v}, not an array")))?;
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, s)| s.as_str().ok_or_else(|| gguf.error(format!("metadata `{key}`[{i}] is {s}, not a string"))))
-            .collect()
-    };
-    let tokens = strings("tokenizer.ggml.tokens")?;
-    let merges = strings("tokenizer.ggml.merges")?;
+/// The vocabulary metadata every GGUF tokenizer has: its tokens and their llama.cpp types.
+struct Vocabulary<'a> {
+    tokens: Vec<&'a str>,
+    types: Vec<u64>,
+}
+
+fn strings<'a>(gguf: &'a Gguf, key: &str) -> Result<Vec<&'a str>, GgufError> {
+    let v = gguf.require(key)?;
+    let items = v.as_array().ok_or_else(|| gguf.error(format!("metadata `{key}` is {v}, not an array")))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, s)| s.as_str().ok_or_else(|| gguf.error(format!("metadata `{key}`[{i}] is {s}, not a string"))))
+        .collect()
+}
+
+fn vocabulary(gguf: &Gguf) -> Result<Vocabulary<'_>, GgufError> {
+    let tokens = strings(gguf, "tokenizer.ggml.tokens")?;
     let types: Vec<u64> = match gguf.metadata.get("tokenizer.ggml.token_type").and_then(MetaValue::as_array) {
         Some(items) => items.iter().map(|t| t.as_u64().unwrap_or(1)).collect(),
         None => vec![1; tokens.len()],
@@ -95,6 +98,138 @@ pub fn tokenizer_files(gguf: &Gguf) -> Result<(Value, Value), GgufError> {
             tokens.len()
         )));
     }
+    Ok(Vocabulary { tokens, types })
+}
+
+/// An added-token entry of `tokenizer.json`.
+fn added_token(id: usize, content: &str, special: bool) -> Value {
+    json!({"id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false,
+           "normalized": false, "special": special})
+}
+
+/// The two tokenizer files of `gguf`, or an error naming the metadata that is missing or not supported.
+pub fn tokenizer_files(gguf: &Gguf) -> Result<(Value, Value), GgufError> {
+    let model = gguf.require("tokenizer.ggml.model")?;
+    let model = model.as_str().ok_or_else(|| gguf.error(format!("metadata `tokenizer.ggml.model` is {model}")))?;
+    let vocabulary = vocabulary(gguf)?;
+    let tokenizer = match model {
+        "gpt2" => byte_level(gguf, &vocabulary)?,
+        "llama" => sentencepiece(gguf, &vocabulary)?,
+        other => {
+            return Err(gguf.error(format!(
+                "tokenizer `tokenizer.ggml.model = {other}` is not supported (gpt2: byte-level BPE, llama: \
+                 SentencePiece BPE); give the model's tokenizer.json instead"
+            )))
+        }
+    };
+    // llama.cpp adds BOS to a SentencePiece vocabulary whose file does not say otherwise, and transformers follows.
+    let add_bos_default = model == "llama";
+    Ok((tokenizer, tokenizer_config(gguf, &vocabulary.tokens, add_bos_default)?))
+}
+
+/// SentencePiece BPE (`llama`: Llama 2, TinyLlama, Mistral) as transformers' `LlamaTokenizer` builds it from the
+/// same metadata: `▁` for spaces (prepended to the text), byte fallback (`<0x0A>`), merges from the file or, as
+/// llama.cpp writes none, recovered from the pieces' scores exactly as transformers' `generate_merges` does.
+fn sentencepiece(gguf: &Gguf, v: &Vocabulary) -> Result<Value, GgufError> {
+    let scores: Vec<f64> = match gguf.metadata.get("tokenizer.ggml.scores").and_then(MetaValue::as_array) {
+        Some(items) => items.iter().map(|s| s.as_f64().unwrap_or(0.0)).collect(),
+        None => {
+            return Err(
+                gguf.error("metadata `tokenizer.ggml.scores` is missing (a SentencePiece vocabulary needs it)".into())
+            )
+        }
+    };
+    if scores.len() != v.tokens.len() {
+        return Err(gguf.error(format!("metadata: {} scores for {} tokens", scores.len(), v.tokens.len())));
+    }
+    // A piece listed twice keeps its last id, as a Python dict built from the list does in transformers.
+    let ids: std::collections::HashMap<&str, usize> = v.tokens.iter().enumerate().map(|(id, &t)| (t, id)).collect();
+    let merges: Vec<Value> = match gguf.metadata.get("tokenizer.ggml.merges") {
+        Some(_) => strings(gguf, "tokenizer.ggml.merges")?
+            .into_iter()
+            .filter_map(|m| m.split_once(' ').map(|(a, b)| json!([a, b])))
+            .collect(),
+        None => generate_merges(&v.tokens, &scores, &ids).into_iter().map(|(a, b)| json!([a, b])).collect(),
+    };
+    let mut vocab = Map::with_capacity(v.tokens.len());
+    for (id, token) in v.tokens.iter().enumerate() {
+        vocab.insert(token.to_string(), json!(id));
+    }
+    // Unknown and control pieces (`<unk>`, `<s>`, `</s>`) are special; user-defined ones are matched whole.
+    let added: Vec<Value> = v
+        .tokens
+        .iter()
+        .zip(&v.types)
+        .enumerate()
+        .filter(|(_, (_, &ty))| ty == UNKNOWN || ty == CONTROL || ty == USER_DEFINED)
+        .map(|(id, (t, &ty))| added_token(id, t, ty != USER_DEFINED))
+        .collect();
+    let prefix = !matches!(gguf.metadata.get("tokenizer.ggml.add_space_prefix"), Some(MetaValue::Bool(false)));
+    let unk = gguf.metadata.get("tokenizer.ggml.unknown_token_id").and_then(MetaValue::as_u64);
+    Ok(json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": {"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": if prefix { "first" } else { "never" },
+                          "split": false},
+        "post_processor": null,
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "},
+            {"type": "ByteFallback"},
+            {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": if prefix { 1 } else { 0 }, "stop": 0},
+        ]},
+        "model": {
+            "type": "BPE", "dropout": null,
+            "unk_token": unk.and_then(|id| v.tokens.get(id as usize).map(|t| t.to_string())),
+            "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true,
+            "ignore_merges": false, "vocab": vocab, "merges": merges,
+        },
+    }))
+}
+
+/// BPE merges implied by a scored vocabulary (transformers' `generate_merges(vocab, scores)`): every split of a
+/// piece into two pieces of the vocabulary, best-scored merged piece first, ties by the lengths of the two halves
+/// (longer first), then in vocabulary order.
+fn generate_merges<'a>(
+    tokens: &[&'a str],
+    scores: &[f64],
+    ids: &std::collections::HashMap<&str, usize>,
+) -> Vec<(&'a str, &'a str)> {
+    let mut merges: Vec<(&str, &str, f64)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for &piece in tokens {
+        // A piece listed twice counts once, in its first place, with its last score (a Python dict built from
+        // pairs): its last id, which `ids` holds.
+        if !seen.insert(piece) {
+            continue;
+        }
+        let score = scores[ids[piece]];
+        let mut local: Vec<(&str, &str, f64)> = piece
+            .char_indices()
+            .skip(1)
+            .map(|(i, _)| (&piece[..i], &piece[i..]))
+            .filter(|(l, r)| ids.contains_key(l) && ids.contains_key(r))
+            .map(|(l, r)| (l, r, score))
+            .collect();
+        local.sort_by_key(|(l, r, _)| (ids[l], ids[r]));
+        merges.extend(local);
+    }
+    // Stable and descending, as Python's `sorted(..., reverse=True)`.
+    merges.sort_by(|a, b| {
+        let key = |m: &(&str, &str, f64)| (m.2, m.0.chars().count(), m.1.chars().count());
+        let (ka, kb) = (key(a), key(b));
+        kb.0.total_cmp(&ka.0).then(kb.1.cmp(&ka.1)).then(kb.2.cmp(&ka.2))
+    });
+    merges.into_iter().map(|(l, r, _)| (l, r)).collect()
+}
+
+/// Byte-level BPE (`gpt2`) from the vocabulary, the merges and the pre-split the file names.
+fn byte_level(gguf: &Gguf, v: &Vocabulary) -> Result<Value, GgufError> {
+    let (tokens, types) = (&v.tokens, &v.types);
+    let merges = strings(gguf, "tokenizer.ggml.merges")?;
     let pre = gguf.metadata.get("tokenizer.ggml.pre").and_then(MetaValue::as_str).unwrap_or("default");
     let pre_tokenizer = pre_tokenizer(pre).ok_or_else(|| {
         gguf.error(format!("tokenizer pre-split `tokenizer.ggml.pre = {pre}` is not supported ({SUPPORTED_PRE})"))
@@ -121,15 +256,12 @@ pub fn tokenizer_files(gguf: &Gguf) -> Result<(Value, Value), GgufError> {
     // control token outside the byte alphabet is a mislabel of llama.cpp's converter and is left a normal token.
     let added: Vec<Value> = tokens
         .iter()
-        .zip(&types)
+        .zip(types)
         .enumerate()
         .filter(|(_, (t, &ty))| (ty == CONTROL && spelled(t)) || ty == USER_DEFINED)
-        .map(|(id, (t, &ty))| {
-            json!({"id": id, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
-                   "normalized": false, "special": ty == CONTROL})
-        })
+        .map(|(id, (t, &ty))| added_token(id, t, ty == CONTROL))
         .collect();
-    let tokenizer = json!({
+    Ok(json!({
         "version": "1.0",
         "truncation": null,
         "padding": null,
@@ -143,8 +275,11 @@ pub fn tokenizer_files(gguf: &Gguf) -> Result<(Value, Value), GgufError> {
             "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
             "vocab": vocab, "merges": pairs,
         },
-    });
+    }))
+}
 
+/// `tokenizer_config.json`: the special tokens by name, whether to add BOS/EOS, the chat template, the context.
+fn tokenizer_config(gguf: &Gguf, tokens: &[&str], add_bos_default: bool) -> Result<Value, GgufError> {
     let mut config = Map::new();
     for (name, key) in [
         ("bos_token", "tokenizer.ggml.bos_token_id"),
@@ -159,10 +294,14 @@ pub fn tokenizer_files(gguf: &Gguf) -> Result<(Value, Value), GgufError> {
             config.insert(name.into(), json!(token));
         }
     }
-    for (name, key) in
-        [("add_bos_token", "tokenizer.ggml.add_bos_token"), ("add_eos_token", "tokenizer.ggml.add_eos_token")]
-    {
-        let flag = matches!(gguf.metadata.get(key), Some(MetaValue::Bool(true)));
+    for (name, key, default) in [
+        ("add_bos_token", "tokenizer.ggml.add_bos_token", add_bos_default),
+        ("add_eos_token", "tokenizer.ggml.add_eos_token", false),
+    ] {
+        let flag = match gguf.metadata.get(key) {
+            Some(MetaValue::Bool(b)) => *b,
+            _ => default,
+        };
         config.insert(name.into(), json!(flag));
     }
     if let Some(template) = gguf.metadata.get("tokenizer.chat_template").and_then(MetaValue::as_str) {
@@ -173,7 +312,7 @@ pub fn tokenizer_files(gguf: &Gguf) -> Result<(Value, Value), GgufError> {
     }
     config.insert("tokenizer_class".into(), json!("PreTrainedTokenizerFast"));
     config.insert("clean_up_tokenization_spaces".into(), json!(false));
-    Ok((tokenizer, Value::Object(config)))
+    Ok(Value::Object(config))
 }
 
 /// llama.cpp's `tokenizer.ggml.pre` for a `tokenizer.json` pre-tokenizer, when it is one of those above.

@@ -219,14 +219,7 @@ fn sentences_are_rows_padded_for_an_encoder() {
 
     // Too long: refused with the file and line, unless asked to cut.
     p.write("lines.txt", format!("short\n{}\n", "word ".repeat(40)));
-    let report = p.run_report(&[]);
-    let err: Vec<String> = report
-        .failures()
-        .map(|r| match &r.outcome {
-            anbiq::run::Outcome::Failed { error } => error.clone(),
-            _ => unreachable!(),
-        })
-        .collect();
+    let err = p.failures(&[]);
     let err = err.join("\n");
     assert!(err.contains("lines.txt: line 2: 42 tokens, more than `context: 16`"), "{err}");
     let yaml = std::fs::read_to_string(p.workflow_path()).unwrap();

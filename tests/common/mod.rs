@@ -136,4 +136,15 @@ impl Project {
             .unwrap();
         assert!(run.status.success(), "export: {}", String::from_utf8_lossy(&run.stderr));
     }
+
+    /// Runs the workflow and returns `step: error` for each step that failed.
+    pub fn failures(&self, sets: &[&str]) -> Vec<String> {
+        self.run_report(sets)
+            .failures()
+            .map(|r| match &r.outcome {
+                anbiq::run::Outcome::Failed { error } => format!("{}: {error}", r.id),
+                _ => unreachable!("failures() yields failed steps"),
+            })
+            .collect()
+    }
 }

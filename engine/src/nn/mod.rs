@@ -8,6 +8,7 @@
 pub mod arch;
 pub mod layers;
 pub mod model;
+pub mod prune;
 pub mod runtime;
 pub mod sample;
 pub mod tokens;

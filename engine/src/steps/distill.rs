@@ -50,7 +50,9 @@ training_config! {
         pub data: StepRef,
         #[serde(default)]
         pub val: Option<StepRef>,
-        pub model: ArchConfig,
+        /// The student's architecture; may be left out with `init` (then it is `init`'s).
+        #[serde(default)]
+        pub model: Option<ArchConfig>,
         pub loss: LossConfig,
     }
     after {
@@ -59,6 +61,9 @@ training_config! {
         /// which makes forward KL exact over "top k + the rest"; see [`crate::artifact::token_logits`]).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub top_k_tail: Option<TopKTail>,
+        /// Start the student from this model's weights (a pruned teacher) instead of a fresh initialisation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub init: Option<StepRef>,
     }
 }
 
@@ -99,9 +104,7 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
             problems.push(("teacher_weights".into(), "weights must be 0 or more, and not all 0".into()));
         }
     }
-    if let Err(e) = config.model.validate() {
-        problems.push(super::field_problem("model", e));
-    }
+    problems.extend(super::training::check_start(config.model.as_ref(), config.init.as_ref()));
     check_fields(node, problems)?;
     check_fields(node, config.loss.canonicalize())?;
     Ok(Box::new(Distill { config }))
@@ -227,6 +230,9 @@ impl Step for Distill {
         if let Some(val) = &self.config.val {
             inputs.push(InputDecl::new("val", val, &[ArtifactKind::Dataset]));
         }
+        if let Some(init) = &self.config.init {
+            inputs.push(InputDecl::new("init", init, &[ArtifactKind::Model]));
+        }
         inputs
     }
 
@@ -284,9 +290,9 @@ impl Step for Distill {
 
         let rng = Rng::new(ctx.seed);
         let vs = VarStore::new(ctx.device);
-        let student =
-            crate::nn::build(&self.config.model, &vs.root(), &meta.sample_shape, meta.classes, &mut rng.fork("init"))
-                .map_err(|e| anyhow::anyhow!("field `model`: {e:#}"))?;
+        let init = self.config.init.as_ref().map(|_| ctx.input("init")).transpose()?;
+        let (arch, student) =
+            super::training::build_student(self.config.model.as_ref(), init, meta, &vs, &mut rng.fork("init"))?;
         super::check_model_fits(student.as_ref(), &data.dataset, ctx.device)?;
 
         let source = TensorSource::new(&data.dataset.x, &data.dataset.y, ctx.device);
@@ -315,7 +321,7 @@ impl Step for Distill {
         )?;
 
         let dir = ctx.output_dir("model")?;
-        let spec = ModelSpec::new(self.config.model.clone(), meta.sample_shape.clone(), meta.classes, &vs);
+        let spec = ModelSpec::new(arch, meta.sample_shape.clone(), meta.classes, &vs);
         ModelArtifact::save(&dir, &vs, &spec)?;
         std::fs::write(dir.join("history.json"), serde_json::to_string_pretty(&history)? + "\n")?;
         ctx.record_metric("parameters", spec.parameters);

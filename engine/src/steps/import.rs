@@ -325,7 +325,7 @@ impl Step for Import {
             Source::TorchScript => {
                 let module = TorchScriptModel::load(&self.file.path, Device::Cpu).context("field `torchscript`")?;
                 let spec = ModelSpec::torchscript(shape, classes, module.parameter_count()?);
-                check_output(|x| module.try_forward(x), &self.config)?;
+                check_output(|x| module.try_forward(x), &self.config, Io::Features)?;
                 ModelArtifact::save_torchscript(&dir, &self.file.path, &spec)?;
             }
             Source::Weights(arch) => {
@@ -334,7 +334,12 @@ impl Step for Import {
                     .map_err(|e| anyhow::anyhow!("field `model`: {e:#}"))?;
                 let saved = crate::nn::weights::safetensors::read(&self.file.path).context("field `weights`")?;
                 copy_weights(&vs, &saved).map_err(|e| anyhow::anyhow!("field `weights`: {e:#}"))?;
-                check_output(|x| Ok(model.forward(x, Mode::Eval)), &self.config)?;
+                let io = match arch {
+                    ArchConfig::Llama(_) | ArchConfig::Gpt(_) => Io::Tokens,
+                    ArchConfig::Bert(_) => Io::TokensToOne,
+                    _ => Io::Features,
+                };
+                check_output(|x| Ok(model.forward(x, Mode::Eval)), &self.config, io)?;
                 let spec = ModelSpec::new(arch.clone(), shape, classes, &vs);
                 ModelArtifact::save(&dir, &vs, &spec)?;
             }
@@ -371,19 +376,37 @@ fn write_gguf_tokenizer(gguf: &Gguf, dir: &std::path::Path, vocab: i64) -> anyho
     Ok(())
 }
 
-/// Runs one zero sample of `input_shape` through the model: it must be accepted and give `[1, classes]` logits.
-fn check_output(forward: impl Fn(&Tensor) -> anyhow::Result<Tensor>, config: &ImportConfig) -> anyhow::Result<()> {
+/// What a model takes and gives: floats or token ids, one row of outputs per sample or per position.
+#[derive(Clone, Copy)]
+enum Io {
+    Features,
+    /// A language model: token ids in, logits at every position out.
+    Tokens,
+    /// An encoder: token ids in, one embedding out.
+    TokensToOne,
+}
+
+/// Runs one zero sample of `input_shape` through the model: it must be accepted and give `[1, classes]` outputs
+/// (`[1, T, classes]` for a language model).
+fn check_output(
+    forward: impl Fn(&Tensor) -> anyhow::Result<Tensor>,
+    config: &ImportConfig,
+    io: Io,
+) -> anyhow::Result<()> {
     let mut shape = vec![1];
     shape.extend(&config.input_shape);
-    let x = Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu));
+    let kind = if matches!(io, Io::Features) { Kind::Float } else { Kind::Int64 };
+    let x = Tensor::zeros(shape.as_slice(), (kind, Device::Cpu));
+    let classes = config.classes.unwrap_or(0);
+    let mut expected = shape.clone();
+    if !matches!(io, Io::Tokens) {
+        expected.truncate(1);
+    }
+    expected.push(classes);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tch::no_grad(|| forward(&x))));
     match result {
-        Ok(Ok(y)) if y.size() == [1, config.classes.unwrap_or(0)] => Ok(()),
-        Ok(Ok(y)) => bail!(
-            "field `classes`: the model maps one sample to shape {:?}, expected [1, {}]",
-            y.size(),
-            config.classes.unwrap_or(0)
-        ),
+        Ok(Ok(y)) if y.size() == expected => Ok(()),
+        Ok(Ok(y)) => bail!("field `classes`: the model maps one sample to shape {:?}, expected {expected:?}", y.size()),
         Ok(Err(e)) => {
             // TorchScript errors carry both tracebacks; the last line says what went wrong.
             let text = format!("{e:#}");

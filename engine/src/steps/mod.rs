@@ -13,6 +13,7 @@ pub mod generate;
 pub mod import;
 pub mod infer;
 pub mod lm;
+pub mod prune;
 mod reference;
 pub mod registry;
 pub mod train;

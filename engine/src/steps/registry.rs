@@ -51,6 +51,7 @@ const KINDS: &[StepKind] = &[
     super::distill::KIND,
     super::evaluate::KIND,
     super::generate::KIND,
+    super::prune::KIND,
 ];
 
 pub fn registry() -> &'static [StepKind] {

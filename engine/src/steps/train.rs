@@ -20,7 +20,7 @@ use tch::Tensor;
 
 use super::load_data;
 use super::registry::{parse_config, ParseEnv, StepKind};
-use super::training::{training_config, TensorSource};
+use super::training::{build_student, training_config, TensorSource};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
 use crate::artifact::model::{ModelArtifact, ModelSpec};
 use crate::config::{Located, Node};
@@ -37,9 +37,15 @@ training_config! {
         pub data: StepRef,
         #[serde(default)]
         pub val: Option<StepRef>,
-        pub model: ArchConfig,
+        /// The architecture; may be left out with `init` (then it is `init`'s).
+        #[serde(default)]
+        pub model: Option<ArchConfig>,
     }
-    after {}
+    after {
+        /// Start from this model's weights instead of a fresh initialisation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub init: Option<StepRef>,
+    }
 }
 
 #[derive(Debug)]
@@ -50,9 +56,7 @@ pub struct Train {
 fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
     let config: TrainConfig = parse_config(node)?;
     let mut problems = config.training().check();
-    if let Err(e) = config.model.validate() {
-        problems.push(super::field_problem("model", e));
-    }
+    problems.extend(super::training::check_start(config.model.as_ref(), config.init.as_ref()));
     check_fields(node, problems)?;
     Ok(Box::new(Train { config }))
 }
@@ -82,6 +86,9 @@ impl Step for Train {
         if let Some(val) = &self.config.val {
             inputs.push(InputDecl::new("val", val, &[ArtifactKind::Dataset]));
         }
+        if let Some(init) = &self.config.init {
+            inputs.push(InputDecl::new("init", init, &[ArtifactKind::Model]));
+        }
         inputs
     }
 
@@ -95,9 +102,8 @@ impl Step for Train {
         let meta = &train.meta;
         let rng = Rng::new(ctx.seed);
         let vs = VarStore::new(ctx.device);
-        let model =
-            crate::nn::build(&self.config.model, &vs.root(), &meta.sample_shape, meta.classes, &mut rng.fork("init"))
-                .map_err(|e| anyhow::anyhow!("field `model`: {e:#}"))?;
+        let init = self.config.init.as_ref().map(|_| ctx.input("init")).transpose()?;
+        let (arch, model) = build_student(self.config.model.as_ref(), init, meta, &vs, &mut rng.fork("init"))?;
         super::check_model_fits(model.as_ref(), &train, ctx.device)?;
 
         let source = TensorSource::new(&train.x, &train.y, ctx.device);
@@ -118,7 +124,7 @@ impl Step for Train {
         )?;
 
         let dir = ctx.output_dir("model")?;
-        let spec = ModelSpec::new(self.config.model.clone(), meta.sample_shape.clone(), meta.classes, &vs);
+        let spec = ModelSpec::new(arch, meta.sample_shape.clone(), meta.classes, &vs);
         ModelArtifact::save(&dir, &vs, &spec)?;
         std::fs::write(dir.join("history.json"), serde_json::to_string_pretty(&history)? + "\n")?;
         ctx.record_metric("parameters", spec.parameters);

@@ -415,6 +415,7 @@ impl Llama {
         x: &Tensor,
         rope: &(Tensor, Tensor),
         past: Option<&mut Option<(Tensor, Tensor)>>,
+        head_norms: Option<&mut Tensor>,
     ) -> Tensor {
         let (batch, t, _) = x.size3().expect("[B, t, d]");
         let split = |z: Tensor, heads: i64| z.view([batch, t, heads, self.head_dim]).transpose(1, 2);
@@ -436,10 +437,42 @@ impl Llama {
             (k, v)
         };
         let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, causal, None, false);
+        if let Some(norms) = head_norms {
+            // Each query head's output norm, summed over batch and positions: [heads].
+            *norms += y.to_kind(Kind::Double).norm_scalaropt_dim(2, [-1], false).sum_dim_intlist(
+                &[0i64, 2][..],
+                false,
+                Kind::Double,
+            );
+        }
         l.o.forward(&y.transpose(1, 2).contiguous().view([batch, t, self.heads * self.head_dim]))
     }
 
-    fn run(&self, x: &Tensor, mut cache: Option<&mut KvCache>) -> Tensor {
+    fn run(&self, x: &Tensor, cache: Option<&mut KvCache>) -> Tensor {
+        self.run_layers(x, cache, None, None)
+    }
+
+    /// Logits of `x` through the layers in `keep` only (in order): the model with the others removed.
+    pub fn forward_layers(&self, x: &Tensor, keep: &[usize]) -> Tensor {
+        self.run_layers(x, None, Some(keep), None)
+    }
+
+    /// Logits of `x`, adding what pruning scores need to `trace` (see [`Trace`]).
+    pub fn forward_traced(&self, x: &Tensor, trace: &mut Trace) -> Tensor {
+        self.run_layers(x, None, None, Some(trace))
+    }
+
+    pub fn layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    fn run_layers(
+        &self,
+        x: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        keep: Option<&[usize]>,
+        mut trace: Option<&mut Trace>,
+    ) -> Tensor {
         let t = x.size()[1];
         let offset = cache.as_ref().map_or(0, |c| c.len);
         let rope = self.rotary(offset, t, x.device());
@@ -448,15 +481,57 @@ impl Llama {
             c.layers.resize_with(self.layers.len(), || None);
             c.len += t;
         }
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.prepare(self, x);
+        }
         for (i, l) in self.layers.iter().enumerate() {
+            if keep.is_some_and(|keep| !keep.contains(&i)) {
+                continue;
+            }
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            h = &h + self.attention(l, &l.input_norm.forward(&h), &rope, slot);
+            let input = trace.is_some().then(|| h.shallow_clone());
+            let norms = trace.as_deref_mut().map(|t| &mut t.heads[i]);
+            h = &h + self.attention(l, &l.input_norm.forward(&h), &rope, slot, norms);
             let n = l.post_norm.forward(&h);
-            h = &h + l.down.forward(&(l.gate.forward(&n).silu() * l.up.forward(&n)));
+            let act = l.gate.forward(&n).silu() * l.up.forward(&n);
+            h = &h + l.down.forward(&act);
+            if let (Some(trace), Some(input)) = (trace.as_deref_mut(), input) {
+                trace.mlp[i] += act.to_kind(Kind::Double).abs().sum_dim_intlist(&[0i64, 1][..], false, Kind::Double);
+                let cos = Tensor::cosine_similarity(&input.to_kind(Kind::Double), &h.to_kind(Kind::Double), -1, 1e-8);
+                trace.cosine[i] += cos.sum(Kind::Double).double_value(&[]);
+            }
         }
         let h = self.norm.forward(&h);
         // Logits leave in f32 whatever the weights are held in (as transformers' `logits.float()`).
         h.matmul(&self.lm_head.as_ref().unwrap_or(&self.embed).tr()).to_kind(Kind::Float)
+    }
+}
+
+/// Sums over calibration tokens of what pruning ranks by, per layer (f64, so sums over many batches stay exact
+/// enough and do not depend on batch boundaries beyond rounding):
+/// - `cosine`: the cosine between each token's hidden state entering and leaving the layer (ShortGPT's block
+///   influence is 1 − its mean);
+/// - `mlp`: |silu(gate) · up| per intermediate channel (Minitron's activation importance);
+/// - `heads`: the norm of each query head's attention output.
+#[derive(Default)]
+pub struct Trace {
+    pub tokens: i64,
+    pub cosine: Vec<f64>,
+    pub mlp: Vec<Tensor>,
+    pub heads: Vec<Tensor>,
+}
+
+impl Trace {
+    fn prepare(&mut self, model: &Llama, x: &Tensor) {
+        let layers = model.layers.len();
+        if self.mlp.is_empty() {
+            let zeros = |n: i64| Tensor::zeros([n], (Kind::Double, x.device()));
+            let inter = model.layers[0].up.weight.size()[0];
+            self.cosine = vec![0.0; layers];
+            self.mlp = (0..layers).map(|_| zeros(inter)).collect();
+            self.heads = (0..layers).map(|_| zeros(model.heads)).collect();
+        }
+        self.tokens += x.numel() as i64;
     }
 }
 

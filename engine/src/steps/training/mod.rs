@@ -3,7 +3,9 @@
 
 mod options;
 mod source;
+mod student;
 
 pub(crate) use options::training_config;
 pub use options::{default_batch_size, default_optimizer, TrainingOptions};
 pub use source::TensorSource;
+pub use student::{build_student, check_start};

@@ -1,0 +1,86 @@
+//! Where a training step's model starts: a fresh, seeded initialisation of `model`, or the weights of another step's
+//! model (`init: STEP` — a pruned teacher, an earlier student), with `model` then optional and, if given, required
+//! to be that model's architecture.
+
+use anyhow::{bail, Context as _, Result};
+use tch::nn::VarStore;
+use tch::Kind;
+
+use crate::artifact::model::{copy_weights, ModelArtifact, WEIGHTS_FILE};
+use crate::data::DatasetMeta;
+use crate::nn::{arch, ArchConfig, Model};
+use crate::rng::Rng;
+use crate::steps::ResolvedInput;
+
+/// Parse-time problems of `model` and `init`: one of them is needed, and `model` must be a valid architecture.
+pub fn check_start(model: Option<&ArchConfig>, init: Option<&crate::steps::StepRef>) -> Vec<(String, String)> {
+    match (model, init) {
+        (None, None) => {
+            vec![("model".into(), "needs `model` (an architecture) or `init` (a model step to start from)".into())]
+        }
+        (Some(model), _) => {
+            model.validate().err().map(|e| crate::steps::field_problem("model", e)).into_iter().collect()
+        }
+        (None, Some(_)) => Vec::new(),
+    }
+}
+
+/// The model a training step trains, registered (trainable, f32) in `vs`, and its architecture.
+pub fn build_student(
+    model: Option<&ArchConfig>,
+    init: Option<&ResolvedInput>,
+    meta: &DatasetMeta,
+    vs: &VarStore,
+    rng: &mut Rng,
+) -> Result<(ArchConfig, Box<dyn Model>)> {
+    let Some(init) = init else {
+        let config = model.context("`model` is checked at parse time when there is no `init`")?;
+        let built = arch::build(config, &vs.root(), &meta.sample_shape, meta.classes, rng)
+            .map_err(|e| anyhow::anyhow!("field `model`: {e:#}"))?;
+        return Ok((config.clone(), built));
+    };
+    let spec = ModelArtifact::spec(&init.dir)?;
+    let Some(config) = spec.arch.clone() else {
+        bail!("field `init`: `{}` is a TorchScript module, whose weights anbiq cannot train", init.label);
+    };
+    if let Some(given) = model {
+        if *given != config {
+            bail!(
+                "field `model`: differs from the architecture of `init` (`{}`: {}); leave `model` out to take it from `init`",
+                init.label,
+                serde_json::to_string(&config).unwrap_or_default()
+            );
+        }
+    }
+    if spec.classes != meta.classes || spec.input_shape != meta.sample_shape {
+        bail!(
+            "field `init`: `{}` takes {:?} and gives {} outputs; the data has samples {:?} and {} classes",
+            init.label,
+            spec.input_shape,
+            spec.classes,
+            meta.sample_shape,
+            meta.classes
+        );
+    }
+    // Trained in f32 whatever the model was held in (a bf16 teacher pruned into a student).
+    let mut weights = crate::nn::weights::safetensors::read(&init.dir.join(WEIGHTS_FILE))?;
+    for tensor in weights.values_mut() {
+        if tensor.kind() != Kind::Float && tensor.is_floating_point() {
+            *tensor = tensor.to_kind(Kind::Float);
+        }
+    }
+    let built = match arch::from_weights(&config, &vs.root(), spec.classes, &mut weights)? {
+        Some(built) => {
+            if !weights.is_empty() {
+                bail!("field `init`: weights without a place in the model: {:?}", weights.keys().collect::<Vec<_>>());
+            }
+            built
+        }
+        None => {
+            let built = arch::build(&config, &vs.root(), &spec.input_shape, spec.classes, rng)?;
+            copy_weights(vs, &weights).map_err(|e| anyhow::anyhow!("field `init`: {e:#}"))?;
+            built
+        }
+    };
+    Ok((config, built))
+}

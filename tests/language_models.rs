@@ -80,8 +80,8 @@ fn a_token_never_sees_the_future() {
 
 /// Teacher logits `[2, 3, 10]` stored with k = 3 in shards of one window.
 fn stored(dir: &Path, logits: &Tensor, k: i64) -> TokenLogits {
-    let mut writer = ShardWriter::new(dir, k, StoreDtype::F32, 1);
     let (n, t, v) = logits.size3().unwrap();
+    let mut writer = ShardWriter::new(dir, k, StoreDtype::F32, 1, v);
     for i in 0..n {
         writer.push(&logits.narrow(0, i, 1)).unwrap();
     }

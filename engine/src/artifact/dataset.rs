@@ -35,70 +35,20 @@ pub fn read_dataset(dir: &Path) -> Result<Dataset> {
     Dataset::new(x, y, meta).map_err(|e| DataError::format(dir, e.to_string()))
 }
 
-/// One token-id tensor in its compact on-disk form.
-struct Ids {
-    shape: Vec<usize>,
-    dtype: safetensors::Dtype,
-    bytes: Vec<u8>,
-}
-
-impl safetensors::tensor::View for &Ids {
-    fn dtype(&self) -> safetensors::Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        std::borrow::Cow::Borrowed(&self.bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
-    }
-}
-
 fn write_token_ids(path: &Path, ds: &Dataset) -> Result<()> {
-    let wide = ds.meta.classes > 1 << 16;
-    let compact = |t: &Tensor| -> Result<Ids> {
-        let ids: Vec<i64> =
-            Vec::try_from(&t.flatten(0, -1)).map_err(|e: tch::TchError| DataError::Invalid(e.to_string()))?;
-        let mut bytes = Vec::with_capacity(ids.len() * if wide { 4 } else { 2 });
-        for id in ids {
-            // Ids lie in 0..classes (checked by `Dataset::new`), so the narrowing is exact.
-            if wide {
-                bytes.extend_from_slice(&(id as u32).to_le_bytes());
-            } else {
-                bytes.extend_from_slice(&(id as u16).to_le_bytes());
-            }
-        }
-        let dtype = if wide { safetensors::Dtype::U32 } else { safetensors::Dtype::U16 };
-        Ok(Ids { shape: t.size().iter().map(|&d| d as usize).collect(), dtype, bytes })
-    };
-    let (x, y) = (compact(&ds.x)?, compact(&ds.y)?);
-    safetensors::tensor::serialize_to_file([("x", &x), ("y", &y)], &None, path)
-        .map_err(|e| DataError::format(path, e.to_string()))
+    let stored =
+        |t: &Tensor| super::ids::Stored::ids(t, ds.meta.classes).map_err(|e| DataError::format(path, e.to_string()));
+    super::ids::write(path, &[("x", stored(&ds.x)?), ("y", stored(&ds.y)?)])
+        .map_err(|e| DataError::format(path, format!("{e:#}")))
 }
 
 fn read_token_ids(path: &Path) -> Result<(Tensor, Tensor)> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     let file = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| DataError::format(path, format!("not a safetensors file ({e:?})")))?;
-    let widen = |name: &str| -> Result<Tensor> {
-        let view = file.tensor(name).map_err(|_| DataError::format(path, format!("no tensor named {name:?}")))?;
-        let data = view.data();
-        let ids: Vec<i64> = match view.dtype() {
-            safetensors::Dtype::U16 => {
-                data.chunks_exact(2).map(|b| i64::from(u16::from_le_bytes([b[0], b[1]]))).collect()
-            }
-            safetensors::Dtype::U32 => {
-                data.chunks_exact(4).map(|b| i64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))).collect()
-            }
-            other => return Err(DataError::format(path, format!("token ids `{name}` are {other:?}, not U16 or U32"))),
-        };
-        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        Ok(Tensor::from_slice(&ids).to_kind(Kind::Int64).view(shape.as_slice()))
-    };
-    Ok((widen("x")?, widen("y")?))
+    let read =
+        |name: &str| super::ids::read(&file, name, Kind::Int64).map_err(|e| DataError::format(path, e.to_string()));
+    Ok((read("x")?, read("y")?))
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 //! probability mass outside them, in shards written as inference goes so memory stays bounded by one shard
 //! whatever the corpus size:
 //! - `tokens.json`: [`TokenLogitsMeta`] (windows, positions, vocabulary size, k, dtype, windows per shard);
-//! - `shard-00000.safetensors`, …: `logprobs` [n, T, k] f16/f32, `indices` [n, T, k] i16 (i32 past 32767 tokens),
-//!   `rest` [n, T], `predictions` [n, T] (the teacher's most likely next token, i64).
+//! - `shard-00000.safetensors`, …: `logprobs` [n, T, k] f16/f32, `indices` [n, T, k] u16 (u32 past 65,536 tokens),
+//!   `rest` [n, T] f16/f32, `predictions` [n, T] (the teacher's most likely next token, u16/u32): with f16 values,
+//!   4k + 4 bytes per token.
 //!
 //! Reading rebuilds dense logits like the classifier store ([`super::logits`]): exact for the top k and for the total
 //! mass. The store does not know how the leftover mass is spread, so two rebuilds are offered (`distill`'s
@@ -24,6 +25,7 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use super::ids::Stored;
 use super::logits::StoreDtype;
 
 pub const META: &str = "tokens.json";
@@ -110,12 +112,15 @@ pub struct ShardWriter {
     pending: Vec<TopK>,
     pending_windows: i64,
     shards: Vec<i64>,
+    /// The vocabulary size: the range of the ids stored.
+    classes: i64,
 }
 
 impl ShardWriter {
-    pub fn new(dir: &Path, top_k: i64, dtype: StoreDtype, shard_windows: i64) -> Self {
+    pub fn new(dir: &Path, top_k: i64, dtype: StoreDtype, shard_windows: i64, classes: i64) -> Self {
         ShardWriter {
             dir: dir.to_path_buf(),
+            classes,
             top_k,
             dtype,
             shard_windows: shard_windows.max(1),
@@ -142,14 +147,15 @@ impl ShardWriter {
             return Ok(());
         }
         let cat = |f: fn(&TopK) -> &Tensor| Tensor::cat(&self.pending.iter().map(f).collect::<Vec<_>>(), 0);
+        // Token ids in the narrowest unsigned type the vocabulary needs (u16 up to 65,536 tokens).
         let named = [
-            ("logprobs", cat(|b| &b.logprobs)),
-            ("indices", cat(|b| &b.indices)),
-            ("rest", cat(|b| &b.rest)),
-            ("predictions", cat(|b| &b.predictions)),
+            ("logprobs", Stored::values(&cat(|b| &b.logprobs))?),
+            ("indices", Stored::ids(&cat(|b| &b.indices), self.classes)?),
+            ("rest", Stored::values(&cat(|b| &b.rest))?),
+            ("predictions", Stored::ids(&cat(|b| &b.predictions), self.classes)?),
         ];
         let path = self.dir.join(shard_file(self.shards.len()));
-        Tensor::write_safetensors(&named, &path).with_context(|| format!("writing {}", path.display()))?;
+        super::ids::write(&path, &named)?;
         self.shards.push(self.pending_windows);
         self.pending.clear();
         self.pending_windows = 0;
@@ -185,11 +191,12 @@ impl TokenLogits {
         let (mut logprobs, mut indices, mut rest) = (Vec::new(), Vec::new(), Vec::new());
         for (i, &windows) in meta.shards.iter().enumerate() {
             let path = dir.join(shard_file(i));
-            let mut tensors = Tensor::read_safetensors(&path).with_context(|| format!("reading {}", path.display()))?;
-            let mut take = |name: &str| -> anyhow::Result<Tensor> {
-                let i = tensors.iter().position(|(n, _)| n == name);
-                Ok(tensors.swap_remove(i.with_context(|| format!("{}: no tensor `{name}`", path.display()))?).1)
-            };
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let file = safetensors::SafeTensors::deserialize(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: not a safetensors file ({e:?})", path.display()))?;
+            // Ids held as i16 while they fit (half the memory of i32), as `compress` makes them.
+            let id_kind = if meta.classes <= i16::MAX as i64 { Kind::Int16 } else { Kind::Int };
+            let take = |name: &str| super::ids::read(&file, name, id_kind).with_context(|| path.display().to_string());
             let lp = take("logprobs")?;
             if lp.size() != [windows, meta.time, meta.top_k] {
                 bail!(
@@ -239,7 +246,7 @@ mod tests {
     fn shards_round_trip_and_rebuild_the_distribution() {
         let dir = tempfile::tempdir().unwrap();
         let logits = crate::nn::runtime::random::uniform(5, &[7, 3, 10], tch::Device::Cpu) * 6.0;
-        let mut writer = ShardWriter::new(dir.path(), 4, StoreDtype::F32, 3);
+        let mut writer = ShardWriter::new(dir.path(), 4, StoreDtype::F32, 3, 10);
         for start in [0, 2, 4, 6] {
             writer.push(&logits.narrow(0, start, if start == 6 { 1 } else { 2 })).unwrap();
         }
@@ -266,5 +273,37 @@ mod tests {
         let tail = (truth.sum_dim_intlist(-1, false, Kind::Float) - top.sum_dim_intlist(-1, false, Kind::Float)) / 6.0;
         let rebuilt_tail = p.scatter_value(-1, &idx, -1.0).max_dim(-1, false).0;
         assert!(rebuilt_tail.allclose(&tail, 1e-5, 1e-6, false));
+    }
+
+    #[test]
+    fn a_real_vocabulary_is_stored_as_u16_and_read_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let vocab = 49_152;
+        let logits = crate::nn::runtime::random::uniform(11, &[2, 5, vocab], tch::Device::Cpu) * 20.0;
+        let mut writer = ShardWriter::new(dir.path(), 8, StoreDtype::F16, 16, vocab);
+        writer.push(&logits).unwrap();
+        let meta = TokenLogitsMeta {
+            dataset: "d".into(),
+            windows: 0,
+            time: 5,
+            classes: vocab,
+            top_k: 8,
+            dtype: StoreDtype::F16,
+            model: "m".into(),
+            shards: vec![],
+        };
+        writer.finish(meta).unwrap();
+        let bytes = std::fs::read(dir.path().join(shard_file(0))).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(file.tensor("indices").unwrap().dtype(), safetensors::Dtype::U16, "49,152 ids fit in u16");
+        assert_eq!(file.tensor("predictions").unwrap().dtype(), safetensors::Dtype::U16);
+        // 8 f16 values + 8 u16 ids + f16 rest + u16 prediction = 36 bytes per token, plus the header.
+        let data: usize =
+            ["logprobs", "indices", "rest", "predictions"].iter().map(|n| file.tensor(n).unwrap().data().len()).sum();
+        assert_eq!(data, 10 * 36);
+        let store = TokenLogits::read(dir.path()).unwrap();
+        let (_, idx, _) = store.top_k(&Tensor::from_slice(&[0i64, 1]));
+        let (_, want) = logits.topk(8, -1, true, true);
+        assert!(idx.to_kind(Kind::Int64).equal(&want), "ids above 32767 survive exactly");
     }
 }

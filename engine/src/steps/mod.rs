@@ -54,7 +54,8 @@ impl ArtifactKind {
             // 2: token ids stored as u16/u32.
             ArtifactKind::Dataset => 2,
             ArtifactKind::Model => 1,
-            ArtifactKind::Logits => 1,
+            // 2: per-token ids stored as u16/u32.
+            ArtifactKind::Logits => 2,
             ArtifactKind::Report => 1,
         }
     }

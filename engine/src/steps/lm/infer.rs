@@ -30,7 +30,8 @@ pub fn run(ctx: &mut StepContext, data: &LoadedData, teacher: &LoadedModel, stor
     let (x, y) = (&data.dataset.x, &data.dataset.y);
     let (n, time) = (x.size()[0], x.size()[1]);
     let dir = ctx.output_dir("logits")?;
-    let mut writer = ShardWriter::new(&dir, k, store.dtype, store.shard_windows.unwrap_or(DEFAULT_SHARD_WINDOWS));
+    let shard_windows = store.shard_windows.unwrap_or(DEFAULT_SHARD_WINDOWS);
+    let mut writer = ShardWriter::new(&dir, k, store.dtype, shard_windows, teacher.spec.classes);
     let bar = ctx.progress.bar(n as u64, &format!("{}: infer", ctx.id));
     let (mut correct, mut nll, mut rest) = (0i64, 0.0, 0.0);
     let mut start = 0;
@@ -68,5 +69,10 @@ pub fn run(ctx: &mut StepContext, data: &LoadedData, teacher: &LoadedModel, stor
     ctx.record_metric("teacher_nll", nll / tokens);
     // How much probability the top k leave out, on average: what the even-spread tail approximates.
     ctx.record_metric("rest_mean", rest / tokens);
+    let bytes: u64 = (0..meta.shards.len())
+        .map(|i| std::fs::metadata(dir.join(format!("shard-{i:05}.safetensors"))).map_or(0, |m| m.len()))
+        .sum();
+    // What the store costs per token, headers included (DistillKit's anchor: ≈ 114–300 bytes/token).
+    ctx.record_metric("bytes_per_token", bytes as f64 / tokens);
     Ok(())
 }

@@ -328,10 +328,12 @@ fn a_bumped_step_or_format_version_reruns_exactly_that_kind_and_its_dependants()
         Some(Status::Run(vec!["`infer` version changed: 1 → 2 (its outputs change with this anbiq)".into()]))
     );
     let mut env = KeyEnv::current();
+    let format = env.format_versions[&ArtifactKind::Logits];
     *env.format_versions.get_mut(&ArtifactKind::Logits).unwrap() += 1;
     let (ran, why) = to_run(&env);
     assert_eq!(ran, ["logits", "student", "report"]);
-    assert_eq!(why, Some(Status::Run(vec!["stored format of `logits` changed: 1 → 2".into()])));
+    let message = format!("stored format of `logits` changed: {format} → {}", format + 1);
+    assert_eq!(why, Some(Status::Run(vec![message])));
     let mut env = KeyEnv::current();
     env.libtorch.push_str("+other");
     assert_eq!(to_run(&env).0.len(), 5, "another libtorch reruns everything");

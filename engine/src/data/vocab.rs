@@ -89,6 +89,25 @@ impl Vocab {
         }
     }
 
+    /// How many UTF-8 bytes `ids` stand for: for bits per byte, which compares models with different tokenizers.
+    pub fn bytes(&self, ids: &tch::Tensor) -> i64 {
+        match self {
+            Vocab::Byte => ids.numel() as i64,
+            Vocab::Char { symbols } => {
+                let widths: Vec<i64> = symbols.chars().map(|c| c.len_utf8() as i64).collect();
+                let table = tch::Tensor::from_slice(&widths);
+                table
+                    .index_select(0, &ids.flatten(0, -1).to_kind(tch::Kind::Int64))
+                    .sum(tch::Kind::Int64)
+                    .int64_value(&[])
+            }
+            Vocab::Tokenizer { .. } => {
+                let ids: Vec<i64> = Vec::try_from(&ids.flatten(0, -1).to_kind(tch::Kind::Int64)).unwrap_or_default();
+                self.decode(&ids).len() as i64
+            }
+        }
+    }
+
     /// How many characters `ids` stand for: for bits per character. A byte vocabulary counts UTF-8 lead bytes
     /// (every byte but continuation bytes `10xxxxxx`); a char vocabulary has one character per token; a tokenizer's
     /// tokens are decoded and counted.
@@ -118,6 +137,7 @@ mod tests {
             let ids = vocab.encode(text).unwrap();
             assert_eq!(vocab.decode(&ids), text);
             assert_eq!(vocab.characters(&tch::Tensor::from_slice(&ids)), text.chars().count() as i64);
+            assert_eq!(vocab.bytes(&tch::Tensor::from_slice(&ids)), text.len() as i64);
             assert!(ids.iter().all(|&i| (0..vocab.size()).contains(&i)));
         }
         let vocab = Vocab::chars_of("abc");

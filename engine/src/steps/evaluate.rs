@@ -36,7 +36,8 @@ use crate::nn::runtime::precision::Precision;
 use crate::nn::training::metrics;
 use crate::nn::Mode;
 
-pub const KIND: StepKind = StepKind { name: "evaluate", version: 1, summary: "compare models on a dataset", parse };
+// 2: text reports add bits_per_byte.
+pub const KIND: StepKind = StepKind { name: "evaluate", version: 2, summary: "compare models on a dataset", parse };
 
 /// The file `anbiq metrics` reads.
 pub const METRICS_FILE: &str = "metrics.json";
@@ -217,8 +218,10 @@ impl Step for Evaluate {
         }
         for (model, m) in &results {
             ctx.record_metric(&format!("{model}.accuracy"), m["accuracy"]);
-            if let Some(bpc) = m.get("bits_per_char") {
-                ctx.record_metric(&format!("{model}.bits_per_char"), *bpc);
+            for metric in ["bits_per_char", "bits_per_byte"] {
+                if let Some(v) = m.get(metric) {
+                    ctx.record_metric(&format!("{model}.{metric}"), *v);
+                }
             }
         }
         Ok(())

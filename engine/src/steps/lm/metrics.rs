@@ -4,6 +4,7 @@
 //!   less context, as in any non-overlapping evaluation);
 //! - `perplexity` = e^nll;
 //! - `bits_per_char` = total bits / characters the tokens stand for (= nll / ln 2 for a char vocabulary);
+//! - `bits_per_byte` = total bits / UTF-8 bytes the tokens stand for: comparable across tokenizers;
 //! - `accuracy`: next-token accuracy; `agreement` (with a reference model): same arg-max next token.
 
 use std::collections::BTreeMap;
@@ -20,7 +21,9 @@ pub fn quality(logits: &Tensor, y: &Tensor, vocab: &Vocab) -> BTreeMap<String, f
     let nll = m["nll"];
     let n_tokens = labels.numel() as f64;
     m.insert("perplexity".into(), nll.exp());
-    m.insert("bits_per_char".into(), nll * n_tokens / std::f64::consts::LN_2 / vocab.characters(&labels) as f64);
+    let bits = nll * n_tokens / std::f64::consts::LN_2;
+    m.insert("bits_per_char".into(), bits / vocab.characters(&labels) as f64);
+    m.insert("bits_per_byte".into(), bits / vocab.bytes(&labels) as f64);
     m.insert("tokens".into(), n_tokens);
     m.remove("errors");
     m

@@ -189,3 +189,34 @@ fn a_model_without_a_tokenizer_is_a_clear_error_and_nothing_enters_the_store() {
     let again = p.run_report(&[]);
     assert!(again.ran().is_empty() && again.failures().count() == 1);
 }
+
+#[test]
+fn online_kd_refuses_data_tokenised_otherwise_than_the_teacher() {
+    let p = Project::new(&format!(
+        "steps:\n  teacher: {{kind: import, gguf: {}, input_shape: [32]}}\n  \
+         ours: {{kind: dataset, source: text, path: plays, tokenizer: {{model: teacher}}, context: 32, limit: 4}}\n  \
+         other: {{kind: dataset, source: text, path: plays, tokenizer: {{file: other/tokenizer.json}}, context: 32, limit: 4}}\n  \
+         good: {{kind: distill, teacher: teacher, data: ours.train, epochs: 1, batch_size: 4, \
+         model: {{arch: gpt, layers: 1, heads: 1, d_model: 8, context: 32}}, loss: {{kd: {{temperature: 1, alpha: 1.0}}}}}}\n  \
+         bad: {{kind: distill, teacher: teacher, data: other.train, epochs: 1, batch_size: 4, \
+         model: {{arch: gpt, layers: 1, heads: 1, d_model: 8, context: 32}}, loss: {{kd: {{temperature: 1, alpha: 1.0}}}}}}\n",
+        smollm2_gguf().display()
+    ));
+    std::fs::create_dir(p.path("plays")).unwrap();
+    p.write("plays/0.txt", "To be, or not to be: that is the question.\n".repeat(30));
+    // The same vocabulary size, one merge fewer: another tokenizer.
+    let (mut tokenizer, config) = tokenizer_files(&Gguf::open(&smollm2_gguf()).unwrap()).unwrap();
+    tokenizer["model"]["merges"].as_array_mut().unwrap().pop();
+    std::fs::create_dir(p.path("other")).unwrap();
+    p.write("other/tokenizer.json", tokenizer.to_string());
+    p.write("other/tokenizer_config.json", config.to_string());
+    let failed = p.failures(&[]);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].starts_with("bad:"), "{}", failed[0]);
+    assert!(
+        failed[0].contains("`teacher` tokenises with a tokenizer of 49152 tokens")
+            && failed[0].contains("the data with a tokenizer of 49152 tokens"),
+        "{}",
+        failed[0]
+    );
+}

@@ -186,9 +186,41 @@ impl TrainStep for DistillBatch<'_> {
 }
 
 /// Loads the teacher behind `role`: cached logits (checked to cover `data`'s rows) or a model.
+/// Token-level KD compares distributions over the same tokens: a teacher that brought its own tokenizer must be the
+/// one the data was tokenised with — the same tokenizer, not just the same vocabulary size. (Offline logits are
+/// checked by the dataset they were computed on.)
+fn same_tokenizer(data: &crate::data::Vocab, teacher_dir: &std::path::Path) -> anyhow::Result<()> {
+    use crate::data::tokenizer::{TextTokenizer, TOKENIZER_FILE};
+    if !teacher_dir.join(TOKENIZER_FILE).is_file() {
+        return Ok(());
+    }
+    let teacher = TextTokenizer::from_dir(teacher_dir)?;
+    let describe = |v: &crate::data::Vocab| match v {
+        crate::data::Vocab::Byte => "bytes (256 tokens)".to_string(),
+        crate::data::Vocab::Char { .. } => format!("the corpus' {} characters", v.size()),
+        crate::data::Vocab::Tokenizer { tokenizer, .. } => {
+            format!("a tokenizer of {} tokens ({})", tokenizer.size(), &tokenizer.fingerprint()[..12])
+        }
+    };
+    let same = matches!(data, crate::data::Vocab::Tokenizer { tokenizer, .. } if **tokenizer == teacher);
+    if !same {
+        anyhow::bail!(
+            "tokenises with a tokenizer of {} tokens ({}), the data with {}; token-level KD needs the teacher's own \
+             tokenizer (`tokenizer: {{model: TEACHER}}` on the dataset)",
+            teacher.size(),
+            &teacher.fingerprint()[..12],
+            describe(data)
+        );
+    }
+    Ok(())
+}
+
 fn load_teacher(ctx: &StepContext, role: &str, data: &LoadedData) -> anyhow::Result<Teacher> {
     let input = ctx.input(role)?;
     if input.kind != ArtifactKind::Logits {
+        if let Some(vocab) = &data.dataset.meta.vocab {
+            same_tokenizer(vocab, &input.dir).map_err(|e| anyhow::anyhow!("field `{role}`: `{}` {e}", input.label))?;
+        }
         return Ok(Teacher::Online(ModelArtifact::load(&input.dir, ctx.device)?));
     }
     let (teacher, dataset) = if is_token_logits(&input.dir) {

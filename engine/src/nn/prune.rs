@@ -75,6 +75,8 @@ pub fn prune_llama(
     };
     let mut pruned = BTreeMap::new();
     for (key, tensor) in weights {
+        // Copies of values, never views into the teacher's autograd graph.
+        let tensor = &tensor.detach();
         let Some(rest) = key.strip_prefix("model.layers.") else {
             pruned.insert(key.clone(), tensor.shallow_clone());
             continue;

@@ -23,4 +23,4 @@ mod vocab;
 
 pub use dataset::{Dataset, DatasetMeta};
 pub use error::{DataError, Result};
-pub use vocab::Vocab;
+pub use vocab::{TextSize, Vocab};

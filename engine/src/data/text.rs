@@ -84,7 +84,7 @@ pub fn sentences(
     })?;
     let width = context as usize;
     let (mut ids, mut count, mut cut) = (Vec::new(), 0usize, 0usize);
-    for (file, text) in file_paths(path)?.iter().zip(read_files(path)?) {
+    for (file, text) in &read_named_files(path)? {
         for (line, sentence) in text.lines().enumerate() {
             if sentence.trim().is_empty() {
                 continue;
@@ -133,13 +133,18 @@ fn file_paths(path: &Path) -> Result<Vec<PathBuf>> {
 
 /// The texts of the files at `path`: the file itself, or every file of a directory sorted by name.
 fn read_files(path: &Path) -> Result<Vec<String>> {
-    let files = file_paths(path)?;
-    let mut texts = Vec::with_capacity(files.len());
-    for f in files {
+    Ok(read_named_files(path)?.into_iter().map(|(_, text)| text).collect())
+}
+
+/// [`read_files`] with each text's file, for errors that name it.
+fn read_named_files(path: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let mut texts = Vec::new();
+    for f in file_paths(path)? {
         let bytes = std::fs::read(&f).map_err(|e| DataError::io(&f, e))?;
-        texts.push(String::from_utf8(bytes).map_err(|e| DataError::format(&f, format!("not UTF-8: {e}")))?);
+        let text = String::from_utf8(bytes).map_err(|e| DataError::format(&f, format!("not UTF-8: {e}")))?;
+        texts.push((f, text));
     }
-    if texts.iter().all(String::is_empty) {
+    if texts.iter().all(|(_, t)| t.is_empty()) {
         return Err(DataError::format(path, "no text"));
     }
     Ok(texts)

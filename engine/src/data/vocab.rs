@@ -89,41 +89,39 @@ impl Vocab {
         }
     }
 
-    /// How many UTF-8 bytes `ids` stand for: for bits per byte, which compares models with different tokenizers.
-    pub fn bytes(&self, ids: &tch::Tensor) -> i64 {
-        match self {
-            Vocab::Byte => ids.numel() as i64,
-            Vocab::Char { symbols } => {
-                let widths: Vec<i64> = symbols.chars().map(|c| c.len_utf8() as i64).collect();
-                let table = tch::Tensor::from_slice(&widths);
-                table
-                    .index_select(0, &ids.flatten(0, -1).to_kind(tch::Kind::Int64))
-                    .sum(tch::Kind::Int64)
-                    .int64_value(&[])
-            }
-            Vocab::Tokenizer { .. } => {
-                let ids: Vec<i64> = Vec::try_from(&ids.flatten(0, -1).to_kind(tch::Kind::Int64)).unwrap_or_default();
-                self.decode(&ids).len() as i64
-            }
-        }
-    }
-
-    /// How many characters `ids` stand for: for bits per character. A byte vocabulary counts UTF-8 lead bytes
-    /// (every byte but continuation bytes `10xxxxxx`); a char vocabulary has one character per token; a tokenizer's
-    /// tokens are decoded and counted.
-    pub fn characters(&self, ids: &tch::Tensor) -> i64 {
+    /// How much text `ids` stand for, in characters and in UTF-8 bytes: for bits per character, and bits per byte
+    /// (which compares models with different tokenizers). A byte vocabulary has one byte per token and counts UTF-8
+    /// lead bytes (every byte but continuation bytes `10xxxxxx`) as characters; a char vocabulary has one character
+    /// per token, of its symbol's width; a tokenizer's tokens are decoded once and both are counted.
+    pub fn text_size(&self, ids: &tch::Tensor) -> TextSize {
         match self {
             Vocab::Byte => {
                 let continuation = ids.ge(0x80).logical_and(&ids.lt(0xC0));
-                ids.numel() as i64 - continuation.sum(tch::Kind::Int64).int64_value(&[])
+                let characters = ids.numel() as i64 - continuation.sum(tch::Kind::Int64).int64_value(&[]);
+                TextSize { characters, bytes: ids.numel() as i64 }
             }
-            Vocab::Char { .. } => ids.numel() as i64,
+            Vocab::Char { symbols } => {
+                let widths: Vec<i64> = symbols.chars().map(|c| c.len_utf8() as i64).collect();
+                let bytes = tch::Tensor::from_slice(&widths)
+                    .index_select(0, &ids.flatten(0, -1).to_kind(tch::Kind::Int64))
+                    .sum(tch::Kind::Int64)
+                    .int64_value(&[]);
+                TextSize { characters: ids.numel() as i64, bytes }
+            }
             Vocab::Tokenizer { .. } => {
                 let ids: Vec<i64> = Vec::try_from(&ids.flatten(0, -1).to_kind(tch::Kind::Int64)).unwrap_or_default();
-                self.decode(&ids).chars().count() as i64
+                let text = self.decode(&ids);
+                TextSize { characters: text.chars().count() as i64, bytes: text.len() as i64 }
             }
         }
     }
+}
+
+/// How much text a run of tokens stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TextSize {
+    pub characters: i64,
+    pub bytes: i64,
 }
 
 #[cfg(test)]
@@ -136,8 +134,8 @@ mod tests {
         for vocab in [Vocab::Byte, Vocab::chars_of(text)] {
             let ids = vocab.encode(text).unwrap();
             assert_eq!(vocab.decode(&ids), text);
-            assert_eq!(vocab.characters(&tch::Tensor::from_slice(&ids)), text.chars().count() as i64);
-            assert_eq!(vocab.bytes(&tch::Tensor::from_slice(&ids)), text.len() as i64);
+            let size = vocab.text_size(&tch::Tensor::from_slice(&ids));
+            assert_eq!(size, TextSize { characters: text.chars().count() as i64, bytes: text.len() as i64 });
             assert!(ids.iter().all(|&i| (0..vocab.size()).contains(&i)));
         }
         let vocab = Vocab::chars_of("abc");

@@ -22,8 +22,9 @@ pub fn quality(logits: &Tensor, y: &Tensor, vocab: &Vocab) -> BTreeMap<String, f
     let n_tokens = labels.numel() as f64;
     m.insert("perplexity".into(), nll.exp());
     let bits = nll * n_tokens / std::f64::consts::LN_2;
-    m.insert("bits_per_char".into(), bits / vocab.characters(&labels) as f64);
-    m.insert("bits_per_byte".into(), bits / vocab.bytes(&labels) as f64);
+    let size = vocab.text_size(&labels);
+    m.insert("bits_per_char".into(), bits / size.characters as f64);
+    m.insert("bits_per_byte".into(), bits / size.bytes as f64);
     m.insert("tokens".into(), n_tokens);
     m.remove("errors");
     m

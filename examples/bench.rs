@@ -180,6 +180,7 @@ fn distill(
         device: args.device,
         shape_tail: false,
         precision: args.precision,
+        chunk: anbiq::nn::training::chunked::chunk_positions(data.dataset.meta.classes),
     };
     let mut rng = Rng::derive(0, "fit");
     let progress = Progress::hidden();

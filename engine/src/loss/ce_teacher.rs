@@ -14,4 +14,8 @@ impl DistillLoss for CeTeacherLabels {
         let pseudo: Tensor = input.teacher.argmax(-1, false);
         Ok(input.student.cross_entropy_for_logits(&pseudo))
     }
+
+    fn mean_over_rows(&self) -> bool {
+        true
+    }
 }

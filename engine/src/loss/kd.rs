@@ -56,4 +56,8 @@ impl DistillLoss for KdLoss {
         let hard = input.student.cross_entropy_for_logits(input.labels);
         Ok(soft * self.alpha + hard * (1.0 - self.alpha))
     }
+
+    fn mean_over_rows(&self) -> bool {
+        true
+    }
 }

@@ -46,6 +46,11 @@ pub struct LossInput<'a> {
 /// A distillation loss: returns a scalar to minimise, differentiable with respect to `input.student`.
 pub trait DistillLoss: Send {
     fn loss(&self, input: &LossInput) -> anyhow::Result<Tensor>;
+
+    /// Whether the loss is the mean over rows of a per-row term, so a batch may be scored a chunk of rows at a time
+    /// (a language model's positions, [`crate::nn::training::chunked`]). Built-in losses are; a plugin sees whole
+    /// sequences and may do anything with them, so it is not.
+    fn mean_over_rows(&self) -> bool;
 }
 
 /// A weighted sum of losses.
@@ -64,5 +69,9 @@ impl DistillLoss for WeightedSum {
             });
         }
         total.ok_or_else(|| anyhow::anyhow!("a loss needs at least one term"))
+    }
+
+    fn mean_over_rows(&self) -> bool {
+        self.terms.iter().all(|(_, term)| term.mean_over_rows())
     }
 }

@@ -18,4 +18,8 @@ impl DistillLoss for MseLogits {
     fn loss(&self, input: &LossInput) -> anyhow::Result<Tensor> {
         Ok(centred(input.student).mse_loss(&centred(input.teacher), Reduction::Mean))
     }
+
+    fn mean_over_rows(&self) -> bool {
+        true
+    }
 }

@@ -94,4 +94,8 @@ impl DistillLoss for PluginLoss {
         let call = CallInput { student: &student, teacher: &teacher, labels: &labels, progress: input.progress };
         Ok(runner.loss(&call)?)
     }
+
+    fn mean_over_rows(&self) -> bool {
+        false
+    }
 }

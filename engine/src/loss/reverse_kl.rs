@@ -52,4 +52,8 @@ impl DistillLoss for ReverseKl {
         }
         Ok(kl * self.alpha + input.student.cross_entropy_for_logits(input.labels) * (1.0 - self.alpha))
     }
+
+    fn mean_over_rows(&self) -> bool {
+        true
+    }
 }

@@ -36,6 +36,21 @@ pub trait Model: Send {
     fn decoder(&self) -> Option<&dyn Decoder> {
         None
     }
+
+    /// Language models whose logits are a linear map of their final hidden states return themselves here, so
+    /// training can compute its loss a chunk of positions at a time and never hold `[B, T, V]` logits (see
+    /// [`crate::nn::training::chunked`]).
+    fn language_model(&self) -> Option<&dyn LanguageModel> {
+        None
+    }
+}
+
+/// A model split before its output projection: `forward(x) == logits_of(hidden(x))`.
+pub trait LanguageModel {
+    /// Final hidden states `[B, T, d]`, after the last norm.
+    fn hidden(&self, x: &Tensor, mode: Mode<'_>) -> Tensor;
+    /// Logits `[.., V]` of hidden states `[.., d]`, in f32.
+    fn logits_of(&self, hidden: &Tensor) -> Tensor;
 }
 
 /// Incremental decoding with a key/value cache, in eval mode.

@@ -197,7 +197,7 @@ fn diverging_loss_names_epoch_and_batch() {
     struct Nan;
     impl TrainStep for Nan {
         fn loss(&mut self, _: &Batch, _: &mut Rng, _: f64) -> anyhow::Result<Tensor> {
-            Ok(Tensor::from(f32::NAN))
+            Ok(Tensor::from(f32::NAN).set_requires_grad(true))
         }
     }
     let data = Blobs::new(5, 2, 0);

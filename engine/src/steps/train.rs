@@ -16,18 +16,18 @@
 //! over every position, and validation accuracy is next-token accuracy.
 
 use tch::nn::VarStore;
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use super::load_data;
 use super::registry::{parse_config, ParseEnv, StepKind};
-use super::training::{build_student, training_config, TensorSource};
+use super::training::{build_student, fit_and_save, training_config, Student};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
-use crate::artifact::model::{ModelArtifact, ModelSpec};
 use crate::config::{Located, Node};
 use crate::data::augment;
 use crate::nn::runtime::precision::Precision;
-use crate::nn::training::learner::{Batch, Learner, ModelEvaluator, TrainStep};
-use crate::nn::{ArchConfig, Mode, Model};
+use crate::nn::training::chunked;
+use crate::nn::training::learner::{backward_whole, Batch, TrainStep};
+use crate::nn::{tokens, ArchConfig, Mode, Model};
 use crate::rng::Rng;
 
 pub const KIND: StepKind = StepKind { name: "train", version: 1, summary: "train a model on labelled data", parse };
@@ -64,6 +64,8 @@ fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
 /// One batch of supervised training: cross-entropy of the model's logits against the labels (per token for text).
 pub(crate) struct Supervised<'a> {
     pub model: &'a dyn Model,
+    /// Positions per chunk of a language model's loss.
+    pub chunk: i64,
     pub jitter: i64,
     pub precision: Precision,
 }
@@ -72,7 +74,20 @@ impl TrainStep for Supervised<'_> {
     fn loss(&mut self, batch: &Batch, rng: &mut Rng, _progress: f64) -> anyhow::Result<Tensor> {
         let x = if self.jitter > 0 { augment::jitter(&batch.x, self.jitter, rng) } else { batch.x.shallow_clone() };
         let logits = self.precision.forward(self.model, &x, Mode::Train(rng));
-        Ok(crate::nn::tokens::cross_entropy(&logits, &batch.y))
+        Ok(tokens::cross_entropy(&logits, &batch.y))
+    }
+
+    /// A language model's cross-entropy a chunk of positions at a time (see [`chunked`]).
+    fn backward(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> anyhow::Result<Tensor> {
+        let Some(lm) = self.model.language_model().filter(|_| self.jitter == 0) else {
+            return backward_whole(self.loss(batch, rng, progress)?);
+        };
+        let hidden = tokens::rows(&self.precision.run(batch.x.device(), || lm.hidden(&batch.x, Mode::Train(rng))));
+        let labels = tokens::labels(&batch.y);
+        chunked::backward_in_chunks(&hidden, self.chunk, |start, h| {
+            let logits = self.precision.run(h.device(), || lm.logits_of(h)).to_kind(Kind::Float);
+            Ok(logits.cross_entropy_for_logits(&labels.narrow(0, start, h.size()[0])))
+        })
     }
 }
 
@@ -106,34 +121,13 @@ impl Step for Train {
         let (arch, model) = build_student(self.config.model.as_ref(), init, meta, &vs, &mut rng.fork("init"))?;
         super::check_model_fits(model.as_ref(), &train, ctx.device)?;
 
-        let source = TensorSource::new(&train.x, &train.y, ctx.device);
-        let val_source = val.as_ref().map(|v| TensorSource::new(&v.x, &v.y, ctx.device));
-        let evaluator =
-            val_source.as_ref().map(|v| ModelEvaluator { model: model.as_ref(), data: v, batch_size: 1024 });
-        let learner = Learner::new(self.config.training().learner());
-        let mut step =
-            Supervised { model: model.as_ref(), jitter: self.config.jitter, precision: self.config.precision };
-        let history = learner.fit(
-            &vs,
-            &mut step,
-            &source,
-            evaluator.as_ref().map(|e| e as &dyn crate::nn::training::learner::Evaluator),
-            &mut rng.fork("fit"),
-            &ctx.progress,
-            ctx.checkpoint().as_ref(),
-        )?;
-
-        let dir = ctx.output_dir("model")?;
-        let spec = ModelSpec::new(arch, meta.sample_shape.clone(), meta.classes, &vs);
-        ModelArtifact::save(&dir, &vs, &spec)?;
-        std::fs::write(dir.join("history.json"), serde_json::to_string_pretty(&history)? + "\n")?;
-        ctx.record_metric("parameters", spec.parameters);
-        if let Some(last) = history.last() {
-            ctx.record_metric("train_loss", last.train_loss);
-            if let Some(acc) = last.val_accuracy {
-                ctx.record_metric("val_accuracy", acc);
-            }
-        }
-        Ok(())
+        let mut step = Supervised {
+            model: model.as_ref(),
+            chunk: self.config.training().loss_chunk(meta.classes),
+            jitter: self.config.jitter,
+            precision: self.config.precision,
+        };
+        let student = Student { vs: &vs, arch, model: model.as_ref() };
+        fit_and_save(ctx, &self.config.training(), student, &mut step, (&train, val.as_ref()), &rng)
     }
 }

@@ -14,7 +14,7 @@
 use super::{check_dropout, Architecture};
 use crate::nn::layers::{Dropout, Embedding, LayerNorm, Linear};
 use crate::nn::model::with_cached;
-use crate::nn::{Decoder, KvCache, Mode, Model};
+use crate::nn::{Decoder, KvCache, LanguageModel, Mode, Model};
 use crate::rng::Rng;
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
@@ -124,6 +124,7 @@ impl Gpt {
         b.proj.forward(&y.transpose(1, 2).contiguous().view([batch, t, d]))
     }
 
+    /// Final hidden states (after `ln_f`) of `x`.
     fn run(&self, x: &Tensor, mut mode: Mode<'_>, mut cache: Option<&mut KvCache>) -> Tensor {
         let t = x.size()[1];
         let offset = cache.as_ref().map_or(0, |c| c.len);
@@ -139,9 +140,12 @@ impl Gpt {
             let mlp = b.out.forward(&b.fc.forward(&b.ln2.forward(&h)).gelu("none"));
             h = &h + self.dropout.forward(&mlp, &mut mode);
         }
-        let h = self.ln_f.forward(&h);
+        self.ln_f.forward(&h)
+    }
+
+    fn project(&self, h: &Tensor) -> Tensor {
         match &self.head {
-            Some(head) => head.forward(&h),
+            Some(head) => head.forward(h),
             None => h.matmul(&self.wte.weight.tr()),
         }
     }
@@ -149,17 +153,31 @@ impl Gpt {
 
 impl Model for Gpt {
     fn forward(&self, x: &Tensor, mode: Mode<'_>) -> Tensor {
-        self.run(x, mode, None)
+        self.project(&self.run(x, mode, None))
     }
 
     fn decoder(&self) -> Option<&dyn Decoder> {
         Some(self)
     }
+
+    fn language_model(&self) -> Option<&dyn LanguageModel> {
+        Some(self)
+    }
+}
+
+impl LanguageModel for Gpt {
+    fn hidden(&self, x: &Tensor, mode: Mode<'_>) -> Tensor {
+        self.run(x, mode, None)
+    }
+
+    fn logits_of(&self, hidden: &Tensor) -> Tensor {
+        self.project(hidden)
+    }
 }
 
 impl Decoder for Gpt {
     fn decode(&self, x: &Tensor, cache: &mut KvCache) -> Tensor {
-        self.run(x, Mode::Eval, Some(cache))
+        self.project(&self.run(x, Mode::Eval, Some(cache)))
     }
 }
 

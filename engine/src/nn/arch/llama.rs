@@ -19,7 +19,7 @@
 use super::Architecture;
 use crate::nn::model::with_cached;
 use crate::nn::weights::source::{Init, WeightSource};
-use crate::nn::{Decoder, KvCache, Mode, Model};
+use crate::nn::{Decoder, KvCache, LanguageModel, Mode, Model};
 use crate::rng::Rng;
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
@@ -449,23 +449,24 @@ impl Llama {
     }
 
     fn run(&self, x: &Tensor, cache: Option<&mut KvCache>) -> Tensor {
-        self.run_layers(x, cache, None, None)
+        self.project(&self.run_layers(x, cache, None, None))
     }
 
     /// Logits of `x` through the layers in `keep` only (in order): the model with the others removed.
     pub fn forward_layers(&self, x: &Tensor, keep: &[usize]) -> Tensor {
-        self.run_layers(x, None, Some(keep), None)
+        self.project(&self.run_layers(x, None, Some(keep), None))
     }
 
     /// Logits of `x`, adding what pruning scores need to `trace` (see [`Trace`]).
     pub fn forward_traced(&self, x: &Tensor, trace: &mut Trace) -> Tensor {
-        self.run_layers(x, None, None, Some(trace))
+        self.project(&self.run_layers(x, None, None, Some(trace)))
     }
 
     pub fn layers(&self) -> usize {
         self.layers.len()
     }
 
+    /// Final hidden states (after the last norm) of `x` through the layers (those in `keep`, if given).
     fn run_layers(
         &self,
         x: &Tensor,
@@ -501,8 +502,11 @@ impl Llama {
                 trace.cosine[i] += cos.sum(Kind::Double).double_value(&[]);
             }
         }
-        let h = self.norm.forward(&h);
-        // Logits leave in f32 whatever the weights are held in (as transformers' `logits.float()`).
+        self.norm.forward(&h)
+    }
+
+    /// Logits of final hidden states: in f32 whatever the weights are held in (as transformers' `logits.float()`).
+    fn project(&self, h: &Tensor) -> Tensor {
         h.matmul(&self.lm_head.as_ref().unwrap_or(&self.embed).tr()).to_kind(Kind::Float)
     }
 }
@@ -563,6 +567,20 @@ impl Model for Llama {
 
     fn decoder(&self) -> Option<&dyn Decoder> {
         Some(self)
+    }
+
+    fn language_model(&self) -> Option<&dyn LanguageModel> {
+        Some(self)
+    }
+}
+
+impl LanguageModel for Llama {
+    fn hidden(&self, x: &Tensor, _mode: Mode<'_>) -> Tensor {
+        self.run_layers(x, None, None, None)
+    }
+
+    fn logits_of(&self, hidden: &Tensor) -> Tensor {
+        self.project(hidden)
     }
 }
 

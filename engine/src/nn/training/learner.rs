@@ -39,6 +39,25 @@ pub trait BatchSource {
 pub trait TrainStep {
     /// `progress` is the fraction of training done (for schedules inside the loss, e.g. a temperature).
     fn loss(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> Result<Tensor>;
+
+    /// Adds the gradients of the batch's loss to the variables' and returns the loss, detached. By default the
+    /// backward pass of [`TrainStep::loss`]; a step that computes its loss in pieces (a language model's positions a
+    /// chunk at a time, [`crate::nn::training::chunked`]) backpropagates each piece itself.
+    fn backward(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> Result<Tensor> {
+        backward_whole(self.loss(batch, rng, progress)?)
+    }
+}
+
+/// Backpropagates a scalar loss; returns it detached.
+pub fn backward_whole(loss: Tensor) -> Result<Tensor> {
+    if loss.numel() != 1 {
+        bail!("the loss must be a scalar, got shape {:?}", loss.size());
+    }
+    if !loss.requires_grad() {
+        bail!("the loss does not depend on the model's parameters");
+    }
+    loss.f_backward()?;
+    Ok(loss.detach())
 }
 
 /// Scores the model after each epoch (validation accuracy in [0, 1]).
@@ -209,18 +228,14 @@ impl Learner {
                 let batch = train.batch(&Tensor::from_slice(chunk));
                 let progress = pos.global_step as f64 / total_steps as f64;
                 let epoch = pos.epoch;
+                opt.zero_grad();
                 let loss = step
-                    .loss(&batch, &mut step_rng, progress)
+                    .backward(&batch, &mut step_rng, progress)
                     .map_err(|e| e.context(format!("epoch {epoch}, batch {}", b + 1)))?;
-                if loss.numel() != 1 {
-                    bail!("epoch {epoch}, batch {}: the loss must be a scalar, got shape {:?}", b + 1, loss.size());
-                }
                 let value = loss.double_value(&[]);
                 if !value.is_finite() {
                     bail!("epoch {epoch}, batch {}/{batches_per_epoch}: loss is {value} (diverged; lower the learning rate or clip gradients)", b + 1);
                 }
-                opt.zero_grad();
-                loss.backward();
                 if let Some(max) = cfg.clip_grad_norm {
                     opt.clip_grad_norm(max);
                 }

@@ -4,6 +4,7 @@
 //! classification metrics the loop reports.
 
 pub mod checkpoint;
+pub mod chunked;
 pub mod learner;
 pub mod metrics;
 pub mod optimizer;

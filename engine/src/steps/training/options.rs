@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::nn::training::chunked;
 use crate::nn::training::learner::LearnerConfig;
 use crate::nn::training::optimizer_config::OptimizerConfig;
 use crate::nn::training::schedule::LrSchedule;
@@ -17,6 +18,8 @@ pub struct TrainingOptions {
     pub clip_grad_norm: Option<f64>,
     /// Random translation of image inputs by up to this many pixels (Hinton et al. used ±2 on MNIST).
     pub jitter: i64,
+    /// Positions per chunk of a language model's loss; `None`: [`chunked::chunk_positions`] of the vocabulary.
+    pub loss_chunk: Option<i64>,
 }
 
 pub fn default_batch_size() -> usize {
@@ -36,10 +39,18 @@ impl TrainingOptions {
                 e.split_once(": ").map(|(f, m)| (f.to_string(), m.to_string())).unwrap_or(("".into(), e));
             problems.push((field, message));
         }
+        if let Some(n) = self.loss_chunk.filter(|n| *n < 1) {
+            problems.push(("loss_chunk".into(), format!("must be 1 position or more, got {n}")));
+        }
         if self.jitter < 0 {
             problems.push(("jitter".into(), format!("must be 0 or more pixels, got {}", self.jitter)));
         }
         problems
+    }
+
+    /// Positions per chunk of a language model's loss over a vocabulary of `vocab` tokens.
+    pub fn loss_chunk(&self, vocab: i64) -> i64 {
+        self.loss_chunk.unwrap_or_else(|| chunked::chunk_positions(vocab))
     }
 
     pub fn learner(&self) -> LearnerConfig {
@@ -88,6 +99,10 @@ macro_rules! training_config {
             /// `bf16`: forward passes under bf16 autocast (see [`crate::nn::runtime::precision`]); `f32` by default.
             #[serde(default, skip_serializing_if = "crate::nn::runtime::precision::Precision::is_f32")]
             pub precision: $crate::nn::runtime::precision::Precision,
+            /// Language models: positions per chunk when the loss is computed a chunk at a time (default: about
+            /// 2^24 logits per chunk; see [`crate::nn::training::chunked`]). Memory against per-chunk overhead.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub loss_chunk: Option<i64>,
         }
 
         impl $name {
@@ -99,6 +114,7 @@ macro_rules! training_config {
                     schedule: self.schedule.clone(),
                     clip_grad_norm: self.clip_grad_norm,
                     jitter: self.jitter,
+                    loss_chunk: self.loss_chunk,
                 }
             }
         }

@@ -19,24 +19,27 @@
 //! a `gpt` model, online), and every loss term — built in or a plugin — sees one row per token: student and teacher
 //! `[B·T, V]`, labels `[B·T]` (see [`crate::nn::tokens`]), so `kd` is token-level KD averaged over tokens.
 
+mod teacher;
+
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::load_data;
 use super::registry::{parse_config, ParseEnv, StepKind};
-use super::training::{training_config, TensorSource};
+use super::training::{fit_and_save, training_config, Student};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OneOrMany, OutputDecl, Step, StepContext, StepRef};
-use crate::artifact::model::{LoadedModel, ModelArtifact, ModelSpec};
-use crate::artifact::token_logits::{expand_like, is_token_logits};
-use crate::artifact::{LoadedData, LogitsArtifact, TokenLogits};
+use crate::artifact::LoadedData;
 use crate::config::{from_node, Located, Node};
 use crate::data::augment;
 use crate::loss::{DistillLoss, LossConfig, LossInput, LossTerm, WeightedTerm};
 use crate::nn::runtime::precision::Precision;
-use crate::nn::training::learner::{Batch, Evaluator, Learner, ModelEvaluator, TrainStep};
-use crate::nn::{tokens, ArchConfig, Mode, Model};
+use crate::nn::training::chunked::backward_in_chunks;
+use crate::nn::training::learner::{backward_whole, Batch, TrainStep};
+use crate::nn::{tokens, ArchConfig, LanguageModel, Mode, Model};
 use crate::rng::Rng;
+pub use teacher::Teacher;
+use teacher::{load_teacher, TeacherRows};
 
 pub const KIND: StepKind =
     StepKind { name: "distill", version: 1, summary: "train a student from a teacher's logits or model", parse };
@@ -110,45 +113,6 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
     Ok(Box::new(Distill { config }))
 }
 
-/// Where the teacher's logits for a batch come from.
-pub enum Teacher {
-    /// Cached by an `infer` step; rows looked up through the data's indices into the dataset the logits cover.
-    Offline(LogitsArtifact),
-    /// Per-token top-k logits of a language model, looked up the same way.
-    Tokens(TokenLogits),
-    /// A model run in eval mode on the same (possibly jittered) inputs as the student.
-    Online(LoadedModel),
-}
-
-impl Teacher {
-    /// The teacher's logits for a batch: looked up (offline) or computed on the batch's inputs (online). With
-    /// `shape_tail`, a top-k teacher's leftover mass follows the student's logits `student`. An online teacher runs
-    /// at `precision`.
-    fn logits(
-        &self,
-        x: &Tensor,
-        base_rows: &Tensor,
-        (device, precision): (Device, Precision),
-        student: &Tensor,
-        shape_tail: bool,
-    ) -> Tensor {
-        let top_k = match self {
-            Teacher::Offline(logits) if shape_tail => logits.top_k(base_rows),
-            Teacher::Tokens(logits) if shape_tail => Some(logits.top_k(base_rows)),
-            _ => None,
-        };
-        if let Some((logprobs, indices, rest)) = top_k {
-            let on = |t: Tensor| t.to_device(device);
-            return expand_like(&on(logprobs), &on(indices), &on(rest), student);
-        }
-        match self {
-            Teacher::Offline(logits) => logits.dense_logits(base_rows).to_device(device),
-            Teacher::Tokens(logits) => logits.dense_logits(base_rows).to_device(device),
-            Teacher::Online(t) => tch::no_grad(|| precision.forward(t.model.as_ref(), x, Mode::Eval)),
-        }
-    }
-}
-
 /// One batch of distillation: the [`TrainStep`] a distill step's [`Learner`] drives. Public so benchmarks and
 /// embedders run exactly the code a workflow runs (`examples/bench.rs`).
 pub struct DistillBatch<'a> {
@@ -161,6 +125,8 @@ pub struct DistillBatch<'a> {
     pub device: Device,
     pub shape_tail: bool,
     pub precision: Precision,
+    /// Positions per chunk of a language-model student's loss.
+    pub chunk: i64,
 }
 
 impl TrainStep for DistillBatch<'_> {
@@ -183,66 +149,55 @@ impl TrainStep for DistillBatch<'_> {
         let (student, teacher, labels) = (tokens::rows(&student), tokens::rows(&teacher), tokens::labels(&batch.y));
         self.loss.loss(&LossInput { student: &student, teacher: &teacher, labels: &labels, progress, sequence_len })
     }
+
+    /// A language-model student with a loss that is a mean over positions is scored a chunk of positions at a
+    /// time, its logits (and the teacher's) never held for the whole batch; anything else as one loss.
+    fn backward(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> anyhow::Result<Tensor> {
+        match self.student.language_model() {
+            Some(lm) if self.loss.mean_over_rows() && self.jitter == 0 => {
+                self.backward_chunked(lm, batch, rng, progress)
+            }
+            _ => backward_whole(self.loss(batch, rng, progress)?),
+        }
+    }
 }
 
-/// Loads the teacher behind `role`: cached logits (checked to cover `data`'s rows) or a model.
-/// Token-level KD compares distributions over the same tokens: a teacher that brought its own tokenizer must be the
-/// one the data was tokenised with — the same tokenizer, not just the same vocabulary size. (Offline logits are
-/// checked by the dataset they were computed on.)
-fn same_tokenizer(data: &crate::data::Vocab, teacher_dir: &std::path::Path) -> anyhow::Result<()> {
-    use crate::data::tokenizer::{TextTokenizer, TOKENIZER_FILE};
-    if !teacher_dir.join(TOKENIZER_FILE).is_file() {
-        return Ok(());
+impl DistillBatch<'_> {
+    fn backward_chunked(
+        &self,
+        lm: &dyn LanguageModel,
+        batch: &Batch,
+        rng: &mut Rng,
+        progress: f64,
+    ) -> anyhow::Result<Tensor> {
+        let at = (self.device, self.precision);
+        let rows = self.data.base_rows(&batch.idx);
+        let hidden = tokens::rows(&self.precision.run(self.device, || lm.hidden(&batch.x, Mode::Train(rng))));
+        let labels = tokens::labels(&batch.y);
+        let teachers: Vec<(TeacherRows, f64)> =
+            self.teachers.iter().map(|(t, w)| (t.rows(&batch.x, &rows, at), *w)).collect();
+        backward_in_chunks(&hidden, self.chunk, |start, h| {
+            let n = h.size()[0];
+            let student = self.precision.run(self.device, || lm.logits_of(h)).to_kind(Kind::Float);
+            let logits = |t: &TeacherRows| t.logits(start, n, &student, self.shape_tail);
+            let teacher = match teachers.as_slice() {
+                [(only, _)] => logits(only),
+                many => many
+                    .iter()
+                    .map(|(t, w)| logits(t).log_softmax(-1, Kind::Float) * *w)
+                    .reduce(|a, b| a + b)
+                    .expect("at least one teacher"),
+            };
+            let labels = labels.narrow(0, start, n);
+            self.loss.loss(&LossInput {
+                student: &student,
+                teacher: &teacher,
+                labels: &labels,
+                progress,
+                sequence_len: None,
+            })
+        })
     }
-    let teacher = TextTokenizer::from_dir(teacher_dir)?;
-    let describe = |v: &crate::data::Vocab| match v {
-        crate::data::Vocab::Byte => "bytes (256 tokens)".to_string(),
-        crate::data::Vocab::Char { .. } => format!("the corpus' {} characters", v.size()),
-        crate::data::Vocab::Tokenizer { tokenizer, .. } => {
-            format!("a tokenizer of {} tokens ({})", tokenizer.size(), &tokenizer.fingerprint()[..12])
-        }
-    };
-    let same = matches!(data, crate::data::Vocab::Tokenizer { tokenizer, .. } if **tokenizer == teacher);
-    if !same {
-        anyhow::bail!(
-            "tokenises with a tokenizer of {} tokens ({}), the data with {}; token-level KD needs the teacher's own \
-             tokenizer (`tokenizer: {{model: TEACHER}}` on the dataset)",
-            teacher.size(),
-            &teacher.fingerprint()[..12],
-            describe(data)
-        );
-    }
-    Ok(())
-}
-
-fn load_teacher(ctx: &StepContext, role: &str, data: &LoadedData) -> anyhow::Result<Teacher> {
-    let input = ctx.input(role)?;
-    if input.kind != ArtifactKind::Logits {
-        if let Some(vocab) = &data.dataset.meta.vocab {
-            same_tokenizer(vocab, &input.dir).map_err(|e| anyhow::anyhow!("field `{role}`: `{}` {e}", input.label))?;
-        }
-        return Ok(Teacher::Online(ModelArtifact::load(&input.dir, ctx.device)?));
-    }
-    let (teacher, dataset) = if is_token_logits(&input.dir) {
-        let logits = TokenLogits::read(&input.dir)?;
-        let dataset = logits.meta.dataset.clone();
-        (Teacher::Tokens(logits), dataset)
-    } else {
-        let logits = LogitsArtifact::read(&input.dir)?;
-        let dataset = logits.meta.dataset.clone();
-        (Teacher::Offline(logits), dataset)
-    };
-    if dataset != data.base {
-        anyhow::bail!(
-            "field `{role}`: the logits `{}` were computed on {}, but `data` ({}) comes from {}; \
-             distil on the dataset the teacher saw, or a filter of it",
-            input.label,
-            dataset.display(),
-            ctx.input("data")?.label,
-            data.base.display()
-        );
-    }
-    Ok(teacher)
 }
 
 impl Step for Distill {
@@ -286,11 +241,7 @@ impl Step for Distill {
         let mut teachers = Vec::new();
         for ((role, _), weight) in roles.iter().zip(weights) {
             let teacher = load_teacher(ctx, role, &data)?;
-            let classes = match &teacher {
-                Teacher::Offline(l) => l.meta.classes,
-                Teacher::Tokens(l) => l.meta.classes,
-                Teacher::Online(m) => m.spec.classes,
-            };
+            let classes = teacher.classes();
             if let Teacher::Online(m) = &teacher {
                 if m.spec.input_shape != meta.sample_shape {
                     anyhow::bail!(
@@ -307,17 +258,10 @@ impl Step for Distill {
             teachers.push((teacher, weight / total));
         }
 
-        if self.config.top_k_tail == Some(TopKTail::Student) {
-            let top_k = |t: &Teacher| match t {
-                Teacher::Offline(l) => l.meta.top_k.is_some(),
-                Teacher::Tokens(_) => true,
-                Teacher::Online(_) => false,
-            };
-            if !teachers.iter().all(|(t, _)| top_k(t)) {
-                anyhow::bail!(
-                    "field `top_k_tail`: applies to teachers stored as top-k logits (`infer` with `store.top_k`)"
-                );
-            }
+        if self.config.top_k_tail == Some(TopKTail::Student) && !teachers.iter().all(|(t, _)| t.is_top_k()) {
+            anyhow::bail!(
+                "field `top_k_tail`: applies to teachers stored as top-k logits (`infer` with `store.top_k`)"
+            );
         }
 
         let rng = Rng::new(ctx.seed);
@@ -327,10 +271,6 @@ impl Step for Distill {
             super::training::build_student(self.config.model.as_ref(), init, meta, &vs, &mut rng.fork("init"))?;
         super::check_model_fits(student.as_ref(), &data.dataset, ctx.device)?;
 
-        let source = TensorSource::new(&data.dataset.x, &data.dataset.y, ctx.device);
-        let val_source = val.as_ref().map(|v| TensorSource::new(&v.dataset.x, &v.dataset.y, ctx.device));
-        let evaluator =
-            val_source.as_ref().map(|v| ModelEvaluator { model: student.as_ref(), data: v, batch_size: 1024 });
         let training = self.config.training();
         let mut step = DistillBatch {
             student: student.as_ref(),
@@ -341,29 +281,12 @@ impl Step for Distill {
             device: ctx.device,
             shape_tail: self.config.top_k_tail == Some(TopKTail::Student),
             precision: self.config.precision,
+            chunk: training.loss_chunk(meta.classes),
         };
-        let history = Learner::new(training.learner()).fit(
-            &vs,
-            &mut step,
-            &source,
-            evaluator.as_ref().map(|e| e as &dyn Evaluator),
-            &mut rng.fork("fit"),
-            &ctx.progress,
-            ctx.checkpoint().as_ref(),
-        )?;
-
-        let dir = ctx.output_dir("model")?;
-        let spec = ModelSpec::new(arch, meta.sample_shape.clone(), meta.classes, &vs);
-        ModelArtifact::save(&dir, &vs, &spec)?;
-        std::fs::write(dir.join("history.json"), serde_json::to_string_pretty(&history)? + "\n")?;
-        ctx.record_metric("parameters", spec.parameters);
+        let model = Student { vs: &vs, arch, model: student.as_ref() };
+        let sets = (&data.dataset, val.as_ref().map(|v| &v.dataset));
+        fit_and_save(ctx, &training, model, &mut step, sets, &rng)?;
         ctx.record_metric("samples", data.dataset.len());
-        if let Some(last) = history.last() {
-            ctx.record_metric("train_loss", last.train_loss);
-            if let Some(acc) = last.val_accuracy {
-                ctx.record_metric("val_accuracy", acc);
-            }
-        }
         Ok(())
     }
 }

@@ -1,0 +1,197 @@
+//! The teachers of a `distill` step: where a batch's teacher logits come from — cached by `infer` (per sample, or
+//! per token as top-k) or computed by a model in the loop — whole for a batch, or a chunk of positions at a time for a
+//! language-model student ([`TeacherRows`]).
+
+use tch::{Device, Kind, Tensor};
+
+use super::super::{ArtifactKind, StepContext};
+use crate::artifact::model::{LoadedModel, ModelArtifact};
+use crate::artifact::token_logits::{expand, expand_like, is_token_logits};
+use crate::artifact::{LoadedData, LogitsArtifact, TokenLogits};
+use crate::data::tokenizer::{TextTokenizer, TOKENIZER_FILE};
+use crate::data::Vocab;
+use crate::nn::runtime::precision::Precision;
+use crate::nn::{tokens, LanguageModel, Mode};
+
+/// Where the teacher's logits for a batch come from.
+pub enum Teacher {
+    /// Cached by an `infer` step; rows looked up through the data's indices into the dataset the logits cover.
+    Offline(LogitsArtifact),
+    /// Per-token top-k logits of a language model, looked up the same way.
+    Tokens(TokenLogits),
+    /// A model run in eval mode on the same (possibly jittered) inputs as the student.
+    Online(LoadedModel),
+}
+
+impl Teacher {
+    /// Classes (the vocabulary, for a language model) the teacher scores.
+    pub(super) fn classes(&self) -> i64 {
+        match self {
+            Teacher::Offline(l) => l.meta.classes,
+            Teacher::Tokens(l) => l.meta.classes,
+            Teacher::Online(m) => m.spec.classes,
+        }
+    }
+
+    /// Whether the teacher is stored as top-k logits.
+    pub(super) fn is_top_k(&self) -> bool {
+        match self {
+            Teacher::Offline(l) => l.meta.top_k.is_some(),
+            Teacher::Tokens(_) => true,
+            Teacher::Online(_) => false,
+        }
+    }
+
+    /// What the teacher knows of a batch's positions, one row per position, for scoring a chunk of them at a time:
+    /// the stored top k as they are, an online language model's final hidden states (projected a chunk at a time),
+    /// or dense logits otherwise.
+    pub(super) fn rows(
+        &self,
+        x: &Tensor,
+        base_rows: &Tensor,
+        (device, precision): (Device, Precision),
+    ) -> TeacherRows<'_> {
+        let flat = |t: Tensor| tokens::rows(&t.to_device(device));
+        let top_k = match self {
+            Teacher::Offline(logits) => logits.top_k(base_rows),
+            Teacher::Tokens(logits) => Some(logits.top_k(base_rows)),
+            Teacher::Online(_) => None,
+        };
+        if let Some((logprobs, indices, rest)) = top_k {
+            let rest = rest.to_device(device).flatten(0, -1);
+            return TeacherRows::TopK {
+                logprobs: flat(logprobs),
+                indices: flat(indices),
+                rest,
+                classes: self.classes(),
+            };
+        }
+        match self {
+            Teacher::Online(t) => match t.model.language_model() {
+                Some(model) => {
+                    let hidden = tch::no_grad(|| precision.run(device, || model.hidden(x, Mode::Eval)));
+                    TeacherRows::Hidden { model, hidden: tokens::rows(&hidden), precision }
+                }
+                None => TeacherRows::Dense(flat(tch::no_grad(|| precision.forward(t.model.as_ref(), x, Mode::Eval)))),
+            },
+            Teacher::Offline(logits) => TeacherRows::Dense(flat(logits.dense_logits(base_rows))),
+            Teacher::Tokens(logits) => TeacherRows::Dense(flat(logits.dense_logits(base_rows))),
+        }
+    }
+
+    /// The teacher's logits for a batch: looked up (offline) or computed on the batch's inputs (online). With
+    /// `shape_tail`, a top-k teacher's leftover mass follows the student's logits `student`. An online teacher runs
+    /// at `precision`.
+    pub(super) fn logits(
+        &self,
+        x: &Tensor,
+        base_rows: &Tensor,
+        (device, precision): (Device, Precision),
+        student: &Tensor,
+        shape_tail: bool,
+    ) -> Tensor {
+        let top_k = match self {
+            Teacher::Offline(logits) if shape_tail => logits.top_k(base_rows),
+            Teacher::Tokens(logits) if shape_tail => Some(logits.top_k(base_rows)),
+            _ => None,
+        };
+        if let Some((logprobs, indices, rest)) = top_k {
+            let on = |t: Tensor| t.to_device(device);
+            return expand_like(&on(logprobs), &on(indices), &on(rest), student);
+        }
+        match self {
+            Teacher::Offline(logits) => logits.dense_logits(base_rows).to_device(device),
+            Teacher::Tokens(logits) => logits.dense_logits(base_rows).to_device(device),
+            Teacher::Online(t) => tch::no_grad(|| precision.forward(t.model.as_ref(), x, Mode::Eval)),
+        }
+    }
+}
+
+/// A batch's teacher, one row per position (see [`Teacher::rows`]).
+pub(super) enum TeacherRows<'a> {
+    /// Top-k log-probabilities and ids `[N, k]`, leftover mass `[N]`.
+    TopK { logprobs: Tensor, indices: Tensor, rest: Tensor, classes: i64 },
+    /// An online language model and its final hidden states `[N, d]`.
+    Hidden { model: &'a dyn LanguageModel, hidden: Tensor, precision: Precision },
+    /// Logits `[N, V]`.
+    Dense(Tensor),
+}
+
+impl TeacherRows<'_> {
+    /// Teacher logits `[n, V]` of rows `start..start + n`; with `shape_tail`, a top-k teacher's leftover mass follows
+    /// the student's logits `student` `[n, V]` of those rows.
+    pub(super) fn logits(&self, start: i64, n: i64, student: &Tensor, shape_tail: bool) -> Tensor {
+        let rows = |t: &Tensor| t.narrow(0, start, n);
+        match self {
+            TeacherRows::TopK { logprobs, indices, rest, .. } if shape_tail => {
+                expand_like(&rows(logprobs), &rows(indices), &rows(rest), student)
+            }
+            TeacherRows::TopK { logprobs, indices, rest, classes } => {
+                expand(&rows(logprobs), &rows(indices), &rows(rest), *classes)
+            }
+            TeacherRows::Hidden { model, hidden, precision } => {
+                tch::no_grad(|| precision.run(hidden.device(), || model.logits_of(&rows(hidden))).to_kind(Kind::Float))
+            }
+            TeacherRows::Dense(logits) => rows(logits),
+        }
+    }
+}
+
+/// Token-level KD compares distributions over the same tokens: a teacher that brought its own tokenizer must be the
+/// one the data was tokenised with — the same tokenizer, not just the same vocabulary size. (Offline logits are
+/// checked by the dataset they were computed on.)
+fn same_tokenizer(data: &Vocab, teacher_dir: &std::path::Path) -> anyhow::Result<()> {
+    if !teacher_dir.join(TOKENIZER_FILE).is_file() {
+        return Ok(());
+    }
+    let teacher = TextTokenizer::from_dir(teacher_dir)?;
+    let describe = |v: &Vocab| match v {
+        Vocab::Byte => "bytes (256 tokens)".to_string(),
+        Vocab::Char { .. } => format!("the corpus' {} characters", v.size()),
+        Vocab::Tokenizer { tokenizer, .. } => {
+            format!("a tokenizer of {} tokens ({})", tokenizer.size(), &tokenizer.fingerprint()[..12])
+        }
+    };
+    let same = matches!(data, Vocab::Tokenizer { tokenizer, .. } if **tokenizer == teacher);
+    if !same {
+        anyhow::bail!(
+            "tokenises with a tokenizer of {} tokens ({}), the data with {}; token-level KD needs the teacher's own \
+             tokenizer (`tokenizer: {{model: TEACHER}}` on the dataset)",
+            teacher.size(),
+            &teacher.fingerprint()[..12],
+            describe(data)
+        );
+    }
+    Ok(())
+}
+
+/// Loads the teacher behind `role`: cached logits (checked to cover `data`'s rows) or a model.
+pub(super) fn load_teacher(ctx: &StepContext, role: &str, data: &LoadedData) -> anyhow::Result<Teacher> {
+    let input = ctx.input(role)?;
+    if input.kind != ArtifactKind::Logits {
+        if let Some(vocab) = &data.dataset.meta.vocab {
+            same_tokenizer(vocab, &input.dir).map_err(|e| anyhow::anyhow!("field `{role}`: `{}` {e}", input.label))?;
+        }
+        return Ok(Teacher::Online(ModelArtifact::load(&input.dir, ctx.device)?));
+    }
+    let (teacher, dataset) = if is_token_logits(&input.dir) {
+        let logits = TokenLogits::read(&input.dir)?;
+        let dataset = logits.meta.dataset.clone();
+        (Teacher::Tokens(logits), dataset)
+    } else {
+        let logits = LogitsArtifact::read(&input.dir)?;
+        let dataset = logits.meta.dataset.clone();
+        (Teacher::Offline(logits), dataset)
+    };
+    if dataset != data.base {
+        anyhow::bail!(
+            "field `{role}`: the logits `{}` were computed on {}, but `data` ({}) comes from {}; \
+             distil on the dataset the teacher saw, or a filter of it",
+            input.label,
+            dataset.display(),
+            ctx.input("data")?.label,
+            data.base.display()
+        );
+    }
+    Ok(teacher)
+}

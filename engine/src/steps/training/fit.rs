@@ -1,0 +1,58 @@
+//! The tail every training step shares: fit the model with the step's [`TrainStep`], validating after each epoch,
+//! then save it with its history and record its metrics.
+
+use anyhow::Result;
+use tch::nn::VarStore;
+
+use super::{TensorSource, TrainingOptions};
+use crate::artifact::model::{ModelArtifact, ModelSpec};
+use crate::data::Dataset;
+use crate::nn::training::learner::{Evaluator, Learner, ModelEvaluator, TrainStep};
+use crate::nn::{ArchConfig, Model};
+use crate::rng::Rng;
+use crate::steps::StepContext;
+
+/// The model being trained: its variables, its architecture and the model over them.
+pub struct Student<'a> {
+    pub vs: &'a VarStore,
+    pub arch: ArchConfig,
+    pub model: &'a dyn Model,
+}
+
+/// Trains `student` on `train` (scored on `val` after every epoch, checkpointed by the step's context) and writes
+/// the `model` output: weights, spec, `history.json`; records `parameters`, `train_loss` and `val_accuracy`.
+pub fn fit_and_save(
+    ctx: &mut StepContext,
+    options: &TrainingOptions,
+    student: Student,
+    step: &mut dyn TrainStep,
+    (train, val): (&Dataset, Option<&Dataset>),
+    rng: &Rng,
+) -> Result<()> {
+    let source = TensorSource::new(&train.x, &train.y, ctx.device);
+    let val_source = val.map(|v| TensorSource::new(&v.x, &v.y, ctx.device));
+    let evaluator = val_source.as_ref().map(|v| ModelEvaluator { model: student.model, data: v, batch_size: 1024 });
+    let history = Learner::new(options.learner()).fit(
+        student.vs,
+        step,
+        &source,
+        evaluator.as_ref().map(|e| e as &dyn Evaluator),
+        &mut rng.fork("fit"),
+        &ctx.progress,
+        ctx.checkpoint().as_ref(),
+    )?;
+
+    let dir = ctx.output_dir("model")?;
+    let meta = &train.meta;
+    let spec = ModelSpec::new(student.arch, meta.sample_shape.clone(), meta.classes, student.vs);
+    ModelArtifact::save(&dir, student.vs, &spec)?;
+    std::fs::write(dir.join("history.json"), serde_json::to_string_pretty(&history)? + "\n")?;
+    ctx.record_metric("parameters", spec.parameters);
+    if let Some(last) = history.last() {
+        ctx.record_metric("train_loss", last.train_loss);
+        if let Some(acc) = last.val_accuracy {
+            ctx.record_metric("val_accuracy", acc);
+        }
+    }
+    Ok(())
+}

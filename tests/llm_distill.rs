@@ -54,3 +54,71 @@ fn a_loss_in_chunks_of_positions_trains_the_student_the_whole_batch_trains() {
         assert!(moved.fold(0.0, f64::max) > 1e-3, "{step}: training changed the weights");
     }
 }
+
+/// The shipped `workflows/smollm2-prune-distill.yaml` end to end on the real SmolLM2-135M, cut to a few windows:
+/// import, tokenised Shakespeare and Milton, top-8 logits, pruning to 20 layers by block influence, the three
+/// trained students, both evaluations; then the KD student exported to Hugging Face and GGUF, each imported again
+/// giving the logits anbiq gives.
+#[test]
+fn the_shipped_prune_and_distil_workflow_runs_on_smollm2() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let yaml = std::fs::read_to_string(repo.join("workflows/smollm2-prune-distill.yaml")).unwrap();
+    // A few windows, and no timing (it measures the machine, for minutes).
+    let edit = |yaml: String, from: &str, to: &str, times: usize| {
+        assert_eq!(yaml.matches(from).count(), times, "the workflow has `{from}` {times}×");
+        yaml.replace(from, to)
+    };
+    let small = edit(yaml, "../data/", "data/", 4);
+    let small = edit(small, "\n  windows: 128 ", "\n  windows: 4 ", 1);
+    let small = edit(small, "\n  eval_windows: 32 ", "\n  eval_windows: 1 ", 1);
+    let small = edit(small, "\n  batch_size: 4\n", "\n  batch_size: 2\n", 1);
+    let small = edit(small, "    reference: teacher\n", "    reference: teacher\n    timing: false\n", 2);
+    let p = Project::new(&small);
+    std::os::unix::fs::symlink(repo.join("data"), p.path("data")).unwrap();
+    let report = p.run(&[]);
+    assert_eq!(report.failures().count(), 0);
+    let models = ["teacher", "pruned", "student_labels", "student_kd", "student_full", "student_random"];
+    for eval in ["eval_shakespeare", "eval_milton"] {
+        let metrics = p.metrics(eval);
+        for model in models {
+            let m = &metrics[model];
+            for key in ["perplexity", "bits_per_byte", "accuracy", "agreement", "kl_from_reference", "parameters"] {
+                assert!(m.get(key).is_some_and(|v| v.is_finite()), "{eval}: {model}.{key} in {m:?}");
+            }
+        }
+        assert_eq!(metrics["teacher"]["kl_from_reference"], 0.0);
+        assert!(metrics["pruned"]["parameters"] < metrics["teacher"]["parameters"]);
+        assert_eq!(metrics["pruned"]["parameters"], metrics["student_kd"]["parameters"]);
+    }
+    let lock = p.lock();
+    assert_eq!(lock.step("pruned").unwrap().metrics["layers"], serde_json::json!(20));
+    assert!(lock.step("logits").unwrap().metrics["bytes_per_token"].as_f64().unwrap() <= 70.0);
+
+    // The KD student out and in again, both ways: the same logits.
+    let x = anbiq::artifact::dataset::read_dataset(&p.output("heldout", "test")).unwrap().x;
+    let logits = |dir: &std::path::Path| {
+        let m = anbiq::artifact::model::ModelArtifact::load(dir, tch::Device::Cpu).unwrap();
+        tch::no_grad(|| m.model.forward(&x, anbiq::nn::Mode::Eval))
+    };
+    let student = logits(&p.output("student_kd", "model"));
+    p.export("student_kd", &p.path("hf"), &["--format", "hf"]);
+    p.export("student_kd", &p.path("student.gguf"), &["--format", "gguf", "--quant", "f16"]);
+    let again = Project::new(
+        "steps:\n  hf: {kind: import, hf: hf, input_shape: [256]}\n  \
+         gguf: {kind: import, gguf: student.gguf, input_shape: [256]}\n",
+    );
+    std::os::unix::fs::symlink(p.path("hf"), again.path("hf")).unwrap();
+    std::os::unix::fs::symlink(p.path("student.gguf"), again.path("student.gguf")).unwrap();
+    again.run(&[]);
+    assert!(logits(&again.output("hf", "model")).equal(&student), "HF export → import: the same model");
+    // f16 weights: logits within 1 % of their range, the same next token almost everywhere.
+    let gguf = logits(&again.output("gguf", "model"));
+    let (diff, scale) = ((&gguf - &student).abs().max().double_value(&[]), student.abs().max().double_value(&[]));
+    let same =
+        gguf.argmax(-1, false).eq_tensor(&student.argmax(-1, false)).to_kind(tch::Kind::Float).mean(tch::Kind::Float);
+    let same = same.double_value(&[]);
+    assert!(
+        diff < 0.01 * scale && same > 0.98,
+        "GGUF f16 export → import: max |Δ| {diff} of {scale}, {same} same tokens"
+    );
+}

@@ -192,3 +192,144 @@ fn training_starts_from_a_pruned_model_with_init() {
         .unwrap_err();
     assert!(err.contains("needs `model` (an architecture) or `init`"), "{err}");
 }
+
+/// The real all-MiniLM-L6-v2 (6 layers, `scripts/fetch-data.sh minilm`) pruned on sentences: keeping every layer
+/// gives the encoder back; by block influence the scores equal a hand computation — the cosine between the last
+/// hidden states of the encoder cut after layer i − 1 and after layer i, over real tokens — and the kept layers and
+/// MLP channels are the teacher's, copied; the export loads again as the same encoder. Not `loss`, not `heads`.
+#[test]
+fn an_encoder_is_pruned_by_block_influence_and_its_mlp() {
+    use anbiq::nn::arch::bert::Bert;
+    use anbiq::nn::weights::source::WeightSource;
+    let lines = [
+        "To be, or not to be: that is the question.",
+        "Now is the winter of our discontent made glorious summer by this sun of York.",
+        "Friends, Romans, countrymen, lend me your ears.",
+        "All the world's a stage, and all the men and women merely players.",
+        "The quality of mercy is not strained.",
+        "Is this a dagger which I see before me?",
+    ];
+    let yaml = |prune: &str| {
+        format!(
+            "steps:\n  encoder: {{kind: import, hf: minilm, input_shape: [24]}}\n  \
+             lines: {{kind: dataset, source: sentences, path: lines.txt, tokenizer: {{model: encoder}}, context: 24}}\n  \
+             pruned: {{kind: prune, model: encoder, data: lines.train, calibration: 6, batch_size: 4, {prune}}}\n"
+        )
+    };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let project = |prune: &str| {
+        let p = Project::new(&yaml(prune));
+        std::os::unix::fs::symlink(repo.join("data/minilm"), p.path("minilm")).unwrap();
+        p.write("lines.txt", lines.join("\n") + "\n");
+        p
+    };
+    let embed = |dir: &Path, x: &Tensor| {
+        let m = ModelArtifact::load(dir, Device::Cpu).unwrap();
+        tch::no_grad(|| m.model.forward(x, Mode::Eval))
+    };
+
+    let p = project("layers: {keep: [0, 1, 2, 3, 4, 5]}");
+    p.run(&[]);
+    let x = anbiq::artifact::dataset::read_dataset(&p.output("lines", "train")).unwrap().x;
+    assert!(embed(&p.output("pruned", "model"), &x).equal(&embed(&p.output("encoder", "model"), &x)));
+    assert!((p.lock().step("pruned").unwrap().metrics["calibration_cosine"].as_f64().unwrap() - 1.0).abs() < 1e-6);
+
+    let p = project("layers: {count: 3, by: block_influence}, mlp: {size: 1000}");
+    p.run(&[]);
+    let r = report(&p);
+    let influence: Vec<f64> = serde_json::from_value(r["layers"]["block_influence"].clone()).unwrap();
+    let kept: Vec<usize> = serde_json::from_value(r["layers"]["kept"].clone()).unwrap();
+    let teacher = p.output("encoder", "model");
+    let Some(ArchConfig::Bert(config)) = ModelArtifact::spec(&teacher).unwrap().arch else { panic!("a bert") };
+    let t = weights(&teacher);
+    // The last hidden states after the first `n` layers: the encoder cut there.
+    let states = |n: i64| {
+        let cut = anbiq::nn::arch::BertConfig { num_hidden_layers: n, ..config.clone() };
+        let mut w: BTreeMap<String, Tensor> = t.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect();
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let bert = Bert::new(&cut, &vs.root(), &mut WeightSource::Load(&mut w)).unwrap();
+        tch::no_grad(|| bert.hidden_states(&x))
+    };
+    for layer in 1..6 {
+        let ((before, mask), (after, _)) = (states(layer), states(layer + 1));
+        let cos =
+            Tensor::cosine_similarity(&before.to_kind(tch::Kind::Double), &after.to_kind(tch::Kind::Double), -1, 1e-8);
+        let m = mask.to_kind(tch::Kind::Double);
+        let expected = 1.0 - ((cos * &m).sum(tch::Kind::Double) / m.sum(tch::Kind::Double)).double_value(&[]);
+        assert!(
+            (influence[layer as usize] - expected).abs() < 1e-5,
+            "layer {layer}: {} vs {expected}",
+            influence[layer as usize]
+        );
+    }
+    let mut order: Vec<usize> = (0..6).collect();
+    order.sort_by(|&a, &b| influence[b].total_cmp(&influence[a]));
+    let mut top: Vec<usize> = order[..3].to_vec();
+    top.sort();
+    assert_eq!(kept, top, "the three most influential layers stay");
+    let s = weights(&p.output("pruned", "model"));
+    for (new, &old) in kept.iter().enumerate() {
+        let channels: Vec<i64> = serde_json::from_value(r["mlp"]["kept"][new].clone()).unwrap();
+        let key = |i: usize, part: &str| format!("encoder.layer.{i}.{part}");
+        assert!(s[&key(new, "attention.self.query.weight")].equal(&t[&key(old, "attention.self.query.weight")]));
+        let rows = Tensor::from_slice(&channels);
+        assert!(s[&key(new, "intermediate.dense.weight")]
+            .equal(&t[&key(old, "intermediate.dense.weight")].index_select(0, &rows)));
+        assert!(s[&key(new, "intermediate.dense.bias")]
+            .equal(&t[&key(old, "intermediate.dense.bias")].index_select(0, &rows)));
+        assert!(s[&key(new, "output.dense.weight")].equal(&t[&key(old, "output.dense.weight")].index_select(1, &rows)));
+    }
+    assert!(!s.contains_key("encoder.layer.3.attention.self.query.weight"));
+    let cosine = p.lock().step("pruned").unwrap().metrics["calibration_cosine"].as_f64().unwrap();
+    eprintln!("MiniLM, layers {kept:?} of 6 and 1000 of 1536 channels: calibration cosine {cosine:.4}");
+    assert!(cosine > 0.3 && cosine < 1.0, "half the layers gone: embeddings near but not at the teacher's ({cosine})");
+
+    // Exported as a Hugging Face / sentence-transformers directory and imported again: the same encoder.
+    let out = p.path("exported");
+    p.export("pruned", &out, &["--format", "hf"]);
+    let again = Project::new("steps:\n  again: {kind: import, hf: exported, input_shape: [24]}\n");
+    std::os::unix::fs::symlink(&out, again.path("exported")).unwrap();
+    again.run(&[]);
+    assert!(embed(&again.output("again", "model"), &x).equal(&embed(&p.output("pruned", "model"), &x)));
+
+    for (prune, message) in [
+        ("layers: {count: 3, by: loss}", "field `layers.by`: `loss` ranks by a language model's next-token loss"),
+        ("heads: {kv_groups: 6}", "field `heads`: a BERT keeps all its heads"),
+    ] {
+        let errors = project(prune).failures(&[]);
+        assert!(errors.len() == 1 && errors[0].contains(message), "{prune}: {errors:?}");
+    }
+}
+
+/// SmolLM2-135M (its real GGUF) pruned to the 20 layers the shipped workflow keeps gives the logits transformers
+/// gives with the other ten decoder layers deleted (`scripts/reference/pruned_fixture.py`).
+#[test]
+fn a_depth_pruned_smollm2_matches_transformers_with_the_same_layers_deleted() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let r: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo.join("tests/fixtures/smollm2/pruned-reference.json")).unwrap(),
+    )
+    .unwrap();
+    let keep = serde_json::to_string(&r["keep"]).unwrap();
+    let p = Project::new(&format!(
+        "steps:\n  teacher: {{kind: import, gguf: smollm2/SmolLM2-135M-Instruct.Q4_1.gguf, input_shape: [32]}}\n  \
+         text: {{kind: dataset, source: text, path: smollm2/text.txt, tokenizer: {{model: teacher}}, context: 32}}\n  \
+         pruned: {{kind: prune, model: teacher, data: text.train, calibration: 1, layers: {{keep: {keep}}}}}\n"
+    ));
+    std::fs::create_dir(p.path("smollm2")).unwrap();
+    std::os::unix::fs::symlink(
+        repo.join("data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        p.path("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    )
+    .unwrap();
+    p.write("smollm2/text.txt", TEXT.repeat(4));
+    p.run(&[]);
+    let rows: Vec<Vec<i64>> = serde_json::from_value(r["ids"].clone()).unwrap();
+    let ids = Tensor::from_slice2(&rows);
+    let out = logits(&p.output("pruned", "model"), &ids).narrow(2, 0, 1024);
+    let want: Vec<f32> = serde_json::from_value(r["logits_head"].clone()).unwrap();
+    let want = Tensor::from_slice(&want).view(out.size().as_slice());
+    let diff = (out - want).abs().max().double_value(&[]);
+    eprintln!("pruned SmolLM2 vs transformers: max |Δ| {diff:.2e}");
+    assert!(diff < 1e-4, "pruned SmolLM2 vs transformers: max |Δ| {diff}");
+}

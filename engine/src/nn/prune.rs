@@ -1,25 +1,105 @@
 //! Cutting a pretrained model down to a smaller one of the same architecture, the weights kept copied from it:
-//! which layers, MLP channels and key/value groups stay is a [`LlamaPlan`] (chosen by the `prune` step from
-//! calibration scores), and [`prune_llama`] writes the smaller config and its weights under their Hugging Face keys.
+//! a model's forward pass fills a [`Trace`] with the calibration scores, the `prune` step turns them into a
+//! [`PrunePlan`] (which layers, MLP channels and key/value groups stay), and [`prune_llama`] / [`prune_bert`] write
+//! the smaller config and its weights under their Hugging Face keys.
 
 use std::collections::BTreeMap;
 
 use anyhow::{ensure, Context as _, Result};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
-use crate::nn::arch::{Architecture as _, LlamaConfig};
+use crate::nn::arch::{Architecture as _, BertConfig, LlamaConfig};
 
-/// What a pruned llama keeps of its teacher.
+/// Sums over calibration tokens of what pruning ranks by, per layer (f64, so sums over many batches stay exact
+/// enough and do not depend on batch boundaries beyond rounding); padding tokens (a `mask`) do not count:
+/// - `cosine`: the cosine between each token's hidden state entering and leaving the layer (ShortGPT's block
+///   influence is 1 − its mean);
+/// - `mlp`: the magnitude of each intermediate channel's activation (Minitron's activation importance);
+/// - `heads`: the norm of each query head's attention output.
+#[derive(Default)]
+pub struct Trace {
+    pub tokens: i64,
+    pub cosine: Vec<f64>,
+    pub mlp: Vec<Tensor>,
+    pub heads: Vec<Tensor>,
+}
+
+impl Trace {
+    /// Sizes the sums for `layers` layers of `channels` MLP channels and `heads` query heads (on the first batch)
+    /// and counts the batch's `tokens`.
+    pub fn start_batch(&mut self, layers: usize, channels: i64, heads: i64, tokens: i64, device: Device) {
+        if self.mlp.is_empty() {
+            let zeros = |n: i64| Tensor::zeros([n], (Kind::Double, device));
+            self.cosine = vec![0.0; layers];
+            self.mlp = (0..layers).map(|_| zeros(channels)).collect();
+            self.heads = (0..layers).map(|_| zeros(heads)).collect();
+        }
+        self.tokens += tokens;
+    }
+
+    /// Layer `layer`'s attention output per head `[B, heads, t, head_dim]`.
+    pub fn add_heads(&mut self, layer: usize, y: &Tensor, mask: Option<&Tensor>) {
+        let norms = y.to_kind(Kind::Double).norm_scalaropt_dim(2, [-1], false);
+        let norms = match mask {
+            Some(m) => norms * m.unsqueeze(1).to_kind(Kind::Double),
+            None => norms,
+        };
+        self.heads[layer] += norms.sum_dim_intlist(&[0i64, 2][..], false, Kind::Double);
+    }
+
+    /// Layer `layer`'s MLP activations `[B, t, channels]` (what the output projection multiplies).
+    pub fn add_mlp(&mut self, layer: usize, act: &Tensor, mask: Option<&Tensor>) {
+        let act = act.to_kind(Kind::Double).abs();
+        let act = match mask {
+            Some(m) => act * m.unsqueeze(-1).to_kind(Kind::Double),
+            None => act,
+        };
+        self.mlp[layer] += act.sum_dim_intlist(&[0i64, 1][..], false, Kind::Double);
+    }
+
+    /// Layer `layer`'s hidden states entering and leaving it `[B, t, d]`.
+    pub fn add_cosine(&mut self, layer: usize, input: &Tensor, output: &Tensor, mask: Option<&Tensor>) {
+        let cos = Tensor::cosine_similarity(&input.to_kind(Kind::Double), &output.to_kind(Kind::Double), -1, 1e-8);
+        let cos = match mask {
+            Some(m) => cos * m.to_kind(Kind::Double),
+            None => cos,
+        };
+        self.cosine[layer] += cos.sum(Kind::Double).double_value(&[]);
+    }
+}
+
+/// What a pruned model keeps of its teacher.
 #[derive(Clone, Debug, PartialEq)]
-pub struct LlamaPlan {
+pub struct PrunePlan {
     /// The teacher's layers kept, in order; they become layers 0, 1, ….
     pub layers: Vec<usize>,
     /// For each kept layer, the intermediate channels kept (ascending, the same count in every layer); `None` keeps
     /// all.
     pub mlp: Option<Vec<Vec<i64>>>,
     /// For each kept layer, the key/value groups kept (ascending, the same count in every layer), each with its
-    /// query heads; `None` keeps all.
+    /// query heads (a model without grouped queries: its heads); `None` keeps all.
     pub kv_groups: Option<Vec<Vec<i64>>>,
+}
+
+impl PrunePlan {
+    /// Checks the plan against a teacher of `layers` layers; returns the MLP channels and the groups kept per layer
+    /// (`None`: all).
+    fn check(&self, layers: usize) -> Result<(Option<i64>, Option<i64>)> {
+        ensure!(!self.layers.is_empty(), "a model needs at least one layer");
+        ensure!(self.layers.windows(2).all(|w| w[0] < w[1]), "kept layers must be distinct and in order");
+        ensure!(self.layers.iter().all(|&l| l < layers), "the teacher has {layers} layers");
+        let same_count = |lists: &Option<Vec<Vec<i64>>>, what: &str| -> Result<Option<i64>> {
+            let Some(lists) = lists else { return Ok(None) };
+            ensure!(lists.len() == self.layers.len(), "{what}: one list per kept layer");
+            let n = lists[0].len() as i64;
+            ensure!(
+                n > 0 && lists.iter().all(|l| l.len() as i64 == n),
+                "{what}: the same positive count in every layer"
+            );
+            Ok(Some(n))
+        };
+        Ok((same_count(&self.mlp, "mlp")?, same_count(&self.kv_groups, "kv_groups")?))
+    }
 }
 
 /// The indices of the `k` largest `scores` (ties: the lower index first), in ascending order.
@@ -35,23 +115,11 @@ pub fn top_k(scores: &[f64], k: usize) -> Vec<i64> {
 pub fn prune_llama(
     config: &LlamaConfig,
     weights: &BTreeMap<String, Tensor>,
-    plan: &LlamaPlan,
+    plan: &PrunePlan,
 ) -> Result<(LlamaConfig, BTreeMap<String, Tensor>)> {
-    let layers = config.num_hidden_layers as usize;
-    ensure!(!plan.layers.is_empty(), "a model needs at least one layer");
-    ensure!(plan.layers.windows(2).all(|w| w[0] < w[1]), "kept layers must be distinct and in order");
-    ensure!(plan.layers.iter().all(|&l| l < layers), "the teacher has {layers} layers");
+    let (channels, groups) = plan.check(config.num_hidden_layers as usize)?;
     let (heads, kv_heads, hd) = (config.num_attention_heads, config.kv_heads(), config.head_dim());
     let per_group = heads / kv_heads;
-    let same_count = |lists: &Option<Vec<Vec<i64>>>, what: &str| -> Result<Option<i64>> {
-        let Some(lists) = lists else { return Ok(None) };
-        ensure!(lists.len() == plan.layers.len(), "{what}: one list per kept layer");
-        let n = lists[0].len() as i64;
-        ensure!(n > 0 && lists.iter().all(|l| l.len() as i64 == n), "{what}: the same positive count in every layer");
-        Ok(Some(n))
-    };
-    let channels = same_count(&plan.mlp, "mlp")?;
-    let groups = same_count(&plan.kv_groups, "kv_groups")?;
     let mut out = config.clone();
     out.num_hidden_layers = plan.layers.len() as i64;
     if let Some(n) = channels {
@@ -73,31 +141,72 @@ pub fn prune_llama(
             .collect();
         index(&rows)
     };
-    let mut pruned = BTreeMap::new();
-    for (key, tensor) in weights {
-        // Copies of values, never views into the teacher's autograd graph.
-        let tensor = &tensor.detach();
-        let Some(rest) = key.strip_prefix("model.layers.") else {
-            pruned.insert(key.clone(), tensor.shallow_clone());
-            continue;
-        };
-        let (layer, part) = rest.split_once('.').context("a layer key names its part")?;
-        let layer: usize = layer.parse().with_context(|| format!("weight `{key}`: no layer number"))?;
-        let Some(new) = plan.layers.iter().position(|&l| l == layer) else { continue };
+    let pruned = renumber_layers(weights, "model.layers.", &plan.layers, |new, part, tensor| {
         let mlp = plan.mlp.as_ref().map(|m| index(&m[new]));
         let q_rows = plan.kv_groups.as_ref().map(|g| rows_of(&g[new], per_group));
         let kv_rows = plan.kv_groups.as_ref().map(|g| rows_of(&g[new], 1));
         let is_weight = part.ends_with(".weight");
-        let sliced = match (part.rsplit_once('.').map_or(part, |(p, _)| p), &mlp, &q_rows, &kv_rows) {
+        match (part.rsplit_once('.').map_or(part, |(p, _)| p), &mlp, &q_rows, &kv_rows) {
             ("mlp.gate_proj" | "mlp.up_proj", Some(ch), _, _) => tensor.index_select(0, ch),
             ("mlp.down_proj", Some(ch), _, _) if is_weight => tensor.index_select(1, ch),
             ("self_attn.q_proj", _, Some(rows), _) => tensor.index_select(0, rows),
             ("self_attn.k_proj" | "self_attn.v_proj", _, _, Some(rows)) => tensor.index_select(0, rows),
             ("self_attn.o_proj", _, Some(rows), _) if is_weight => tensor.index_select(1, rows),
             _ => tensor.shallow_clone(),
+        }
+    })?;
+    Ok((out, pruned))
+}
+
+/// The weights of a model whose layers (keys `{prefix}{i}.{part}`) are cut to `kept`, renumbered 0, 1, …, each
+/// kept layer's tensors passed through `slice(new index, part, tensor)`; every other key copied. Copies of values,
+/// never views into the teacher's autograd graph.
+fn renumber_layers(
+    weights: &BTreeMap<String, Tensor>,
+    prefix: &str,
+    kept: &[usize],
+    slice: impl Fn(usize, &str, &Tensor) -> Tensor,
+) -> Result<BTreeMap<String, Tensor>> {
+    let mut pruned = BTreeMap::new();
+    for (key, tensor) in weights {
+        let tensor = &tensor.detach();
+        let Some(rest) = key.strip_prefix(prefix) else {
+            pruned.insert(key.clone(), tensor.shallow_clone());
+            continue;
         };
-        pruned.insert(format!("model.layers.{new}.{part}"), sliced.to_kind(tensor.kind()).contiguous());
+        let (layer, part) = rest.split_once('.').context("a layer key names its part")?;
+        let layer: usize = layer.parse().with_context(|| format!("weight `{key}`: no layer number"))?;
+        let Some(new) = kept.iter().position(|&l| l == layer) else { continue };
+        let sliced = slice(new, part, tensor);
+        pruned.insert(format!("{prefix}{new}.{part}"), sliced.to_kind(tensor.kind()).contiguous());
     }
+    Ok(pruned)
+}
+
+/// The smaller BERT and its weights: layers and intermediate channels as `plan` says. Heads cannot go:
+/// `transformers`' `BertConfig` derives the head width from `hidden_size / num_attention_heads`, so fewer heads of
+/// the same width is not a config it loads.
+pub fn prune_bert(
+    config: &BertConfig,
+    weights: &BTreeMap<String, Tensor>,
+    plan: &PrunePlan,
+) -> Result<(BertConfig, BTreeMap<String, Tensor>)> {
+    let (channels, groups) = plan.check(config.num_hidden_layers as usize)?;
+    ensure!(groups.is_none(), "a BERT keeps all its attention heads (its config cannot express fewer)");
+    let mut out = config.clone();
+    out.num_hidden_layers = plan.layers.len() as i64;
+    if let Some(n) = channels {
+        out.intermediate_size = n;
+    }
+    out.validate().map_err(anyhow::Error::msg)?;
+    let pruned = renumber_layers(weights, "encoder.layer.", &plan.layers, |new, part, tensor| {
+        let kept = plan.mlp.as_ref().map(|m| Tensor::from_slice(&m[new]));
+        match (part, &kept) {
+            ("intermediate.dense.weight" | "intermediate.dense.bias", Some(ch)) => tensor.index_select(0, ch),
+            ("output.dense.weight", Some(ch)) => tensor.index_select(1, ch),
+            _ => tensor.shallow_clone(),
+        }
+    })?;
     Ok((out, pruned))
 }
 

@@ -5,7 +5,7 @@
 //! ```
 //! Per model: accuracy, top-5 accuracy (more than 5 classes), NLL, ECE (15 bins), agreement with and
 //! KL(reference ‖ model) against the reference model, parameter count, weight bytes, and (unless `timing: false`)
-//! latency at batch 1 (median of `latency_runs`) and throughput at batch 256. Output `report`: `metrics.json`
+//! latency at batch 1 (median of `latency_runs`) and throughput at batch 256 (each at most ≈ 3 s). Output `report`: `metrics.json`
 //! shaped `{model: {metric: value}}` and `report.md`. Latency and throughput measure the machine, not the models'
 //! outputs: they go to the step's `timings` (manifest and lockfile, outside every hash), never into the report, so
 //! two runs of one workflow give one report hash; `anbiq metrics` shows both side by side.
@@ -241,7 +241,14 @@ pub fn quality(logits: &Tensor, labels: &Tensor, classes: i64) -> BTreeMap<Strin
     m
 }
 
-/// (median latency in ms at batch 1 over `runs`, samples/s at batch 256).
+/// How long each timing measurement may take (see [`timing`]).
+const TIME_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Tokens per throughput batch of a language model.
+const LM_THROUGHPUT_TOKENS: i64 = 4096;
+
+/// (median latency in ms at batch 1 over `runs`, samples/s at batch 256 — for a language model, windows/s at
+/// [`LM_THROUGHPUT_TOKENS`] tokens a batch).
 fn timing(model: &LoadedModel, x: &Tensor, device: Device, runs: usize) -> (f64, f64) {
     tch::no_grad(|| {
         let one = x.narrow(0, 0, 1).to_device(device);
@@ -254,21 +261,26 @@ fn timing(model: &LoadedModel, x: &Tensor, device: Device, runs: usize) -> (f64,
         for _ in 0..5 {
             run_once(&one); // warm-up: allocator, kernels, caches
         }
-        let mut times: Vec<f64> = (0..runs)
-            .map(|_| {
-                let t = Instant::now();
-                run_once(&one);
-                t.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
+        // Each measurement stops after `runs` (latency) or 10 (throughput) repetitions or once it has taken
+        // TIME_BUDGET, whichever comes first: a language model's batch of 256 windows takes minutes on a CPU.
+        let started = Instant::now();
+        let mut times = Vec::new();
+        while times.len() < runs.max(1) && (times.len() < 3 || started.elapsed() < TIME_BUDGET) {
+            let t = Instant::now();
+            run_once(&one);
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
         times.sort_by(f64::total_cmp);
         let latency = times[times.len() / 2];
-        let batch = x.narrow(0, 0, x.size()[0].min(256)).to_device(device);
+        // Batch 256, or for a language model's token windows `[N, T]` at most LM_THROUGHPUT_TOKENS tokens.
+        let rows =
+            if x.dim() == 2 && !x.is_floating_point() { (LM_THROUGHPUT_TOKENS / x.size()[1]).max(1) } else { 256 };
+        let batch = x.narrow(0, 0, x.size()[0].min(rows)).to_device(device);
         run_once(&batch);
-        let reps = 10;
-        let t = Instant::now();
-        for _ in 0..reps {
+        let (mut reps, t) = (0, Instant::now());
+        while reps < 10 && (reps == 0 || t.elapsed() < TIME_BUDGET) {
             run_once(&batch);
+            reps += 1;
         }
         let throughput = (reps as f64 * batch.size()[0] as f64) / t.elapsed().as_secs_f64();
         (latency, throughput)

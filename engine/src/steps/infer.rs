@@ -165,6 +165,7 @@ impl Step for Infer {
     }
 
     fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
+        self.config.precision.warn_if_slow(ctx.device, &ctx.id);
         let (data, teacher, label) = self.prepare(ctx)?;
         if data.dataset.meta.vocab.is_some() {
             let store = super::lm::infer::TokenStore {

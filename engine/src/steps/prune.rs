@@ -4,7 +4,7 @@
 //! ```yaml
 //! pruned:
 //!   kind: prune
-//!   model: teacher                    # a llama
+//!   model: teacher                    # a llama, or a bert
 //!   data: text.train                  # calibration windows
 //!   calibration: 64                   # windows scored (the first ones; default 64)
 //!   layers: {count: 20, by: block_influence}   # or {count: 20, by: loss}, or {keep: [0, 1, 2, …]}
@@ -16,9 +16,13 @@
 //! - `loss`: layers are dropped one at a time, each time the one whose removal raises the calibration loss least.
 //! - Width scores are computed on the teacher (as Minitron does) and chosen per layer; every layer keeps the same
 //!   number, so the result is a valid config (a GQA config stays one: whole groups go).
+//! - A `bert` encoder (sentence embedder; `data` a `sentences` dataset, padding not counted) is pruned by
+//!   `block_influence` or `keep`, and `mlp`; not by `loss` (it has no next-token loss) nor `heads` (BERT's config
+//!   cannot express fewer heads of the same width).
 //!
 //! Output `model`: the pruned model, its teacher's tokenizer, and `prune.json` with every score and choice. Metrics:
-//! parameters, the calibration loss of the teacher and of the pruned model. Deterministic.
+//! parameters, layers, and on the calibration windows the next-token loss of teacher and pruned model (llama) or the
+//! mean cosine of the pruned model's embeddings to the teacher's (bert). Deterministic.
 
 use std::collections::BTreeMap;
 
@@ -32,9 +36,10 @@ use super::registry::{parse_config, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
 use crate::artifact::model::{ModelArtifact, ModelSpec, WEIGHTS_FILE};
 use crate::config::{Located, Node};
-use crate::nn::arch::llama::{Llama, Trace};
-use crate::nn::arch::ArchConfig;
-use crate::nn::prune::{nll, prune_llama, top_k, LlamaPlan};
+use crate::nn::arch::bert::Bert;
+use crate::nn::arch::llama::Llama;
+use crate::nn::arch::{ArchConfig, BertConfig, LlamaConfig};
+use crate::nn::prune::{nll, prune_bert, prune_llama, top_k, PrunePlan, Trace};
 use crate::nn::weights::export::copy_tokenizer_files;
 use crate::nn::weights::source::WeightSource;
 use crate::nn::Model as _;
@@ -176,17 +181,20 @@ impl Step for Prune {
         let c = &self.config;
         let teacher_dir = ctx.input("model")?.dir.clone();
         let spec = ModelArtifact::spec(&teacher_dir)?;
-        let Some(ArchConfig::Llama(teacher_config)) = &spec.arch else {
-            let what = spec.arch.as_ref().map_or("a TorchScript module", |a| a.name());
-            bail!("field `model`: prune takes a `llama` model, not {what}");
-        };
         let data = load_data(ctx, "data")?.dataset;
         super::lm::vocab(&data, "data")?;
+        let vocab = match &spec.arch {
+            Some(ArchConfig::Llama(_)) => spec.classes,
+            Some(ArchConfig::Bert(b)) => b.vocab_size,
+            other => {
+                let what = other.as_ref().map_or("a TorchScript module", |a| a.name());
+                bail!("field `model`: prune takes a `llama` or a `bert` model, not {what}");
+            }
+        };
         anyhow::ensure!(
-            data.meta.classes == spec.classes,
-            "field `data`: {} tokens, the model's vocabulary has {}",
+            data.meta.classes == vocab,
+            "field `data`: {} tokens, the model's vocabulary has {vocab}",
             data.meta.classes,
-            spec.classes
         );
         let windows = c.calibration.min(data.len() as i64);
         let (x, y) = (data.x.narrow(0, 0, windows), data.y.narrow(0, 0, windows));
@@ -199,24 +207,14 @@ impl Step for Prune {
             .collect();
 
         let mut weights = crate::nn::weights::safetensors::read(&teacher_dir.join(WEIGHTS_FILE))?;
-        let vs = VarStore::new(ctx.device);
-        let mut loaded: BTreeMap<String, Tensor> =
-            weights.iter().map(|(k, t)| (k.clone(), t.shallow_clone())).collect();
-        let teacher = Llama::new(teacher_config, &vs.root(), spec.classes, &mut WeightSource::Load(&mut loaded))
-            .map_err(|e| anyhow::anyhow!("{}: {e:#}", teacher_dir.display()))?;
+        let teacher =
+            Pretrained::load(spec.arch.as_ref().context("checked above")?, spec.classes, &weights, ctx.device)
+                .map_err(|e| anyhow::anyhow!("{}: {e:#}", teacher_dir.display()))?;
         let layers = teacher.layers();
-        let (heads, kv_heads) = (teacher_config.num_attention_heads, teacher_config.kv_heads());
 
-        // One traced pass over the calibration windows gives every score; the mean loss goes with it.
+        // One traced pass over the calibration windows gives every score, and what the pruned model is compared by.
         let mut trace = Trace::default();
-        let mut teacher_loss = 0.0;
-        tch::no_grad(|| {
-            for (bx, by) in &batches {
-                let logits = teacher.forward_traced(bx, &mut trace);
-                teacher_loss += nll(&logits, by) * bx.size()[0] as f64;
-            }
-        });
-        teacher_loss /= windows as f64;
+        let reference = tch::no_grad(|| teacher.traced(&batches, &mut trace));
         let tokens = trace.tokens as f64;
         let influence: Vec<f64> = trace.cosine.iter().map(|c| 1.0 - c / tokens).collect();
 
@@ -239,6 +237,9 @@ impl Step for Prune {
                 top_k(&influence, *count).into_iter().map(|l| l as usize).collect()
             }
             Depth::Count(count, LayerScore::Loss) => {
+                let Pretrained::Llama(_, llama) = &teacher else {
+                    bail!("field `layers.by`: `loss` ranks by a language model's next-token loss; prune an encoder by `block_influence`");
+                };
                 let mut keep: Vec<usize> = (0..layers).collect();
                 while keep.len() > *count {
                     let mut best: Option<(f64, usize)> = None;
@@ -247,7 +248,7 @@ impl Step for Prune {
                         let loss = tch::no_grad(|| {
                             batches
                                 .iter()
-                                .map(|(bx, by)| nll(&teacher.forward_layers(bx, &without), by) * bx.size()[0] as f64)
+                                .map(|(bx, by)| nll(&llama.forward_layers(bx, &without), by) * bx.size()[0] as f64)
                                 .sum::<f64>()
                         }) / windows as f64;
                         if best.is_none_or(|(b, _)| loss < b) {
@@ -265,58 +266,197 @@ impl Step for Prune {
         let to_vec = |t: &Tensor| Vec::<f64>::try_from(&(t / tokens)).unwrap_or_default();
         let mlp_scores: Vec<Vec<f64>> = trace.mlp.iter().map(to_vec).collect();
         let head_scores: Vec<Vec<f64>> = trace.heads.iter().map(to_vec).collect();
+        let channels = teacher.intermediate_size();
         let mlp = match &c.mlp {
             None => None,
-            Some(m) if m.size > teacher_config.intermediate_size => {
-                bail!("field `mlp.size`: {} channels asked, the model has {}", m.size, teacher_config.intermediate_size)
+            Some(m) if m.size > channels => {
+                bail!("field `mlp.size`: {} channels asked, the model has {channels}", m.size)
             }
             Some(m) => Some(kept.iter().map(|&l| top_k(&mlp_scores[l], m.size as usize)).collect::<Vec<_>>()),
         };
+        let (heads, kv_heads) = teacher.heads();
         let per_group = (heads / kv_heads) as usize;
         let group_scores: Vec<Vec<f64>> =
             head_scores.iter().map(|h| h.chunks(per_group).map(|g| g.iter().sum()).collect()).collect();
         let kv_groups = match &c.heads {
             None => None,
+            Some(_) if matches!(teacher, Pretrained::Bert(..)) => {
+                bail!("field `heads`: a BERT keeps all its heads (transformers' BertConfig cannot express fewer heads of the same width); prune `layers` or `mlp`")
+            }
             Some(h) if h.kv_groups > kv_heads => {
                 bail!("field `heads.kv_groups`: {} groups asked, the model has {kv_heads}", h.kv_groups)
             }
             Some(h) => Some(kept.iter().map(|&l| top_k(&group_scores[l], h.kv_groups as usize)).collect::<Vec<_>>()),
         };
-        drop(teacher);
-        drop(vs);
 
-        let plan = LlamaPlan { layers: kept.clone(), mlp: mlp.clone(), kv_groups: kv_groups.clone() };
-        let (config, mut pruned) = prune_llama(teacher_config, &weights, &plan)?;
+        let plan = PrunePlan { layers: kept.clone(), mlp: mlp.clone(), kv_groups: kv_groups.clone() };
+        let (config, mut pruned) = teacher.prune(&weights, &plan)?;
+        drop(teacher);
         weights.clear();
         let vs = VarStore::new(ctx.device);
-        let model = Llama::new(&config, &vs.root(), spec.classes, &mut WeightSource::Load(&mut pruned))?;
+        let model = Pretrained::build(&config, spec.classes, &vs, &mut pruned)?;
         anyhow::ensure!(pruned.is_empty(), "pruned weights without a place: {:?}", pruned.keys().collect::<Vec<_>>());
-        let pruned_loss = tch::no_grad(|| {
-            batches
-                .iter()
-                .map(|(bx, by)| nll(&model.forward(bx, crate::nn::Mode::Eval), by) * bx.size()[0] as f64)
-                .sum::<f64>()
-        }) / windows as f64;
+        let comparison = tch::no_grad(|| model.compare(&batches, &reference));
         drop(model);
 
         let dir = ctx.output_dir("model")?;
-        let out_spec = ModelSpec::new(ArchConfig::Llama(config), spec.input_shape.clone(), spec.classes, &vs);
+        let out_spec = ModelSpec::new(config, spec.input_shape.clone(), spec.classes, &vs);
         ModelArtifact::save(&dir, &vs, &out_spec)?;
         copy_tokenizer_files(&teacher_dir, &dir)?;
-        let report = serde_json::json!({
+        let mut report = serde_json::json!({
             "calibration": {"windows": windows, "tokens": trace.tokens},
             "layers": {"block_influence": influence, "kept": kept, "removed_by_loss": removal_losses},
             "mlp": {"scores": mlp_scores, "kept": mlp},
             "heads": {"scores": head_scores, "group_scores": group_scores, "kv_groups_kept": kv_groups},
-            "loss": {"teacher": teacher_loss, "pruned": pruned_loss},
         });
+        ctx.record_metric("parameters", out_spec.parameters);
+        ctx.record_metric("layers", kept.len());
+        match (&reference, comparison) {
+            (Reference::Loss(teacher_loss), Comparison::Loss(pruned_loss)) => {
+                report["loss"] = serde_json::json!({"teacher": teacher_loss, "pruned": pruned_loss});
+                ctx.record_metric("calibration_nll_teacher", *teacher_loss);
+                ctx.record_metric("calibration_nll_pruned", pruned_loss);
+            }
+            (Reference::Embeddings(_), Comparison::Cosine(cosine)) => {
+                report["embedding_cosine"] = serde_json::json!(cosine);
+                ctx.record_metric("calibration_cosine", cosine);
+            }
+            _ => unreachable!("the pruned model has its teacher's architecture"),
+        }
         let path = dir.join("prune.json");
         std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
-        ctx.record_metric("parameters", out_spec.parameters);
-        ctx.record_metric("layers", kept.len());
-        ctx.record_metric("calibration_nll_teacher", teacher_loss);
-        ctx.record_metric("calibration_nll_pruned", pruned_loss);
         Ok(())
+    }
+}
+
+/// A teacher (or its pruned copy) of an architecture `prune` knows.
+enum Pretrained {
+    Llama(LlamaConfig, Llama),
+    Bert(BertConfig, Bert),
+}
+
+/// What the teacher gave on the calibration windows, for judging the pruned model: a language model's mean
+/// next-token loss, an encoder's embeddings.
+enum Reference {
+    Loss(f64),
+    Embeddings(Vec<Tensor>),
+}
+
+/// The pruned model beside its [`Reference`]: its own loss, or the mean cosine of its embeddings to the teacher's.
+enum Comparison {
+    Loss(f64),
+    Cosine(f64),
+}
+
+impl Pretrained {
+    fn load(
+        arch: &ArchConfig,
+        classes: i64,
+        weights: &BTreeMap<String, Tensor>,
+        device: tch::Device,
+    ) -> anyhow::Result<Pretrained> {
+        // The teacher borrows the weights (shallow handles) so the same tensors can be pruned afterwards.
+        let mut loaded: BTreeMap<String, Tensor> =
+            weights.iter().map(|(k, t)| (k.clone(), t.shallow_clone())).collect();
+        let vs = VarStore::new(device);
+        Self::build(arch, classes, &vs, &mut loaded)
+    }
+
+    fn build(
+        arch: &ArchConfig,
+        classes: i64,
+        vs: &VarStore,
+        weights: &mut BTreeMap<String, Tensor>,
+    ) -> anyhow::Result<Pretrained> {
+        let src = &mut WeightSource::Load(weights);
+        Ok(match arch {
+            ArchConfig::Llama(c) => Pretrained::Llama(c.clone(), Llama::new(c, &vs.root(), classes, src)?),
+            ArchConfig::Bert(c) => Pretrained::Bert(c.clone(), Bert::new(c, &vs.root(), src)?),
+            other => bail!("prune takes a `llama` or a `bert` model, not {}", other.name()),
+        })
+    }
+
+    fn layers(&self) -> usize {
+        match self {
+            Pretrained::Llama(_, m) => m.layers(),
+            Pretrained::Bert(_, m) => m.layers(),
+        }
+    }
+
+    fn intermediate_size(&self) -> i64 {
+        match self {
+            Pretrained::Llama(c, _) => c.intermediate_size,
+            Pretrained::Bert(c, _) => c.intermediate_size,
+        }
+    }
+
+    /// Query heads and key/value heads (a BERT: each head its own group).
+    fn heads(&self) -> (i64, i64) {
+        match self {
+            Pretrained::Llama(c, _) => (c.num_attention_heads, c.kv_heads()),
+            Pretrained::Bert(c, _) => (c.num_attention_heads, c.num_attention_heads),
+        }
+    }
+
+    /// Runs the calibration batches, filling `trace`.
+    fn traced(&self, batches: &[(Tensor, Tensor)], trace: &mut Trace) -> Reference {
+        match self {
+            Pretrained::Llama(_, m) => {
+                let windows: i64 = batches.iter().map(|(x, _)| x.size()[0]).sum();
+                let sum: f64 =
+                    batches.iter().map(|(x, y)| nll(&m.forward_traced(x, trace), y) * x.size()[0] as f64).sum();
+                Reference::Loss(sum / windows as f64)
+            }
+            Pretrained::Bert(_, m) => Reference::Embeddings(
+                batches
+                    .iter()
+                    .map(|(x, _)| {
+                        let (h, mask) = m.hidden_states_traced(x, trace);
+                        m.pool(&h, &mask)
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    fn compare(&self, batches: &[(Tensor, Tensor)], reference: &Reference) -> Comparison {
+        match (self, reference) {
+            (Pretrained::Llama(_, m), Reference::Loss(_)) => {
+                let windows: i64 = batches.iter().map(|(x, _)| x.size()[0]).sum();
+                let sum: f64 = batches
+                    .iter()
+                    .map(|(x, y)| nll(&m.forward(x, crate::nn::Mode::Eval), y) * x.size()[0] as f64)
+                    .sum();
+                Comparison::Loss(sum / windows as f64)
+            }
+            (Pretrained::Bert(_, m), Reference::Embeddings(teacher)) => {
+                let (mut sum, mut n) = (0.0, 0);
+                for ((x, _), t) in batches.iter().zip(teacher) {
+                    let cos = Tensor::cosine_similarity(&m.embed(x), t, -1, 1e-8);
+                    sum += cos.to_kind(tch::Kind::Double).sum(tch::Kind::Double).double_value(&[]);
+                    n += x.size()[0];
+                }
+                Comparison::Cosine(sum / n as f64)
+            }
+            _ => unreachable!("a reference of the model's own kind"),
+        }
+    }
+
+    fn prune(
+        &self,
+        weights: &BTreeMap<String, Tensor>,
+        plan: &PrunePlan,
+    ) -> anyhow::Result<(ArchConfig, BTreeMap<String, Tensor>)> {
+        Ok(match self {
+            Pretrained::Llama(c, _) => {
+                let (config, w) = prune_llama(c, weights, plan)?;
+                (ArchConfig::Llama(config), w)
+            }
+            Pretrained::Bert(c, _) => {
+                let (config, w) = prune_bert(c, weights, plan)?;
+                (ArchConfig::Bert(config), w)
+            }
+        })
     }
 }

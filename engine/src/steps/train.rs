@@ -112,6 +112,7 @@ impl Step for Train {
     }
 
     fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
+        self.config.precision.warn_if_slow(ctx.device, &ctx.id);
         let train = load_data(ctx, "data")?.dataset;
         let val = self.config.val.as_ref().map(|_| load_data(ctx, "val")).transpose()?.map(|d| d.dataset);
         let meta = &train.meta;

@@ -15,6 +15,7 @@
 //! accepted on load. Dropout is not applied (evaluation and distillation targets are deterministic).
 
 use super::Architecture;
+use crate::nn::prune::Trace;
 use crate::nn::weights::source::{Init, WeightSource};
 use crate::nn::{Mode, Model};
 use crate::rng::Rng;
@@ -314,6 +315,19 @@ impl Bert {
     /// The last hidden states `[B, t, d]` of `ids` `[B, t]` and the mask of real tokens `[B, t]`, after cutting the
     /// batch to its longest sequence (padding is on the right).
     pub fn hidden_states(&self, ids: &Tensor) -> (Tensor, Tensor) {
+        self.run(ids, None)
+    }
+
+    /// [`Bert::hidden_states`], adding what pruning scores need to `trace` (real tokens only).
+    pub fn hidden_states_traced(&self, ids: &Tensor, trace: &mut Trace) -> (Tensor, Tensor) {
+        self.run(ids, Some(trace))
+    }
+
+    pub fn layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    fn run(&self, ids: &Tensor, mut trace: Option<&mut Trace>) -> (Tensor, Tensor) {
         let mask = ids.ne(self.config.pad_token_id);
         let longest = mask.sum_dim_intlist(1, false, Kind::Int64).max().int64_value(&[]).max(1);
         let (ids, mask) = (ids.narrow(1, 0, longest), mask.narrow(1, 0, longest));
@@ -326,10 +340,18 @@ impl Bert {
         let (heads, hd) = (self.config.num_attention_heads, self.config.head_dim());
         // True where a key may be attended to: [B, 1, 1, t], broadcast over heads and queries.
         let attend = mask.view([batch, 1, 1, t]);
-        for l in &self.layers {
+        if let Some(trace) = trace.as_deref_mut() {
+            let tokens = mask.sum(Kind::Int64).int64_value(&[]);
+            trace.start_batch(self.layers.len(), self.config.intermediate_size, heads, tokens, ids.device());
+        }
+        for (layer, l) in self.layers.iter().enumerate() {
+            let input = trace.is_some().then(|| h.shallow_clone());
             let split = |z: Tensor| z.view([batch, t, heads, hd]).transpose(1, 2);
             let (q, k, v) = (split(l.query.forward(&h)), split(l.key.forward(&h)), split(l.value.forward(&h)));
             let a = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&attend), 0.0, false, None, false);
+            if let Some(trace) = trace.as_deref_mut() {
+                trace.add_heads(layer, &a, Some(&mask));
+            }
             let a = a.transpose(1, 2).contiguous().view([batch, t, heads * hd]);
             h = l.attention_norm.forward(&(l.attention_out.forward(&a) + &h));
             let i = l.intermediate.forward(&h);
@@ -339,6 +361,10 @@ impl Bert {
                 HiddenAct::Relu => i.relu(),
             };
             h = l.output_norm.forward(&(l.output.forward(&i) + &h));
+            if let (Some(trace), Some(input)) = (trace.as_deref_mut(), input) {
+                trace.add_mlp(layer, &i, Some(&mask));
+                trace.add_cosine(layer, &input, &h, Some(&mask));
+            }
         }
         (h, mask)
     }
@@ -346,10 +372,16 @@ impl Bert {
     /// One embedding `[B, d]` per sequence.
     pub fn embed(&self, ids: &Tensor) -> Tensor {
         let (h, mask) = self.hidden_states(ids);
+        self.pool(&h, &mask)
+    }
+
+    /// The embeddings `[B, d]` of last hidden states `h` `[B, t, d]` with the mask of real tokens `[B, t]`: pooled and
+    /// (with `normalize`) L2-normalised, in f32.
+    pub fn pool(&self, h: &Tensor, mask: &Tensor) -> Tensor {
         let pooled = match self.config.pooling {
             Pooling::Mean => {
                 let m = mask.unsqueeze(-1).to_kind(h.kind());
-                (&h * &m).sum_dim_intlist(1, false, h.kind()) / m.sum_dim_intlist(1, false, h.kind()).clamp_min(1e-9)
+                (h * &m).sum_dim_intlist(1, false, h.kind()) / m.sum_dim_intlist(1, false, h.kind()).clamp_min(1e-9)
             }
             Pooling::Cls => h.select(1, 0),
             Pooling::Pooler => self.pooler.as_ref().expect("validated: pooler present").forward(&h.select(1, 0)).tanh(),

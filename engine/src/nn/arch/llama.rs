@@ -18,6 +18,7 @@
 
 use super::Architecture;
 use crate::nn::model::with_cached;
+use crate::nn::prune::Trace;
 use crate::nn::weights::source::{Init, WeightSource};
 use crate::nn::{Decoder, KvCache, LanguageModel, Mode, Model};
 use crate::rng::Rng;
@@ -415,7 +416,7 @@ impl Llama {
         x: &Tensor,
         rope: &(Tensor, Tensor),
         past: Option<&mut Option<(Tensor, Tensor)>>,
-        head_norms: Option<&mut Tensor>,
+        trace: Option<(&mut Trace, usize)>,
     ) -> Tensor {
         let (batch, t, _) = x.size3().expect("[B, t, d]");
         let split = |z: Tensor, heads: i64| z.view([batch, t, heads, self.head_dim]).transpose(1, 2);
@@ -437,13 +438,8 @@ impl Llama {
             (k, v)
         };
         let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, causal, None, false);
-        if let Some(norms) = head_norms {
-            // Each query head's output norm, summed over batch and positions: [heads].
-            *norms += y.to_kind(Kind::Double).norm_scalaropt_dim(2, [-1], false).sum_dim_intlist(
-                &[0i64, 2][..],
-                false,
-                Kind::Double,
-            );
+        if let Some((trace, layer)) = trace {
+            trace.add_heads(layer, &y, None);
         }
         l.o.forward(&y.transpose(1, 2).contiguous().view([batch, t, self.heads * self.head_dim]))
     }
@@ -483,7 +479,8 @@ impl Llama {
             c.len += t;
         }
         if let Some(trace) = trace.as_deref_mut() {
-            trace.prepare(self, x);
+            let channels = self.layers.first().map_or(0, |l| l.up.weight.size()[0]);
+            trace.start_batch(self.layers.len(), channels, self.heads, x.numel() as i64, x.device());
         }
         for (i, l) in self.layers.iter().enumerate() {
             if keep.is_some_and(|keep| !keep.contains(&i)) {
@@ -491,15 +488,14 @@ impl Llama {
             }
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             let input = trace.is_some().then(|| h.shallow_clone());
-            let norms = trace.as_deref_mut().map(|t| &mut t.heads[i]);
-            h = &h + self.attention(l, &l.input_norm.forward(&h), &rope, slot, norms);
+            let traced = trace.as_deref_mut().map(|t| (t, i));
+            h = &h + self.attention(l, &l.input_norm.forward(&h), &rope, slot, traced);
             let n = l.post_norm.forward(&h);
             let act = l.gate.forward(&n).silu() * l.up.forward(&n);
             h = &h + l.down.forward(&act);
             if let (Some(trace), Some(input)) = (trace.as_deref_mut(), input) {
-                trace.mlp[i] += act.to_kind(Kind::Double).abs().sum_dim_intlist(&[0i64, 1][..], false, Kind::Double);
-                let cos = Tensor::cosine_similarity(&input.to_kind(Kind::Double), &h.to_kind(Kind::Double), -1, 1e-8);
-                trace.cosine[i] += cos.sum(Kind::Double).double_value(&[]);
+                trace.add_mlp(i, &act, None);
+                trace.add_cosine(i, &input, &h, None);
             }
         }
         self.norm.forward(&h)
@@ -508,34 +504,6 @@ impl Llama {
     /// Logits of final hidden states: in f32 whatever the weights are held in (as transformers' `logits.float()`).
     fn project(&self, h: &Tensor) -> Tensor {
         h.matmul(&self.lm_head.as_ref().unwrap_or(&self.embed).tr()).to_kind(Kind::Float)
-    }
-}
-
-/// Sums over calibration tokens of what pruning ranks by, per layer (f64, so sums over many batches stay exact
-/// enough and do not depend on batch boundaries beyond rounding):
-/// - `cosine`: the cosine between each token's hidden state entering and leaving the layer (ShortGPT's block
-///   influence is 1 − its mean);
-/// - `mlp`: |silu(gate) · up| per intermediate channel (Minitron's activation importance);
-/// - `heads`: the norm of each query head's attention output.
-#[derive(Default)]
-pub struct Trace {
-    pub tokens: i64,
-    pub cosine: Vec<f64>,
-    pub mlp: Vec<Tensor>,
-    pub heads: Vec<Tensor>,
-}
-
-impl Trace {
-    fn prepare(&mut self, model: &Llama, x: &Tensor) {
-        let layers = model.layers.len();
-        if self.mlp.is_empty() {
-            let zeros = |n: i64| Tensor::zeros([n], (Kind::Double, x.device()));
-            let inter = model.layers[0].up.weight.size()[0];
-            self.cosine = vec![0.0; layers];
-            self.mlp = (0..layers).map(|_| zeros(inter)).collect();
-            self.heads = (0..layers).map(|_| zeros(model.heads)).collect();
-        }
-        self.tokens += x.numel() as i64;
     }
 }
 

@@ -47,6 +47,19 @@ impl Precision {
         *self == Precision::F32
     }
 
+    /// Warns when bf16 would be slow: on the CPU under the portable kernel mode ([`super::cpu_kernels`]), oneDNN is
+    /// held to AVX2 and bf16 matmuls take libtorch's reference GEMM (several times slower than f32; measured in
+    /// BENCHMARKS.md). `ANBIQ_CPU=native` gives them AVX512-BF16 / AMX where the CPU has it.
+    pub fn warn_if_slow(self, device: Device, step: &str) {
+        if self == Precision::Bf16 && device == Device::Cpu && super::cpu_kernels::mode() == "avx2" {
+            tracing::warn!(
+                step,
+                "precision: bf16 on the CPU under the portable kernel mode is slower than f32 (bf16 matmuls without \
+                 AVX512-BF16); set ANBIQ_CPU=native for native kernels"
+            );
+        }
+    }
+
     /// Runs `f` at this precision on `device`.
     pub fn run<T>(self, device: Device, f: impl FnOnce() -> T) -> T {
         match self {

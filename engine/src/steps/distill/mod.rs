@@ -232,6 +232,7 @@ impl Step for Distill {
     }
 
     fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
+        self.config.precision.warn_if_slow(ctx.device, &ctx.id);
         let data = load_data(ctx, "data")?;
         let val = self.config.val.as_ref().map(|_| load_data(ctx, "val")).transpose()?;
         let meta = &data.dataset.meta;

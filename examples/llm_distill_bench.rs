@@ -1,0 +1,158 @@
+//! One LLM distillation step, measured: peak resident memory and tokens/s of a SmolLM2-135M student (its first
+//! `layers` layers, as a depth-pruned student starts) learning from per-token top-k teacher log-probabilities with
+//! forward KL, AdamW — through `Learner::fit` and `DistillBatch`, the code a `distill` step runs. Beside it
+//! `scripts/bench/llm_distill_bench.py` does the same in a plain PyTorch + `transformers` loop (full logits, the same
+//! top-k KD, `torch.optim.AdamW`); `scripts/bench-llm-distill.sh` runs both, each in its own process so each peak is
+//! its own.
+//!
+//! ```sh
+//! cargo run --release --example llm_distill_bench -- GGUF MODE [layers] [batch] [time] [steps] [threads] [f32|bf16]
+//! ```
+//! MODE `chunked`: the loss a chunk of positions at a time (the default of every `distill` step); `whole`: one chunk of
+//! the whole batch (`loss_chunk` ≥ batch × time), i.e. the `[B, T, V]` logits held at once as a plain loop does.
+//! Prints one JSON line.
+
+use std::time::Instant;
+
+use anbiq::artifact::logits::StoreDtype;
+use anbiq::artifact::token_logits::{ShardWriter, TokenLogits, TokenLogitsMeta};
+use anbiq::artifact::LoadedData;
+use anbiq::data::{Dataset, DatasetMeta, Vocab};
+use anbiq::loss::LossConfig;
+use anbiq::nn::arch::llama::Llama;
+use anbiq::nn::runtime::precision::Precision;
+use anbiq::nn::runtime::progress::Progress;
+use anbiq::nn::training::chunked::chunk_positions;
+use anbiq::nn::training::learner::{Learner, LearnerConfig};
+use anbiq::nn::weights::gguf::{llama, Gguf};
+use anbiq::nn::weights::source::WeightSource;
+use anbiq::rng::Rng;
+use anbiq::steps::distill::{DistillBatch, Teacher};
+use anbiq::steps::training::TensorSource;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+const TOP_K: i64 = 8;
+
+fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T) -> T {
+    args.get(i).map_or(default, |s| s.parse().unwrap_or_else(|_| panic!("argument {i}: {s}")))
+}
+
+/// Peak and current resident set size of this process, in MiB (Linux `VmHWM`, `VmRSS`).
+fn rss_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let path = args
+        .get(1)
+        .expect("usage: llm_distill_bench GGUF chunked|whole [layers] [batch] [time] [steps] [threads] [f32|bf16]");
+    let mode = args.get(2).map_or("chunked", String::as_str);
+    let (layers, batch, time, steps, threads) =
+        (arg(&args, 3, 20i64), arg(&args, 4, 8i64), arg(&args, 5, 256i64), arg(&args, 6, 3i64), arg(&args, 7, 2i32));
+    let precision: Precision = serde_yaml::from_str(args.get(8).map_or("f32", String::as_str))?;
+    tch::set_num_threads(threads);
+
+    // The student: the GGUF's first `layers` layers, trainable f32.
+    let gguf = Gguf::open(path.as_ref())?;
+    let (mut config, mut weights) = llama::load(&gguf, Kind::Float)?;
+    let vocab = config.vocab_size.expect("a vocabulary size");
+    config.num_hidden_layers = layers;
+    weights.retain(|key, _| {
+        key.strip_prefix("model.layers.")
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|i| i.parse::<i64>().ok())
+            .is_none_or(|i| i < layers)
+    });
+    let vs = VarStore::new(Device::Cpu);
+    let student = Llama::new(&config, &vs.root(), vocab, &mut WeightSource::Load(&mut weights))?;
+
+    // Random token windows and a random top-k teacher over them.
+    let windows = batch * steps;
+    tch::manual_seed(0);
+    let ids = Tensor::randint(vocab, [windows, time + 1], (Kind::Int64, Device::Cpu));
+    let (x, y) = (ids.narrow(1, 0, time).contiguous(), ids.narrow(1, 1, time).contiguous());
+    let store = tempfile::tempdir()?;
+    let mut writer = ShardWriter::new(store.path(), TOP_K, StoreDtype::F16, 64, vocab);
+    for _ in 0..windows {
+        writer.push(&(Tensor::randn([1, time, vocab], (Kind::Float, Device::Cpu)) * 3.0))?;
+    }
+    let meta = TokenLogitsMeta {
+        dataset: "bench".into(),
+        windows: 0,
+        time,
+        classes: vocab,
+        top_k: TOP_K,
+        dtype: StoreDtype::F16,
+        model: "random".into(),
+        shards: Vec::new(),
+    };
+    writer.finish(meta)?;
+    let teachers = [(Teacher::Tokens(TokenLogits::read(store.path())?), 1.0)];
+    let meta = DatasetMeta {
+        sample_shape: vec![time],
+        classes: vocab,
+        class_names: None,
+        source: "bench".into(),
+        vocab: Some(Vocab::Byte),
+    };
+    let data = LoadedData { dataset: Dataset::new(x, y, meta)?, base: "bench".into(), base_indices: None };
+    let source = TensorSource::new(&data.dataset.x, &data.dataset.y, Device::Cpu);
+
+    let loss: LossConfig = serde_yaml::from_str("{kd: {temperature: 1, alpha: 1}}")?;
+    let chunk = match mode {
+        "chunked" => chunk_positions(vocab),
+        "whole" => batch * time,
+        other => anyhow::bail!("MODE is chunked or whole, not {other}"),
+    };
+    let mut step = DistillBatch {
+        student: &student,
+        teachers: &teachers,
+        data: &data,
+        loss: loss.build()?,
+        jitter: 0,
+        device: Device::Cpu,
+        shape_tail: false,
+        precision,
+        chunk,
+    };
+    let learner = |epochs| {
+        Learner::new(LearnerConfig {
+            epochs,
+            batch_size: batch as usize,
+            optimizer: serde_yaml::from_str("{name: adamw, lr: 1.0e-4}").expect("an optimizer"),
+            schedule: Default::default(),
+            clip_grad_norm: None,
+        })
+    };
+    let (_, before) = rss_mib();
+    // A warm-up step on the first batch (allocator, kernels), then one timed epoch of `steps` steps.
+    let single =
+        TensorSource::new(&data.dataset.x.narrow(0, 0, batch), &data.dataset.y.narrow(0, 0, batch), Device::Cpu);
+    let progress = Progress::hidden();
+    learner(1).fit(&vs, &mut step, &single, None, &mut Rng::new(0), &progress, None)?;
+    let started = Instant::now();
+    learner(1).fit(&vs, &mut step, &source, None, &mut Rng::new(1), &progress, None)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (peak, _) = rss_mib();
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "anbiq", "mode": mode, "layers": layers, "batch": batch, "time": time, "vocab": vocab,
+            "top_k": TOP_K, "threads": threads, "precision": precision, "steps": steps, "chunk_positions": chunk,
+            "seconds_per_step": seconds / steps as f64,
+            "tokens_per_s": (batch * time * steps) as f64 / seconds,
+            "rss_before_mib": before, "peak_rss_mib": peak,
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""PyTorch's side of examples/llm_distill_bench.rs: one distillation step of a SmolLM2-135M student (its first
+`layers` layers, from the same GGUF through transformers) on random token windows, forward KL from random per-token
+top-k teacher log-probabilities (the leftover mass spread evenly over the other tokens, as anbiq's `even` tail, computed
+sparsely: no dense teacher tensor), torch.optim.AdamW; the student's full [B, T, V] logits, as a plain loop has them.
+Prints one JSON line: tokens/s and peak resident memory of the process.
+
+    scripts/bench/py.sh scripts/bench/llm_distill_bench.py GGUF [layers] [batch] [time] [steps] [threads] [f32|bf16]
+
+bf16: the forward pass under torch.autocast("cpu", bfloat16), weights and optimiser in f32 (anbiq's `precision: bf16`).
+"""
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForCausalLM
+
+TOP_K = 8
+
+
+def rss_mib():
+    """Peak (ru_maxrss) and current (/proc) resident set size in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    current = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS:")) / 1024
+    return peak, current
+
+
+path = Path(sys.argv[1])
+defaults = [20, 8, 256, 3, 2]
+layers, batch, tokens, steps, threads = (int(a) for a in (sys.argv[2:7] + [str(d) for d in defaults][len(sys.argv[2:7]):]))
+precision = sys.argv[7] if len(sys.argv) > 7 else "f32"
+torch.set_num_threads(threads)
+model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+model.model.layers = model.model.layers[:layers]
+model.config.num_hidden_layers = layers
+model.train()
+vocab = model.config.vocab_size
+
+torch.manual_seed(0)
+windows = batch * steps
+ids = torch.randint(vocab, (windows, tokens + 1))
+x, y = ids[:, :-1].contiguous(), ids[:, 1:].contiguous()
+lp, idx, rest = [], [], []
+for _ in range(windows):
+    logp = (torch.randn(1, tokens, vocab) * 3.0).log_softmax(-1)
+    values, indices = logp.topk(TOP_K, -1)
+    lp.append(values.half())
+    idx.append(indices.to(torch.int32))
+    rest.append((1 - values.exp().sum(-1)).clamp_min(0).half())
+lp, idx, rest = torch.cat(lp), torch.cat(idx), torch.cat(rest)
+
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+
+
+def kd_loss(logits, logprobs, indices, rest):
+    """Forward KL(teacher || student) per token, mean over tokens; teacher = top k + an even tail."""
+    log_q = logits.float().log_softmax(-1)
+    logprobs, rest = logprobs.float(), rest.float().clamp_min(1e-12)
+    p = logprobs.exp()
+    log_q_top = log_q.gather(-1, indices.long())
+    others = vocab - TOP_K
+    tail_logp = (rest / others).log()
+    tail_log_q = log_q.sum(-1) - log_q_top.sum(-1)
+    kl = (p * (logprobs - log_q_top)).sum(-1) + rest * tail_logp - (rest / others) * tail_log_q
+    return kl.mean()
+
+
+def train_step(rows):
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        logits = model(input_ids=x[rows]).logits
+    loss = kd_loss(logits, lp[rows], idx[rows], rest[rows])
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+_, before = rss_mib()
+train_step(slice(0, batch))  # warm-up
+started = time.perf_counter()
+for s in range(steps):
+    train_step(slice(s * batch, (s + 1) * batch))
+seconds = time.perf_counter() - started
+peak, _ = rss_mib()
+print(json.dumps({"impl": "pytorch", "mode": "full logits", "layers": layers, "batch": batch, "time": tokens,
+                  "vocab": vocab, "top_k": TOP_K, "threads": threads, "precision": precision, "steps": steps,
+                  "seconds_per_step": seconds / steps, "tokens_per_s": batch * tokens * steps / seconds,
+                  "rss_before_mib": before, "peak_rss_mib": peak}))

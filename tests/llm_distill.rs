@@ -70,7 +70,7 @@ fn the_shipped_prune_and_distil_workflow_runs_on_smollm2() {
     };
     let small = edit(yaml, "../data/", "data/", 4);
     let small = edit(small, "\n  windows: 128 ", "\n  windows: 4 ", 1);
-    let small = edit(small, "\n  eval_windows: 32 ", "\n  eval_windows: 1 ", 1);
+    let small = edit(small, "\n  eval_windows: 8 ", "\n  eval_windows: 1 ", 1);
     let small = edit(small, "\n  batch_size: 4\n", "\n  batch_size: 2\n", 1);
     let small = edit(small, "    reference: teacher\n", "    reference: teacher\n    timing: false\n", 2);
     let p = Project::new(&small);

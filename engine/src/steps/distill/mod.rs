@@ -134,16 +134,8 @@ impl TrainStep for DistillBatch<'_> {
         let x = if self.jitter > 0 { augment::jitter(&batch.x, self.jitter, rng) } else { batch.x.shallow_clone() };
         let rows = self.data.base_rows(&batch.idx);
         let student = self.precision.forward(self.student, &x, Mode::Train(rng));
-        let logits = |t: &Teacher| t.logits(&x, &rows, (self.device, self.precision), &student, self.shape_tail);
-        let teacher = match self.teachers {
-            [(only, _)] => logits(only),
-            // An ensemble: the weighted mean of log-probabilities, i.e. a normalised weighted geometric mean.
-            many => many
-                .iter()
-                .map(|(t, w)| logits(t).log_softmax(-1, tch::Kind::Float) * *w)
-                .reduce(|a, b| a + b)
-                .expect("at least one teacher"),
-        };
+        let teacher =
+            ensemble(self.teachers, |t| t.logits(&x, &rows, (self.device, self.precision), &student, self.shape_tail));
         // Sequence logits become one row per token; classifier logits pass through.
         let sequence_len = (student.dim() == 3).then(|| student.size()[1]);
         let (student, teacher, labels) = (tokens::rows(&student), tokens::rows(&teacher), tokens::labels(&batch.y));
@@ -159,6 +151,19 @@ impl TrainStep for DistillBatch<'_> {
             }
             _ => backward_whole(self.loss(batch, rng, progress)?),
         }
+    }
+}
+
+/// The teacher logits of one teacher as they are; of several, the weighted mean of their log-probabilities (a
+/// normalised weighted geometric mean). `teachers` holds each with its normalised weight.
+fn ensemble<T>(teachers: &[(T, f64)], logits: impl Fn(&T) -> Tensor) -> Tensor {
+    match teachers {
+        [(only, _)] => logits(only),
+        many => many
+            .iter()
+            .map(|(t, w)| logits(t).log_softmax(-1, Kind::Float) * *w)
+            .reduce(|a, b| a + b)
+            .expect("at least one teacher"),
     }
 }
 
@@ -179,15 +184,7 @@ impl DistillBatch<'_> {
         backward_in_chunks(&hidden, self.chunk, |start, h| {
             let n = h.size()[0];
             let student = self.precision.run(self.device, || lm.logits_of(h)).to_kind(Kind::Float);
-            let logits = |t: &TeacherRows| t.logits(start, n, &student, self.shape_tail);
-            let teacher = match teachers.as_slice() {
-                [(only, _)] => logits(only),
-                many => many
-                    .iter()
-                    .map(|(t, w)| logits(t).log_softmax(-1, Kind::Float) * *w)
-                    .reduce(|a, b| a + b)
-                    .expect("at least one teacher"),
-            };
+            let teacher = ensemble(&teachers, |t| t.logits(start, n, &student, self.shape_tail));
             let labels = labels.narrow(0, start, n);
             self.loss.loss(&LossInput {
                 student: &student,

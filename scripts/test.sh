@@ -10,5 +10,6 @@ bash scripts/fetch-data.sh smollm2       # the real GGUF model of tests/gguf.rs 
 bash scripts/fetch-data.sh minilm        # the real BERT encoder and tokenizer of tests/tokenizers.rs (88 MB)
 bash scripts/fetch-data.sh shakespeare   # the corpus the tokenizers are checked on (4.9 MB)
 bash scripts/fetch-data.sh milton        # the out-of-domain text of workflows/smollm2-prune-distill.yaml (1.3 MB)
+bash scripts/fetch-data.sh folio         # Shakespeare lines in modern and First Folio spelling (tests/sentence_distill.rs)
 bash scripts/build-plugins.sh
 cargo test --workspace "$@"

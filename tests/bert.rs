@@ -227,3 +227,58 @@ fn sentences_are_rows_padded_for_an_encoder() {
     p.run(&[]);
     assert_eq!(p.lock().step("lines").unwrap().metrics["truncated"], serde_json::json!(1));
 }
+
+/// A sentence-transformers model with a `Dense` module between Pooling and Normalize (LaBSE's layout), as
+/// sentence-transformers saved it (tests/fixtures/minilm-dense, scripts/reference/st_dense_fixture.py, on MiniLM's
+/// encoder): imported, it embeds as sentence-transformers does; exported, it keeps the module order; imported again,
+/// it is the same model.
+#[test]
+fn a_dense_head_imports_and_exports_in_its_module_order() {
+    let p = Project::new("steps:\n  encoder: {kind: import, hf: st, input_shape: [128]}\n");
+    let st = p.path("st");
+    std::fs::create_dir_all(st.join("1_Pooling")).unwrap();
+    let minilm = repo().join("data/minilm");
+    for file in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "1_Pooling/config.json"]
+    {
+        std::os::unix::fs::symlink(minilm.join(file), st.join(file)).expect("scripts/fetch-data.sh minilm");
+    }
+    let fixture = repo().join("tests/fixtures/minilm-dense");
+    std::fs::create_dir_all(st.join("2_Dense")).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture.join("2_Dense").join(file), st.join("2_Dense").join(file)).unwrap();
+    }
+    std::fs::copy(fixture.join("modules.json"), st.join("modules.json")).unwrap();
+    p.run(&[]);
+    let loaded = ModelArtifact::load(&p.output("encoder", "model"), Device::Cpu).unwrap();
+    assert_eq!(loaded.spec.classes, 128);
+    let rows: Vec<Vec<i64>> = serde_json::from_value(reference("minilm")["ids"].clone()).unwrap();
+    let got = tch::no_grad(|| loaded.model.forward(&padded(&rows), Mode::Eval));
+    let bytes = std::fs::read(fixture.join("embeddings.f32")).unwrap();
+    let expected: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    let expected = Tensor::from_slice(&expected).reshape([64, 128]);
+    let worst = Tensor::cosine_similarity(&got, &expected, 1, 1e-12).min().double_value(&[]);
+    eprintln!("MiniLM + Dense(384→128) + Normalize: lowest cosine to sentence-transformers {worst:.9}");
+    assert!(worst >= 0.99999, "lowest cosine to sentence-transformers: {worst}");
+
+    let out = p.path("exported");
+    p.export("encoder", &out, &["--format", "hf"]);
+    let modules: Value = serde_json::from_slice(&std::fs::read(out.join("modules.json")).unwrap()).unwrap();
+    let order: Vec<(&str, &str)> = modules
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["type"].as_str().unwrap().rsplit('.').next().unwrap(), m["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        order,
+        [("Transformer", ""), ("Pooling", "1_Pooling"), ("Dense", "2_Dense"), ("Normalize", "3_Normalize")]
+    );
+    p.write(
+        "wf.yaml",
+        "steps:\n  encoder: {kind: import, hf: st, input_shape: [128]}\n  \
+                        again: {kind: import, hf: exported, input_shape: [128]}\n",
+    );
+    assert_eq!(p.run(&[]).ran(), ["again"]);
+    let lock = p.lock();
+    assert_eq!(lock.step("again").unwrap().outputs, lock.step("encoder").unwrap().outputs, "export → import");
+}

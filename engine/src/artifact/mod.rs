@@ -4,6 +4,7 @@
 //! [`ArtifactKind::format_version`](crate::steps::ArtifactKind::format_version).
 
 pub mod dataset;
+pub mod embeddings;
 pub mod ids;
 pub mod logits;
 pub mod model;

@@ -27,6 +27,21 @@ pub struct DatasetMeta {
     pub vocab: Option<super::Vocab>,
 }
 
+impl DatasetMeta {
+    /// Sentences for an encoder (`source: sentences` or `pairs`): the padding id their rows are right-padded with.
+    pub fn sentence_padding(&self) -> Option<i64> {
+        match &self.vocab {
+            Some(super::Vocab::Tokenizer { tokenizer, sentences: true, .. }) => tokenizer.special().pad.map(i64::from),
+            _ => None,
+        }
+    }
+
+    /// Pairs of sentences (`source: pairs`): samples `[2, T]`, the second sentence a paraphrase of the first.
+    pub fn is_pairs(&self) -> bool {
+        matches!(&self.vocab, Some(super::Vocab::Tokenizer { sentences: true, .. })) && self.sample_shape.len() == 2
+    }
+}
+
 impl Dataset {
     /// Builds a dataset after checking the invariants every consumer relies on; converts `x` to contiguous CPU f32
     /// and `y` to i64. `meta.sample_shape` must match `x`, and labels must lie in `0..meta.classes`. Text data
@@ -35,7 +50,9 @@ impl Dataset {
         let xs = x.size();
         let ys = y.size();
         let text = meta.vocab.is_some();
-        if text && (xs.len() != 2 || xs != ys || x.is_floating_point()) {
+        // Sentence pairs (`source: pairs`) are samples of two sentences, [N, 2, T]; other text is [N, T].
+        let dims = if meta.is_pairs() { 3 } else { 2 };
+        if text && (xs.len() != dims || xs != ys || x.is_floating_point()) {
             return Err(DataError::Invalid(format!(
                 "text data needs integer token ids x [N, T] and next tokens y [N, T]; got x {xs:?} {:?} and y {ys:?}",
                 x.kind()

@@ -79,35 +79,58 @@ pub fn sentences(
     context: i64,
     truncate: bool,
 ) -> Result<(Vec<i64>, usize, usize)> {
+    padded_lines(path, tokenizer, context, truncate, 1)
+}
+
+/// Pairs of sentences, one pair per non-blank line as `first<TAB>second` (a sentence and its paraphrase), each
+/// sentence encoded as by [`sentences`]. Returns the ids (`N × 2 × context`, row-major), N, and the sentences cut.
+pub fn sentence_pairs(
+    path: &Path,
+    tokenizer: &TextTokenizer,
+    context: i64,
+    truncate: bool,
+) -> Result<(Vec<i64>, usize, usize)> {
+    padded_lines(path, tokenizer, context, truncate, 2)
+}
+
+/// Lines of `per_line` tab-separated sentences, each encoded and padded to `context`.
+fn padded_lines(
+    path: &Path,
+    tokenizer: &TextTokenizer,
+    context: i64,
+    truncate: bool,
+    per_line: usize,
+) -> Result<(Vec<i64>, usize, usize)> {
     let pad = tokenizer.special().pad.ok_or_else(|| {
         DataError::Invalid("the tokenizer has no padding token (`pad_token` in tokenizer_config.json)".into())
     })?;
     let width = context as usize;
     let (mut ids, mut count, mut cut) = (Vec::new(), 0usize, 0usize);
     for (file, text) in &read_named_files(path)? {
-        for (line, sentence) in text.lines().enumerate() {
-            if sentence.trim().is_empty() {
+        for (line, content) in text.lines().enumerate() {
+            if content.trim().is_empty() {
                 continue;
             }
-            let mut tokens = tokenizer
-                .encode(sentence, true)
-                .map_err(|e| DataError::format(file, format!("line {}: {e}", line + 1)))?;
-            if tokens.len() > width {
-                if !truncate {
-                    return Err(DataError::format(
-                        file,
-                        format!(
-                            "line {}: {} tokens, more than `context: {context}` (raise it, or `truncate: true` to cut)",
-                            line + 1,
-                            tokens.len()
-                        ),
-                    ));
-                }
-                tokens.truncate(width);
-                cut += 1;
+            let at = |message: String| DataError::format(file, format!("line {}: {message}", line + 1));
+            let parts: Vec<&str> = if per_line == 1 { vec![content] } else { content.split('\t').collect() };
+            if parts.len() != per_line || parts.iter().any(|p| p.trim().is_empty()) {
+                return Err(at(format!("expected {per_line} non-empty sentences separated by a tab")));
             }
-            ids.extend(tokens.iter().map(|&t| i64::from(t)));
-            ids.extend(std::iter::repeat_n(i64::from(pad), width - tokens.len()));
+            for sentence in parts {
+                let mut tokens = tokenizer.encode(sentence, true).map_err(|e| at(e.to_string()))?;
+                if tokens.len() > width {
+                    if !truncate {
+                        return Err(at(format!(
+                            "{} tokens, more than `context: {context}` (raise it, or `truncate: true` to cut)",
+                            tokens.len()
+                        )));
+                    }
+                    tokens.truncate(width);
+                    cut += 1;
+                }
+                ids.extend(tokens.iter().map(|&t| i64::from(t)));
+                ids.extend(std::iter::repeat_n(i64::from(pad), width - tokens.len()));
+            }
             count += 1;
         }
     }

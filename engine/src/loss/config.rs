@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{CeTeacherLabels, DistillLoss, KdLoss, MseLogits, PluginTerm, ReverseKl, WeightedSum};
+use super::{
+    CeTeacherLabels, CosineEmbedding, DistillLoss, KdLoss, MseEmbedding, MseLogits, PluginTerm, ReverseKl, WeightedSum,
+};
 
 /// One loss term, externally tagged by its name: `{kd: {temperature: 4}}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -16,6 +18,17 @@ pub enum LossTerm {
     /// A WebAssembly plugin: `{plugin: {path: my_loss.wasm, params: {...}}}`.
     Plugin(PluginTerm),
     ReverseKl(ReverseKl),
+    /// Sentence embeddings: mean squared difference.
+    MseEmbedding(MseEmbedding),
+    /// Sentence embeddings: mean of 1 − cos.
+    CosineEmbedding(CosineEmbedding),
+}
+
+/// What a loss term compares: a teacher's distributions (logits, with labels) or a sentence encoder's embeddings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compares {
+    Distributions,
+    Embeddings,
 }
 
 /// A term with a weight in a sum: `{kd: {...}, weight: 0.5}`.
@@ -45,8 +58,32 @@ impl LossTerm {
             LossTerm::Kd(kd) => kd.validate().map_err(|(f, m)| (format!("kd.{f}"), m)),
             LossTerm::Plugin(p) => p.validate().map_err(|(f, m)| (format!("plugin.{f}"), m)),
             LossTerm::ReverseKl(r) => r.validate().map_err(|(f, m)| (format!("reverse_kl.{f}"), m)),
-            LossTerm::MseLogits(_) | LossTerm::CeTeacherLabels(_) => Ok(()),
+            LossTerm::MseLogits(_)
+            | LossTerm::CeTeacherLabels(_)
+            | LossTerm::MseEmbedding(_)
+            | LossTerm::CosineEmbedding(_) => Ok(()),
         }
+    }
+
+    /// What the term compares. A plugin says in its describe (`"inputs": "embeddings"`, plugins/ABI.md); one that
+    /// does not load compares distributions here, and `validate` reports why it does not load.
+    pub fn compares(&self) -> Compares {
+        match self {
+            LossTerm::MseEmbedding(_) | LossTerm::CosineEmbedding(_) => Compares::Embeddings,
+            LossTerm::Plugin(p) => match crate::plugin::load(&p.file()).map(|m| m.describe.inputs) {
+                Ok(crate::plugin::Inputs::Embeddings) => Compares::Embeddings,
+                _ => Compares::Distributions,
+            },
+            _ => Compares::Distributions,
+        }
+    }
+
+    /// The term's name in YAML (`kd`, `mse_embedding`, …).
+    pub fn name(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_object().and_then(|o| o.keys().next().cloned()))
+            .unwrap_or_default()
     }
 
     pub fn build(&self) -> anyhow::Result<Box<dyn DistillLoss>> {
@@ -55,6 +92,8 @@ impl LossTerm {
             LossTerm::MseLogits(l) => Box::new(l.clone()),
             LossTerm::CeTeacherLabels(l) => Box::new(l.clone()),
             LossTerm::ReverseKl(l) => Box::new(l.clone()),
+            LossTerm::MseEmbedding(l) => Box::new(l.clone()),
+            LossTerm::CosineEmbedding(l) => Box::new(l.clone()),
             LossTerm::Plugin(p) => Box::new(p.build()?),
         })
     }
@@ -89,6 +128,29 @@ impl LossConfig {
             }
         }
         problems
+    }
+
+    /// Every term must compare `what`; the first that does not is `(field, message)`.
+    pub fn check_compares(&self, what: Compares) -> Result<(), (String, String)> {
+        let one = matches!(self, LossConfig::One(_));
+        for (i, t) in self.terms().iter().enumerate() {
+            if t.term.compares() != what {
+                let field = if one { "loss".to_string() } else { format!("loss[{i}]") };
+                let message = match what {
+                    Compares::Embeddings => format!(
+                        "`{}` compares a teacher's distributions; a sentence encoder is distilled with \
+                         `mse_embedding` or `cosine_embedding`",
+                        t.term.name()
+                    ),
+                    Compares::Distributions => format!(
+                        "`{}` compares sentence embeddings; this teacher gives logits (use `kd`, `mse_logits`, …)",
+                        t.term.name()
+                    ),
+                };
+                return Err((field, message));
+            }
+        }
+        Ok(())
     }
 
     pub fn build(&self) -> anyhow::Result<Box<dyn DistillLoss>> {

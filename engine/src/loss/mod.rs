@@ -12,6 +12,7 @@
 
 mod ce_teacher;
 mod config;
+pub mod embedding;
 mod kd;
 mod mse;
 mod plugin;
@@ -19,7 +20,8 @@ mod reverse_kl;
 mod temperature;
 
 pub use ce_teacher::CeTeacherLabels;
-pub use config::{LossConfig, LossTerm, WeightedTerm};
+pub use config::{Compares, LossConfig, LossTerm, WeightedTerm};
+pub use embedding::{one_minus_cosine, CosineEmbedding, MseEmbedding};
 pub use kd::KdLoss;
 pub use mse::MseLogits;
 pub use plugin::{PluginLoss, PluginTerm};

@@ -6,6 +6,7 @@
 //! process-global generator, so concurrent steps with the same seed give bit-identical results on CPU.
 
 pub mod arch;
+pub mod encode;
 pub mod layers;
 pub mod model;
 pub mod prune;

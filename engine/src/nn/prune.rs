@@ -214,3 +214,51 @@ pub fn prune_bert(
 pub fn nll(logits: &Tensor, labels: &Tensor) -> f64 {
     crate::nn::tokens::cross_entropy(logits, labels).to_kind(Kind::Double).double_value(&[])
 }
+
+/// The `k` directions that keep most of the squared length of the rows of `x` `[N, d]`: the top eigenvectors of
+/// `xᵀx / N`, as rows `[k, d]` (largest first, each signed so its largest-magnitude entry is positive, which makes
+/// the result unique), and the share of Σ|x|² they keep. Uncentred on purpose: with k = d the map is a rotation, so
+/// every cosine between embeddings is kept exactly, and with k < d it is the best rank-k approximation of their dot
+/// products — which is what a sentence embedder's similarities are made of.
+pub fn principal_directions(x: &Tensor, k: i64) -> Result<(Tensor, f64)> {
+    let (n, d) = x.size2()?;
+    ensure!((1..=d).contains(&k), "{k} directions asked of {d}-dimensional embeddings");
+    ensure!(n >= k, "{k} directions need at least {k} embeddings, there are {n}");
+    let x = x.to_kind(Kind::Double);
+    let second_moment = x.tr().matmul(&x) / n as f64;
+    let (values, vectors) = second_moment.linalg_eigh("L");
+    // Ascending eigenvalues: the last k columns, largest first.
+    let top = vectors.narrow(1, d - k, k).flip([1]).tr();
+    let largest = top.abs().argmax(1, true);
+    let signs = top.gather(1, &largest, false).sign();
+    let kept = values.narrow(0, d - k, k).sum(Kind::Double) / values.sum(Kind::Double);
+    Ok((top * signs, kept.double_value(&[])))
+}
+
+#[cfg(test)]
+mod pca_tests {
+    use super::*;
+
+    #[test]
+    fn principal_directions_are_the_right_singular_vectors() {
+        // Rows with most of their length along (1, 1, 0)/√2, some along (0, 0, 1), a little along (1, −1, 0)/√2.
+        let mut rng = crate::rng::Rng::new(7);
+        let basis =
+            Tensor::from_slice(&[0.5f64.sqrt(), 0.5f64.sqrt(), 0.0, 0.0, 0.0, 1.0, 0.5f64.sqrt(), -0.5f64.sqrt(), 0.0])
+                .view([3, 3]);
+        let scales = Tensor::from_slice(&[3.0f64, 1.0, 0.1]);
+        let values: Vec<f64> = (0..600).map(|_| rng.normal_f64()).collect();
+        let coefficients = Tensor::from_slice(&values).view([200, 3]) * &scales;
+        let x = coefficients.matmul(&basis);
+        let (top, kept) = principal_directions(&x, 2).unwrap();
+        // Independent computation: the right singular vectors of x, signed the same way.
+        let (_, s, v) = x.svd(true, true);
+        let vh = v.tr().narrow(0, 0, 2);
+        let signs = vh.gather(1, &vh.abs().argmax(1, true), false).sign();
+        assert!((&top - vh * signs).abs().max().double_value(&[]) < 1e-9);
+        let energy = s.square();
+        let expected = energy.narrow(0, 0, 2).sum(Kind::Double) / energy.sum(Kind::Double);
+        assert!((kept - expected.double_value(&[])).abs() < 1e-12);
+        assert!(top.double_value(&[0, 0]) > 0.69 && top.double_value(&[0, 0]) < 0.72, "the dominant direction first");
+    }
+}

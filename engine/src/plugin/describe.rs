@@ -13,6 +13,9 @@ pub struct Describe {
     /// Only `loss` for now.
     pub kind: String,
     pub style: Style,
+    /// What the loss compares: `logits` (default) or `embeddings` (a sentence encoder's).
+    #[serde(default)]
+    pub inputs: Inputs,
     #[serde(default)]
     pub description: String,
     #[serde(default)]
@@ -27,6 +30,17 @@ pub enum Style {
     Tensor,
     /// `anbiq_loss_dense(student, teacher, labels, batch, classes, grad) -> f32` on copies in guest memory.
     Dense,
+}
+
+/// What a loss plugin is handed as `student` and `teacher`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Inputs {
+    /// Logits `[B, C]` (or `[B, T, V]`) and labels.
+    #[default]
+    Logits,
+    /// Sentence embeddings `[B, d]`, and an empty `[0]` labels tensor.
+    Embeddings,
 }
 
 impl Style {
@@ -119,6 +133,9 @@ impl Describe {
         }
         if self.kind != "loss" {
             return Err(format!("describe: `kind` is {:?}; this host runs `loss` plugins", self.kind));
+        }
+        if self.inputs == Inputs::Embeddings && self.style != Style::Tensor {
+            return Err("describe: `inputs: embeddings` goes with `style: tensor`".into());
         }
         for (i, p) in self.params.iter().enumerate() {
             if !is_name(&p.name) {

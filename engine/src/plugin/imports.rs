@@ -148,9 +148,21 @@ macro_rules! binary {
     )*};
 }
 
+/// A plugin's scalar as the f32 it meets: beyond f32's range it saturates to ±∞ (what f32 arithmetic gives). libtorch
+/// refuses such a scalar for an f32 tensor, and tch then panics while freeing it — never let a plugin reach that.
+fn f32_range(s: f64) -> f64 {
+    if s.abs() > f32::MAX as f64 && s.is_finite() {
+        s.signum() * f64::INFINITY
+    } else {
+        s
+    }
+}
+
 macro_rules! scalar {
     ($l:ident, $names:ident, $($name:literal => $f:expr),* $(,)?) => {$(
-        $l.func_wrap("anbiq", $name, |mut c: C<'_>, a: i32, s: f64| op1(&mut c, $name, a, |t| ($f)(t, s)))?;
+        $l.func_wrap("anbiq", $name, |mut c: C<'_>, a: i32, s: f64| {
+            op1(&mut c, $name, a, |t| ($f)(t, f32_range(s)))
+        })?;
         $names.push($name);
     )*};
 }
@@ -218,13 +230,13 @@ fn build() -> wasmtime::Result<(Linker<HostState>, Vec<&'static str>)> {
 
     // Temperature-scaled softmax: softmax(x / t) along `dim`, exactly as the native losses compute it.
     l.func_wrap("anbiq", "softmax", |mut c: C<'_>, a: i32, dim: i32, t: f64| {
-        op1(&mut c, "softmax", a, |x| x.f_div_scalar(t)?.f_softmax(dim as i64, Kind::Float))
+        op1(&mut c, "softmax", a, |x| x.f_div_scalar(f32_range(t))?.f_softmax(dim as i64, Kind::Float))
     })?;
     l.func_wrap("anbiq", "log_softmax", |mut c: C<'_>, a: i32, dim: i32, t: f64| {
-        op1(&mut c, "log_softmax", a, |x| x.f_div_scalar(t)?.f_log_softmax(dim as i64, Kind::Float))
+        op1(&mut c, "log_softmax", a, |x| x.f_div_scalar(f32_range(t))?.f_log_softmax(dim as i64, Kind::Float))
     })?;
     l.func_wrap("anbiq", "clamp", |mut c: C<'_>, a: i32, lo: f64, hi: f64| {
-        op1(&mut c, "clamp", a, |x| x.f_clamp(lo, hi))
+        op1(&mut c, "clamp", a, |x| x.f_clamp(f32_range(lo), f32_range(hi)))
     })?;
     l.func_wrap("anbiq", "unsqueeze", |mut c: C<'_>, a: i32, dim: i32| {
         op1(&mut c, "unsqueeze", a, |x| x.f_unsqueeze(dim as i64))

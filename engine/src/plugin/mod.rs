@@ -27,7 +27,7 @@ mod runner;
 mod sandbox;
 mod tensor;
 
-pub use describe::{Describe, ParamSpec, ParamType, Style};
+pub use describe::{Describe, Inputs, ParamSpec, ParamType, Style};
 pub use error::{ErrorKind, PluginError};
 pub use imports::MAX_READ;
 pub use load::{load, load_bytes, Plugin, ABI_VERSION, MIN_ABI_VERSION};

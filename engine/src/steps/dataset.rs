@@ -49,6 +49,9 @@ pub enum Source {
     Text,
     /// One sentence per line, for encoders: each row one sentence, padded.
     Sentences,
+    /// A sentence and its paraphrase per line, tab-separated (for `evaluate`'s paraphrase retrieval): each row
+    /// `[2, context]`.
+    Pairs,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -164,7 +167,7 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
             message: "MNIST-format sources have their own `test` split; name this one differently (e.g. `val`)".into(),
         });
     }
-    let sentences = config.source == Source::Sentences;
+    let sentences = matches!(config.source, Source::Sentences | Source::Pairs);
     let text = config.source == Source::Text || sentences;
     if text && !matches!(config.context, Some(c) if c > 0) {
         errors.push(Located {
@@ -194,14 +197,20 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
     if sentences && !pretrained {
         errors.push(Located {
             span: at("tokenizer"),
-            message: "source `sentences` needs a model's tokenizer (`tokenizer: {model: STEP}` or `{file: ..}`)".into(),
+            message: format!(
+                "source `{}` needs a model's tokenizer (`tokenizer: {{model: STEP}}` or `{{file: ..}}`)",
+                source_name(config.source)
+            ),
         });
     }
     if sentences && config.documents.is_some() {
         errors.push(Located { span: at("documents"), message: "`documents` applies to `source: text`".into() });
     }
     if config.truncate && !sentences {
-        errors.push(Located { span: at("truncate"), message: "`truncate` applies to `source: sentences` only".into() });
+        errors.push(Located {
+            span: at("truncate"),
+            message: "`truncate` applies to `source: sentences` and `pairs` only".into(),
+        });
     }
     if text && config.normalize != Normalization::None {
         errors.push(Located { span: at("normalize"), message: "text (token ids) cannot be normalised".into() });
@@ -254,7 +263,7 @@ impl Step for DatasetStep {
     fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
         match self.config.source {
             Source::Text => return self.run_text(ctx),
-            Source::Sentences => return self.run_sentences(ctx),
+            Source::Sentences | Source::Pairs => return self.run_sentences(ctx),
             _ => {}
         }
         let (main, official_test) = self.load()?;
@@ -298,7 +307,9 @@ impl DatasetStep {
                 (data::csv::load(&path()?, &options)?, None)
             }
             Source::Tensors => (data::tensors::load(&path()?)?, None),
-            Source::Text | Source::Sentences => bail!("text is loaded by run_text, sentences by run_sentences"),
+            Source::Text | Source::Sentences | Source::Pairs => {
+                bail!("text is loaded by run_text, sentences by run_sentences")
+            }
         })
     }
 
@@ -364,18 +375,25 @@ impl DatasetStep {
         Ok((TextTokenizer::from_files(json, config).context("field `tokenizer.file`")?, None))
     }
 
-    /// Sentences: one row each, padded to `context`, split at random (seeded) like any sample set.
+    /// Sentences (or pairs of them): one row each, padded to `context`, split at random (seeded) like any sample set.
     fn run_sentences(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
         let path = self.file.as_ref().map(|f| f.path.clone()).context("path is checked at parse time")?;
         let context = self.config.context.context("context is checked at parse time")?;
         let (tokenizer, _) = self.pretrained_tokenizer(ctx)?;
-        let (ids, count, cut) = data::text::sentences(&path, &tokenizer, context, self.config.truncate)?;
-        let x = tch::Tensor::from_slice(&ids).view([count as i64, context]);
+        let pairs = self.config.source == Source::Pairs;
+        let read = if pairs { data::text::sentence_pairs } else { data::text::sentences };
+        let (ids, count, cut) = read(&path, &tokenizer, context, self.config.truncate)?;
+        let sample_shape = if pairs { vec![2, context] } else { vec![context] };
+        let x = tch::Tensor::from_slice(&ids).view([&[count as i64][..], &sample_shape].concat().as_slice());
         let meta = data::DatasetMeta {
-            sample_shape: vec![context],
+            sample_shape,
             classes: tokenizer.size(),
             class_names: None,
-            source: format!("sentences:{}", path.file_name().unwrap_or_default().to_string_lossy()),
+            source: format!(
+                "{}:{}",
+                source_name(self.config.source),
+                path.file_name().unwrap_or_default().to_string_lossy()
+            ),
             vocab: Some(Vocab::Tokenizer { size: tokenizer.size(), tokenizer: Box::new(tokenizer), sentences: true }),
         };
         let all = Dataset::new(x.shallow_clone(), x, meta)?;

@@ -193,7 +193,7 @@ fn pretrained_config(source: &Source, path: &std::path::Path) -> anyhow::Result<
     let config = match json.get("model_type").and_then(|v| v.as_str()) {
         Some("bert") => {
             let mut c = BertConfig::from_hf_json(&json).map_err(at)?;
-            (c.pooling, c.normalize) = hf::sentence_transformers_head(path)?;
+            hf::sentence_transformers_head(path)?.apply(&mut c);
             ArchConfig::Bert(c)
         }
         Some("llama" | "mistral" | "qwen2") => ArchConfig::Llama(LlamaConfig::from_hf_json(&json).map_err(at)?),
@@ -212,7 +212,7 @@ fn pretrained_config(source: &Source, path: &std::path::Path) -> anyhow::Result<
 fn pretrained_classes(arch: &ArchConfig) -> anyhow::Result<i64> {
     match arch {
         ArchConfig::Llama(c) => c.vocab_size.context("a pretrained config has vocab_size"),
-        ArchConfig::Bert(c) => Ok(c.hidden_size),
+        ArchConfig::Bert(c) => Ok(c.output_size()),
         other => bail!("`{}` is not a pretrained architecture", other.name()),
     }
 }

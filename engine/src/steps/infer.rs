@@ -11,7 +11,11 @@
 //! executor (one GPU each when several are visible), as one Slurm job array with `--executor slurm`. A final pass
 //! concatenates them into the same `logits` artifact, byte for byte, as an unsharded run (see [`shard_rows`]).
 //! On text data, one top-k distribution per token, written in shards as it goes
-//! ([`crate::artifact::token_logits`]); `top_k` is then required.
+//! ([`crate::artifact::token_logits`]); `top_k` is then required. A sentence encoder (`bert`) on `sentences` stores
+//! one pooled embedding per sentence instead ([`crate::artifact::embeddings`], f16 by default):
+//! ```yaml
+//! targets: {kind: infer, model: minilm, data: lines.train, batch_size: 64}
+//! ```
 
 use std::path::{Path, PathBuf};
 
@@ -22,10 +26,12 @@ use tch::{Device, Kind, Tensor};
 use super::load_data;
 use super::registry::{parse_config, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
+use crate::artifact::embeddings::EmbeddingsArtifact;
 use crate::artifact::logits::StoreDtype;
 use crate::artifact::model::{LoadedModel, ModelArtifact};
 use crate::artifact::{LoadedData, LogitsArtifact, LogitsMeta};
 use crate::config::{Located, Node};
+use crate::nn::encode::embed_sentences;
 use crate::nn::runtime::precision::Precision;
 use crate::nn::Mode;
 
@@ -167,6 +173,9 @@ impl Step for Infer {
     fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
         self.config.precision.warn_if_slow(ctx.device, &ctx.id);
         let (data, teacher, label) = self.prepare(ctx)?;
+        if let Some(pad) = data.dataset.meta.sentence_padding() {
+            return self.run_encoder(ctx, &data, &teacher, label, pad);
+        }
         if data.dataset.meta.vocab.is_some() {
             let store = super::lm::infer::TokenStore {
                 top_k: self.config.store.top_k,
@@ -190,6 +199,9 @@ impl Step for Infer {
 
     fn run_shard(&self, ctx: &mut StepContext, index: usize, count: usize, dir: &Path) -> anyhow::Result<()> {
         let (data, teacher, _) = self.prepare(ctx)?;
+        if data.dataset.meta.sentence_padding().is_some() {
+            anyhow::bail!("field `shards`: sentence embeddings are computed in one pass; drop `shards`");
+        }
         if data.dataset.meta.vocab.is_some() {
             anyhow::bail!(
                 "field `shards`: token logits are already written in shards (`store.shard_windows`); drop `shards`"
@@ -266,12 +278,53 @@ impl Infer {
                 meta.sample_shape
             );
         }
+        let encoder = matches!(teacher.spec.arch, Some(crate::nn::ArchConfig::Bert(_)));
+        match (encoder, meta.sentence_padding().is_some()) {
+            (true, false) => anyhow::bail!(
+                "field `data`: `{}` is a sentence encoder; give it `source: sentences` data",
+                model_input.label
+            ),
+            (false, true) => anyhow::bail!(
+                "field `model`: `{}` is not a sentence encoder (`bert`), and the data are sentences",
+                model_input.label
+            ),
+            _ => {}
+        }
+        if meta.is_pairs() {
+            anyhow::bail!("field `data`: infer on `source: sentences` data, not on pairs (they are for `evaluate`)");
+        }
+        if encoder && self.config.store.top_k.is_some() {
+            anyhow::bail!("field `store.top_k`: an encoder's embeddings are stored whole (top_k applies to logits)");
+        }
         if let Some(k) = self.config.store.top_k {
             if k > teacher.spec.classes {
                 anyhow::bail!("field `store.top_k`: {k} is more than the model's {} classes", teacher.spec.classes);
             }
         }
         Ok((data, teacher, model_input.label))
+    }
+
+    /// A sentence encoder's embeddings of every sentence, sorted by length into batches
+    /// ([`crate::nn::encode::embed_sentences`]), stored in `store.dtype`.
+    fn run_encoder(
+        &self,
+        ctx: &mut StepContext,
+        data: &LoadedData,
+        teacher: &LoadedModel,
+        model: String,
+        pad: i64,
+    ) -> anyhow::Result<()> {
+        let bar = ctx.progress.bar(data.dataset.len() as u64, &format!("{}: embed", ctx.id));
+        let on = (ctx.device, self.config.precision);
+        let encoded = embed_sentences(teacher.model.as_ref(), &data.dataset.x, pad, self.config.batch_size, on, &bar);
+        bar.finish_and_clear();
+        let artifact = EmbeddingsArtifact::new(&encoded.embeddings, data.base.clone(), self.config.store.dtype, model);
+        artifact.write(&ctx.output_dir("logits")?)?;
+        ctx.record_metric("samples", data.dataset.len());
+        ctx.record_metric("dim", artifact.meta.dim);
+        ctx.record_metric("tokens", encoded.tokens);
+        ctx.record_metric("padding_tokens", encoded.padding);
+        Ok(())
     }
 
     /// Writes the artifact from the f32 logits of every row, in order, and records the metrics.

@@ -225,15 +225,17 @@ pub fn field_span(node: &crate::config::Node, path: &str) -> Option<crate::confi
 pub fn check_model_fits(
     model: &dyn crate::nn::Model,
     data: &crate::data::Dataset,
+    outputs: i64,
     device: tch::Device,
 ) -> anyhow::Result<()> {
     let x = data.x.narrow(0, 0, 1).to_device(device);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         tch::no_grad(|| model.forward(&x, crate::nn::Mode::Eval).size())
     }));
-    // One row of logits per label: [1, classes] for a classifier, [1, T, vocab] for a language model.
-    let expected: Vec<i64> =
-        [1].into_iter().chain(data.y.size()[1..].iter().copied()).chain([data.meta.classes]).collect();
+    // One row of outputs per label: [1, classes] for a classifier, [1, T, vocab] for a language model; one
+    // embedding [1, width] per sentence.
+    let per_label = if data.meta.sentence_padding().is_some() { &[][..] } else { &data.y.size()[1..] };
+    let expected: Vec<i64> = [1].into_iter().chain(per_label.iter().copied()).chain([outputs]).collect();
     match result {
         Ok(shape) if shape == expected => Ok(()),
         Ok(shape) => anyhow::bail!("field `model`: the model outputs shape {shape:?} per sample, the data needs {expected:?}"),

@@ -18,7 +18,10 @@
 //!   number, so the result is a valid config (a GQA config stays one: whole groups go).
 //! - A `bert` encoder (sentence embedder; `data` a `sentences` dataset, padding not counted) is pruned by
 //!   `block_influence` or `keep`, and `mlp`; not by `loss` (it has no next-token loss) nor `heads` (BERT's config
-//!   cannot express fewer heads of the same width).
+//!   cannot express fewer heads of the same width). With `pca`, its embeddings are mapped to `size` dimensions by a
+//!   fixed `dense` head: the top principal directions (uncentred, [`principal_directions`]) of the *teacher's*
+//!   embeddings of the calibration sentences — so every model pruned from one teacher with one calibration set shares
+//!   it, a teacher reduced this way (all layers kept) gives the targets of a student reduced this way.
 //!
 //! Output `model`: the pruned model, its teacher's tokenizer, and `prune.json` with every score and choice. Metrics:
 //! parameters, layers, and on the calibration windows the next-token loss of teacher and pruned model (llama) or the
@@ -37,10 +40,12 @@ use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, 
 use crate::artifact::model::{ModelArtifact, ModelSpec, WEIGHTS_FILE};
 use crate::config::{Located, Node};
 use crate::nn::arch::bert::Bert;
+use crate::nn::arch::bert::{DenseActivation, DenseHead};
 use crate::nn::arch::llama::Llama;
 use crate::nn::arch::{ArchConfig, BertConfig, LlamaConfig};
-use crate::nn::prune::{nll, prune_bert, prune_llama, top_k, PrunePlan, Trace};
+use crate::nn::prune::{nll, principal_directions, prune_bert, prune_llama, top_k, PrunePlan, Trace};
 use crate::nn::weights::export::copy_tokenizer_files;
+use crate::nn::weights::hf::DENSE_PREFIX;
 use crate::nn::weights::source::WeightSource;
 use crate::nn::Model as _;
 
@@ -66,6 +71,16 @@ pub struct PruneConfig {
     pub mlp: Option<MlpConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heads: Option<HeadsConfig>,
+    /// A sentence encoder's embeddings reduced to `size` dimensions by the teacher's principal directions on the
+    /// calibration sentences, as a `dense` head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pca: Option<PcaConfig>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PcaConfig {
+    pub size: i64,
 }
 
 fn default_calibration() -> i64 {
@@ -154,8 +169,12 @@ fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
     if matches!(&config.heads, Some(h) if h.kv_groups < 1) {
         problems.push(("heads.kv_groups".into(), "must be at least 1".into()));
     }
-    if matches!(depth, Depth::All) && config.mlp.is_none() && config.heads.is_none() && problems.is_empty() {
-        problems.push(("".into(), "prunes nothing: give `layers`, `mlp` or `heads`".into()));
+    if matches!(&config.pca, Some(p) if p.size < 1) {
+        problems.push(("pca.size".into(), "must be at least 1".into()));
+    }
+    let nothing = config.mlp.is_none() && config.heads.is_none() && config.pca.is_none();
+    if matches!(depth, Depth::All) && nothing && problems.is_empty() {
+        problems.push(("".into(), "prunes nothing: give `layers`, `mlp`, `heads` or `pca`".into()));
     }
     check_fields(node, problems)?;
     Ok(Box::new(Prune { config, depth }))
@@ -290,7 +309,31 @@ impl Step for Prune {
         };
 
         let plan = PrunePlan { layers: kept.clone(), mlp: mlp.clone(), kv_groups: kv_groups.clone() };
-        let (config, mut pruned) = teacher.prune(&weights, &plan)?;
+        let (mut config, mut pruned) = teacher.prune(&weights, &plan)?;
+        let (reference, pca_kept) = match (&c.pca, reference) {
+            (None, reference) => (reference, None),
+            (Some(pca), Reference::Embeddings(teacher_embeddings)) => {
+                let ArchConfig::Bert(bert) = &mut config else { unreachable!("embeddings come from a bert") };
+                if bert.dense.is_some() {
+                    bail!("field `pca`: the model already maps its embeddings with a `dense` head");
+                }
+                let all = Tensor::cat(&teacher_embeddings, 0);
+                let (directions, share) = principal_directions(&all, pca.size)
+                    .map_err(|e| anyhow::anyhow!("field `pca.size`: {e} (raise `calibration`)"))?;
+                let directions = directions.to_kind(tch::Kind::Float);
+                bert.dense = Some(DenseHead {
+                    out_features: pca.size,
+                    bias: false,
+                    activation: DenseActivation::Identity,
+                    before_normalize: false,
+                });
+                // The pruned model is judged against the teacher's embeddings in the same reduced space.
+                let projected = teacher_embeddings.iter().map(|t| t.matmul(&directions.tr())).collect();
+                pruned.insert(format!("{DENSE_PREFIX}linear.weight"), directions);
+                (Reference::Embeddings(projected), Some(share))
+            }
+            (Some(_), Reference::Loss(_)) => bail!("field `pca`: reduces a sentence encoder's (`bert`) embeddings"),
+        };
         drop(teacher);
         weights.clear();
         let vs = VarStore::new(ctx.device);
@@ -300,7 +343,8 @@ impl Step for Prune {
         drop(model);
 
         let dir = ctx.output_dir("model")?;
-        let out_spec = ModelSpec::new(config, spec.input_shape.clone(), spec.classes, &vs);
+        let outputs = config.embedding_size().unwrap_or(spec.classes);
+        let out_spec = ModelSpec::new(config, spec.input_shape.clone(), outputs, &vs);
         ModelArtifact::save(&dir, &vs, &out_spec)?;
         copy_tokenizer_files(&teacher_dir, &dir)?;
         let mut report = serde_json::json!({
@@ -309,6 +353,10 @@ impl Step for Prune {
             "mlp": {"scores": mlp_scores, "kept": mlp},
             "heads": {"scores": head_scores, "group_scores": group_scores, "kv_groups_kept": kv_groups},
         });
+        if let Some(share) = pca_kept {
+            report["pca"] = serde_json::json!({"size": outputs, "energy_kept": share});
+            ctx.record_metric("pca_energy_kept", share);
+        }
         ctx.record_metric("parameters", out_spec.parameters);
         ctx.record_metric("layers", kept.len());
         match (&reference, comparison) {

@@ -30,7 +30,8 @@ use crate::nn::training::learner::{backward_whole, Batch, TrainStep};
 use crate::nn::{tokens, ArchConfig, Mode, Model};
 use crate::rng::Rng;
 
-pub const KIND: StepKind = StepKind { name: "train", version: 1, summary: "train a model on labelled data", parse };
+// 2: a model started from `init` keeps that model's tokenizer files.
+pub const KIND: StepKind = StepKind { name: "train", version: 2, summary: "train a model on labelled data", parse };
 
 training_config! {
     pub struct TrainConfig {
@@ -116,11 +117,14 @@ impl Step for Train {
         let train = load_data(ctx, "data")?.dataset;
         let val = self.config.val.as_ref().map(|_| load_data(ctx, "val")).transpose()?.map(|d| d.dataset);
         let meta = &train.meta;
+        if meta.sentence_padding().is_some() {
+            anyhow::bail!("field `data`: sentences have no labels to train on; distil an encoder with `kind: distill`");
+        }
         let rng = Rng::new(ctx.seed);
         let vs = VarStore::new(ctx.device);
         let init = self.config.init.as_ref().map(|_| ctx.input("init")).transpose()?;
         let (arch, model) = build_student(self.config.model.as_ref(), init, meta, &vs, &mut rng.fork("init"))?;
-        super::check_model_fits(model.as_ref(), &train, ctx.device)?;
+        super::check_model_fits(model.as_ref(), &train, meta.classes, ctx.device)?;
 
         let mut step = Supervised {
             model: model.as_ref(),
@@ -128,7 +132,8 @@ impl Step for Train {
             jitter: self.config.jitter,
             precision: self.config.precision,
         };
-        let student = Student { vs: &vs, arch, model: model.as_ref() };
+        let init = init.map(|i| i.dir.clone());
+        let student = Student { vs: &vs, arch, model: model.as_ref(), outputs: meta.classes, init };
         fit_and_save(ctx, &self.config.training(), student, &mut step, (&train, val.as_ref()), &rng)
     }
 }

@@ -9,7 +9,8 @@
 //! ```
 //! The config mirrors `config.json` (same field names, [`BertConfig::from_hf_json`]), plus the sentence-transformers
 //! head: `pooling` (`mean` over the real tokens, `cls` the first token's state, or `pooler`, BertModel's tanh dense
-//! layer on it) and `normalize`. Padding is the id `pad_token_id` (BERT's `[PAD]`, never a real token): the attention
+//! layer on it), `normalize` and an optional `dense` head after it (sentence-transformers' `Dense`: a PCA projection
+//! to fewer dimensions, say). Padding is the id `pad_token_id` (BERT's `[PAD]`, never a real token): the attention
 //! mask is `ids != pad`, and each batch is cut to its longest sequence first, so padding costs nothing. Weights are
 //! registered under their Hugging Face keys (`encoder.layer.0.attention.self.query.weight`); a `bert.` prefix is
 //! accepted on load. Dropout is not applied (evaluation and distillation targets are deterministic).
@@ -49,6 +50,33 @@ pub struct BertConfig {
     /// The checkpoint has BertModel's pooler layer (`pooler.dense`), kept so export is the identity.
     #[serde(default)]
     pub pooler: bool,
+    /// A linear map of the (normalised) embedding to another width — sentence-transformers' `Dense` module, e.g. a
+    /// PCA projection from `prune`'s `pca` — under `dense.linear.*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dense: Option<DenseHead>,
+}
+
+/// sentence-transformers' `Dense` module after pooling: `activation(linear(x))`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DenseHead {
+    pub out_features: i64,
+    #[serde(default)]
+    pub bias: bool,
+    #[serde(default)]
+    pub activation: DenseActivation,
+    /// The head comes before `Normalize` (sentence-transformers' modules Pooling, Dense, Normalize, as LaBSE has them)
+    /// rather than after it (Pooling, Normalize, Dense: a PCA of normalised embeddings).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub before_normalize: bool,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DenseActivation {
+    #[default]
+    Identity,
+    Tanh,
 }
 
 fn default_type_vocab() -> i64 {
@@ -83,6 +111,11 @@ pub enum Pooling {
 }
 
 impl BertConfig {
+    /// Width of the embeddings: `hidden_size`, or the `dense` head's output.
+    pub fn output_size(&self) -> i64 {
+        self.dense.as_ref().map_or(self.hidden_size, |d| d.out_features)
+    }
+
     pub fn head_dim(&self) -> i64 {
         self.hidden_size / self.num_attention_heads.max(1)
     }
@@ -134,6 +167,7 @@ impl BertConfig {
             pooling: Pooling::Mean,
             normalize: false,
             pooler: false,
+            dense: None,
         };
         config.validate().map_err(|e| e.trim_start_matches("model.").to_string())?;
         Ok(config)
@@ -198,6 +232,11 @@ impl Architecture for BertConfig {
         if self.pooling == Pooling::Pooler && !self.pooler {
             return Err("model.pooling: `pooler` needs the pooler layer (`pooler: true`)".into());
         }
+        if let Some(d) = &self.dense {
+            if d.out_features <= 0 {
+                return Err(format!("model.dense.out_features: must be positive, got {}", d.out_features));
+            }
+        }
         if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return Err("model.layer_norm_eps: must be positive".into());
         }
@@ -217,7 +256,7 @@ pub fn check_shapes(c: &BertConfig, input_shape: &[i64], classes: i64) -> Result
         "bert: takes token windows [T] with T ≤ {} (max_position_embeddings), the samples are {input_shape:?}",
         c.max_position_embeddings
     );
-    ensure!(classes == c.hidden_size, "bert: gives embeddings of hidden_size {}, not {classes} outputs", c.hidden_size);
+    ensure!(classes == c.output_size(), "bert: gives embeddings of {} dimensions, not {classes}", c.output_size());
     Ok(())
 }
 
@@ -278,6 +317,8 @@ pub struct Bert {
     embed_norm: Norm,
     layers: Vec<Layer>,
     pooler: Option<Dense>,
+    /// The `dense` head: weight `[out, hidden]`, optional bias.
+    head: Option<(Tensor, Option<Tensor>)>,
     config: BertConfig,
 }
 
@@ -309,7 +350,16 @@ impl Bert {
             })
             .collect::<Result<Vec<_>>>()?;
         let pooler = if c.pooler { Some(Dense::new(&(vs / "pooler" / "dense"), src, d, d)?) } else { None };
-        Ok(Bert { word, position, token_type, embed_norm, layers, pooler, config: c.clone() })
+        let head = match &c.dense {
+            None => None,
+            Some(h) => {
+                let p = vs / "dense" / "linear";
+                let weight = src.tensor(&p, "weight", &[h.out_features, d], Init::Normal)?;
+                let bias = if h.bias { Some(src.tensor(&p, "bias", &[h.out_features], Init::Zeros)?) } else { None };
+                Some((weight, bias))
+            }
+        };
+        Ok(Bert { word, position, token_type, embed_norm, layers, pooler, head, config: c.clone() })
     }
 
     /// The last hidden states `[B, t, d]` of `ids` `[B, t]` and the mask of real tokens `[B, t]`, after cutting the
@@ -375,8 +425,9 @@ impl Bert {
         self.pool(&h, &mask)
     }
 
-    /// The embeddings `[B, d]` of last hidden states `h` `[B, t, d]` with the mask of real tokens `[B, t]`: pooled and
-    /// (with `normalize`) L2-normalised, in f32.
+    /// The embeddings of last hidden states `h` `[B, t, d]` with the mask of real tokens `[B, t]`: pooled, (with
+    /// `normalize`) L2-normalised and (with `dense`) mapped to its width, in the order of sentence-transformers'
+    /// modules, in f32.
     pub fn pool(&self, h: &Tensor, mask: &Tensor) -> Tensor {
         let pooled = match self.config.pooling {
             Pooling::Mean => {
@@ -387,11 +438,32 @@ impl Bert {
             Pooling::Pooler => self.pooler.as_ref().expect("validated: pooler present").forward(&h.select(1, 0)).tanh(),
         };
         let pooled = pooled.to_kind(Kind::Float);
-        if self.config.normalize {
-            let norm = pooled.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
-            pooled / norm
+        let before = self.config.dense.as_ref().is_some_and(|d| d.before_normalize);
+        if before {
+            self.normalize(&self.dense(&pooled))
         } else {
-            pooled
+            self.dense(&self.normalize(&pooled))
+        }
+    }
+
+    fn normalize(&self, x: &Tensor) -> Tensor {
+        if self.config.normalize {
+            x / x.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12)
+        } else {
+            x.shallow_clone()
+        }
+    }
+
+    fn dense(&self, x: &Tensor) -> Tensor {
+        match (&self.head, &self.config.dense) {
+            (Some((weight, bias)), Some(head)) => {
+                let out = x.linear(&weight.to_kind(Kind::Float), bias.as_ref().map(|b| b.to_kind(Kind::Float)));
+                match head.activation {
+                    DenseActivation::Identity => out,
+                    DenseActivation::Tanh => out.tanh(),
+                }
+            }
+            _ => x.shallow_clone(),
         }
     }
 }

@@ -63,6 +63,14 @@ impl ArchConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.architecture().validate()
     }
+
+    /// A sentence encoder's embedding width (its outputs whatever the data's classes); `None` for the others.
+    pub fn embedding_size(&self) -> Option<i64> {
+        match self {
+            ArchConfig::Bert(c) => Some(c.output_size()),
+            _ => None,
+        }
+    }
 }
 
 /// Validates `config` and builds it under `vs`; `input_shape` excludes the batch dimension.

@@ -10,3 +10,4 @@ pub mod metrics;
 pub mod optimizer;
 pub mod optimizer_config;
 pub mod schedule;
+pub mod similarity;

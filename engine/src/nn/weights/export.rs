@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::nn::arch::bert::{BertConfig, Pooling};
+use crate::nn::arch::bert::{BertConfig, DenseActivation, Pooling};
 use crate::nn::arch::llama::LlamaConfig;
 use crate::nn::ArchConfig;
 
@@ -29,7 +29,7 @@ pub const TOKENIZER_FILES: &[&str] = &["tokenizer.json", "tokenizer_config.json"
 pub fn hf(arch: &ArchConfig, classes: i64, weights: &Path, beside: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
     let files = match arch {
         ArchConfig::Llama(c) => llama_files(c, classes),
-        ArchConfig::Bert(c) => bert_files(c),
+        ArchConfig::Bert(c) => bert_files(c)?,
         other => bail!("--format hf exports `llama` and `bert` models, not `{}`", other.name()),
     };
     if out_dir.exists() && std::fs::read_dir(out_dir)?.next().is_some() {
@@ -47,41 +47,73 @@ pub fn hf(arch: &ArchConfig, classes: i64, weights: &Path, beside: &Path, out_di
         written.push(path);
     }
     let out_weights = out_dir.join("model.safetensors");
-    copy_with_format_metadata(weights, &out_weights)?;
-    written.push(out_weights);
+    match arch {
+        ArchConfig::Bert(c) if c.dense.is_some() => written.extend(split_dense_head(weights, out_dir)?),
+        _ => {
+            copy_with_format_metadata(weights, &out_weights)?;
+            written.push(out_weights);
+        }
+    }
     written.extend(copy_tokenizer_files(beside, out_dir)?);
     Ok(written)
 }
 
-fn llama_files(config: &LlamaConfig, vocab: i64) -> Vec<(&'static str, serde_json::Value)> {
+fn llama_files(config: &LlamaConfig, vocab: i64) -> Vec<(String, serde_json::Value)> {
     let mut generation = serde_json::json!({"_from_model_config": true});
     for (field, id) in [("bos_token_id", config.bos_token_id), ("eos_token_id", config.eos_token_id)] {
         if let Some(id) = id {
             generation[field] = id.into();
         }
     }
-    vec![("config.json", config.to_hf_json(vocab)), ("generation_config.json", generation)]
+    vec![("config.json".into(), config.to_hf_json(vocab)), ("generation_config.json".into(), generation)]
 }
 
 /// `config.json`, and sentence-transformers' description of the head: the encoder, its pooling, then (if the model
-/// normalises) `Normalize`, which has no files of its own. BertModel's tanh pooler is not a sentence-transformers
-/// pooling: a model pooled that way is written as a plain `BertModel`.
-fn bert_files(config: &BertConfig) -> Vec<(&'static str, serde_json::Value)> {
-    let mut files = vec![("config.json", config.to_hf_json())];
+/// normalises) `Normalize`, which has no files of its own, then its `Dense` head (config here, weights written by
+/// [`split_dense_head`]). BertModel's tanh pooler is not a sentence-transformers pooling: a model pooled that way is
+/// written as a plain `BertModel`.
+fn bert_files(config: &BertConfig) -> Result<Vec<(String, serde_json::Value)>> {
+    let mut files = vec![("config.json".to_string(), config.to_hf_json())];
     if config.pooling == Pooling::Pooler {
-        return files;
+        if config.dense.is_some() {
+            bail!("a `pooler`-pooled bert with a `dense` head has no sentence-transformers form");
+        }
+        return Ok(files);
     }
     let module = |idx: usize, path: &str, kind: &str| {
         serde_json::json!({"idx": idx, "name": idx.to_string(), "path": path,
                            "type": format!("sentence_transformers.models.{kind}")})
     };
     let mut modules = vec![module(0, "", "Transformer"), module(1, "1_Pooling", "Pooling")];
-    if config.normalize {
+    let normalize_last = config.dense.as_ref().is_some_and(|d| d.before_normalize);
+    if config.normalize && !normalize_last {
         modules.push(module(2, "2_Normalize", "Normalize"));
     }
-    files.push(("modules.json", serde_json::Value::Array(modules)));
+    if let Some(dense) = &config.dense {
+        let activation = match dense.activation {
+            DenseActivation::Identity => "torch.nn.modules.linear.Identity",
+            DenseActivation::Tanh => "torch.nn.modules.activation.Tanh",
+        };
+        let dir = dense_dir(modules.len());
+        modules.push(module(modules.len(), &dir, "Dense"));
+        files.push((
+            format!("{dir}/config.json"),
+            serde_json::json!({"in_features": config.hidden_size, "out_features": dense.out_features,
+                               "bias": dense.bias, "activation_function": activation}),
+        ));
+    }
+    if config.normalize && normalize_last {
+        modules.push(module(3, "3_Normalize", "Normalize"));
+    }
+    files.push(("modules.json".into(), serde_json::Value::Array(modules)));
     files.push((
-        "1_Pooling/config.json",
+        "config_sentence_transformers.json".into(),
+        serde_json::json!({"model_type": "SentenceTransformer", "similarity_fn_name": "cosine",
+                           "prompts": {}, "default_prompt_name": null,
+                           "__version__": {"anbiq": env!("CARGO_PKG_VERSION")}}),
+    ));
+    files.push((
+        "1_Pooling/config.json".into(),
         serde_json::json!({
             "word_embedding_dimension": config.hidden_size,
             "pooling_mode_cls_token": config.pooling == Pooling::Cls,
@@ -91,10 +123,40 @@ fn bert_files(config: &BertConfig) -> Vec<(&'static str, serde_json::Value)> {
         }),
     ));
     files.push((
-        "sentence_bert_config.json",
+        "sentence_bert_config.json".into(),
         serde_json::json!({"max_seq_length": config.max_position_embeddings, "do_lower_case": false}),
     ));
-    files
+    Ok(files)
+}
+
+/// A module's folder is named by its index in `modules.json`: `2_Dense` after Transformer and Pooling, `3_Dense`
+/// after Normalize too.
+fn dense_dir(index: usize) -> String {
+    format!("{index}_Dense")
+}
+
+/// A bert with a `dense` head: the encoder's weights to `model.safetensors`, the head's (`dense.linear.*`, stored by
+/// anbiq under the module's name) to the `Dense` module's folder as `linear.*`, both with `{"format": "pt"}`.
+fn split_dense_head(weights: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
+    let (mut encoder, mut head) = (Vec::new(), Vec::new());
+    for (name, tensor) in super::safetensors::read(weights)? {
+        match name.strip_prefix(super::hf::DENSE_PREFIX) {
+            Some(inner) => head.push((inner.to_string(), tensor)),
+            None => encoder.push((name, tensor)),
+        }
+    }
+    let dense_dir = [2, 3].map(|i| out_dir.join(dense_dir(i))).into_iter().find(|d| d.join("config.json").is_file());
+    // (`2_Dense` when it comes right after Pooling, `3_Dense` after Normalize.)
+    let dense_dir = dense_dir.context("the Dense module's config is written first")?;
+    let mut written = Vec::new();
+    for (tensors, path) in [(encoder, out_dir.join("model.safetensors")), (head, dense_dir.join("model.safetensors"))] {
+        let plain = path.with_extension("plain.partial");
+        super::safetensors::write(&plain, &tensors)?;
+        copy_with_format_metadata(&plain, &path)?;
+        std::fs::remove_file(&plain)?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 /// Copies those of [`TOKENIZER_FILES`] that `from` holds into `to`; the paths written.

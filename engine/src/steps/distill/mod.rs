@@ -18,6 +18,13 @@
 //! Language models work the same way: `data` is a text dataset, the teacher per-token top-k logits from `infer` (or
 //! a `gpt` model, online), and every loss term — built in or a plugin — sees one row per token: student and teacher
 //! `[B·T, V]`, labels `[B·T]` (see [`crate::nn::tokens`]), so `kd` is token-level KD averaged over tokens.
+//!
+//! A sentence encoder (`bert`) on `source: sentences` data is distilled from a teacher encoder's embeddings —
+//! stored by `infer`, or the teacher model online — with `mse_embedding` and `cosine_embedding`
+//! ([`crate::loss::embedding`]), usually from a pruned copy of the teacher (`init`):
+//! ```yaml
+//! student: {kind: distill, teacher: targets, data: lines.train, init: pruned, loss: {mse_embedding: {}}}
+//! ```
 
 mod teacher;
 
@@ -32,7 +39,7 @@ use super::{canonical, check_fields, ArtifactKind, InputDecl, OneOrMany, OutputD
 use crate::artifact::LoadedData;
 use crate::config::{from_node, Located, Node};
 use crate::data::augment;
-use crate::loss::{DistillLoss, LossConfig, LossInput, LossTerm, WeightedTerm};
+use crate::loss::{Compares, DistillLoss, LossConfig, LossInput, LossTerm, WeightedTerm};
 use crate::nn::runtime::precision::Precision;
 use crate::nn::training::chunked::backward_in_chunks;
 use crate::nn::training::learner::{backward_whole, Batch, TrainStep};
@@ -41,8 +48,9 @@ use crate::rng::Rng;
 pub use teacher::Teacher;
 use teacher::{load_teacher, TeacherRows};
 
+// 2: a student started from `init` keeps that model's tokenizer files.
 pub const KIND: StepKind =
-    StepKind { name: "distill", version: 1, summary: "train a student from a teacher's logits or model", parse };
+    StepKind { name: "distill", version: 2, summary: "train a student from a teacher's logits or model", parse };
 
 training_config! {
     pub struct DistillConfig {
@@ -136,9 +144,13 @@ impl TrainStep for DistillBatch<'_> {
         let student = self.precision.forward(self.student, &x, Mode::Train(rng));
         let teacher =
             ensemble(self.teachers, |t| t.logits(&x, &rows, (self.device, self.precision), &student, self.shape_tail));
-        // Sequence logits become one row per token; classifier logits pass through.
+        // Sequence logits become one row per token; classifier logits pass through. Sentences have no labels.
         let sequence_len = (student.dim() == 3).then(|| student.size()[1]);
-        let (student, teacher, labels) = (tokens::rows(&student), tokens::rows(&teacher), tokens::labels(&batch.y));
+        let labels = match self.data.dataset.meta.sentence_padding() {
+            Some(_) => Tensor::zeros([0], (Kind::Int64, self.device)),
+            None => tokens::labels(&batch.y),
+        };
+        let (student, teacher) = (tokens::rows(&student), tokens::rows(&teacher));
         self.loss.loss(&LossInput { student: &student, teacher: &teacher, labels: &labels, progress, sequence_len })
     }
 
@@ -164,6 +176,36 @@ fn ensemble<T>(teachers: &[(T, f64)], logits: impl Fn(&T) -> Tensor) -> Tensor {
             .map(|(t, w)| logits(t).log_softmax(-1, Kind::Float) * *w)
             .reduce(|a, b| a + b)
             .expect("at least one teacher"),
+    }
+}
+
+impl Distill {
+    /// The loss and the teachers must compare the same thing: distributions, or (on sentences) embeddings — from one
+    /// teacher, without `val` (an encoder is measured by `evaluate`).
+    fn check_targets(&self, ctx: &StepContext, sentences: bool, teachers: &[(Teacher, f64)]) -> anyhow::Result<()> {
+        let what = if sentences { Compares::Embeddings } else { Compares::Distributions };
+        if let Err((field, message)) = self.config.loss.check_compares(what) {
+            anyhow::bail!("field `{field}`: {message}");
+        }
+        for ((role, _), (teacher, _)) in self.config.teacher.roles("teacher").iter().zip(teachers) {
+            if teacher.gives_embeddings() != sentences {
+                let label = &ctx.input(role)?.label;
+                match sentences {
+                    true => anyhow::bail!(
+                        "field `{role}`: `{label}` gives logits; sentences are distilled from an encoder's \
+                         embeddings (`infer` on a `bert`, or the `bert` itself)"
+                    ),
+                    false => {
+                        anyhow::bail!("field `{role}`: `{label}` gives sentence embeddings; the data are not sentences")
+                    }
+                }
+            }
+        }
+        match (sentences, &self.config.val) {
+            (true, Some(_)) => anyhow::bail!("field `val`: an encoder is measured by `evaluate`, not on a `val` set"),
+            (true, None) if teachers.len() > 1 => anyhow::bail!("field `teacher`: an encoder learns from one teacher"),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -250,11 +292,14 @@ impl Step for Distill {
                     );
                 }
             }
-            if classes != meta.classes {
+            if classes != meta.classes && meta.sentence_padding().is_none() {
                 anyhow::bail!("field `{role}`: the teacher has {classes} classes, the data {}", meta.classes);
             }
             teachers.push((teacher, weight / total));
         }
+
+        let encoder = meta.sentence_padding().is_some();
+        self.check_targets(ctx, encoder, &teachers)?;
 
         if self.config.top_k_tail == Some(TopKTail::Student) && !teachers.iter().all(|(t, _)| t.is_top_k()) {
             anyhow::bail!(
@@ -267,7 +312,15 @@ impl Step for Distill {
         let init = self.config.init.as_ref().map(|_| ctx.input("init")).transpose()?;
         let (arch, student) =
             super::training::build_student(self.config.model.as_ref(), init, meta, &vs, &mut rng.fork("init"))?;
-        super::check_model_fits(student.as_ref(), &data.dataset, ctx.device)?;
+        let outputs = super::training::outputs(&arch, meta, "model")?;
+        super::check_model_fits(student.as_ref(), &data.dataset, outputs, ctx.device)?;
+        if encoder && outputs != teachers[0].0.classes() {
+            anyhow::bail!(
+                "field `model`: the student's embeddings have {outputs} dimensions, the teacher's {}; give the \
+                 student the teacher's width (or distil from a teacher reduced to it: `prune` with `pca`)",
+                teachers[0].0.classes()
+            );
+        }
 
         let training = self.config.training();
         let mut step = DistillBatch {
@@ -281,7 +334,7 @@ impl Step for Distill {
             precision: self.config.precision,
             chunk: training.loss_chunk(meta.classes),
         };
-        let model = Student { vs: &vs, arch, model: student.as_ref() };
+        let model = Student { vs: &vs, arch, model: student.as_ref(), outputs, init: init.map(|i| i.dir.clone()) };
         let sets = (&data.dataset, val.as_ref().map(|v| &v.dataset));
         fit_and_save(ctx, &training, model, &mut step, sets, &rng)?;
         ctx.record_metric("samples", data.dataset.len());

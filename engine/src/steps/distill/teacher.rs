@@ -1,10 +1,12 @@
 //! The teachers of a `distill` step: where a batch's teacher logits come from — cached by `infer` (per sample, or
 //! per token as top-k) or computed by a model in the loop — whole for a batch, or a chunk of positions at a time for a
-//! language-model student ([`TeacherRows`]).
+//! language-model student ([`TeacherRows`]). A sentence encoder's teacher gives embeddings instead of logits, stored
+//! or online, through the same calls.
 
 use tch::{Device, Kind, Tensor};
 
 use super::super::{ArtifactKind, StepContext};
+use crate::artifact::embeddings::{is_embeddings, EmbeddingsArtifact};
 use crate::artifact::model::{LoadedModel, ModelArtifact};
 use crate::artifact::token_logits::{expand, expand_like, is_token_logits};
 use crate::artifact::{LoadedData, LogitsArtifact, TokenLogits};
@@ -19,6 +21,8 @@ pub enum Teacher {
     Offline(LogitsArtifact),
     /// Per-token top-k logits of a language model, looked up the same way.
     Tokens(TokenLogits),
+    /// A sentence encoder's embeddings, cached by `infer`; looked up like `Offline`.
+    Embeddings(EmbeddingsArtifact),
     /// A model run in eval mode on the same (possibly jittered) inputs as the student.
     Online(LoadedModel),
 }
@@ -29,7 +33,17 @@ impl Teacher {
         match self {
             Teacher::Offline(l) => l.meta.classes,
             Teacher::Tokens(l) => l.meta.classes,
+            Teacher::Embeddings(e) => e.meta.dim,
             Teacher::Online(m) => m.spec.classes,
+        }
+    }
+
+    /// Whether the teacher gives sentence embeddings (stored, or an online encoder) rather than logits.
+    pub(super) fn gives_embeddings(&self) -> bool {
+        match self {
+            Teacher::Embeddings(_) => true,
+            Teacher::Online(m) => m.spec.arch.as_ref().is_some_and(|a| a.embedding_size().is_some()),
+            Teacher::Offline(_) | Teacher::Tokens(_) => false,
         }
     }
 
@@ -38,7 +52,7 @@ impl Teacher {
         match self {
             Teacher::Offline(l) => l.meta.top_k.is_some(),
             Teacher::Tokens(_) => true,
-            Teacher::Online(_) => false,
+            Teacher::Embeddings(_) | Teacher::Online(_) => false,
         }
     }
 
@@ -55,7 +69,7 @@ impl Teacher {
         let top_k = match self {
             Teacher::Offline(logits) => logits.top_k(base_rows),
             Teacher::Tokens(logits) => Some(logits.top_k(base_rows)),
-            Teacher::Online(_) => None,
+            Teacher::Embeddings(_) | Teacher::Online(_) => None,
         };
         if let Some((logprobs, indices, rest)) = top_k {
             let rest = rest.to_device(device).flatten(0, -1);
@@ -76,6 +90,7 @@ impl Teacher {
             },
             Teacher::Offline(logits) => TeacherRows::Dense(flat(logits.dense_logits(base_rows))),
             Teacher::Tokens(logits) => TeacherRows::Dense(flat(logits.dense_logits(base_rows))),
+            Teacher::Embeddings(e) => TeacherRows::Dense(e.rows(base_rows).to_device(device)),
         }
     }
 
@@ -102,6 +117,7 @@ impl Teacher {
         match self {
             Teacher::Offline(logits) => logits.dense_logits(base_rows).to_device(device),
             Teacher::Tokens(logits) => logits.dense_logits(base_rows).to_device(device),
+            Teacher::Embeddings(e) => e.rows(base_rows).to_device(device),
             Teacher::Online(t) => tch::no_grad(|| precision.forward(t.model.as_ref(), x, Mode::Eval)),
         }
     }
@@ -174,7 +190,11 @@ pub(super) fn load_teacher(ctx: &StepContext, role: &str, data: &LoadedData) -> 
         }
         return Ok(Teacher::Online(ModelArtifact::load(&input.dir, ctx.device)?));
     }
-    let (teacher, dataset) = if is_token_logits(&input.dir) {
+    let (teacher, dataset) = if is_embeddings(&input.dir) {
+        let embeddings = EmbeddingsArtifact::read(&input.dir)?;
+        let dataset = embeddings.meta.dataset.clone();
+        (Teacher::Embeddings(embeddings), dataset)
+    } else if is_token_logits(&input.dir) {
         let logits = TokenLogits::read(&input.dir)?;
         let dataset = logits.meta.dataset.clone();
         (Teacher::Tokens(logits), dataset)

@@ -17,6 +17,11 @@ pub struct Student<'a> {
     pub vs: &'a VarStore,
     pub arch: ArchConfig,
     pub model: &'a dyn Model,
+    /// Its output size: the data's classes, or a sentence encoder's embedding width.
+    pub outputs: i64,
+    /// The model it started from (`init`), whose tokenizer files it keeps: a student pruned from a pretrained teacher
+    /// exports with the teacher's tokenizer.
+    pub init: Option<std::path::PathBuf>,
 }
 
 /// Trains `student` on `train` (scored on `val` after every epoch, checkpointed by the step's context) and writes
@@ -44,8 +49,11 @@ pub fn fit_and_save(
 
     let dir = ctx.output_dir("model")?;
     let meta = &train.meta;
-    let spec = ModelSpec::new(student.arch, meta.sample_shape.clone(), meta.classes, student.vs);
+    let spec = ModelSpec::new(student.arch, meta.sample_shape.clone(), student.outputs, student.vs);
     ModelArtifact::save(&dir, student.vs, &spec)?;
+    if let Some(init) = &student.init {
+        crate::nn::weights::export::copy_tokenizer_files(init, &dir)?;
+    }
     std::fs::write(dir.join("history.json"), serde_json::to_string_pretty(&history)? + "\n")?;
     ctx.record_metric("parameters", spec.parameters);
     if let Some(last) = history.last() {

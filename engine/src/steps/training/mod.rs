@@ -10,4 +10,4 @@ pub use fit::{fit_and_save, Student};
 pub(crate) use options::training_config;
 pub use options::{default_batch_size, default_optimizer, TrainingOptions};
 pub use source::TensorSource;
-pub use student::{build_student, check_start};
+pub use student::{build_student, check_start, outputs};

@@ -25,6 +25,19 @@ pub fn check_start(model: Option<&ArchConfig>, init: Option<&crate::steps::StepR
     }
 }
 
+/// How many outputs a model of `config` trained on data of `meta` gives: the data's classes (the vocabulary, for
+/// text), or for sentences the encoder's embedding width (and sentences need an encoder).
+pub fn outputs(config: &ArchConfig, meta: &DatasetMeta, field: &str) -> Result<i64> {
+    match (meta.sentence_padding().is_some(), config.embedding_size()) {
+        (true, Some(width)) => Ok(width),
+        (true, None) => bail!("field `{field}`: sentences train a sentence encoder (`bert`), not `{}`", config.name()),
+        (false, Some(_)) => {
+            bail!("field `{field}`: a `{}` encoder trains on `source: sentences` data", config.name())
+        }
+        (false, None) => Ok(meta.classes),
+    }
+}
+
 /// The model a training step trains, registered (trainable, f32) in `vs`, and its architecture.
 pub fn build_student(
     model: Option<&ArchConfig>,
@@ -35,7 +48,8 @@ pub fn build_student(
 ) -> Result<(ArchConfig, Box<dyn Model>)> {
     let Some(init) = init else {
         let config = model.context("`model` is checked at parse time when there is no `init`")?;
-        let built = arch::build(config, &vs.root(), &meta.sample_shape, meta.classes, rng)
+        let classes = outputs(config, meta, "model")?;
+        let built = arch::build(config, &vs.root(), &meta.sample_shape, classes, rng)
             .map_err(|e| anyhow::anyhow!("field `model`: {e:#}"))?;
         return Ok((config.clone(), built));
     };
@@ -52,7 +66,7 @@ pub fn build_student(
             );
         }
     }
-    if spec.classes != meta.classes || spec.input_shape != meta.sample_shape {
+    if spec.classes != outputs(&config, meta, "init")? || spec.input_shape != meta.sample_shape {
         bail!(
             "field `init`: `{}` takes {:?} and gives {} outputs; the data has samples {:?} and {} classes",
             init.label,

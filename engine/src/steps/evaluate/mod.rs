@@ -13,11 +13,18 @@
 //! On text data the same per token (accuracy = next-token accuracy, agreement = same next token as the reference),
 //! plus perplexity and bits per character ([`crate::steps::lm::metrics`]) (and `tokens_per_s` among the timings), and
 //! with `samples` a few
-//! generated texts per model in `report.md`:
+//! generated texts per model in `report.md`.
+//!
+//! On sentences (`source: sentences` or `pairs`), sentence encoders without labels: geometry kept from the reference,
+//! paraphrase retrieval, speed ([`encoder`]).
+//!
+//! Text samples:
 //! ```yaml
 //! report: {kind: evaluate, data: text.test, models: [teacher, student], reference: teacher,
 //!          samples: {prompt: "ROMEO:", length: 200, count: 2, sampling: {temperature: 0.8}}}
 //! ```
+
+mod encoder;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -143,6 +150,9 @@ impl Step for Evaluate {
 
     fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {
         let data = load_data(ctx, "data")?.dataset;
+        if let Some(pad) = data.meta.sentence_padding() {
+            return encoder::run(&self.config, ctx, &data, pad);
+        }
         let mut logits: Vec<(String, Tensor)> = Vec::new();
         let mut results: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
         let mut timings: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();

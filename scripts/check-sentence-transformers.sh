@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Checks that `anbiq export --format hf` of a sentence encoder is a sentence-transformers model that embeds like
+# anbiq: all-MiniLM-L6-v2 cut to 3 layers with its embeddings reduced to 128 dimensions by PCA (so the export holds
+# Transformer, Pooling, Normalize and Dense modules), its embeddings of 200 Shakespeare lines stored by `infer` (f32),
+# then the exported directory loaded with `SentenceTransformer` in the project's Python environment
+# (scripts/bench/py.sh) and compared sentence by sentence (cosine ≥ 0.99999).
+#   bash scripts/fetch-data.sh minilm && bash scripts/fetch-data.sh folio && bash scripts/check-sentence-transformers.sh
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/bench/setup-python.sh"
+"$root/.bench/venv/bin/pip" install -q "transformers==5.24.0" "sentence-transformers==6.2.0"
+work=$(mktemp -d /tmp/anbiq-st-check.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+head -n 200 "$root/data/folio/train.txt" >"$work/sentences.txt"
+ln -s "$root/data/minilm" "$work/minilm"
+cat >"$work/check.yaml" <<'YAML'
+name: st-check
+seed: 1
+steps:
+  teacher: {kind: import, hf: minilm, input_shape: [64]}
+  lines: {kind: dataset, source: sentences, path: sentences.txt, tokenizer: {model: teacher}, context: 64, truncate: true}
+  small: {kind: prune, model: teacher, data: lines.train, calibration: 200, layers: {keep: [0, 2, 4]}, pca: {size: 128}}
+  embedded: {kind: infer, model: small, data: lines.train, store: {dtype: f32}}
+YAML
+anbiq=${ANBIQ:-$root/target/release/anbiq}
+[ -x "$anbiq" ] || (cd "$root" && cargo build --release -q)
+(cd "$work" && "$anbiq" run check.yaml --store "$work/store" >/dev/null)
+(cd "$work" && "$anbiq" export check.yaml small "$work/exported" --format hf --store "$work/store")
+embeddings=$(find "$work/store" -name embeddings.json -printf '%h\n' | head -n 1)
+"$root/scripts/bench/py.sh" "$root/scripts/reference/check_sentence_transformers.py" "$work/exported" "$embeddings" \
+  "$work/sentences.txt"

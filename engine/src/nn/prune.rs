@@ -223,7 +223,7 @@ pub fn nll(logits: &Tensor, labels: &Tensor) -> f64 {
 pub fn principal_directions(x: &Tensor, k: i64) -> Result<(Tensor, f64)> {
     let (n, d) = x.size2()?;
     ensure!((1..=d).contains(&k), "{k} directions asked of {d}-dimensional embeddings");
-    ensure!(n >= k, "{k} directions need at least {k} embeddings, there are {n}");
+    ensure!(n >= k, "{k} directions need at least {k} embeddings, there are {n} (raise `calibration`)");
     let x = x.to_kind(Kind::Double);
     let second_moment = x.tr().matmul(&x) / n as f64;
     let (values, vectors) = second_moment.linalg_eigh("L");

@@ -318,8 +318,8 @@ impl Step for Prune {
                     bail!("field `pca`: the model already maps its embeddings with a `dense` head");
                 }
                 let all = Tensor::cat(&teacher_embeddings, 0);
-                let (directions, share) = principal_directions(&all, pca.size)
-                    .map_err(|e| anyhow::anyhow!("field `pca.size`: {e} (raise `calibration`)"))?;
+                let (directions, share) =
+                    principal_directions(&all, pca.size).map_err(|e| anyhow::anyhow!("field `pca.size`: {e}"))?;
                 let directions = directions.to_kind(tch::Kind::Float);
                 bert.dense = Some(DenseHead {
                     out_features: pca.size,

@@ -76,7 +76,9 @@ pub(super) fn run(config: &EvaluateConfig, ctx: &mut StepContext, data: &Dataset
         embeddings.push((name.to_string(), encoded.embeddings));
     }
     if let Some(r) = &config.reference {
-        compare_to_reference(&r.to_string(), &embeddings, &mut results);
+        // The first sentences only: a pair's second sentence is its first's paraphrase, every model's nearest.
+        let geometry = if pairs { n } else { sentences.size()[0] }.min(GEOMETRY_SENTENCES);
+        compare_to_reference(&r.to_string(), &embeddings, geometry, &mut results);
     }
 
     let dir = ctx.output_dir("report")?;
@@ -97,14 +99,14 @@ pub(super) fn run(config: &EvaluateConfig, ctx: &mut StepContext, data: &Dataset
     Ok(())
 }
 
-/// The geometry metrics of every model against the reference's embeddings, on the first
-/// [`GEOMETRY_SENTENCES`] sentences (for pairs: of the first sentences).
+/// The geometry metrics of every model against the reference's embeddings, on the first `sentences`.
 fn compare_to_reference(
     reference: &str,
     embeddings: &[(String, Tensor)],
+    sentences: i64,
     results: &mut BTreeMap<String, BTreeMap<String, f64>>,
 ) {
-    let rows = |e: &Tensor| e.narrow(0, 0, e.size()[0].min(GEOMETRY_SENTENCES));
+    let rows = |e: &Tensor| e.narrow(0, 0, sentences);
     let of_reference = &embeddings.iter().find(|(name, _)| name == reference).expect("checked at parse").1;
     let reference_retrieval = results[reference].get("retrieval_accuracy").copied();
     for (name, e) in embeddings {

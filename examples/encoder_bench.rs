@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anbiq::data::tokenizer::TextTokenizer;
 use anbiq::nn::arch::bert::Bert;
-use anbiq::nn::encode::{by_length, embed_sentences};
+use anbiq::nn::encode::{embed_sentences, lengths};
 use anbiq::nn::runtime::precision::Precision;
 use anbiq::nn::weights::hf;
 use anbiq::nn::weights::source::WeightSource;
@@ -73,7 +73,7 @@ fn main() -> anyhow::Result<()> {
         sentences.iter().flat_map(|s| s.iter().copied().chain(std::iter::repeat(pad)).take(longest)).collect();
     let all = Tensor::from_slice(&flat).view([sentences.len() as i64, longest as i64]);
     let n = all.size()[0];
-    let (_, lengths) = by_length(&all, pad);
+    let lengths = lengths(&all, pad);
     let tokens = lengths.sum(Kind::Int64).int64_value(&[]);
     let bar = indicatif::ProgressBar::hidden();
 

@@ -64,10 +64,7 @@ fn the_shipped_prune_and_distil_workflow_runs_on_smollm2() {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let yaml = std::fs::read_to_string(repo.join("workflows/smollm2-prune-distill.yaml")).unwrap();
     // A few windows, and no timing (it measures the machine, for minutes).
-    let edit = |yaml: String, from: &str, to: &str, times: usize| {
-        assert_eq!(yaml.matches(from).count(), times, "the workflow has `{from}` {times}×");
-        yaml.replace(from, to)
-    };
+    let edit = common::edit_workflow;
     let small = edit(yaml, "../data/", "data/", 4);
     let small = edit(small, "\n  windows: 128 ", "\n  windows: 4 ", 1);
     let small = edit(small, "\n  eval_windows: 8 ", "\n  eval_windows: 1 ", 1);

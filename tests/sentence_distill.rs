@@ -28,10 +28,7 @@ fn embed(dir: &Path, ids: &Tensor) -> Tensor {
 #[test]
 fn the_shipped_sentence_workflow_runs_on_minilm() {
     let yaml = std::fs::read_to_string(repo().join("workflows/minilm-distill.yaml")).unwrap();
-    let edit = |yaml: String, from: &str, to: &str, times: usize| {
-        assert_eq!(yaml.matches(from).count(), times, "the workflow has `{from}` {times}×");
-        yaml.replace(from, to)
-    };
+    let edit = common::edit_workflow;
     let small = edit(yaml, "../data/", "data/", 3);
     let small = edit(small, "\n  sentences: 10000 ", "\n  sentences: 256 ", 1);
     let small = edit(small, "\n  calibration: 2000 ", "\n  calibration: 256 ", 1);

@@ -148,3 +148,10 @@ impl Project {
             .collect()
     }
 }
+
+/// `yaml` with `from` replaced by `to`, after checking it occurs exactly `times` times: a shipped workflow cut down for a
+/// test fails loudly when the workflow changes under it.
+pub fn edit_workflow(yaml: String, from: &str, to: &str, times: usize) -> String {
+    assert_eq!(yaml.matches(from).count(), times, "the workflow has `{from}` {times}×");
+    yaml.replace(from, to)
+}

@@ -16,9 +16,14 @@ pub struct Encoded {
     pub padding: i64,
 }
 
+/// The real tokens of each sentence of `ids` `[N, T]` (right-padded with `pad`), `[N]`.
+pub fn lengths(ids: &Tensor, pad: i64) -> Tensor {
+    ids.ne(pad).sum_dim_intlist(1, false, Kind::Int64)
+}
+
 /// The order that sorts sentences `ids` `[N, T]` (right-padded with `pad`) by length, and their lengths.
 pub fn by_length(ids: &Tensor, pad: i64) -> (Tensor, Tensor) {
-    let lengths = ids.ne(pad).sum_dim_intlist(1, false, Kind::Int64);
+    let lengths = lengths(ids, pad);
     // Stable, so equal lengths keep their order and the batches are a function of the data alone.
     let (_, order) = lengths.sort_stable(true, 0, false);
     (order, lengths)

@@ -15,12 +15,12 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::bail;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use super::{markdown, EvaluateConfig, METRICS_FILE, TIME_BUDGET};
 use crate::artifact::model::{LoadedModel, ModelArtifact};
 use crate::data::Dataset;
-use crate::nn::encode::embed_sentences;
+use crate::nn::encode::{embed_sentences, lengths};
 use crate::nn::runtime::precision::Precision;
 use crate::nn::training::similarity;
 use crate::nn::Mode;
@@ -148,7 +148,7 @@ fn speed(model: &LoadedModel, sentences: &Tensor, pad: i64, device: Device) -> (
         n as f64 / best
     };
     tch::no_grad(|| {
-        let lengths = sample.ne(pad).sum_dim_intlist(1, false, Kind::Int64);
+        let lengths = lengths(&sample, pad);
         let rows: Vec<Tensor> = (0..sample.size()[0].min(64))
             .map(|i| sample.narrow(0, i, 1).narrow(1, 0, lengths.int64_value(&[i]).max(1)).to_device(device))
             .collect();

@@ -624,7 +624,7 @@ steps:
     let err = failure(&report, "cnn");
     assert!(err.contains("field `model`") && err.contains("[4]"), "{err}");
     let err = failure(&report, "wrong_data");
-    assert!(err.contains("field `models[0]`") && err.contains("`teacher` takes [1, 8, 8]"), "{err}");
+    assert!(err.contains("field `models[0]`") && err.contains("`teacher` takes samples of shape [1, 8, 8]"), "{err}");
     let err = failure(&report, "wrong_infer");
     assert!(err.contains("field `model`") && err.contains("[1, 8, 8]"), "{err}");
     let err = failure(&report, "wrong_online");
@@ -778,7 +778,11 @@ steps:
     let err = failure(&report, "classes");
     assert!(err.contains("field `classes`: the model maps one sample to shape [1, 10], expected [1, 3]"), "{err}");
     let err = failure(&report, "garbage");
-    assert!(err.contains("step `garbage` (import): field `torchscript`: loading TorchScript module"), "{err}");
+    assert!(
+        err.contains("step `garbage` (import): field `torchscript`: ")
+            && err.contains("wf.yaml is not a TorchScript file"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -45,7 +45,7 @@ fn value_and_grad(
 }
 
 fn term(path: PathBuf, p: BTreeMap<String, serde_json::Value>, limits: Limits) -> PluginTerm {
-    PluginTerm { path, params: p, limits, resolved: None }
+    PluginTerm { path, params: p, limits, check_gradient: true, resolved: None }
 }
 
 fn runner(name: &str, limits: Limits) -> Result<Runner, PluginError> {
@@ -96,7 +96,9 @@ fn sequence_logits_reach_plugins_as_batch_time_vocab() {
     let (b, t, v) = (3, 5, 7);
     let (s, te, y) = batch(4, b * t, v);
     let probe = |name: &str, sequence_len| {
-        let loss = term(fixture(name), BTreeMap::new(), Limits::default()).build().unwrap();
+        // The probes return their inputs' shapes as the loss and a made-up gradient: no gradient check.
+        let loss = PluginTerm { check_gradient: false, ..term(fixture(name), BTreeMap::new(), Limits::default()) };
+        let loss = loss.build().unwrap();
         value_and_grad(&loss, (&s, &te, &y), sequence_len)
     };
     assert_eq!(probe("shape_probe.wat", None).0, 1221.0, "classifier: [B, C], [B, C], [B], seq_len 1");
@@ -498,4 +500,31 @@ fn per_call_cost() {
     }
     eprintln!("forward: native {:.1} µs, wasm {:.1} µs", best[0], best[2]);
     eprintln!("forward+backward: native {:.1} µs, wasm {:.1} µs", best[1], best[3]);
+}
+
+#[test]
+fn a_wrong_gradient_is_caught_before_the_first_step() {
+    let (s, te, y) = batch(5, 16, 10);
+    let first_step = |term: PluginTerm| {
+        let s = s.detach().set_requires_grad(true);
+        let input = LossInput { student: &s, teacher: &te, labels: &y, progress: 0.0, sequence_len: None };
+        term.build().unwrap().loss(&input).map(drop).map_err(|e| e.to_string())
+    };
+    let err = first_step(term(fixture("half_grad_dense.wat"), BTreeMap::new(), Limits::default())).unwrap_err();
+    assert!(
+        err.contains("`half_grad_dense`") && err.contains("its gradient disagrees with central differences"),
+        "{err}"
+    );
+    // A right gradient passes, and `check_gradient: false` skips the check.
+    assert!(first_step(term(fixture("mse_dense.wat"), BTreeMap::new(), Limits::default())).is_ok());
+    let unchecked = term(fixture("half_grad_dense.wat"), BTreeMap::new(), Limits::default());
+    assert!(first_step(PluginTerm { check_gradient: false, ..unchecked }).is_ok());
+}
+
+#[test]
+fn validation_probes_the_plugin_under_the_steps_limits() {
+    let tight = Limits { fuel: 10, ..Limits::default() };
+    let (field, message) = term(fixture("kd.wat"), BTreeMap::new(), tight).validate().unwrap_err();
+    assert_eq!(field, "path");
+    assert!(message.contains("ran out of fuel: a call may use 10 units"), "{message}");
 }

@@ -55,6 +55,28 @@ fn yaml_syntax_error_has_a_location() {
 }
 
 #[test]
+fn a_syntax_error_does_not_hide_the_other_steps_problems() {
+    let errs = errors(
+        "steps:\n  a: {kind: dataset, source: digits\n  b: {kind: train, data: a.train}\n  c: {kind: evaluate, data: a.test, \
+         models: [b]}\n  d: {kind: dataset, source: digitz}\n",
+    );
+    assert!(errs[0].starts_with("wf.yaml:3:") && errs[0].contains("syntax error"), "{errs:?}");
+    assert_has(&errs, "wf.yaml:5:30:", "unknown variant `digitz`");
+    // The steps cut around the syntax error are not reported again as unknown where they are used.
+    assert_eq!(errs.len(), 2, "{errs:?}");
+}
+
+#[test]
+fn one_bad_step_is_reported_once() {
+    let errs = errors(
+        "steps:\n  d: {kind: dataset, source: digits, shuffle: true}\n  t: {kind: train, data: d.train, model: \
+         {arch: mlp, hidden: [4]}, epochs: 1}\n  e: {kind: evaluate, data: d.test, models: [t], after: [d]}\n",
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_has(&errs, "wf.yaml:2:38:", "unknown field `shuffle`");
+}
+
+#[test]
 fn unknown_top_level_key() {
     let errs = errors("name: x\nstepz: {}\nsteps:\n  d: {kind: dataset, source: digits}\n");
     assert_has(&errs, "wf.yaml:2:1:", "unknown top-level key `stepz`");

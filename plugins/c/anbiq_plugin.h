@@ -1,8 +1,14 @@
 /* anbiq plugin ABI, version 2, for C (see plugins/ABI.md).
  *
- * Build:  clang --target=wasm32 -nostdlib -O2 -Wl,--no-entry -Wl,--export-dynamic -o my_loss.wasm my_loss.c
+ * Build:  clang --target=wasm32 -nostdlib -O2 -Wl,--no-entry -Wl,--export-dynamic \
+ *                -Wl,--stack-first -Wl,-z,stack-size=1048576 -o my_loss.wasm my_loss.c
+ * Local variables live on clang's shadow stack in linear memory: 64 KiB unless -Wl,-z,stack-size=BYTES says
+ * otherwise, counted in the memory cap (`limits.memory_mib`). With -Wl,--stack-first a local array larger than the
+ * stack traps ("out of bounds memory access"); without it, the stack sits above the static data and overflowing it
+ * by a little overwrites that data silently.
  * A plugin defines its loss with ANBIQ_LOSS(fn) (tensor style) or ANBIQ_DENSE_LOSS(fn) (dense style) and its
- * describe JSON with ANBIQ_DESCRIBE("{...}"); this header provides the allocator and the other exports.
+ * describe JSON with ANBIQ_DESCRIBE("{...}"); this header provides the allocator, memset, memcpy, memmove and memcmp
+ * (there is no libc), and the other exports. Include it in one .c file: it defines the exports.
  * Handles (anbiq_t) name host tensors for the current call only; every operation runs in libtorch with autograd.
  */
 #ifndef ANBIQ_PLUGIN_H
@@ -91,12 +97,55 @@ static inline int anbiq_strlen(const char *s) {
 static inline double anbiq_param(const char *name) { return anbiq_param_n(name, anbiq_strlen(name)); }
 static inline void anbiq_log_msg(const char *msg) { anbiq_log_msg_n(msg, anbiq_strlen(msg)); }
 
-/* The bump allocator: buffers the host asks for persist; the loss macros release a call's allocations on return. */
+/* memset, memcpy, memmove and memcmp for the calls clang generates (zeroing loops, struct copies) and for your own;
+   weak, so definitions in another file (a libc) win, and no_builtin, so clang does not turn their loops back into
+   calls to themselves. Define ANBIQ_NO_MEM_FUNCTIONS before the include to leave them out. (-mbulk-memory makes
+   clang use wasm's memory.fill and memory.copy for the calls it generates instead.) */
+#ifndef ANBIQ_NO_MEM_FUNCTIONS
+#ifdef __cplusplus
+#define ANBIQ_MEMFN extern "C" __attribute__((weak, no_builtin, visibility("hidden")))
+#else
+#define ANBIQ_MEMFN __attribute__((weak, no_builtin, visibility("hidden")))
+#endif
+ANBIQ_MEMFN void *memset(void *dst, int c, __SIZE_TYPE__ n) {
+    unsigned char *d = (unsigned char *)dst;
+    while (n--) *d++ = (unsigned char)c;
+    return dst;
+}
+ANBIQ_MEMFN void *memcpy(void *__restrict dst, const void *__restrict src, __SIZE_TYPE__ n) {
+    unsigned char *d = (unsigned char *)dst;
+    const unsigned char *s = (const unsigned char *)src;
+    while (n--) *d++ = *s++;
+    return dst;
+}
+ANBIQ_MEMFN void *memmove(void *dst, const void *src, __SIZE_TYPE__ n) {
+    unsigned char *d = (unsigned char *)dst;
+    const unsigned char *s = (const unsigned char *)src;
+    if (d < s) {
+        while (n--) *d++ = *s++;
+    } else {
+        while (n--) d[n] = s[n];
+    }
+    return dst;
+}
+ANBIQ_MEMFN int memcmp(const void *a, const void *b, __SIZE_TYPE__ n) {
+    const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;
+    for (; n; n--, x++, y++)
+        if (*x != *y) return *x - *y;
+    return 0;
+}
+#endif
+
+/* The bump allocator: buffers the host asks for persist; the loss macros release a call's allocations on return.
+   Returns 0 only for a size that overflows the address space: under anbiq, growing memory past the cap
+   (`limits.memory_mib`, 64 MiB by default) traps, and the call fails with "needed more memory than its cap". */
 extern unsigned char __heap_base;
 static unsigned long anbiq_heap_top;
 static inline void *anbiq_malloc(unsigned long size, unsigned long align) {
     if (!anbiq_heap_top) anbiq_heap_top = (unsigned long)&__heap_base;
+    if (!align) align = 1;
     unsigned long start = (anbiq_heap_top + align - 1) & ~(align - 1), end = start + size;
+    if (start < anbiq_heap_top || end < start) return 0;
     unsigned long have = __builtin_wasm_memory_size(0) * 65536ul;
     if (end > have && __builtin_wasm_memory_grow(0, (end - have + 65535) / 65536) == (unsigned long)-1) return 0;
     anbiq_heap_top = end;

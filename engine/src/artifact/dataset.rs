@@ -32,6 +32,9 @@ pub fn read_dataset(dir: &Path) -> Result<Dataset> {
     let meta: DatasetMeta = serde_json::from_slice(&text).map_err(|e| DataError::format(&mp, e.to_string()))?;
     let dp = dir.join(DATA_FILE);
     let (x, y) = if meta.vocab.is_some() { read_token_ids(&dp)? } else { read_xy(&dp)? };
+    if x.is_floating_point() {
+        super::check::finite(&x, "x", &dp).map_err(|e| DataError::Invalid(format!("{e:#}")))?;
+    }
     Dataset::new(x, y, meta).map_err(|e| DataError::format(dir, e.to_string()))
 }
 

@@ -108,8 +108,8 @@ impl LogitsArtifact {
             &std::fs::read_to_string(dir.join(META))
                 .with_context(|| format!("reading {}", dir.join(META).display()))?,
         )?;
-        let mut tensors = Tensor::read_safetensors(dir.join(FILE))
-            .with_context(|| format!("reading {}", dir.join(FILE).display()))?;
+        let mut tensors: Vec<(String, Tensor)> =
+            crate::nn::weights::safetensors::read(&dir.join(FILE))?.into_iter().collect();
         let mut take = |name: &str| -> anyhow::Result<Tensor> {
             let i = tensors
                 .iter()
@@ -128,6 +128,27 @@ impl LogitsArtifact {
         };
         if predictions.size()[0] != meta.samples {
             bail!("{}: {} predictions for {} samples", dir.display(), predictions.size()[0], meta.samples);
+        }
+        let file = dir.join(FILE);
+        super::check::ids_below(&predictions, meta.classes, "predictions", &file)?;
+        match &stored {
+            StoredLogits::Full(logits) => {
+                if logits.size() != [meta.samples, meta.classes] {
+                    bail!(
+                        "{}: logits {:?} for {} samples of {} classes",
+                        file.display(),
+                        logits.size(),
+                        meta.samples,
+                        meta.classes
+                    );
+                }
+                super::check::finite(logits, "logits", &file)?;
+            }
+            StoredLogits::TopK { logprobs, indices, rest } => {
+                super::check::finite(logprobs, "logprobs", &file)?;
+                super::check::finite(rest, "rest", &file)?;
+                super::check::ids_below(indices, meta.classes, "indices", &file)?;
+            }
         }
         Ok(LogitsArtifact { meta, stored, predictions })
     }

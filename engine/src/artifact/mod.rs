@@ -3,6 +3,7 @@
 //! ([`token_logits`]). Steps share these formats, never code paths of each other; a format change bumps its
 //! [`ArtifactKind::format_version`](crate::steps::ArtifactKind::format_version).
 
+mod check;
 pub mod dataset;
 pub mod embeddings;
 pub mod ids;

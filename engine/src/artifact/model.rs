@@ -29,17 +29,37 @@ pub struct ModelSpec {
     pub classes: i64,
     /// Number of scalar parameters, for reports and a consistency check on load.
     pub parameters: i64,
+    /// The names of the classes it was trained on, when its data had names: data whose classes are named
+    /// differently is refused ([`ModelSpec::check_classes`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_names: Option<Vec<String>>,
 }
 
 impl ModelSpec {
     /// The spec of a model just built in `vs` (counts its parameters).
     pub fn new(arch: ArchConfig, input_shape: Vec<i64>, classes: i64, vs: &VarStore) -> Self {
-        ModelSpec { arch: Some(arch), torchscript: None, input_shape, classes, parameters: parameter_count(vs) }
+        let parameters = parameter_count(vs);
+        ModelSpec { arch: Some(arch), torchscript: None, input_shape, classes, parameters, class_names: None }
     }
 
     /// The spec of a TorchScript module stored as [`TORCHSCRIPT_FILE`].
     pub fn torchscript(input_shape: Vec<i64>, classes: i64, parameters: i64) -> Self {
-        ModelSpec { arch: None, torchscript: Some(TORCHSCRIPT_FILE.into()), input_shape, classes, parameters }
+        let torchscript = Some(TORCHSCRIPT_FILE.into());
+        ModelSpec { arch: None, torchscript, input_shape, classes, parameters, class_names: None }
+    }
+
+    /// Whether this model's outputs mean the classes of data `meta`: as many, and, where both sides name them, the
+    /// same names in the same order (a renamed or reordered class would score as chance, silently). Sentence
+    /// encoders output embeddings, not classes. `Err` says what differs.
+    pub fn check_classes(&self, meta: &crate::data::DatasetMeta) -> std::result::Result<(), String> {
+        if meta.sentence_padding().is_some() {
+            return Ok(());
+        }
+        if self.classes != meta.classes {
+            return Err(format!("it outputs {} classes, the data has {}", self.classes, meta.classes));
+        }
+        let (Some(ours), Some(theirs)) = (&self.class_names, &meta.class_names) else { return Ok(()) };
+        crate::data::classes::same_names(ours, theirs, ("the model (from its training data)", "the data"))
     }
 
     /// The file holding the weights (for reports of their size).
@@ -146,8 +166,46 @@ impl ModelArtifact {
     }
 }
 
+impl ModelArtifact {
+    /// A model that brought its own tokenizer (an import, and what was pruned or distilled from one) reads only text
+    /// tokenised by that tokenizer — the same one, not just one of the same size: otherwise its outputs are
+    /// compared with other tokens' labels. Models without one (trained on characters or bytes) are not checked.
+    pub fn check_tokenizer(dir: &Path, data: &crate::data::Vocab) -> Result<()> {
+        use crate::data::tokenizer::{TextTokenizer, TOKENIZER_FILE};
+        use crate::data::Vocab;
+        if !dir.join(TOKENIZER_FILE).is_file() {
+            return Ok(());
+        }
+        let own = TextTokenizer::from_dir(dir)?;
+        let describe = |v: &Vocab| match v {
+            Vocab::Byte => "bytes (256 tokens)".to_string(),
+            Vocab::Char { .. } => format!("the corpus' {} characters", v.size()),
+            Vocab::Tokenizer { tokenizer, .. } => {
+                format!("a tokenizer of {} tokens ({})", tokenizer.size(), &tokenizer.fingerprint()[..12])
+            }
+        };
+        if !matches!(data, Vocab::Tokenizer { tokenizer, .. } if **tokenizer == own) {
+            bail!(
+                "tokenises with a tokenizer of {} tokens ({}), the data with {}; give the dataset the model's own \
+                 tokenizer (`tokenizer: {{model: STEP}}`)",
+                own.size(),
+                &own.fingerprint()[..12],
+                describe(data)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The stored weights, each checked to be finite (a damaged store would otherwise surface as "loss is NaN").
 fn read_weights(path: &Path) -> Result<BTreeMap<String, Tensor>> {
-    crate::nn::weights::safetensors::read(path)
+    let weights = crate::nn::weights::safetensors::read(path)?;
+    for (name, tensor) in &weights {
+        if tensor.is_floating_point() {
+            super::check::finite(tensor, name, path)?;
+        }
+    }
+    Ok(weights)
 }
 
 /// Copies `saved` into the variables of `vs` by name; names and shapes must match exactly (dtypes are converted).

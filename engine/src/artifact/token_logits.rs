@@ -207,9 +207,13 @@ impl TokenLogits {
                     meta.top_k
                 );
             }
+            let (ids, left) = (take("indices")?, take("rest")?);
+            super::check::finite(&lp, "logprobs", &path)?;
+            super::check::finite(&left, "rest", &path)?;
+            super::check::ids_below(&ids, meta.classes, "indices", &path)?;
             logprobs.push(lp);
-            indices.push(take("indices")?);
-            rest.push(take("rest")?);
+            indices.push(ids);
+            rest.push(left);
         }
         if logprobs.is_empty() {
             bail!("{}: no shards", dir.display());

@@ -58,7 +58,7 @@ pub enum Command {
     Run(RunArgs),
     /// Show the results of every evaluation step for these parameters (--set), read from the store by key.
     #[command(
-        after_help = "Examples:\n  anbiq metrics workflows/quickstart.yaml --json\n  anbiq metrics workflows/sweep.yaml --sort accuracy"
+        after_help = "Examples:\n  anbiq metrics workflows/quickstart.yaml --json\n  anbiq metrics workflows/sweep-kd.yaml --sort accuracy"
     )]
     Metrics(MetricsArgs),
     /// Check a workflow's outputs in the store, found by the keys it (with its --set) gives: present, whole,

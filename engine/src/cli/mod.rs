@@ -63,6 +63,7 @@ impl From<Diagnostics> for CliError {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
+    quiet_on_broken_pipe();
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {
@@ -76,12 +77,29 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(err) => {
             match &err {
-                CliError::Failed(e) => eprintln!("error: {e:#}"),
+                CliError::Failed(e) => eprintln!("error: {}", crate::run::brief::without_backtrace(&format!("{e:#}"))),
                 other => eprintln!("{other}"),
             }
             err.exit_code()
         }
     }
+}
+
+/// `anbiq plan --json | head`: a reader that stops early is not an error. Rust ignores SIGPIPE, so `println!` panics
+/// with "failed printing to stdout: Broken pipe"; leave quietly instead, as ripgrep does.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message =
+            payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied());
+        if message.is_some_and(|m| m.starts_with("failed printing to stdout") && m.contains("Broken pipe")) {
+            // SAFETY: ends the process at once; stdout is gone and nothing else is pending that destructors would
+            // finish (main leaves the same way).
+            unsafe { libc::_exit(EXIT_OK) }
+        }
+        default(info)
+    }));
 }
 
 fn try_main(args: Args) -> Result<i32, CliError> {

@@ -12,9 +12,6 @@ use super::args::{PluginCheckArgs, PluginLang, PluginNewArgs};
 use super::{CliError, EXIT_FAILED, EXIT_OK};
 use crate::plugin::{self, CallInput, Limits, Runner};
 
-/// Largest relative gradient error `check` accepts (f32 central differences).
-const GRADIENT_TOLERANCE: f64 = 1e-2;
-
 fn parse_params(pairs: &[String]) -> Result<BTreeMap<String, serde_json::Value>, CliError> {
     let mut params = BTreeMap::new();
     for pair in pairs.iter().filter(|p| !p.is_empty()) {
@@ -50,51 +47,23 @@ pub fn check(args: PluginCheckArgs) -> Result<i32, CliError> {
 
     // Small tensors: one libtorch thread is fastest and keeps the timing steady on a busy machine.
     tch::set_num_threads(1);
-    let mut runner = Runner::new(plugin.clone(), &params, runner_limits(&args)).map_err(anyhow::Error::from)?;
     let (b, c) = (args.batch.max(1), args.classes.max(2));
     tch::manual_seed(0);
     let student = Tensor::randn([b, c], (Kind::Float, tch::Device::Cpu)) * 2.0;
     let teacher = Tensor::randn([b, c], (Kind::Float, tch::Device::Cpu)) * 3.0;
     let labels = Tensor::randint(c, [b], (Kind::Int64, tch::Device::Cpu));
-    let mut value_at = |s: &Tensor, progress: f64| -> anyhow::Result<f64> {
-        let call = CallInput { student: s, teacher: &teacher, labels: &labels, progress };
-        Ok(runner.loss(&call)?.double_value(&[]))
+    // Value and gradient, against central differences on a spread of entries.
+    let gradient = {
+        let mut r = Runner::new(plugin.clone(), &params, runner_limits(&args)).map_err(anyhow::Error::from)?;
+        let g = plugin::gradient::check(&mut r, &student, &teacher, &labels, 0.5).map_err(anyhow::Error::from)?;
+        println!("loss on random [{b}, {c}] logits: {:.6}  ({} fuel)", g.loss, r.last_fuel);
+        g
     };
-
-    // Value and gradient.
-    let s = student.detach().set_requires_grad(true);
-    let loss = {
-        let mut r =
-            Runner::new(plugin.clone(), &params, Limits { ..runner_limits(&args) }).map_err(anyhow::Error::from)?;
-        let l = r.loss(&CallInput { student: &s, teacher: &teacher, labels: &labels, progress: 0.5 });
-        let l = l.map_err(anyhow::Error::from)?;
-        println!("loss on random [{b}, {c}] logits: {:.6}  ({} fuel)", l.double_value(&[]), r.last_fuel);
-        l
-    };
-    loss.backward();
-    let grad = s.grad();
-    let scale = grad.abs().max().double_value(&[]).max(1e-6);
-
-    // Central differences on a spread of entries.
-    let n = (b * c) as usize;
-    let entries: Vec<usize> = if n <= 24 { (0..n).collect() } else { (0..24).map(|i| (i * 7919) % n).collect() };
-    let flat = student.reshape([-1]);
-    let mut worst: f64 = 0.0;
-    for &i in &entries {
-        let eps = 1e-2;
-        let bump = |delta: f64| {
-            let x = flat.copy();
-            let _ = x.get(i as i64).fill_(flat.double_value(&[i as i64]) + delta);
-            x.reshape([b, c])
-        };
-        let fd = (value_at(&bump(eps), 0.5)? - value_at(&bump(-eps), 0.5)?) / (2.0 * eps);
-        let g = grad.reshape([-1]).double_value(&[i as i64]);
-        worst = worst.max((fd - g).abs() / scale);
-    }
-    let ok = worst <= GRADIENT_TOLERANCE;
+    let ok = gradient.ok();
     println!(
-        "gradient vs central differences ({} entries): max error {worst:.2e} of the largest |gradient| — {}",
-        entries.len(),
+        "gradient vs central differences ({} entries): max error {:.2e} of the largest |gradient| — {}",
+        gradient.entries,
+        gradient.worst,
         if ok { "ok" } else { "MISMATCH" }
     );
 
@@ -112,7 +81,7 @@ pub fn check(args: PluginCheckArgs) -> Result<i32, CliError> {
         };
         match r.loss(&call) {
             Ok(l) => {
-                let (v, flat) = (l.double_value(&[]), loss.double_value(&[]));
+                let (v, flat) = (l.double_value(&[]), gradient.loss);
                 let same = (v - flat).abs() <= 1e-5 * flat.abs().max(1e-6);
                 println!(
                     "as [2, {}, {c}] sequences: loss {v:.6} — {}",
@@ -261,10 +230,14 @@ ANBIQ_LOSS(NAME)
 
 const C_BUILD: &str = r#"#!/usr/bin/env bash
 # Builds NAME.wasm with clang's wasm32 target (Debian: apt-get install clang-14 lld-14).
+# Local variables live on clang's stack in linear memory: 1 MiB here (wasm-ld's default is 64 KiB), placed first so
+# that overflowing it traps ("out of bounds memory access") instead of overwriting static data. It counts towards
+# the memory cap, limits.memory_mib.
 set -euo pipefail
 cd "$(dirname "$0")"
 cc="${CC:-$(command -v clang-14 || command -v clang)}"
-"$cc" --target=wasm32 -nostdlib -O2 -Wall -Wl,--no-entry -Wl,--export-dynamic -o NAME.wasm NAME.c
+"$cc" --target=wasm32 -nostdlib -O2 -Wall -Wl,--no-entry -Wl,--export-dynamic \
+    -Wl,--stack-first -Wl,-z,stack-size=1048576 -o NAME.wasm NAME.c
 echo "built NAME.wasm; next: anbiq plugin check NAME.wasm"
 "#;
 

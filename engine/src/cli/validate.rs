@@ -9,7 +9,10 @@ pub fn validate(args: ValidateArgs) -> Result<i32, CliError> {
     let mut problems = Diagnostics::default();
     for path in &args.workflows {
         match crate::workflow::load(path, &[]).and_then(|wf| Dag::build(&wf).map(|_| wf)) {
-            Ok(wf) => println!("{}: ok ({} steps)", path.display(), wf.steps.len()),
+            Ok(wf) => {
+                let n = wf.steps.len();
+                println!("{}: ok ({n} step{})", path.display(), if n == 1 { "" } else { "s" })
+            }
             Err(d) => problems.extend(d),
         }
     }

@@ -1,14 +1,13 @@
 //! Numeric CSV tables with one label column. Hand-written: the files we meet are plain numbers separated by a single
 //! delimiter (no quoting), and a small parser gives `file:line` errors without another dependency.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::error::read_uncompressed;
-use super::{DataError, Dataset, DatasetMeta, Result};
+use super::{DataError, Dataset, DatasetMeta, DeclaredClasses, Result};
 
 /// Which column holds the label. In YAML: `last`, `first`, a 0-based column index, or a header name.
 #[derive(Clone, Debug, PartialEq)]
@@ -66,32 +65,43 @@ pub struct CsvOptions {
     /// `None`: auto-detect (see [`load`]).
     pub header: Option<bool>,
     pub delimiter: u8,
+    /// The dataset's declared `classes` (see [`super::classes`]).
+    pub classes: Option<DeclaredClasses>,
 }
 
 impl Default for CsvOptions {
     fn default() -> Self {
-        CsvOptions { label: LabelColumn::Last, header: None, delimiter: b',' }
+        CsvOptions { label: LabelColumn::Last, header: None, delimiter: b',', classes: None }
     }
 }
+
+/// One field of a row: its 1-based column (in characters) and its trimmed text.
+type Field<'a> = (usize, &'a str);
 
 /// Loads a CSV as `x: [N, features]`, `y: [N]`.
 ///
 /// - Header auto-detection: the first row is a header when one of its feature fields is not a number, or when only
 ///   its label field is non-numeric while the second row's label is numeric. `LabelColumn::Name` always needs one.
-/// - Labels: if every label is an integer (`3` or `3.0`) it is used as the class index (must be ≥ 0; classes =
-///   max + 1). Otherwise all labels are treated as names, sorted, and mapped to indices (`meta.class_names`).
-/// - Blank lines are skipped; fields are trimmed, so trailing spaces and CRLF line ends are fine.
+/// - Features must be finite numbers: `NaN`, `inf` and values beyond f32 (`1e400`) are refused at `file:line:col`.
+/// - Labels follow [`super::classes`]: all integers (`3` or `3.0`, class indices) or all names; a column that mixes
+///   them, or a number that is not whole, is refused at the first offending row.
+/// - Blank lines are skipped; fields are trimmed, so trailing spaces and CRLF line ends are fine. Only `delimiter`
+///   separates fields; there is no quoting.
 pub fn load(path: &Path, opts: &CsvOptions) -> Result<Dataset> {
     let bytes = read_uncompressed(path)?;
     let text = std::str::from_utf8(&bytes).map_err(|e| DataError::format(path, format!("not UTF-8 text: {e}")))?;
     let delim = opts.delimiter as char;
     let at = |line: usize, msg: String| DataError::Format { path: format!("{}:{line}", path.display()), msg };
+    let at_field = |line: usize, col: usize, msg: String| DataError::Format {
+        path: format!("{}:{line}:{col}", path.display()),
+        msg,
+    };
     // (1-based line number, fields)
-    let rows: Vec<(usize, Vec<&str>)> = text
+    let rows: Vec<(usize, Vec<Field>)> = text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| (i + 1, l.split(delim).map(str::trim).collect()))
+        .map(|(i, l)| (i + 1, fields(l, delim)))
         .collect();
     let Some((first_line, first)) = rows.first() else {
         return Err(DataError::format(path, "empty file: no rows"));
@@ -102,6 +112,7 @@ pub fn load(path: &Path, opts: &CsvOptions) -> Result<Dataset> {
     }
 
     let is_num = |s: &str| s.parse::<f64>().is_ok();
+    let names: Vec<&str> = first.iter().map(|(_, f)| *f).collect();
     let header = match (&opts.label, opts.header) {
         (LabelColumn::Name(_), Some(false)) => {
             return Err(DataError::Invalid("a label column given by name needs a header row".into()))
@@ -110,13 +121,13 @@ pub fn load(path: &Path, opts: &CsvOptions) -> Result<Dataset> {
         (_, Some(h)) => h,
         (label, None) => {
             let li = label_index(label, ncols, None).map_err(|m| at(*first_line, m))?;
-            let features_text = first.iter().enumerate().any(|(i, f)| i != li && !is_num(f));
+            let features_text = names.iter().enumerate().any(|(i, f)| i != li && !is_num(f));
             let label_only =
-                !is_num(first[li]) && rows.get(1).is_some_and(|(_, r)| r.get(li).is_some_and(|f| is_num(f)));
+                !is_num(names[li]) && rows.get(1).is_some_and(|(_, r)| r.get(li).is_some_and(|(_, f)| is_num(f)));
             features_text || label_only
         }
     };
-    let li = label_index(&opts.label, ncols, header.then_some(first)).map_err(|m| at(*first_line, m))?;
+    let li = label_index(&opts.label, ncols, header.then_some(&names)).map_err(|m| at(*first_line, m))?;
     let data = if header { &rows[1..] } else { &rows[..] };
     if data.is_empty() {
         return Err(DataError::format(path, "no data rows"));
@@ -129,17 +140,38 @@ pub fn load(path: &Path, opts: &CsvOptions) -> Result<Dataset> {
         if fields.len() != ncols {
             return Err(at(*line, format!("expected {ncols} columns, found {}", fields.len())));
         }
-        for (i, f) in fields.iter().enumerate() {
+        for (i, &(col, f)) in fields.iter().enumerate() {
             if i == li {
-                labels.push(*f);
-            } else {
-                let v = f.parse::<f32>().map_err(|_| at(*line, format!("column {}: {f:?} is not a number", i + 1)))?;
-                x.push(v);
+                labels.push((*line, col, f));
+                continue;
             }
+            let v = f
+                .parse::<f32>()
+                .map_err(|_| at_field(*line, col, format!("column {}: {f:?} is not a number", i + 1)))?;
+            if !v.is_finite() {
+                let lower = f.to_ascii_lowercase();
+                let literal = matches!(lower.trim_start_matches(['+', '-']), "inf" | "infinity" | "nan");
+                let why = if literal { "" } else { " (out of f32's range)" };
+                return Err(at_field(*line, col, format!("column {}: {f:?} is not a finite number{why}", i + 1)));
+            }
+            x.push(v);
         }
     }
 
-    let (y, classes, class_names) = encode_labels(&labels, |row, msg| at(data[row].0, msg))?;
+    let place = |row: usize| format!("{}:{}:{}", path.display(), labels[row].0, labels[row].1);
+    let source = path.display().to_string();
+    let texts: Vec<&str> = labels.iter().map(|(_, _, f)| *f).collect();
+    let (y, classes, class_names) =
+        match label_kind(&texts).map_err(|(row, msg)| DataError::Format { path: place(row), msg })? {
+            LabelKind::Indices(ids) => {
+                let classes = super::classes::of_indices(&ids, opts.classes.as_ref(), place, &source)?;
+                (ids, classes, opts.classes.as_ref().and_then(|d| d.names()).map(<[String]>::to_vec))
+            }
+            LabelKind::Names => {
+                let (ids, names) = super::classes::of_names(&texts, opts.classes.as_ref(), place, &source)?;
+                (ids, names.len() as i64, Some(names))
+            }
+        };
     let n = data.len() as i64;
     let meta = DatasetMeta {
         sample_shape: vec![nfeat as i64],
@@ -149,6 +181,18 @@ pub fn load(path: &Path, opts: &CsvOptions) -> Result<Dataset> {
         vocab: None,
     };
     Dataset::new(Tensor::from_slice(&x).view([n, nfeat as i64]), Tensor::from_slice(&y), meta)
+}
+
+/// The trimmed fields of a line with their 1-based columns (counted in characters, as editors do).
+fn fields(line: &str, delim: char) -> Vec<Field<'_>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for part in line.split(delim) {
+        let lead = part.len() - part.trim_start().len();
+        out.push((line[..start + lead].chars().count() + 1, part.trim()));
+        start += part.len() + delim.len_utf8();
+    }
+    out
 }
 
 fn label_index(label: &LabelColumn, ncols: usize, header: Option<&Vec<&str>>) -> std::result::Result<usize, String> {
@@ -163,27 +207,45 @@ fn label_index(label: &LabelColumn, ncols: usize, header: Option<&Vec<&str>>) ->
     }
 }
 
-/// Integer labels as-is; otherwise sorted names. Returns (indices, classes, names).
-fn encode_labels(
-    labels: &[&str],
-    at: impl Fn(usize, String) -> DataError,
-) -> Result<(Vec<i64>, i64, Option<Vec<String>>)> {
-    let as_int = |s: &str| {
-        s.parse::<i64>()
-            .ok()
-            .or_else(|| s.parse::<f64>().ok().filter(|v| v.fract() == 0.0 && v.abs() < 1e15).map(|v| v as i64))
+enum LabelKind {
+    /// Every label a whole number: the class indices.
+    Indices(Vec<i64>),
+    /// Every label a name.
+    Names,
+}
+
+/// Whether the labels are class indices or class names; the first number that is not whole, or the first label of
+/// the other kind than the column's first, is an error at its row.
+fn label_kind(labels: &[&str]) -> std::result::Result<LabelKind, (usize, String)> {
+    let index = |s: &str| match (s.parse::<i64>(), s.parse::<f64>()) {
+        (Ok(v), _) => Ok(Some(v)),
+        (_, Ok(v)) if v.fract() == 0.0 && v.abs() < 1e15 => Ok(Some(v as i64)),
+        (_, Ok(_)) => Err(()),
+        _ => Ok(None),
     };
-    let ints: Option<Vec<i64>> = labels.iter().map(|s| as_int(s)).collect();
-    if let Some(ints) = ints {
-        if let Some(row) = ints.iter().position(|&v| v < 0) {
-            return Err(at(row, format!("label {} is negative; class labels must be >= 0", ints[row])));
+    let kind = |id: &Option<i64>| if id.is_some() { "a class index" } else { "a class name" };
+    let mut ids = Vec::with_capacity(labels.len());
+    let mut first = None;
+    for (row, label) in labels.iter().enumerate() {
+        let Ok(id) = index(label) else {
+            return Err((row, format!("label {label:?} is not a whole number (integer labels are class indices)")));
+        };
+        let first = *first.get_or_insert(id);
+        if first.is_some() != id.is_some() {
+            return Err((
+                row,
+                format!(
+                    "label {label:?} is {} but the column's first label, {:?}, is {}: labels are all class indices \
+                     or all class names",
+                    kind(&id),
+                    labels[0],
+                    kind(&first)
+                ),
+            ));
         }
-        let classes = ints.iter().max().map_or(0, |m| m + 1);
-        return Ok((ints, classes, None));
+        ids.extend(id);
     }
-    let names: Vec<String> = labels.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>().into_iter().collect();
-    let y = labels.iter().map(|s| names.binary_search_by(|n| n.as_str().cmp(s)).expect("present") as i64).collect();
-    Ok((y, names.len() as i64, Some(names)))
+    Ok(if matches!(first, Some(None)) { LabelKind::Names } else { LabelKind::Indices(ids) })
 }
 
 #[cfg(test)]
@@ -250,5 +312,37 @@ mod tests {
         assert!(load(&p, &CsvOptions::default()).unwrap_err().to_string().contains("t.csv:1"));
         std::fs::write(&p, [0x1f, 0x8b, 8, 0]).unwrap();
         assert!(load(&p, &CsvOptions::default()).unwrap_err().to_string().contains("gzip"));
+    }
+
+    #[test]
+    fn labels_are_all_indices_or_all_names_and_cells_finite() {
+        let err = |text: &str| {
+            let (_dir, p) = write(text);
+            load(&p, &CsvOptions::default()).unwrap_err().to_string()
+        };
+        let msg = err("a,b,label\n1,2,0\n3,4,10\n5,6,x\n");
+        assert!(
+            msg.contains(
+                "t.csv:4:5: label \"x\" is a class name but the column's first label, \"0\", is a class index"
+            ),
+            "{msg}"
+        );
+        let msg = err("1,2,cat\n3,4,dog\n5,6,7\n");
+        assert!(msg.contains("t.csv:3:5: label \"7\" is a class index but"), "{msg}");
+        let msg = err("1,2,0\n3,4,0.5\n");
+        assert!(msg.contains("t.csv:2:5: label \"0.5\" is not a whole number"), "{msg}");
+        let msg = err("1,2,0\n3,4,100000\n");
+        assert!(msg.contains("t.csv:2:5: label 100000 would make 100001 classes"), "{msg}");
+        let msg = err("1,NaN,0\n3,4,1\n");
+        assert!(msg.contains("t.csv:1:3: column 2: \"NaN\" is not a finite number"), "{msg}");
+        let msg = err("1, 2,0\n3,  inf ,1\n");
+        assert!(msg.contains("t.csv:2:5: column 2: \"inf\" is not a finite number"), "{msg}");
+        let msg = err("1,2,0\n1e400,4,1\n");
+        assert!(msg.contains("t.csv:2:1: column 1: \"1e400\" is not a finite number (out of f32's range)"), "{msg}");
+        // Declared names fix the order (and may include a class the file lacks).
+        let (_d, p) = write("1,2,dog\n3,4,cat\n");
+        let classes = Some(DeclaredClasses::Names(vec!["dog".into(), "cat".into(), "emu".into()]));
+        let ds = load(&p, &CsvOptions { classes, ..Default::default() }).unwrap();
+        assert_eq!((ys(&ds), ds.meta.classes), (vec![0, 1], 3));
     }
 }

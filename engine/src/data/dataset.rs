@@ -42,6 +42,23 @@ impl DatasetMeta {
     }
 }
 
+impl DatasetMeta {
+    /// Whether `other` (a validation or test split) labels its samples as this data does: as many classes, the same
+    /// names where both are named, the same vocabulary for text. `Err` says what differs ("there" is this data).
+    pub fn check_same_labels(&self, other: &DatasetMeta) -> std::result::Result<(), String> {
+        if self.classes != other.classes {
+            return Err(format!("it has {} classes, the training data {}", other.classes, self.classes));
+        }
+        if let (Some(ours), Some(theirs)) = (&self.class_names, &other.class_names) {
+            super::classes::same_names(ours, theirs, ("the training data", "this data"))?;
+        }
+        if self.vocab != other.vocab {
+            return Err("its tokens are not the training data's (another vocabulary or tokenizer)".into());
+        }
+        Ok(())
+    }
+}
+
 impl Dataset {
     /// Builds a dataset after checking the invariants every consumer relies on; converts `x` to contiguous CPU f32
     /// and `y` to i64. `meta.sample_shape` must match `x`, and labels must lie in `0..meta.classes`. Text data

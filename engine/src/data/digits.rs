@@ -4,6 +4,9 @@ use tch::Tensor;
 
 use super::{Dataset, DatasetMeta};
 
+/// The ten digits.
+pub const CLASSES: i64 = 10;
+
 /// Digits as `[1797, 1, 8, 8]` images (one channel, so image models and MLPs both apply), pixels scaled from
 /// 0..16 to [0, 1].
 pub fn load() -> Dataset {
@@ -14,7 +17,7 @@ pub fn load() -> Dataset {
     let labels: Vec<i64> = raw.target.iter().map(|&t| t as i64).collect();
     let meta = DatasetMeta {
         sample_shape: vec![1, 8, 8],
-        classes: 10,
+        classes: CLASSES,
         class_names: None,
         source: "digits".into(),
         vocab: None,

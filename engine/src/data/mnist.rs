@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use super::{idx, DataError, Dataset, DatasetMeta, Result};
+use super::{idx, DataError, Dataset, DatasetMeta, DeclaredClasses, Result};
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -38,9 +38,35 @@ fn find(dir: &Path, prefix: &str, kind: &str, n: u8) -> Result<PathBuf> {
     Err(DataError::format(dir, format!("no {} or {}{hint}", names[0], names[1])))
 }
 
-/// Loads one split as `[N, 1, H, W]` images with pixels scaled to [0, 1]. `classes` is the largest label + 1, so any
-/// IDX classification set (not just the 10 digits) loads.
+/// Loads the training and the test split, with one set of classes for both: the labels are class indices (any IDX
+/// classification set loads, not just the 10 digits), checked as [`super::classes::of_indices`] says over both files
+/// (a stray label byte is refused at its item, not found at `evaluate`).
+pub fn load_both(dir: &Path, declared: Option<&DeclaredClasses>) -> Result<(Dataset, Dataset)> {
+    let (mut train, train_labels) = load_split(dir, MnistSplit::Train)?;
+    let (mut test, test_labels) = load_split(dir, MnistSplit::Test)?;
+    let ids: Vec<i64> =
+        [&train.y, &test.y].iter().flat_map(|y| Vec::<i64>::try_from(*y).expect("1-D labels")).collect();
+    let n = train.len();
+    let place = |i: usize| {
+        let (file, item) = if i < n { (&train_labels, i) } else { (&test_labels, i - n) };
+        format!("{}: item {item}", file.display())
+    };
+    let classes = super::classes::of_indices(&ids, declared, place, &dir.display().to_string())?;
+    for ds in [&mut train, &mut test] {
+        ds.meta.classes = classes;
+        ds.meta.class_names = declared.and_then(|d| d.names()).map(<[String]>::to_vec);
+    }
+    Ok((train, test))
+}
+
+/// Loads one split as `[N, 1, H, W]` images with pixels scaled to [0, 1]. `classes` is the largest label + 1 (see
+/// [`load_both`] for the checked classes of a whole set).
 pub fn load_dir(dir: &Path, split: MnistSplit) -> Result<Dataset> {
+    Ok(load_split(dir, split)?.0)
+}
+
+/// One split and the path of its labels file.
+fn load_split(dir: &Path, split: MnistSplit) -> Result<(Dataset, PathBuf)> {
     let prefix = split.prefix();
     let img_path = find(dir, prefix, "images", 3)?;
     let lab_path = find(dir, prefix, "labels", 1)?;
@@ -72,7 +98,7 @@ pub fn load_dir(dir: &Path, split: MnistSplit) -> Result<Dataset> {
         ),
         vocab: None,
     };
-    Dataset::new(x, y, meta)
+    Ok((Dataset::new(x, y, meta)?, lab_path))
 }
 
 #[cfg(test)]
@@ -95,6 +121,22 @@ mod tests {
         idx::write(&dir.path().join("train-labels-idx1-ubyte"), &[2], &[4, 0]).unwrap();
         let msg = load_dir(dir.path(), MnistSplit::Train).unwrap_err().to_string();
         assert!(msg.contains("expected 3 labels"), "{msg}");
+    }
+
+    #[test]
+    fn both_splits_share_checked_classes() {
+        let dir = tempfile::tempdir().unwrap();
+        let labels: Vec<u8> = (0..20).map(|i| i % 10).collect();
+        idx::write(&dir.path().join("train-images-idx3-ubyte"), &[20, 1, 1], &[0; 20]).unwrap();
+        idx::write(&dir.path().join("train-labels-idx1-ubyte"), &[20], &labels).unwrap();
+        idx::write(&dir.path().join("t10k-images-idx3-ubyte"), &[3, 1, 1], &[0; 3]).unwrap();
+        idx::write(&dir.path().join("t10k-labels-idx1-ubyte"), &[3], &[1, 2, 3]).unwrap();
+        let (train, test) = load_both(dir.path(), None).unwrap();
+        assert_eq!((train.meta.classes, test.meta.classes), (10, 10));
+        // A label byte of 255 among the digits: refused at its item, not a 256-class model.
+        idx::write(&dir.path().join("t10k-labels-idx1-ubyte"), &[3], &[1, 255, 3]).unwrap();
+        let msg = load_both(dir.path(), None).unwrap_err().to_string();
+        assert!(msg.contains("t10k-labels-idx1-ubyte: item 1: label 255 would make 256 classes"), "{msg}");
     }
 
     /// Real MNIST, when `scripts/fetch-data.sh mnist` has put it in `data/mnist` (or `ANBIQ_MNIST_DIR` points at it).

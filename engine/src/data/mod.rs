@@ -8,6 +8,7 @@
 
 pub mod augment;
 pub mod batches;
+pub mod classes;
 pub mod csv;
 mod dataset;
 pub mod digits;
@@ -21,6 +22,7 @@ pub mod text;
 pub mod tokenizer;
 mod vocab;
 
+pub use classes::DeclaredClasses;
 pub use dataset::{Dataset, DatasetMeta};
 pub use error::{DataError, Result};
 pub use vocab::{TextSize, Vocab};

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -29,9 +30,22 @@ pub struct PluginTerm {
     /// Sandbox limits per call.
     #[serde(default)]
     pub limits: Limits,
+    /// Before the first training step, compare the plugin's gradient with central differences on a slice of the
+    /// first batch ([`crate::plugin::gradient`]) and fail the step if they disagree. (Serialised only when off, so
+    /// the keys of steps that leave it on are those of before it existed.)
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub check_gradient: bool,
     /// `path` resolved against the workflow's directory, set by the step that parsed the term.
     #[serde(skip)]
     pub resolved: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 impl PluginTerm {
@@ -47,7 +61,7 @@ impl PluginTerm {
     /// Loads the module and binds the parameters. Problems as (field, message).
     pub fn validate(&self) -> Result<(), (String, String)> {
         self.limits.validate().map_err(|(f, m)| (format!("limits.{f}"), m))?;
-        let plugin = plugin::load(&self.file()).map_err(|e| ("path".to_string(), e.to_string()))?;
+        let plugin = plugin::load_with(&self.file(), &self.limits).map_err(|e| ("path".to_string(), e.to_string()))?;
         plugin.describe.bind(&self.params).map_err(|(name, message)| {
             (if name.is_empty() { "params".to_string() } else { format!("params.{name}") }, message)
         })?;
@@ -57,21 +71,65 @@ impl PluginTerm {
     /// Replaces `params` by every parameter the plugin declares, defaults filled in and typed as declared: the form
     /// the cache key hashes, so `{}`, `{temperature: 2}` and `{temperature: 2.0}` for a default of 2 are one key.
     pub fn canonicalize(&mut self) -> Result<(), (String, String)> {
-        let plugin = plugin::load(&self.file()).map_err(|e| ("path".to_string(), e.to_string()))?;
+        let plugin = plugin::load_with(&self.file(), &self.limits).map_err(|e| ("path".to_string(), e.to_string()))?;
         self.params =
             plugin.describe.canonical(&self.params).map_err(|(name, message)| (format!("params.{name}"), message))?;
         Ok(())
     }
 
     pub fn build(&self) -> anyhow::Result<PluginLoss> {
-        let plugin = plugin::load(&self.file())?;
-        Ok(PluginLoss { runner: Mutex::new(Runner::new(plugin, &self.params, self.limits.clone())?) })
+        let plugin = plugin::load_with(&self.file(), &self.limits)?;
+        let runner = Runner::new(plugin, &self.params, self.limits.clone())?;
+        Ok(PluginLoss { runner: Mutex::new(runner), check_gradient: AtomicBool::new(self.check_gradient) })
     }
 }
 
 /// A bound plugin as a [`DistillLoss`].
 pub struct PluginLoss {
     runner: Mutex<Runner>,
+    /// The gradient check is still to run (on the first call).
+    check_gradient: AtomicBool,
+}
+
+/// Rows (and, of sequences, positions) of the first batch the gradient check uses: enough to exercise the
+/// plugin, few enough that 49 calls cost nothing beside training.
+const CHECK_ROWS: i64 = 4;
+
+impl PluginLoss {
+    /// Runs the gradient check on a slice of this call's inputs; an error when the gradient is wrong.
+    fn check_gradient(
+        &self,
+        runner: &mut Runner,
+        student: &Tensor,
+        teacher: &Tensor,
+        labels: &Tensor,
+        progress: f64,
+    ) -> anyhow::Result<()> {
+        let slice = |t: &Tensor| {
+            let mut t = t.narrow(0, 0, t.size()[0].min(CHECK_ROWS));
+            if t.dim() == 3 || (t.dim() == 2 && student.dim() == 3) {
+                t = t.narrow(1, 0, t.size()[1].min(CHECK_ROWS));
+            }
+            t
+        };
+        let labels = if labels.numel() == 0 { labels.shallow_clone() } else { slice(labels) };
+        let report = crate::plugin::gradient::check(runner, &slice(student), &slice(teacher), &labels, progress)?;
+        if !report.ok() {
+            anyhow::bail!(
+                "plugin {}: its gradient disagrees with central differences of its loss on {} rows of the first batch \
+                 (largest error {:.2e} of the largest |gradient|, {} entries; tolerance {:.0e}): a wrong gradient \
+                 trains silently. A dense plugin must write d loss / d student (`anbiq plugin check` shows the same \
+                 test); `check_gradient: false` skips it",
+                runner.plugin().label,
+                slice(student).size()[0],
+                report.worst,
+                report.entries,
+                crate::plugin::gradient::TOLERANCE
+            );
+        }
+        tracing::debug!("plugin {}: gradient check passed ({:.1e})", runner.plugin().label, report.worst);
+        Ok(())
+    }
 }
 
 impl DistillLoss for PluginLoss {
@@ -91,6 +149,9 @@ impl DistillLoss for PluginLoss {
             }
             _ => (input.student.shallow_clone(), input.teacher.shallow_clone(), input.labels.shallow_clone()),
         };
+        if self.check_gradient.swap(false, Ordering::Relaxed) {
+            self.check_gradient(&mut runner, &student, &teacher, &labels, input.progress)?;
+        }
         let call = CallInput { student: &student, teacher: &teacher, labels: &labels, progress: input.progress };
         Ok(runner.loss(&call)?)
     }

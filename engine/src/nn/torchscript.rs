@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use tch::{CModule, Device, Tensor};
 
 use crate::nn::{Mode, Model};
@@ -16,8 +16,24 @@ pub struct TorchScriptModel {
 impl TorchScriptModel {
     /// Loads a module onto `device`, in eval mode.
     pub fn load(path: &Path, device: Device) -> Result<Self> {
-        let mut module = CModule::load_on_device(path, device)
-            .with_context(|| format!("loading TorchScript module {}", path.display()))?;
+        if path.is_dir() {
+            anyhow::bail!(
+                "{} is a directory, not a TorchScript file (`torch.jit.save` writes one file)",
+                path.display()
+            );
+        }
+        let mut module = CModule::load_on_device(path, device).map_err(|e| {
+            let text = e.to_string();
+            // libtorch's message for a file that is not a zip archive at all goes on about corrupted checkpoints.
+            if text.contains("failed finding central directory") {
+                anyhow::anyhow!(
+                    "{} is not a TorchScript file (`torch.jit.save` writes a zip archive; this is not one)",
+                    path.display()
+                )
+            } else {
+                anyhow::Error::from(e).context(format!("loading TorchScript module {}", path.display()))
+            }
+        })?;
         module.set_eval();
         Ok(TorchScriptModel { module })
     }

@@ -100,6 +100,13 @@ fn classify(limits: &Limits, e: &wasmtime::Error) -> (ErrorKind, String) {
                 ErrorKind::StackOverflow,
                 format!("exhausted its {} KiB stack (runaway recursion?)", super::sandbox::MAX_WASM_STACK / 1024),
             ),
+            Trap::MemoryOutOfBounds => (
+                ErrorKind::Trap,
+                format!(
+                    "trapped: {trap} (a pointer past the module's memory — or, in C, locals beyond clang's 64 KiB \
+                     shadow stack: build with `-Wl,--stack-first -Wl,-z,stack-size=1048576`, plugins/ABI.md)"
+                ),
+            ),
             other => (ErrorKind::Trap, format!("trapped: {other}")),
         };
     }

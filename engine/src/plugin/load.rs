@@ -1,5 +1,6 @@
 //! Loading a plugin: read, compile, refuse foreign imports, check the required exports, ask the ABI version and the
-//! describe JSON in a sandboxed probe instance. Compiled plugins are cached per process by path and content hash.
+//! describe JSON in a sandboxed probe instance. Compiled plugins are cached per process by path, content hash and the
+//! limits of the probe.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,9 +40,16 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
-/// Loads (or finds already loaded) the plugin at `path`.
+/// Loads (or finds already loaded) the plugin at `path`, probing it under the default limits.
 pub fn load(path: &Path) -> Result<Arc<Plugin>, PluginError> {
-    type Cache = HashMap<(PathBuf, String), Arc<Plugin>>;
+    load_with(path, &Limits::default())
+}
+
+/// Loads (or finds already loaded) the plugin at `path`, probing its ABI version and describe under `limits` (a
+/// step's own: a describe that needs more fuel than the default loads where the step allows it).
+pub fn load_with(path: &Path, limits: &Limits) -> Result<Arc<Plugin>, PluginError> {
+    // Keyed by the limits too: a probe that passed under generous limits says nothing about tighter ones.
+    type Cache = HashMap<(PathBuf, String, Limits), Arc<Plugin>>;
     static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
     let label = format!("`{}` ({})", path.file_name().unwrap_or_default().to_string_lossy(), path.display());
     let bytes = std::fs::read(path).map_err(|e| {
@@ -53,11 +61,11 @@ pub fn load(path: &Path) -> Result<Arc<Plugin>, PluginError> {
         PluginError::new(&label, "load", ErrorKind::Io, format!("cannot read {}: {e}{hint}", path.display()))
     })?;
     let hash = blake3::hash(&bytes).to_hex().to_string();
-    let key = (path.to_path_buf(), hash.clone());
+    let key = (path.to_path_buf(), hash.clone(), limits.clone());
     if let Some(p) = CACHE.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_default().get(&key) {
         return Ok(p.clone());
     }
-    let plugin = Arc::new(compile(path, &bytes, hash, &label)?);
+    let plugin = Arc::new(compile(path, &bytes, hash, &label, limits)?);
     CACHE.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_default().insert(key, plugin.clone());
     Ok(plugin)
 }
@@ -65,11 +73,22 @@ pub fn load(path: &Path) -> Result<Arc<Plugin>, PluginError> {
 /// Loads a module from bytes (or WAT text) without caching; `path` is only for messages.
 pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Plugin, PluginError> {
     let label = format!("`{}` ({})", path.file_name().unwrap_or_default().to_string_lossy(), path.display());
-    compile(path, bytes, blake3::hash(bytes).to_hex().to_string(), &label)
+    compile(path, bytes, blake3::hash(bytes).to_hex().to_string(), &label, &Limits::default())
 }
 
-fn compile(path: &Path, bytes: &[u8], hash: String, label: &str) -> Result<Plugin, PluginError> {
+fn compile(path: &Path, bytes: &[u8], hash: String, label: &str, limits: &Limits) -> Result<Plugin, PluginError> {
     let err = |kind, message: String| PluginError::new(label, "load", kind, message);
+    if !bytes.starts_with(b"\0asm") && std::str::from_utf8(bytes).is_err() {
+        // Neither a binary module nor WAT text (which wasmtime would otherwise try, saying "not valid utf-8").
+        let head: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        return Err(err(
+            ErrorKind::Invalid,
+            format!(
+                "not a WebAssembly module (a .wasm file starts with 00 61 73 6d, this one with {})",
+                head.join(" ")
+            ),
+        ));
+    }
     let module = Module::new(engine(), bytes)
         .map_err(|e| err(ErrorKind::Invalid, format!("not a valid WebAssembly module: {e:#}")))?;
     let (linker, names) = linker();
@@ -113,11 +132,10 @@ fn compile(path: &Path, bytes: &[u8], hash: String, label: &str) -> Result<Plugi
         .instantiate_pre(&module)
         .map_err(|e| err(ErrorKind::Invalid, format!("cannot link against the host: {e:#}")))?;
 
-    // Probe: the ABI version, then describe, in an instance with the default limits.
-    let limits = Limits::default();
-    let mut store = new_store(&limits, HostState::new(limits.store_limits(), Arc::new(Vec::new()), label.into()));
-    arm(&mut store, &limits);
-    let instance = pre.instantiate(&mut store).map_err(|e| PluginError::from_wasm(label, "instantiate", &limits, e))?;
+    // Probe: the ABI version, then describe, in an instance with the caller's limits.
+    let mut store = new_store(limits, HostState::new(limits.store_limits(), Arc::new(Vec::new()), label.into()));
+    arm(&mut store, limits);
+    let instance = pre.instantiate(&mut store).map_err(|e| PluginError::from_wasm(label, "instantiate", limits, e))?;
     let typed = |store: &mut wasmtime::Store<HostState>, name: &str| {
         instance.get_func(&mut *store, name).ok_or_else(|| err(ErrorKind::MissingExport, format!("no `{name}`")))
     };
@@ -125,7 +143,7 @@ fn compile(path: &Path, bytes: &[u8], hash: String, label: &str) -> Result<Plugi
         .typed::<(), i32>(&store)
         .map_err(|e| err(ErrorKind::MissingExport, format!("`anbiq_abi_version` must be () -> i32: {e:#}")))?
         .call(&mut store, ())
-        .map_err(|e| PluginError::from_wasm(label, "anbiq_abi_version", &limits, e))?;
+        .map_err(|e| PluginError::from_wasm(label, "anbiq_abi_version", limits, e))?;
     if !(MIN_ABI_VERSION..=ABI_VERSION).contains(&version) {
         return Err(err(
             ErrorKind::AbiVersion,
@@ -141,7 +159,7 @@ fn compile(path: &Path, bytes: &[u8], hash: String, label: &str) -> Result<Plugi
         .typed::<(), i64>(&store)
         .map_err(|e| err(ErrorKind::MissingExport, format!("`anbiq_describe` must be () -> i64: {e:#}")))?
         .call(&mut store, ())
-        .map_err(|e| PluginError::from_wasm(label, "anbiq_describe", &limits, e))?;
+        .map_err(|e| PluginError::from_wasm(label, "anbiq_describe", limits, e))?;
     let (ptr, len) = ((packed as u64 >> 32) as u32, packed as u32);
     let describe_err = |m: String| PluginError::new(label, "anbiq_describe", ErrorKind::Describe, m);
     if len > MAX_DESCRIBE {

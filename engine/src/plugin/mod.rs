@@ -20,6 +20,7 @@
 mod dense;
 mod describe;
 mod error;
+pub mod gradient;
 mod handles;
 mod imports;
 mod load;
@@ -30,7 +31,7 @@ mod tensor;
 pub use describe::{Describe, Inputs, ParamSpec, ParamType, Style};
 pub use error::{ErrorKind, PluginError};
 pub use imports::MAX_READ;
-pub use load::{load, load_bytes, Plugin, ABI_VERSION, MIN_ABI_VERSION};
+pub use load::{load, load_bytes, load_with, Plugin, ABI_VERSION, MIN_ABI_VERSION};
 pub use runner::{CallInput, Runner};
 pub use sandbox::{Limits, EPOCH_TICK, MAX_TABLE_ELEMENTS, MAX_WASM_STACK};
 

@@ -21,7 +21,7 @@ use super::roots;
 use super::store::{Manifest, Store};
 use crate::graph::{Dag, KeyEnv};
 use crate::steps::{Progress, ResolvedInput, StepContext};
-use crate::workflow::Workflow;
+use crate::workflow::{StepDecl, Workflow};
 
 pub struct RunOptions {
     /// Steps that may run at once.
@@ -248,8 +248,9 @@ fn schedule(
                     manifests.insert(index, m);
                 }
                 Err(e) => {
-                    let error = format!("{e:#}");
-                    tracing::error!(step = %id, "failed: {error}");
+                    // Logged in full at debug level only: the run's summary prints it once.
+                    tracing::debug!(step = %id, "failed: {e:#}");
+                    let error = super::brief::without_backtrace(&format!("{e:#}"));
                     outcomes.insert(index, Outcome::Failed { error });
                 }
             }
@@ -268,7 +269,7 @@ pub(crate) fn run_step(ctx: &Shared, entry: &PlanEntry, compute_shards: bool) ->
     tch::set_num_threads(ctx.threads as i32);
     let count = decl.step.shards();
     let shards = if count > 1 {
-        Some(ensure_shards(ctx, entry, compute_shards).with_context(|| format!("step `{}` ({})", decl.id, decl.kind))?)
+        Some(ensure_shards(ctx, entry, compute_shards).map_err(|e| in_step(ctx.wf, decl, e, ""))?)
     } else {
         None
     };
@@ -295,15 +296,30 @@ pub(crate) fn run_step(ctx: &Shared, entry: &PlanEntry, compute_shards: bool) ->
         let declared: Vec<_> = decl.step.outputs().into_iter().map(|o| (o.name, o.kind)).collect();
         ctx.store.commit(&tmp, manifest, &declared)
     });
-    if result.is_err() {
+    if let Err(e) = &result {
         ctx.store.discard(&tmp);
+        if !crate::interrupt::requested() {
+            ctx.store.record_failure(&entry.key, &super::brief::without_backtrace(&format!("{e:#}")));
+        }
     } else {
+        ctx.store.clear_failure(&entry.key);
         if shards.is_some() {
             ctx.store.remove_shards(&entry.key)?;
         }
         failpoint::reach(|| format!("committed:{}", decl.id));
     }
-    result.with_context(|| format!("step `{}` ({})", decl.id, decl.kind))
+    result.map_err(|e| in_step(ctx.wf, decl, e, ""))
+}
+
+/// A step's error, said where in the workflow it is: at the field it names (errors that begin ``field `loss.kd`:``
+/// point there), else at the step.
+fn in_step(wf: &Workflow, decl: &StepDecl, error: anyhow::Error, part: &str) -> anyhow::Error {
+    let field = error.chain().find_map(|e| {
+        let text = e.to_string();
+        text.strip_prefix("field `").and_then(|rest| rest.split_once('`')).map(|(field, _)| field.to_string())
+    });
+    let span = field.and_then(|f| crate::steps::field_span(&decl.node, &f)).unwrap_or(decl.span);
+    error.context(format!("{}:{span}: step `{}` ({}){part}", wf.path.display(), decl.id, decl.kind))
 }
 
 /// Computes shard `index` of a sharded step on `device` and commits it to the store's shards area.
@@ -322,7 +338,7 @@ pub(crate) fn run_shard(ctx: &Shared, entry: &PlanEntry, index: usize, device: t
     } else {
         failpoint::reach(|| format!("shard:{}:{index}", decl.id));
     }
-    result.with_context(|| format!("step `{}` ({}), shard {index} of {count}", decl.id, decl.kind))
+    result.map_err(|e| in_step(ctx.wf, decl, e, &format!(", shard {index} of {count}")))
 }
 
 /// The directories of every shard of a sharded step, computing the missing ones first if `compute`.
@@ -411,10 +427,7 @@ fn catch_panics<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
                 .map(String::as_str)
                 .or_else(|| payload.downcast_ref::<&str>().copied())
                 .unwrap_or("unknown panic");
-            // libtorch messages carry a long C++ backtrace after the first lines; keep the part a user can act on.
-            let msg: String =
-                msg.lines().take_while(|l| !l.starts_with("Exception raised from")).collect::<Vec<_>>().join("\n");
-            Err(anyhow::anyhow!("{}", msg.trim()))
+            Err(anyhow::anyhow!("{}", super::brief::without_backtrace(msg).trim()))
         }
     }
 }

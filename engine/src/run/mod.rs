@@ -1,5 +1,6 @@
 //! Running workflows: plan against the store, execute, record the lockfile; and the store's upkeep (`gc`).
 
+pub mod brief;
 mod diff;
 mod executor;
 mod failpoint;

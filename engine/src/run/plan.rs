@@ -94,7 +94,13 @@ pub fn plan(
                 Stored::Damaged(_, damage) => {
                     Status::Run(vec![format!("its stored outputs are damaged ({damage}): running it again")])
                 }
-                Stored::Absent => Status::Run(reasons(wf, i, &key, &ingredients, previous, env, &entries)),
+                Stored::Absent => match store.last_failure(&key) {
+                    Some(error) => {
+                        let first = error.lines().next().unwrap_or_default();
+                        Status::Run(vec![format!("failed last time with these inputs: {first}")])
+                    }
+                    None => Status::Run(reasons(wf, i, &key, &ingredients, previous, env, &entries)),
+                },
             }
         };
         entries.push(PlanEntry {
@@ -122,7 +128,9 @@ fn reasons(
 ) -> Vec<String> {
     let id = &wf.steps[i].id;
     let Some(lock) = previous else { return vec!["never run (no lockfile)".into()] };
-    let Some(before) = lock.step(id) else { return vec!["new step (not in the lockfile)".into()] };
+    let Some(before) = lock.step(id) else {
+        return vec!["not in the lockfile (a new step, or one that has not completed yet)".into()];
+    };
     if &before.key == key {
         return vec!["outputs missing from the store".into()];
     }

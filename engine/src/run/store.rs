@@ -7,6 +7,7 @@
 //!   tmp/<key>.<pid>.<n>/          a step at work; renamed into steps/ in one step when it succeeds
 //!   checkpoints/<key>/            a long step's last checkpoint, kept until the step completes (resume)
 //!   shards/<key>/<n>/<i>/         shard i of n of a sharded step, kept until the step is assembled (resume)
+//!   failures/<key>.txt            the error of the last failed attempt at a step, until it succeeds (for `plan`)
 //!   roots/<hash>.json             per workflow and parameters run here, the lockfile of its last run (`run::roots`)
 //!   slurm/                        Slurm job records, scripts and job logs (see `run::slurm`)
 //!   lock                          the writers' lock (below)
@@ -246,6 +247,24 @@ impl Store {
             self.pending_handles().insert(dir.clone(), handle);
         }
         Ok(dir)
+    }
+
+    /// Keeps the error of a failed attempt at the step `key` (best effort: it only informs `plan`).
+    pub fn record_failure(&self, key: &StepKey, error: &str) {
+        let dir = self.root.join("failures");
+        let _ = fs::create_dir_all(&dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| write_atomic(&dir.join(format!("{key}.txt")), error.as_bytes()));
+    }
+
+    /// The error of the last failed attempt at `key`, if it has not succeeded since.
+    pub fn last_failure(&self, key: &StepKey) -> Option<String> {
+        fs::read_to_string(self.root.join("failures").join(format!("{key}.txt"))).ok()
+    }
+
+    /// Forgets a failed attempt at `key` once the step succeeded.
+    pub fn clear_failure(&self, key: &StepKey) {
+        let _ = fs::remove_file(self.root.join("failures").join(format!("{key}.txt")));
     }
 
     /// Drops a step directory `begin` handed out whose step failed.

@@ -88,6 +88,10 @@ pub struct DatasetConfig {
     /// Sentences only: cut sentences longer than `context` (counted in the `truncated` metric) instead of refusing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncate: bool,
+    /// Classifiers: the number of classes (`classes: 10`, for a split that lacks one) or their names in index order
+    /// (`classes: [cat, dog]`); labels are checked against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<data::DeclaredClasses>,
 }
 
 /// Where a text dataset's tokens come from.
@@ -215,6 +219,16 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
     if text && config.normalize != Normalization::None {
         errors.push(Located { span: at("normalize"), message: "text (token ids) cannot be normalised".into() });
     }
+    if let Some(classes) = &config.classes {
+        if text {
+            errors.push(Located {
+                span: at("classes"),
+                message: "`classes` applies to labelled samples, not text (its classes are the tokens)".into(),
+            });
+        } else if let Some(problem) = classes.problem() {
+            errors.push(Located { span: at("classes"), message: format!("`classes` {problem}") });
+        }
+    }
     if config.limit == Some(0) {
         errors.push(Located { span: at("limit"), message: "`limit` must be positive".into() });
     }
@@ -222,6 +236,14 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
         return Err(errors);
     }
     let file = config.path.as_ref().map(|p| FileInput::new(p, env));
+    if let Some(f) = file.as_ref().filter(|f| f.path.is_dir() && matches!(config.source, Source::Csv | Source::Tensors))
+    {
+        let what = source_name(config.source);
+        return Err(vec![Located {
+            span: at("path"),
+            message: format!("`{}` is a directory; source `{what}` reads one file", f.written.display()),
+        }]);
+    }
     let mut tokenizer_files = Vec::new();
     if let Some(TokenizerChoice::File(written)) = &config.tokenizer {
         let json = FileInput::new(written, env);
@@ -254,6 +276,14 @@ impl Step for DatasetStep {
 
     fn files(&self) -> Vec<FileInput> {
         self.file.iter().chain(&self.tokenizer_files).cloned().collect()
+    }
+
+    fn known_classes(&self, _output: &str, _input: &dyn Fn(&str) -> Option<i64>) -> Option<i64> {
+        match (&self.config.classes, self.config.source) {
+            (Some(declared), _) => Some(declared.count()),
+            (None, Source::Digits) => Some(data::digits::CLASSES),
+            _ => None,
+        }
     }
 
     fn canonical_config(&self) -> serde_json::Value {
@@ -293,20 +323,27 @@ impl DatasetStep {
     fn load(&self) -> anyhow::Result<(Dataset, Option<Dataset>)> {
         let path = || self.file.as_ref().map(|f| f.path.clone()).context("path is checked at parse time");
         Ok(match self.config.source {
-            Source::Digits => (data::digits::load(), None),
+            Source::Digits => {
+                let mut digits = data::digits::load();
+                if let Some(declared) = &self.config.classes {
+                    let ids = Vec::<i64>::try_from(&digits.y)?;
+                    let place = |i: usize| format!("digits: sample {i}");
+                    digits.meta.classes = data::classes::of_indices(&ids, Some(declared), place, "digits")?;
+                    digits.meta.class_names = declared.names().map(<[String]>::to_vec);
+                }
+                (digits, None)
+            }
             Source::Mnist => {
-                let dir = path()?;
-                (
-                    data::mnist::load_dir(&dir, data::mnist::MnistSplit::Train)?,
-                    Some(data::mnist::load_dir(&dir, data::mnist::MnistSplit::Test)?),
-                )
+                let (train, test) = data::mnist::load_both(&path()?, self.config.classes.as_ref())?;
+                (train, Some(test))
             }
             Source::Csv => {
                 let label = self.config.label.clone().unwrap_or(LabelColumn::Last);
-                let options = data::csv::CsvOptions { label, header: None, delimiter: b',' };
+                let classes = self.config.classes.clone();
+                let options = data::csv::CsvOptions { label, header: None, delimiter: b',', classes };
                 (data::csv::load(&path()?, &options)?, None)
             }
-            Source::Tensors => (data::tensors::load(&path()?)?, None),
+            Source::Tensors => (data::tensors::load(&path()?, self.config.classes.as_ref())?, None),
             Source::Text | Source::Sentences | Source::Pairs => {
                 bail!("text is loaded by run_text, sentences by run_sentences")
             }

@@ -178,6 +178,10 @@ impl Step for Filter {
         vec![InputDecl::new("data", &self.config.data, &[ArtifactKind::Logits])]
     }
 
+    fn known_classes(&self, _output: &str, input: &dyn Fn(&str) -> Option<i64>) -> Option<i64> {
+        input("data")
+    }
+
     fn canonical_config(&self) -> serde_json::Value {
         canonical(&self.config)
     }

@@ -173,6 +173,9 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
         _ => {}
     }
     let file = FileInput::new(written, env);
+    if matches!(source, Source::TorchScript | Source::Weights(_)) && file.path.is_dir() {
+        problems.push((field.to_string(), format!("{} is a directory; give the file", written.display())));
+    }
     // A language model is checked now, so `anbiq validate` finds a broken file before anything runs.
     if problems.is_empty() && matches!(source, Source::Gguf | Source::Hf) {
         if let Err(e) = pretrained_config(&source, &file.path).and_then(|c| check_window(&c, &config)) {
@@ -251,6 +254,10 @@ impl Step for Import {
 
     fn files(&self) -> Vec<FileInput> {
         vec![self.file.clone()]
+    }
+
+    fn known_classes(&self, _output: &str, _input: &dyn Fn(&str) -> Option<i64>) -> Option<i64> {
+        self.config.classes
     }
 
     fn canonical_config(&self) -> serde_json::Value {

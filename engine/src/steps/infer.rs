@@ -166,6 +166,19 @@ impl Step for Infer {
         ]
     }
 
+    fn known_classes(&self, _output: &str, input: &dyn Fn(&str) -> Option<i64>) -> Option<i64> {
+        input("model")
+    }
+
+    fn check_known_classes(&self, input: &dyn Fn(&str) -> Option<i64>) -> Vec<(String, String)> {
+        match (self.config.store.top_k, input("model")) {
+            (Some(k), Some(classes)) if k > classes => {
+                vec![("store.top_k".into(), format!("{k} is more than the model's {classes} classes"))]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     fn canonical_config(&self) -> serde_json::Value {
         canonical(&self.config)
     }
@@ -277,6 +290,11 @@ impl Infer {
                 teacher.spec.input_shape,
                 meta.sample_shape
             );
+        }
+        teacher.spec.check_classes(meta).map_err(|e| anyhow::anyhow!("field `model`: `{}`: {e}", model_input.label))?;
+        if let Some(vocab) = &meta.vocab {
+            ModelArtifact::check_tokenizer(&model_input.dir, vocab)
+                .map_err(|e| anyhow::anyhow!("field `model`: `{}` {e:#}", model_input.label))?;
         }
         let encoder = matches!(teacher.spec.arch, Some(crate::nn::ArchConfig::Bert(_)));
         match (encoder, meta.sentence_padding().is_some()) {

@@ -143,6 +143,20 @@ pub trait Step: Send + Sync + fmt::Debug {
         Vec::new()
     }
 
+    /// How many classes (or tokens) output `output` has, when the configuration says so before anything runs
+    /// (`digits`: 10; a declared `classes`; a trainer's model: its data's). `input` answers the same for this
+    /// step's inputs, by role. Lets `validate` find what needs no run to know (an `infer`'s `top_k` above it).
+    fn known_classes(&self, output: &str, input: &dyn Fn(&str) -> Option<i64>) -> Option<i64> {
+        let _ = (output, input);
+        None
+    }
+
+    /// Problems that the inputs' known classes reveal, as (field, message).
+    fn check_known_classes(&self, input: &dyn Fn(&str) -> Option<i64>) -> Vec<(String, String)> {
+        let _ = input;
+        Vec::new()
+    }
+
     /// The configuration in canonical form (defaults filled in): hashed into the cache key and kept in the lockfile
     /// so that `plan` can say which field changed.
     fn canonical_config(&self) -> serde_json::Value;

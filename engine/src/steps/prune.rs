@@ -192,6 +192,10 @@ impl Step for Prune {
         ]
     }
 
+    fn known_classes(&self, _output: &str, input: &dyn Fn(&str) -> Option<i64>) -> Option<i64> {
+        input("model")
+    }
+
     fn canonical_config(&self) -> serde_json::Value {
         canonical(&self.config)
     }

@@ -108,6 +108,10 @@ impl Step for Train {
         inputs
     }
 
+    fn known_classes(&self, output: &str, input: &dyn Fn(&str) -> Option<i64>) -> Option<i64> {
+        (output == "model").then(|| input("data")).flatten()
+    }
+
     fn canonical_config(&self) -> serde_json::Value {
         canonical(&self.config)
     }

@@ -10,13 +10,17 @@
 //! }
 //! ```
 
+mod facts;
+mod files;
 mod header;
 mod matrix;
 mod overrides;
+mod recover;
 mod references;
 mod resources;
+mod text;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, Diagnostic, Diagnostics, Located, Node, Span};
@@ -100,26 +104,66 @@ impl Workflow {
 
 /// Reads, parses and checks a workflow file, applying `--set` overrides.
 pub fn load(path: &Path, overrides: &[Override]) -> Result<Workflow, Diagnostics> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics(vec![Diagnostic { file: path.to_path_buf(), span: None, message: format!("cannot read: {e}") }])
-    })?;
-    parse(path, &text, overrides)
+    let whole_file = |message: String| Diagnostics(vec![Diagnostic::whole_file(path, message)]);
+    if path.is_dir() {
+        return Err(whole_file("is a directory, not a workflow file".into()));
+    }
+    let bytes = std::fs::read(path).map_err(|e| whole_file(format!("cannot read: {e}")))?;
+    let text = text::decode(&bytes).map_err(|e| Diagnostics::from_located(path, vec![e]))?;
+    parse(path, text, overrides)
 }
 
 /// Parses workflow text; `path` names the file in messages and anchors relative paths.
 pub fn parse(path: &Path, text: &str, overrides: &[Override]) -> Result<Workflow, Diagnostics> {
-    let mut errors: Vec<Located> = Vec::new();
     let fail = |errors: Vec<Located>| Diagnostics::from_located(path, errors);
+    let text = text::check(text).map_err(|e| fail(vec![e]))?;
+    match config::parse_yaml(text) {
+        Ok(root) => build(path, &root, overrides, BTreeSet::new()).map_err(fail),
+        Err(syntax) => Err(fail(after_syntax_error(path, text, syntax, overrides))),
+    }
+}
 
-    let root = config::parse_yaml(text).map_err(fail)?;
-    let header = header::read(&root, &mut errors);
+/// The syntax errors, and the file's other problems found with the step(s) around the first one cut out
+/// ([`recover`]), where that makes the rest parse.
+fn after_syntax_error(path: &Path, text: &str, mut syntax: Vec<Located>, overrides: &[Override]) -> Vec<Located> {
+    let mut text = text.to_string();
+    let mut cut = BTreeSet::new();
+    let mut line = syntax.iter().map(|e| e.span.line as usize).min().unwrap_or(1);
+    // An unclosed bracket may be noticed steps later: cut a few times, each at the next error, before giving up.
+    for _ in 0..3 {
+        let Some((shorter, ids)) = recover::cut_step(&text, line) else { break };
+        text = shorter;
+        cut.extend(ids);
+        match config::parse_yaml(&text) {
+            Ok(root) => {
+                if let Err(others) = build(path, &root, overrides, cut) {
+                    syntax.extend(others);
+                }
+                break;
+            }
+            Err(again) => line = again.iter().map(|e| e.span.line as usize).min().unwrap_or(1),
+        }
+    }
+    syntax
+}
+
+/// A workflow from its YAML tree; `broken`: ids of steps already reported (see [`recover`]).
+fn build(
+    path: &Path,
+    root: &Node,
+    overrides: &[Override],
+    mut broken: BTreeSet<String>,
+) -> Result<Workflow, Vec<Located>> {
+    let mut errors: Vec<Located> = Vec::new();
+    let header = header::read(root, &mut errors);
     let mut params = header.params;
     overrides::apply(&mut params, overrides, &mut errors);
 
     let env = ParseEnv { workflow_dir: path.parent().map(Path::to_path_buf).unwrap_or_default() };
     let mut steps = Vec::new();
+    // Steps declared but not valid: their errors are reported once, not again at every reference to them.
     if let Some(steps_node) = header.steps {
-        steps = parse_steps(steps_node, &params, &env, &mut errors);
+        steps = parse_steps(steps_node, &params, &env, &mut broken, &mut errors);
     }
     for step in &mut steps {
         step.resources = step.resources.or(&header.resources);
@@ -135,9 +179,13 @@ pub fn parse(path: &Path, text: &str, overrides: &[Override]) -> Result<Workflow
         params,
         steps,
     };
-    references::check(&workflow, &mut errors);
+    references::check(&workflow, &broken, &mut errors);
+    files::check(&workflow, &mut errors);
+    if errors.is_empty() {
+        facts::check(&workflow, &mut errors);
+    }
     if !errors.is_empty() {
-        return Err(fail(errors));
+        return Err(errors);
     }
     workflow.steps.shrink_to_fit();
     Ok(workflow)
@@ -154,6 +202,7 @@ fn parse_steps(
     steps_node: &Node,
     params: &BTreeMap<String, Node>,
     env: &ParseEnv,
+    broken: &mut BTreeSet<String>,
     errors: &mut Vec<Located>,
 ) -> Vec<StepDecl> {
     let Some(entries) = steps_node.as_map() else {
@@ -180,16 +229,28 @@ fn parse_steps(
         let Some(matrix_node) = body.get("matrix") else {
             let (body, es) = matrix::interpolate(body, params, None);
             errors.extend(es);
-            steps.extend(parse_step(id, id, key.span, &body, env, errors));
+            match parse_step(id, id, key.span, &body, env, errors) {
+                Some(step) => steps.push(step),
+                None => _ = broken.insert(id.to_string()),
+            }
             continue;
         };
+        let before = errors.len();
         let variants = matrix::combinations(id, matrix_node, errors);
+        if errors.len() > before {
+            // A bad matrix is reported once; its variants would only repeat it in other words.
+            broken.insert(id.to_string());
+            continue;
+        }
         for variant in &variants {
             let (body, es) = matrix::interpolate(body, params, Some(variant));
             errors.extend(es);
-            if let Some(mut step) = parse_step(&variant.id, id, key.span, &body, env, errors) {
-                step.matrix = variant.values.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
-                steps.push(step);
+            match parse_step(&variant.id, id, key.span, &body, env, errors) {
+                Some(mut step) => {
+                    step.matrix = variant.values.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+                    steps.push(step);
+                }
+                None => broken.extend([id.to_string(), variant.id.clone()]),
             }
         }
         templates.insert(id.to_string(), variants);

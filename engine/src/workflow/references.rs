@@ -1,17 +1,21 @@
 //! Every reference names a step that exists, an output that step has, and a kind the field accepts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use super::{located, Workflow};
 use crate::config::Located;
 
-pub(super) fn check(wf: &Workflow, errors: &mut Vec<Located>) {
+/// `broken`: ids of steps declared with errors of their own; references to them are not reported again.
+pub(super) fn check(wf: &Workflow, broken: &BTreeSet<String>, errors: &mut Vec<Located>) {
     let index: HashMap<&str, usize> = wf.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
     for decl in &wf.steps {
         for input in decl.step.inputs() {
             let span = crate::steps::field_span(&decl.node, &input.role).unwrap_or(decl.span);
             let r = &input.reference;
             let Some(&target) = index.get(r.step.as_str()) else {
+                if broken.contains(&r.step) {
+                    continue;
+                }
                 errors.push(located(
                     span,
                     format!(
@@ -54,7 +58,7 @@ pub(super) fn check(wf: &Workflow, errors: &mut Vec<Located>) {
             }
         }
         for (after, span) in &decl.after {
-            if !index.contains_key(after.as_str()) {
+            if !index.contains_key(after.as_str()) && !broken.contains(after) {
                 errors.push(located(
                     *span,
                     format!("step `{}`: `after` names unknown step `{after}`{}", decl.id, suggest(after, &index)),

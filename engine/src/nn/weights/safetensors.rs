@@ -19,11 +19,17 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     let bad = |what: String| anyhow::anyhow!("{}: not a readable safetensors file: {what}", path.display());
     let mut file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let file_len = file.metadata()?.len();
+    if file.metadata()?.is_dir() {
+        bail!("{}: is a directory, not a safetensors file", path.display());
+    }
+    if file_len < 8 {
+        return Err(bad(if file_len == 0 { "empty".into() } else { format!("{file_len} bytes") }));
+    }
     let mut len = [0u8; 8];
     file.read_exact(&mut len).map_err(|_| bad("shorter than its header".into()))?;
     let header_len = u64::from_le_bytes(len);
     if header_len > 100 << 20 || 8 + header_len > file_len {
-        return Err(bad(format!("a header of {header_len} bytes")));
+        return Err(bad(format!("its first 8 bytes give a header of {header_len} bytes in a file of {file_len}")));
     }
     let mut header = vec![0u8; header_len as usize];
     file.read_exact(&mut header).map_err(|_| bad("truncated header".into()))?;

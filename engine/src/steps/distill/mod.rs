@@ -266,6 +266,10 @@ impl Step for Distill {
         self.config.loss.files().into_iter().map(|(written, path)| super::FileInput { written, path }).collect()
     }
 
+    fn known_classes(&self, output: &str, input: &dyn Fn(&str) -> Option<i64>) -> Option<i64> {
+        (output == "model").then(|| input("data")).flatten()
+    }
+
     fn canonical_config(&self) -> serde_json::Value {
         canonical(&self.config)
     }
@@ -291,6 +295,8 @@ impl Step for Distill {
                         meta.sample_shape
                     );
                 }
+                let label = &ctx.input(role)?.label;
+                m.spec.check_classes(meta).map_err(|e| anyhow::anyhow!("field `{role}`: `{label}`: {e}"))?;
             }
             if classes != meta.classes && meta.sentence_padding().is_none() {
                 anyhow::bail!("field `{role}`: the teacher has {classes} classes, the data {}", meta.classes);

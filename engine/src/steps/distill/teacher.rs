@@ -10,8 +10,6 @@ use crate::artifact::embeddings::{is_embeddings, EmbeddingsArtifact};
 use crate::artifact::model::{LoadedModel, ModelArtifact};
 use crate::artifact::token_logits::{expand, expand_like, is_token_logits};
 use crate::artifact::{LoadedData, LogitsArtifact, TokenLogits};
-use crate::data::tokenizer::{TextTokenizer, TOKENIZER_FILE};
-use crate::data::Vocab;
 use crate::nn::runtime::precision::Precision;
 use crate::nn::{tokens, LanguageModel, Mode};
 
@@ -153,40 +151,13 @@ impl TeacherRows<'_> {
     }
 }
 
-/// Token-level KD compares distributions over the same tokens: a teacher that brought its own tokenizer must be the
-/// one the data was tokenised with — the same tokenizer, not just the same vocabulary size. (Offline logits are
-/// checked by the dataset they were computed on.)
-fn same_tokenizer(data: &Vocab, teacher_dir: &std::path::Path) -> anyhow::Result<()> {
-    if !teacher_dir.join(TOKENIZER_FILE).is_file() {
-        return Ok(());
-    }
-    let teacher = TextTokenizer::from_dir(teacher_dir)?;
-    let describe = |v: &Vocab| match v {
-        Vocab::Byte => "bytes (256 tokens)".to_string(),
-        Vocab::Char { .. } => format!("the corpus' {} characters", v.size()),
-        Vocab::Tokenizer { tokenizer, .. } => {
-            format!("a tokenizer of {} tokens ({})", tokenizer.size(), &tokenizer.fingerprint()[..12])
-        }
-    };
-    let same = matches!(data, Vocab::Tokenizer { tokenizer, .. } if **tokenizer == teacher);
-    if !same {
-        anyhow::bail!(
-            "tokenises with a tokenizer of {} tokens ({}), the data with {}; token-level KD needs the teacher's own \
-             tokenizer (`tokenizer: {{model: TEACHER}}` on the dataset)",
-            teacher.size(),
-            &teacher.fingerprint()[..12],
-            describe(data)
-        );
-    }
-    Ok(())
-}
-
 /// Loads the teacher behind `role`: cached logits (checked to cover `data`'s rows) or a model.
 pub(super) fn load_teacher(ctx: &StepContext, role: &str, data: &LoadedData) -> anyhow::Result<Teacher> {
     let input = ctx.input(role)?;
     if input.kind != ArtifactKind::Logits {
         if let Some(vocab) = &data.dataset.meta.vocab {
-            same_tokenizer(vocab, &input.dir).map_err(|e| anyhow::anyhow!("field `{role}`: `{}` {e}", input.label))?;
+            ModelArtifact::check_tokenizer(&input.dir, vocab)
+                .map_err(|e| anyhow::anyhow!("field `{role}`: `{}` {e}", input.label))?;
         }
         return Ok(Teacher::Online(ModelArtifact::load(&input.dir, ctx.device)?));
     }

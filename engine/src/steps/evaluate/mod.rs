@@ -163,14 +163,20 @@ impl Step for Evaluate {
         for (i, reference) in self.config.models.iter().enumerate() {
             let input = ctx.input(&format!("models[{i}]"))?.clone();
             let model = ModelArtifact::load(&input.dir, ctx.device)?;
-            if model.spec.input_shape != data.meta.sample_shape || model.spec.classes != data.meta.classes {
+            if model.spec.input_shape != data.meta.sample_shape {
                 anyhow::bail!(
-                    "field `models[{i}]`: `{reference}` takes {:?} with {} classes; the data has {:?} with {} classes",
+                    "field `models[{i}]`: `{reference}` takes samples of shape {:?}; the data's are {:?}",
                     model.spec.input_shape,
-                    model.spec.classes,
                     data.meta.sample_shape,
-                    data.meta.classes
                 );
+            }
+            model
+                .spec
+                .check_classes(&data.meta)
+                .map_err(|e| anyhow::anyhow!("field `models[{i}]`: `{reference}`: {e}"))?;
+            if let Some(vocab) = &data.meta.vocab {
+                ModelArtifact::check_tokenizer(&input.dir, vocab)
+                    .map_err(|e| anyhow::anyhow!("field `models[{i}]`: `{reference}` {e:#}"))?;
             }
             let bar = ctx.progress.bar(data.len() as u64, &format!("{}: {reference}", ctx.id));
             let out = batched_logits(model.model.as_ref(), &data.x, 1024, (ctx.device, Precision::F32), &bar);

@@ -34,6 +34,9 @@ pub fn fit_and_save(
     (train, val): (&Dataset, Option<&Dataset>),
     rng: &Rng,
 ) -> Result<()> {
+    if let Some(val) = val {
+        train.meta.check_same_labels(&val.meta).map_err(|e| anyhow::anyhow!("field `val`: {e}"))?;
+    }
     let source = TensorSource::new(&train.x, &train.y, ctx.device);
     let val_source = val.map(|v| TensorSource::new(&v.x, &v.y, ctx.device));
     let evaluator = val_source.as_ref().map(|v| ModelEvaluator { model: student.model, data: v, batch_size: 1024 });
@@ -49,7 +52,8 @@ pub fn fit_and_save(
 
     let dir = ctx.output_dir("model")?;
     let meta = &train.meta;
-    let spec = ModelSpec::new(student.arch, meta.sample_shape.clone(), student.outputs, student.vs);
+    let mut spec = ModelSpec::new(student.arch, meta.sample_shape.clone(), student.outputs, student.vs);
+    spec.class_names = meta.class_names.clone();
     ModelArtifact::save(&dir, student.vs, &spec)?;
     if let Some(init) = &student.init {
         crate::nn::weights::export::copy_tokenizer_files(init, &dir)?;

@@ -76,6 +76,7 @@ pub fn build_student(
             meta.classes
         );
     }
+    spec.check_classes(meta).map_err(|e| anyhow::anyhow!("field `init`: `{}`: {e}", init.label))?;
     // Trained in f32 whatever the model was held in (a bf16 teacher pruned into a student).
     let mut weights = crate::nn::weights::safetensors::read(&init.dir.join(WEIGHTS_FILE))?;
     for tensor in weights.values_mut() {

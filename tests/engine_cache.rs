@@ -248,3 +248,40 @@ fn cli_exit_codes_mean_something() {
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(json["report"]["teacher"]["accuracy"].as_f64().unwrap() > 0.5, "{json}");
 }
+
+/// What a person reads after a run: the summary, the metrics in the order and columns asked for, and two runs'
+/// metrics side by side.
+#[test]
+fn the_command_line_shows_what_happened_and_what_moved() {
+    let p = Project::new(WORKFLOW);
+    let dir = p.dir.path();
+    let (code, out, err) = anbiq(&["-q", "run", "wf.yaml", "--lock", "a.lock"], dir);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("summary: 6 ran, 0 cached, 0 failed"), "{out}");
+    let results = out.lines().find(|l| l.starts_with("results: report accuracy: ")).expect(&out);
+    assert!(["teacher ", "student ", "baseline "].iter().all(|m| results.contains(m)), "{results}");
+
+    // Models in the step's order (not by name), only the columns asked for, counts as integers.
+    let (code, out, _) = anbiq(&["metrics", "wf.yaml", "--json", "--columns", "errors,accuracy"], dir);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let report = json["report"].as_object().unwrap();
+    assert_eq!(report.keys().collect::<Vec<_>>(), ["teacher", "student", "baseline"]);
+    assert_eq!(report["teacher"].as_object().unwrap().keys().collect::<Vec<_>>(), ["errors", "accuracy"]);
+    assert!(report["teacher"]["errors"].is_i64(), "{out}");
+
+    let (code, _, err) = anbiq(&["-q", "run", "wf.yaml", "--set", "t=2", "--lock", "b.lock"], dir);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = anbiq(&["diff", "a.lock", "b.lock"], dir);
+    assert_eq!(code, 1, "they differ");
+    assert!(out.contains("step `student`: config `loss.kd.temperature`: 4.0 → 2.0"), "{out}");
+    assert!(out.contains("metrics of `report`  (A = a.lock, B = b.lock)"), "{out}");
+    let row = out.lines().find(|l| l.trim_start().starts_with("student.accuracy")).expect(&out);
+    let cells: Vec<f64> = row.split_whitespace().skip(1).map(|c| c.parse().unwrap()).collect();
+    assert!((cells[1] - cells[0] - cells[2]).abs() < 1e-4, "B − A: {row}");
+    let (_, out, _) = anbiq(&["diff", "a.lock", "b.lock", "--json"], dir);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let moved = json["metrics"].as_array().unwrap();
+    assert!(moved.iter().any(|m| m["step"] == "report" && m["metric"] == "student.accuracy"), "{out}");
+    assert!(moved.iter().all(|m| m["metric"] != "teacher.accuracy"), "the teacher did not change: {out}");
+}

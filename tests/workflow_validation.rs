@@ -67,6 +67,15 @@ fn a_syntax_error_does_not_hide_the_other_steps_problems() {
 }
 
 #[test]
+fn a_syntax_error_in_the_only_step_is_the_only_error() {
+    let errs = errors("steps:\n  a: {kind: dataset, source: digits\n");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    // Two steps with a syntax error each: both reported.
+    let errs = errors("steps:\n  a:\n    kind: [dataset\n  b: {kind: dataset}\n  c:\n    source: 'digits\n");
+    assert!(errs.len() == 2 && errs[0].starts_with("wf.yaml:4:") && errs[1].starts_with("wf.yaml:6:"), "{errs:?}");
+}
+
+#[test]
 fn one_bad_step_is_reported_once() {
     let errs = errors(
         "steps:\n  d: {kind: dataset, source: digits, shuffle: true}\n  t: {kind: train, data: d.train, model: \

@@ -12,11 +12,29 @@ const HINT: &str =
 
 /// Every value of `t` is finite.
 pub fn finite(t: &Tensor, what: &str, file: &Path) -> anyhow::Result<()> {
+    if t.isfinite().all().to_kind(Kind::Int64).int64_value(&[]) != 0 {
+        return Ok(());
+    }
     let bad = t.isfinite().logical_not().flatten(0, -1).nonzero();
     if bad.size()[0] > 0 {
         let at = bad.int64_value(&[0, 0]);
         let value = t.flatten(0, -1).double_value(&[at]);
         bail!("{}: `{what}` holds {value} at element {at} of {:?}: {HINT}", file.display(), t.size());
+    }
+    Ok(())
+}
+
+/// Every value a step is about to store is finite: else the model produced NaN/inf, or (f16) a value beyond ±65504.
+pub fn finite_to_store(t: &Tensor, what: &str) -> anyhow::Result<()> {
+    let bad = t.isfinite().logical_not().flatten(0, -1).nonzero();
+    if bad.size()[0] > 0 {
+        let at = bad.int64_value(&[0, 0]);
+        let value = t.flatten(0, -1).double_value(&[at]);
+        bail!(
+            "the teacher's {what} hold {value} (element {at}) as stored in {:?}: the model outputs NaN or inf, or, in \
+             f16, a value beyond ±65504 (`store: {{dtype: f32}}` keeps large ones)",
+            t.kind()
+        );
     }
     Ok(())
 }

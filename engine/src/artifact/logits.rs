@@ -92,8 +92,12 @@ impl LogitsArtifact {
         let predictions = self.predictions.to_kind(class_id_kind(self.meta.classes));
         let mut named: Vec<(&str, &Tensor)> = vec![("predictions", &predictions)];
         match &self.stored {
-            StoredLogits::Full(l) => named.push(("logits", l)),
+            StoredLogits::Full(l) => {
+                super::check::finite_to_store(l, "logits")?;
+                named.push(("logits", l))
+            }
             StoredLogits::TopK { logprobs, indices, rest } => {
+                super::check::finite_to_store(logprobs, "log-probabilities")?;
                 named.extend([("logprobs", logprobs), ("indices", indices), ("rest", rest)])
             }
         }

@@ -55,11 +55,13 @@ impl ModelSpec {
         if meta.sentence_padding().is_some() {
             return Ok(());
         }
+        if let (Some(ours), Some(theirs)) = (&self.class_names, &meta.class_names) {
+            crate::data::classes::same_names(ours, theirs, ("the model (from its training data)", "the data"))?;
+        }
         if self.classes != meta.classes {
             return Err(format!("it outputs {} classes, the data has {}", self.classes, meta.classes));
         }
-        let (Some(ours), Some(theirs)) = (&self.class_names, &meta.class_names) else { return Ok(()) };
-        crate::data::classes::same_names(ours, theirs, ("the model (from its training data)", "the data"))
+        Ok(())
     }
 
     /// The file holding the weights (for reports of their size).

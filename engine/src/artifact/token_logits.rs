@@ -133,6 +133,7 @@ impl ShardWriter {
     /// Adds the logits `[b, T, V]` of the next `b` windows; returns the sum of their leftover masses.
     pub fn push(&mut self, logits: &Tensor) -> anyhow::Result<f64> {
         let batch = compress(logits, self.top_k, self.dtype);
+        super::check::finite_to_store(&batch.logprobs, "log-probabilities")?;
         let rest = batch.rest.to_kind(Kind::Double).sum(Kind::Double).double_value(&[]);
         self.pending_windows += logits.size()[0];
         self.pending.push(batch);

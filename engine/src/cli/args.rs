@@ -302,8 +302,12 @@ pub struct MetricsArgs {
     #[command(flatten)]
     pub workflow: WorkflowArgs,
     /// Sort each table by this metric, best first (highest, or lowest for nll, ece, errors, kl_*, latency_ms).
+    /// Without it: the reference model (the teacher) first, then the others in the order the step lists them.
     #[arg(long, value_name = "METRIC")]
     pub sort: Option<String>,
+    /// Only these metrics, in this order (`--columns accuracy,errors,parameters`); in JSON too.
+    #[arg(long, value_name = "A,B,..", value_delimiter = ',')]
+    pub columns: Vec<String>,
     /// JSON shaped {step: {model: {metric: value}}}.
     #[arg(long)]
     pub json: bool,
@@ -371,4 +375,7 @@ pub struct DiffArgs {
     pub a: PathBuf,
     /// The second lockfile.
     pub b: PathBuf,
+    /// JSON: {"differences": [..], "metrics": [{step, metric, a, b, delta}]}.
+    #[arg(long)]
+    pub json: bool,
 }

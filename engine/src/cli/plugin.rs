@@ -52,17 +52,17 @@ pub fn check(args: PluginCheckArgs) -> Result<i32, CliError> {
     let student = Tensor::randn([b, c], (Kind::Float, tch::Device::Cpu)) * 2.0;
     let teacher = Tensor::randn([b, c], (Kind::Float, tch::Device::Cpu)) * 3.0;
     let labels = Tensor::randint(c, [b], (Kind::Int64, tch::Device::Cpu));
-    // Value and gradient, against central differences on a spread of entries.
+    // Value and gradient, against central differences along a few directions.
     let gradient = {
         let mut r = Runner::new(plugin.clone(), &params, runner_limits(&args)).map_err(anyhow::Error::from)?;
         let g = plugin::gradient::check(&mut r, &student, &teacher, &labels, 0.5).map_err(anyhow::Error::from)?;
-        println!("loss on random [{b}, {c}] logits: {:.6}  ({} fuel)", g.loss, r.last_fuel);
+        println!("loss on random [{b}, {c}] logits: {:.6}  ({} fuel)", g.loss, g.fuel);
         g
     };
     let ok = gradient.ok();
     println!(
-        "gradient vs central differences ({} entries): max error {:.2e} of the largest |gradient| — {}",
-        gradient.entries,
+        "gradient vs central differences ({} directions): max error {:.2e} of |gradient| — {}",
+        gradient.directions,
         gradient.worst,
         if ok { "ok" } else { "MISMATCH" }
     );

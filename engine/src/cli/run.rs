@@ -79,6 +79,7 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
             println!("{:<width$}  {what}", r.id);
         }
         println!("lockfile: {}", report.lockfile.display());
+        print_summary(&report);
     }
     if crate::interrupt::requested() && args.executor == Executor::Local {
         eprintln!("interrupted: finished steps are stored and checkpoints kept; run the same command to resume");
@@ -90,6 +91,45 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
         return Ok(EXIT_FAILED);
     }
     Ok(EXIT_OK)
+}
+
+/// "summary: N ran, M cached, K failed", then each evaluate step's headline metric per model (from the lockfile
+/// just written).
+fn print_summary(report: &run::RunReport) {
+    let count = |f: fn(&Outcome) -> bool| report.results.iter().filter(|r| f(&r.outcome)).count();
+    let mut line = format!(
+        "summary: {} ran, {} cached, {} failed",
+        count(|o| matches!(o, Outcome::Ran { .. })),
+        count(|o| matches!(o, Outcome::Cached)),
+        count(|o| matches!(o, Outcome::Failed { .. }))
+    );
+    let skipped = count(|o| matches!(o, Outcome::Skipped { .. }));
+    if skipped > 0 {
+        line += &format!(", {skipped} skipped");
+    }
+    println!("{line}");
+    let Ok(Some(lock)) = run::Lockfile::read(&report.lockfile) else { return };
+    for step in lock.steps.iter().filter(|s| s.ingredients.kind == "evaluate") {
+        if let Some((metric, values)) = headline(&step.metrics) {
+            let shown: Vec<String> =
+                values.iter().map(|(m, v)| format!("{m} {}", super::metrics::format_number(*v))).collect();
+            println!("results: {} {metric}: {}", step.id, shown.join(", "));
+        }
+    }
+}
+
+/// The first of accuracy, bits per character, Spearman (encoders) that the step recorded, per model in record order.
+fn headline(metrics: &serde_json::Map<String, serde_json::Value>) -> Option<(&'static str, Vec<(String, f64)>)> {
+    ["bits_per_char", "similarity_spearman", "accuracy"].into_iter().find_map(|metric| {
+        let values: Vec<(String, f64)> = metrics
+            .iter()
+            .filter_map(|(k, v)| {
+                let (model, m) = k.rsplit_once('.')?;
+                (m == metric).then(|| v.as_f64().map(|v| (model.to_string(), v))).flatten()
+            })
+            .collect();
+        (!values.is_empty()).then_some((metric, values))
+    })
 }
 
 /// What `--detach` prints: each submitted job, and how to follow them.

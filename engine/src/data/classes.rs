@@ -12,11 +12,37 @@ use serde::{Deserialize, Serialize};
 use super::{DataError, Result};
 
 /// `classes:` on a dataset: how many there are, or their names in index order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum DeclaredClasses {
     Count(i64),
     Names(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for DeclaredClasses {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = DeclaredClasses;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number of classes (`classes: 10`) or their names (`classes: [cat, dog]`)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<Self::Value, E> {
+                Ok(DeclaredClasses::Count(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<Self::Value, E> {
+                i64::try_from(v).map(DeclaredClasses::Count).map_err(|_| E::custom(format!("{v} classes is too many")))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    names.push(name);
+                }
+                Ok(DeclaredClasses::Names(names))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl DeclaredClasses {
@@ -140,11 +166,12 @@ pub fn same_names(ours: &[String], theirs: &[String], sides: (&str, &str)) -> st
 }
 
 fn warn_unused(classes: i64, used: &BTreeSet<i64>, source: &str) {
-    let unused: Vec<i64> = (0..classes).filter(|c| !used.contains(c)).collect();
-    if !unused.is_empty() {
-        let shown: Vec<String> = unused.iter().take(8).map(i64::to_string).collect();
-        let more = if unused.len() > 8 { format!(" and {} more", unused.len() - 8) } else { String::new() };
-        tracing::warn!("{source}: {} of {classes} classes have no sample ({}{more})", unused.len(), shown.join(", "));
+    let missing = classes - used.iter().filter(|c| (0..classes).contains(*c)).count() as i64;
+    if missing > 0 {
+        // Only the first few are listed: a declared count may be large.
+        let shown: Vec<String> = (0..classes).filter(|c| !used.contains(c)).take(8).map(|c| c.to_string()).collect();
+        let more = if missing > 8 { format!(" and {} more", missing - 8) } else { String::new() };
+        tracing::warn!("{source}: {missing} of {classes} classes have no sample ({}{more})", shown.join(", "));
     }
 }
 

@@ -66,6 +66,7 @@ pub struct CsvOptions {
     pub header: Option<bool>,
     pub delimiter: u8,
     /// The dataset's declared `classes` (see [`super::classes`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<DeclaredClasses>,
 }
 
@@ -90,6 +91,8 @@ type Field<'a> = (usize, &'a str);
 pub fn load(path: &Path, opts: &CsvOptions) -> Result<Dataset> {
     let bytes = read_uncompressed(path)?;
     let text = std::str::from_utf8(&bytes).map_err(|e| DataError::format(path, format!("not UTF-8 text: {e}")))?;
+    // Spreadsheets write a byte-order mark; left in, it would make the first field text (and the first row a header).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let delim = opts.delimiter as char;
     let at = |line: usize, msg: String| DataError::Format { path: format!("{}:{line}", path.display()), msg };
     let at_field = |line: usize, col: usize, msg: String| DataError::Format {
@@ -219,7 +222,7 @@ enum LabelKind {
 fn label_kind(labels: &[&str]) -> std::result::Result<LabelKind, (usize, String)> {
     let index = |s: &str| match (s.parse::<i64>(), s.parse::<f64>()) {
         (Ok(v), _) => Ok(Some(v)),
-        (_, Ok(v)) if v.fract() == 0.0 && v.abs() < 1e15 => Ok(Some(v as i64)),
+        (_, Ok(v)) if v.fract() == 0.0 && v.abs() < 9e15 => Ok(Some(v as i64)),
         (_, Ok(_)) => Err(()),
         _ => Ok(None),
     };
@@ -228,10 +231,11 @@ fn label_kind(labels: &[&str]) -> std::result::Result<LabelKind, (usize, String)
     let mut first = None;
     for (row, label) in labels.iter().enumerate() {
         let Ok(id) = index(label) else {
-            return Err((row, format!("label {label:?} is not a whole number (integer labels are class indices)")));
+            let what = if label.parse::<f64>().is_ok_and(f64::is_finite) { "a whole number" } else { "a class index" };
+            return Err((row, format!("label {label:?} is not {what} (integer labels are class indices 0, 1, …)")));
         };
-        let first = *first.get_or_insert(id);
-        if first.is_some() != id.is_some() {
+        let column = *first.get_or_insert(id);
+        if column.is_some() != id.is_some() {
             return Err((
                 row,
                 format!(
@@ -239,7 +243,7 @@ fn label_kind(labels: &[&str]) -> std::result::Result<LabelKind, (usize, String)
                      or all class names",
                     kind(&id),
                     labels[0],
-                    kind(&first)
+                    kind(&column)
                 ),
             ));
         }

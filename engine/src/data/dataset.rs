@@ -40,17 +40,19 @@ impl DatasetMeta {
     pub fn is_pairs(&self) -> bool {
         matches!(&self.vocab, Some(super::Vocab::Tokenizer { sentences: true, .. })) && self.sample_shape.len() == 2
     }
-}
 
-impl DatasetMeta {
-    /// Whether `other` (a validation or test split) labels its samples as this data does: as many classes, the same
-    /// names where both are named, the same vocabulary for text. `Err` says what differs ("there" is this data).
+    /// Whether `other` (a validation or test split) labels its samples as this data does: the same names where both
+    /// are named, as many classes, the same vocabulary for text. `Err` says what differs.
     pub fn check_same_labels(&self, other: &DatasetMeta) -> std::result::Result<(), String> {
-        if self.classes != other.classes {
-            return Err(format!("it has {} classes, the training data {}", other.classes, self.classes));
-        }
         if let (Some(ours), Some(theirs)) = (&self.class_names, &other.class_names) {
             super::classes::same_names(ours, theirs, ("the training data", "this data"))?;
+        }
+        if self.classes != other.classes {
+            return Err(format!(
+                "it has {} classes, the training data {} (a split that lacks a class: declare `classes: {}` on its \
+                 dataset)",
+                other.classes, self.classes, self.classes
+            ));
         }
         if self.vocab != other.vocab {
             return Err("its tokens are not the training data's (another vocabulary or tokenizer)".into());

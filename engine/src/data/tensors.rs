@@ -13,8 +13,9 @@ pub fn load(path: &Path, declared: Option<&DeclaredClasses>) -> Result<Dataset> 
     if !x.is_floating_point() {
         return Err(DataError::format(path, format!("x must have a float dtype, found {:?}", x.kind())));
     }
-    let not_finite = x.isfinite().flatten(0, -1).logical_not().nonzero();
-    if not_finite.size()[0] > 0 {
+    let finite = x.isfinite();
+    if finite.all().to_kind(tch::Kind::Int64).int64_value(&[]) == 0 {
+        let not_finite = finite.flatten(0, -1).logical_not().nonzero();
         let first = not_finite.int64_value(&[0, 0]);
         let per_sample = (x.numel() / x.size()[0] as usize).max(1) as i64;
         let value = x.flatten(0, -1).double_value(&[first]);

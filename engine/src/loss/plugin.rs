@@ -80,54 +80,56 @@ impl PluginTerm {
     pub fn build(&self) -> anyhow::Result<PluginLoss> {
         let plugin = plugin::load_with(&self.file(), &self.limits)?;
         let runner = Runner::new(plugin, &self.params, self.limits.clone())?;
-        Ok(PluginLoss { runner: Mutex::new(runner), check_gradient: AtomicBool::new(self.check_gradient) })
+        let check_gradient = AtomicBool::new(self.check_gradient);
+        Ok(PluginLoss { runner: Mutex::new(runner), term: self.clone(), check_gradient })
     }
 }
 
 /// A bound plugin as a [`DistillLoss`].
 pub struct PluginLoss {
     runner: Mutex<Runner>,
+    /// The term as written: the gradient check runs in an instance of its own, built from it.
+    term: PluginTerm,
     /// The gradient check is still to run (on the first call).
     check_gradient: AtomicBool,
 }
 
-/// Rows (and, of sequences, positions) of the first batch the gradient check uses: enough to exercise the
-/// plugin, few enough that 49 calls cost nothing beside training.
+/// Rows (and, of sequences, positions) of the first batch the gradient check uses: enough to exercise the plugin,
+/// few enough that its seven calls cost nothing beside training.
 const CHECK_ROWS: i64 = 4;
 
 impl PluginLoss {
-    /// Runs the gradient check on a slice of this call's inputs; an error when the gradient is wrong.
-    fn check_gradient(
-        &self,
-        runner: &mut Runner,
-        student: &Tensor,
-        teacher: &Tensor,
-        labels: &Tensor,
-        progress: f64,
-    ) -> anyhow::Result<()> {
+    /// Runs the gradient check on a slice of this call's inputs, in a fresh instance (so the training instance's
+    /// memory and any state the plugin keeps see only the training calls); an error when the gradient is wrong.
+    fn check_gradient(&self, student: &Tensor, teacher: &Tensor, labels: &Tensor, progress: f64) -> anyhow::Result<()> {
+        // Sequences [B, T, V] (labels [B, T]) are cut in batch and time, rows [N, C] (labels [N]) in rows.
+        let sequences = student.dim() == 3;
         let slice = |t: &Tensor| {
-            let mut t = t.narrow(0, 0, t.size()[0].min(CHECK_ROWS));
-            if t.dim() == 3 || (t.dim() == 2 && student.dim() == 3) {
-                t = t.narrow(1, 0, t.size()[1].min(CHECK_ROWS));
+            let t = t.narrow(0, 0, t.size()[0].min(CHECK_ROWS));
+            if sequences && t.dim() >= 2 {
+                t.narrow(1, 0, t.size()[1].min(CHECK_ROWS))
+            } else {
+                t
             }
-            t
         };
         let labels = if labels.numel() == 0 { labels.shallow_clone() } else { slice(labels) };
-        let report = crate::plugin::gradient::check(runner, &slice(student), &slice(teacher), &labels, progress)?;
+        let plugin = plugin::load_with(&self.term.file(), &self.term.limits)?;
+        let mut runner = Runner::new(plugin, &self.term.params, self.term.limits.clone())?;
+        let report = crate::plugin::gradient::check(&mut runner, &slice(student), &slice(teacher), &labels, progress)?;
+        let label = &runner.plugin().label;
         if !report.ok() {
             anyhow::bail!(
-                "plugin {}: its gradient disagrees with central differences of its loss on {} rows of the first batch \
-                 (largest error {:.2e} of the largest |gradient|, {} entries; tolerance {:.0e}): a wrong gradient \
-                 trains silently. A dense plugin must write d loss / d student (`anbiq plugin check` shows the same \
+                "plugin {label}: its gradient disagrees with central differences of its loss on a slice {:?} of the \
+                 first batch (error {:.2e} of |gradient| along {} directions; tolerance {:.0e}): a wrong gradient \
+                 trains silently. A dense plugin must write d loss / d student (`anbiq plugin check` runs the same \
                  test); `check_gradient: false` skips it",
-                runner.plugin().label,
-                slice(student).size()[0],
+                slice(student).size(),
                 report.worst,
-                report.entries,
+                report.directions,
                 crate::plugin::gradient::TOLERANCE
             );
         }
-        tracing::debug!("plugin {}: gradient check passed ({:.1e})", runner.plugin().label, report.worst);
+        tracing::debug!("plugin {label}: gradient check passed ({:.1e})", report.worst);
         Ok(())
     }
 }
@@ -150,7 +152,7 @@ impl DistillLoss for PluginLoss {
             _ => (input.student.shallow_clone(), input.teacher.shallow_clone(), input.labels.shallow_clone()),
         };
         if self.check_gradient.swap(false, Ordering::Relaxed) {
-            self.check_gradient(&mut runner, &student, &teacher, &labels, input.progress)?;
+            self.check_gradient(&student, &teacher, &labels, input.progress)?;
         }
         let call = CallInput { student: &student, teacher: &teacher, labels: &labels, progress: input.progress };
         Ok(runner.loss(&call)?)

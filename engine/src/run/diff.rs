@@ -1,6 +1,8 @@
-//! `anbiq diff A.lock B.lock`: why two runs of a workflow may differ.
+//! `anbiq diff A.lock B.lock`: why two runs of a workflow may differ, and how their metrics moved.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
 
 use super::json_diff::diff_json;
 use super::lockfile::{LockedStep, Lockfile};
@@ -61,9 +63,9 @@ fn step_diff(a: &LockedStep, b: &LockedStep, out: &mut Vec<String>) {
     if a.threads != b.threads {
         why.push(format!("threads: {} → {}", a.threads, b.threads));
     }
-    if a.metrics != b.metrics {
-        let (ma, mb) = (serde_json::Value::Object(a.metrics.clone()), serde_json::Value::Object(b.metrics.clone()));
-        diff_json("metric", "", &ma, &mb, &mut why);
+    let moved = metric_changes(a, b).len();
+    if moved > 0 {
+        why.push(if moved == 1 { "1 metric differs (below)".into() } else { format!("{moved} metrics differ (below)") });
     }
     for (name, hash) in &a.outputs {
         match b.outputs.get(name) {
@@ -76,6 +78,38 @@ fn step_diff(a: &LockedStep, b: &LockedStep, out: &mut Vec<String>) {
         }
     }
     out.extend(why.into_iter().map(|w| format!("step `{id}`: {w}")));
+}
+
+/// One metric of one step in two runs: what `anbiq diff` tabulates (like `dvc metrics diff`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MetricChange {
+    pub step: String,
+    /// As the lockfile names it: `model.metric` for an evaluate step, else the step's own metric.
+    pub metric: String,
+    pub a: Option<serde_json::Value>,
+    pub b: Option<serde_json::Value>,
+    /// `b − a` when both are numbers.
+    pub delta: Option<f64>,
+}
+
+/// Every metric of steps in both lockfiles whose value differs (or exists in one only), in A's step order and each
+/// step's metric order.
+pub fn metric_changes_all(a: &Lockfile, b: &Lockfile) -> Vec<MetricChange> {
+    a.steps.iter().filter_map(|sa| b.step(&sa.id).map(|sb| metric_changes(sa, sb))).flatten().collect()
+}
+
+fn metric_changes(a: &LockedStep, b: &LockedStep) -> Vec<MetricChange> {
+    let names = a.metrics.keys().chain(b.metrics.keys().filter(|k| !a.metrics.contains_key(*k)));
+    names
+        .filter_map(|name| {
+            let (x, y) = (a.metrics.get(name), b.metrics.get(name));
+            if x == y {
+                return None;
+            }
+            let delta = x.and_then(|x| x.as_f64()).zip(y.and_then(|y| y.as_f64())).map(|(x, y)| y - x);
+            Some(MetricChange { step: a.id.clone(), metric: name.clone(), a: x.cloned(), b: y.cloned(), delta })
+        })
+        .collect()
 }
 
 /// "NOUN `k` differs / only in the first / only in the second" for every key of either map whose values differ.

@@ -269,7 +269,14 @@ pub(crate) fn run_step(ctx: &Shared, entry: &PlanEntry, compute_shards: bool) ->
     tch::set_num_threads(ctx.threads as i32);
     let count = decl.step.shards();
     let shards = if count > 1 {
-        Some(ensure_shards(ctx, entry, compute_shards).map_err(|e| in_step(ctx.wf, decl, e, ""))?)
+        // Its errors already say which step and shard.
+        match ensure_shards(ctx, entry, compute_shards) {
+            Ok(dirs) => Some(dirs),
+            Err(e) => {
+                ctx.store.record_failure(&entry.key, &super::brief::without_backtrace(&format!("{e:#}")));
+                return Err(e);
+            }
+        }
     } else {
         None
     };
@@ -347,10 +354,11 @@ fn ensure_shards(ctx: &Shared, entry: &PlanEntry, compute: bool) -> anyhow::Resu
     let missing = ctx.store.missing_shards(&entry.key, count);
     if !missing.is_empty() && !compute {
         let list: Vec<String> = missing.iter().map(usize::to_string).collect();
-        anyhow::bail!(
+        let error = anyhow::anyhow!(
             "shard(s) {} of {count} are not in the store (their array tasks did not complete)",
             list.join(", ")
         );
+        return Err(in_step(ctx.wf, &ctx.wf.steps[entry.index], error, ""));
     }
     if !missing.is_empty() {
         // One worker per GPU when several are visible, else as many as there are cores (they share libtorch's pool).
@@ -407,6 +415,7 @@ fn step_context(ctx: &Shared, entry: &PlanEntry, out_dir: PathBuf, device: tch::
         out_dir,
         ctx.store.root().to_path_buf(),
     )
+    .with_kind(decl.kind)
     .with_checkpoints(ctx.store.checkpoint_dir(&entry.key)))
 }
 

@@ -12,7 +12,7 @@ pub mod slurm;
 mod step;
 pub mod store;
 
-pub use diff::diff;
+pub use diff::{diff, metric_changes_all, MetricChange};
 pub use executor::{previous_lockfile, run, Outcome, RunOptions, RunReport, StepResult};
 pub use lockfile::{LockedStep, Lockfile};
 pub use plan::{plan, Plan, PlanEntry, PlanOptions, Status};
@@ -80,6 +80,10 @@ pub fn gc(store_root: &Path, dry_run: bool) -> anyhow::Result<GcReport> {
             report.removed_unfinished += 1;
             report.bytes_freed += if dry_run { 0 } else { store.remove_unfinished(&key)? };
         }
+    }
+    // A failure is worth reporting only while its step is still to be run again.
+    if !dry_run {
+        store.forget_failures_except(&resumable);
     }
     Ok(report)
 }

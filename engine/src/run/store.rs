@@ -262,6 +262,16 @@ impl Store {
         fs::read_to_string(self.root.join("failures").join(format!("{key}.txt"))).ok()
     }
 
+    /// Removes the failure records of every key but `keep` (what `gc` keeps resumable); returns how many.
+    pub fn forget_failures_except(&self, keep: &BTreeSet<StepKey>) -> usize {
+        let Ok(entries) = fs::read_dir(self.root.join("failures")) else { return 0 };
+        let stale = entries.flatten().filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".txt").is_none_or(|key| !keep.contains(&StepKey(key.to_string())))
+        });
+        stale.filter(|e| fs::remove_file(e.path()).is_ok()).count()
+    }
+
     /// Forgets a failed attempt at `key` once the step succeeded.
     pub fn clear_failure(&self, key: &StepKey) {
         let _ = fs::remove_file(self.root.join("failures").join(format!("{key}.txt")));

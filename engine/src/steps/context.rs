@@ -28,6 +28,8 @@ pub fn load_data(ctx: &StepContext, role: &str) -> anyhow::Result<crate::artifac
 pub struct StepContext {
     /// The step's id in the workflow.
     pub id: String,
+    /// Its kind (`train`, `distill`, …), for progress bars: `teacher: train`.
+    pub kind: &'static str,
     /// The step's own seed, derived from the workflow seed and the step id.
     pub seed: u64,
     pub device: tch::Device,
@@ -64,6 +66,7 @@ impl StepContext {
     ) -> Self {
         StepContext {
             id,
+            kind: "step",
             seed,
             device,
             threads,
@@ -75,6 +78,17 @@ impl StepContext {
             metrics: Default::default(),
             timings: Default::default(),
         }
+    }
+
+    /// Names the step's kind in progress bars.
+    pub fn with_kind(mut self, kind: &'static str) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// `id: kind`, how a progress bar names the step.
+    pub fn label(&self) -> String {
+        format!("{}: {}", self.id, self.kind)
     }
 
     /// Lets long steps checkpoint into (and resume from) `dir`, which outlives a failed or interrupted run.

@@ -114,6 +114,8 @@ pub struct Import {
     source: Source,
     /// The file (or directory), as written and resolved against the workflow's directory.
     file: FileInput,
+    /// A pretrained language model's vocabulary, read at parse time (what `validate` knows of its classes).
+    vocabulary: Option<i64>,
 }
 
 fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
@@ -177,13 +179,16 @@ fn parse(node: &Node, env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
         problems.push((field.to_string(), format!("{} is a directory; give the file", written.display())));
     }
     // A language model is checked now, so `anbiq validate` finds a broken file before anything runs.
+    let mut vocabulary = None;
     if problems.is_empty() && matches!(source, Source::Gguf | Source::Hf) {
-        if let Err(e) = pretrained_config(&source, &file.path).and_then(|c| check_window(&c, &config)) {
-            problems.push((field.to_string(), format!("{e:#}")));
+        match pretrained_config(&source, &file.path).and_then(|c| check_window(&c, &config).map(|()| c)) {
+            Ok(ArchConfig::Llama(c)) => vocabulary = c.vocab_size,
+            Ok(_) => {}
+            Err(e) => problems.push((field.to_string(), format!("{e:#}"))),
         }
     }
     check_fields(node, problems)?;
-    Ok(Box::new(Import { config, source, file }))
+    Ok(Box::new(Import { config, source, file, vocabulary }))
 }
 
 /// The architecture of a pretrained model, read from its file without loading the weights.
@@ -257,7 +262,7 @@ impl Step for Import {
     }
 
     fn known_classes(&self, _output: &str, _input: &dyn Fn(&str) -> Option<i64>) -> Option<i64> {
-        self.config.classes
+        self.config.classes.or(self.vocabulary)
     }
 
     fn canonical_config(&self) -> serde_json::Value {

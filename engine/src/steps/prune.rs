@@ -193,7 +193,8 @@ impl Step for Prune {
     }
 
     fn known_classes(&self, _output: &str, input: &dyn Fn(&str) -> Option<i64>) -> Option<i64> {
-        input("model")
+        // `pca` makes an encoder's outputs narrower: not classes.
+        self.config.pca.is_none().then(|| input("model")).flatten()
     }
 
     fn canonical_config(&self) -> serde_json::Value {
@@ -348,7 +349,8 @@ impl Step for Prune {
 
         let dir = ctx.output_dir("model")?;
         let outputs = config.embedding_size().unwrap_or(spec.classes);
-        let out_spec = ModelSpec::new(config, spec.input_shape.clone(), outputs, &vs);
+        let mut out_spec = ModelSpec::new(config, spec.input_shape.clone(), outputs, &vs);
+        out_spec.class_names = spec.class_names.clone();
         ModelArtifact::save(&dir, &vs, &out_spec)?;
         copy_tokenizer_files(&teacher_dir, &dir)?;
         let mut report = serde_json::json!({

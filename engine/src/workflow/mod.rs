@@ -129,19 +129,23 @@ fn after_syntax_error(path: &Path, text: &str, mut syntax: Vec<Located>, overrid
     let mut text = text.to_string();
     let mut cut = BTreeSet::new();
     let mut line = syntax.iter().map(|e| e.span.line as usize).min().unwrap_or(1);
-    // An unclosed bracket may be noticed steps later: cut a few times, each at the next error, before giving up.
-    for _ in 0..3 {
+    // Each further syntax error (in another step) is reported too, and cut in turn, a few times at most.
+    for _ in 0..4 {
         let Some((shorter, ids)) = recover::cut_step(&text, line) else { break };
         text = shorter;
         cut.extend(ids);
         match config::parse_yaml(&text) {
             Ok(root) => {
                 if let Err(others) = build(path, &root, overrides, cut) {
-                    syntax.extend(others);
+                    // Cutting every step leaves `steps:` empty: not a problem of the file.
+                    syntax.extend(others.into_iter().filter(|e| !e.message.starts_with("`steps`")));
                 }
                 break;
             }
-            Err(again) => line = again.iter().map(|e| e.span.line as usize).min().unwrap_or(1),
+            Err(again) => {
+                line = again.iter().map(|e| e.span.line as usize).min().unwrap_or(1);
+                syntax.extend(again);
+            }
         }
     }
     syntax

@@ -8,6 +8,8 @@ const BOM: char = '\u{feff}';
 
 /// The file's text: UTF-8, or an error at the line and column of the first byte that is not.
 pub(super) fn decode(bytes: &[u8]) -> Result<&str, Located> {
+    // Without the BOM, so that columns on the first line count as everywhere else.
+    let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes);
     match std::str::from_utf8(bytes) {
         Ok(text) => Ok(text),
         Err(e) => {

@@ -28,13 +28,15 @@ impl Progress {
         Progress { multi: None }
     }
 
-    /// A bar of `len` steps labelled `prefix`, with rate and ETA.
+    /// A bar of `len` steps labelled `prefix` (the step: `teacher: train`), with its rate and an ETA from indicatif's
+    /// moving estimate of it (not the first batches' pace).
     pub fn bar(&self, len: u64, prefix: &str) -> ProgressBar {
         let Some(multi) = &self.multi else { return ProgressBar::hidden() };
-        let style =
-            ProgressStyle::with_template("{prefix:>16} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} {msg}")
-                .expect("valid template")
-                .progress_chars("=> ");
+        let style = ProgressStyle::with_template(
+            "{prefix:>20} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} ETA {eta} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> ");
         let bar = multi.add(ProgressBar::new(len).with_style(style).with_prefix(prefix.to_string()));
         bar.enable_steady_tick(Duration::from_millis(200));
         bar

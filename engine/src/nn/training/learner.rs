@@ -151,11 +151,19 @@ impl History {
 
 pub struct Learner {
     pub config: LearnerConfig,
+    /// What the progress bar is called (`student: distill`).
+    label: String,
 }
 
 impl Learner {
     pub fn new(config: LearnerConfig) -> Self {
-        Learner { config }
+        Learner { config, label: "train".into() }
+    }
+
+    /// Names the progress bar (the step, `teacher: train`).
+    pub fn labelled(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
     }
 
     /// Trains the trainable variables of `vs` with the loss `step` computes, for `config.epochs` passes over `train`.
@@ -207,14 +215,17 @@ impl Learner {
             None => fresh,
         };
         let mut step_rng = Rng::from_state(pos.step_rng);
-        let bar = progress.bar(total_steps as u64, "train");
+        let bar = progress.bar(total_steps as u64, &self.label);
         bar.set_position(pos.global_step as u64);
+        let mut last = String::new();
 
         while pos.epoch <= cfg.epochs {
             let started = Instant::now();
             let mut shuffle_rng = Rng::from_state(pos.shuffle_rng);
             let order = shuffle_rng.permutation(n);
             let mut lr = base_lr;
+            // `epoch 3/20`, then the last epoch's loss (and validation accuracy) beside it.
+            bar.set_message(format!("epoch {}/{}{last}", pos.epoch, cfg.epochs));
             for (b, chunk) in order.chunks(cfg.batch_size).enumerate().skip(pos.batch) {
                 if crate::interrupt::requested() {
                     if let Some(c) = checkpoint {
@@ -249,10 +260,10 @@ impl Learner {
             let train_loss = pos.loss_sum / n as f64;
             let val_accuracy = val.map(|v| v.evaluate()).transpose()?;
             let seconds = started.elapsed().as_secs_f64();
-            match val_accuracy {
-                Some(acc) => bar.set_message(format!("epoch {epoch} loss {train_loss:.4} val {:.2}%", acc * 100.0)),
-                None => bar.set_message(format!("epoch {epoch} loss {train_loss:.4}")),
-            }
+            last = match val_accuracy {
+                Some(acc) => format!(" · loss {train_loss:.4} val {:.2}%", acc * 100.0),
+                None => format!(" · loss {train_loss:.4}"),
+            };
             tracing::debug!(epoch, train_loss, ?val_accuracy, lr, seconds, "epoch done");
             pos.history.epochs.push(EpochRecord { epoch, train_loss, val_accuracy, lr });
             pos = Position {

@@ -40,7 +40,7 @@ pub fn fit_and_save(
     let source = TensorSource::new(&train.x, &train.y, ctx.device);
     let val_source = val.map(|v| TensorSource::new(&v.x, &v.y, ctx.device));
     let evaluator = val_source.as_ref().map(|v| ModelEvaluator { model: student.model, data: v, batch_size: 1024 });
-    let history = Learner::new(options.learner()).fit(
+    let history = Learner::new(options.learner()).labelled(ctx.label()).fit(
         student.vs,
         step,
         &source,

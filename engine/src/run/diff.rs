@@ -65,7 +65,11 @@ fn step_diff(a: &LockedStep, b: &LockedStep, out: &mut Vec<String>) {
     }
     let moved = metric_changes(a, b).len();
     if moved > 0 {
-        why.push(if moved == 1 { "1 metric differs (below)".into() } else { format!("{moved} metrics differ (below)") });
+        why.push(if moved == 1 {
+            "1 metric differs (below)".into()
+        } else {
+            format!("{moved} metrics differ (below)")
+        });
     }
     for (name, hash) in &a.outputs {
         match b.outputs.get(name) {

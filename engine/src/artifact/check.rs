@@ -7,18 +7,14 @@ use std::path::Path;
 use anyhow::bail;
 use tch::{Kind, Tensor};
 
+use crate::data::tensors::first_non_finite;
+
 const HINT: &str =
     "the artifact is damaged (`anbiq verify` lists changed artifacts; `anbiq run --force STEP` remakes it)";
 
 /// Every value of `t` is finite.
 pub fn finite(t: &Tensor, what: &str, file: &Path) -> anyhow::Result<()> {
-    if t.isfinite().all().to_kind(Kind::Int64).int64_value(&[]) != 0 {
-        return Ok(());
-    }
-    let bad = t.isfinite().logical_not().flatten(0, -1).nonzero();
-    if bad.size()[0] > 0 {
-        let at = bad.int64_value(&[0, 0]);
-        let value = t.flatten(0, -1).double_value(&[at]);
+    if let Some((at, value)) = first_non_finite(t) {
         bail!("{}: `{what}` holds {value} at element {at} of {:?}: {HINT}", file.display(), t.size());
     }
     Ok(())
@@ -26,10 +22,7 @@ pub fn finite(t: &Tensor, what: &str, file: &Path) -> anyhow::Result<()> {
 
 /// Every value a step is about to store is finite: else the model produced NaN/inf, or (f16) a value beyond ±65504.
 pub fn finite_to_store(t: &Tensor, what: &str) -> anyhow::Result<()> {
-    let bad = t.isfinite().logical_not().flatten(0, -1).nonzero();
-    if bad.size()[0] > 0 {
-        let at = bad.int64_value(&[0, 0]);
-        let value = t.flatten(0, -1).double_value(&[at]);
+    if let Some((at, value)) = first_non_finite(t) {
         bail!(
             "the teacher's {what} hold {value} (element {at}) as stored in {:?}: the model outputs NaN or inf, or, in \
              f16, a value beyond ±65504 (`store: {{dtype: f32}}` keeps large ones)",

@@ -13,12 +13,8 @@ pub fn load(path: &Path, declared: Option<&DeclaredClasses>) -> Result<Dataset> 
     if !x.is_floating_point() {
         return Err(DataError::format(path, format!("x must have a float dtype, found {:?}", x.kind())));
     }
-    let finite = x.isfinite();
-    if finite.all().to_kind(tch::Kind::Int64).int64_value(&[]) == 0 {
-        let not_finite = finite.flatten(0, -1).logical_not().nonzero();
-        let first = not_finite.int64_value(&[0, 0]);
+    if let Some((first, value)) = first_non_finite(&x) {
         let per_sample = (x.numel() / x.size()[0] as usize).max(1) as i64;
-        let value = x.flatten(0, -1).double_value(&[first]);
         return Err(DataError::format(
             path,
             format!(
@@ -39,6 +35,16 @@ pub fn load(path: &Path, declared: Option<&DeclaredClasses>) -> Result<Dataset> 
         vocab: None,
     };
     Dataset::new(x, y, meta).map_err(|e| DataError::format(path, e.to_string()))
+}
+
+/// The flat index and value of the first NaN or infinite element of `t`, if any (one pass when there is none).
+pub fn first_non_finite(t: &Tensor) -> Option<(i64, f64)> {
+    let finite = t.isfinite();
+    if finite.all().to_kind(tch::Kind::Int64).int64_value(&[]) != 0 {
+        return None;
+    }
+    let at = finite.flatten(0, -1).logical_not().nonzero().int64_value(&[0, 0]);
+    Some((at, t.flatten(0, -1).double_value(&[at])))
 }
 
 /// The `x` and `y` tensors of a safetensors file, with dtype and shape checks that name the file (`x` may hold

@@ -169,6 +169,8 @@ fn distill(
         optimizer: config(optimizer),
         schedule: config(schedule),
         clip_grad_norm: clip,
+        keep: Default::default(),
+        early_stopping: None,
     });
     let loss: anbiq::loss::LossConfig = config(loss);
     let mut step = DistillBatch {

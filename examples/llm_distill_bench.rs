@@ -132,6 +132,8 @@ fn main() -> anyhow::Result<()> {
             optimizer: serde_yaml::from_str("{name: adamw, lr: 1.0e-4}").expect("an optimizer"),
             schedule: Default::default(),
             clip_grad_norm: None,
+            keep: Default::default(),
+            early_stopping: None,
         })
     };
     let (_, before) = rss_mib();

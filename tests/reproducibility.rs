@@ -196,9 +196,11 @@ steps:
   teacher:
     kind: train
     data: digits.train
+    val: digits.test
     model: {arch: mlp, hidden: [256, 256], dropout: 0.2}
     epochs: 40
     optimizer: {name: sgd, lr: 0.05, momentum: 0.9, nesterov: true}
+    keep: best val_accuracy
 ";
 
 fn anbiq() -> Command {
@@ -209,6 +211,9 @@ fn anbiq() -> Command {
 fn kill_9_then_resume_ends_with_the_same_weights_as_an_uninterrupted_run() {
     let clean = tempfile::tempdir().unwrap();
     let (_, reference) = run_in(clean.path(), LONG, 1, &[]);
+    // The best epoch's weights are kept, and it is not the last: the resumed run must restore them from its checkpoint.
+    let best_epoch = reference.step("teacher").unwrap().metrics["best_epoch"].as_u64().unwrap();
+    assert!(best_epoch < 40, "best epoch {best_epoch}");
 
     let dir = tempfile::tempdir().unwrap();
     let path = write_workflow(dir.path(), LONG);

@@ -31,6 +31,7 @@ pub mod interrupt;
 pub mod loss;
 pub mod nn;
 pub mod plugin;
+pub mod report;
 pub mod rng;
 pub mod run;
 pub mod steps;

@@ -17,7 +17,7 @@ use tch::{Kind, Tensor};
 const FILE: &str = "logits.safetensors";
 const META: &str = "meta.json";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StoreDtype {
     F32,

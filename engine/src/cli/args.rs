@@ -65,6 +65,10 @@ pub enum Command {
     /// unmodified (rehashed), and as the lockfile records them.
     #[command(after_help = "Example:\n  anbiq verify workflows/quickstart.yaml")]
     Verify(VerifyArgs),
+    /// Write one self-contained HTML page of a workflow's results (for these parameters, read from the store by key):
+    /// the step graph, training curves, evaluation tables and charts, sweeps, samples and provenance.
+    #[command(after_help = "Example:\n  anbiq report workflows/quickstart.yaml -o quickstart.html")]
+    Report(ReportArgs),
     /// Explain the differences between two lockfiles: versions, seeds, configs, inputs, files, outputs.
     #[command(after_help = "Example:\n  anbiq diff yesterday/quickstart.lock workflows/quickstart.lock")]
     Diff(DiffArgs),
@@ -85,6 +89,10 @@ pub enum Command {
     /// loads it with from_pretrained). The step is found in the store by the key the workflow (with --set) gives.
     #[command(after_help = "Example:\n  anbiq export workflows/my.yaml student student-hf/ --format hf")]
     Export(ExportArgs),
+    /// Print the JSON Schema of workflow files (draft 2020-12), for editors: VS Code's YAML extension completes and
+    /// checks a workflow whose first line is `# yaml-language-server: $schema=PATH/anbiq.schema.json`.
+    #[command(after_help = "Example:\n  anbiq schema -o anbiq.schema.json")]
+    Schema(SchemaArgs),
     /// Plumbing: run exactly one step of a workflow against the store and commit its outputs (what each Slurm job
     /// runs). Refuses when an input is missing from the store.
     #[command(hide = true)]
@@ -204,6 +212,22 @@ pub struct GraphArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
+    /// Where to write it (default: `<workflow>.report.html` beside the workflow).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SchemaArgs {
+    /// Write it to this file instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub workflow: WorkflowArgs,
@@ -215,6 +239,10 @@ pub struct RunArgs {
     /// Print the per-step results as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// At the end, write the HTML report (as `anbiq report` does) to PATH, by default `<workflow>.report.html`
+    /// beside the workflow; the path is printed.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
+    pub report: Option<PathBuf>,
     /// Where steps run: `local` (this machine, in threads) or `slurm` (one sbatch job per step; the store must be
     /// on a filesystem every node mounts).
     #[arg(long, value_enum, default_value_t = Executor::Local)]

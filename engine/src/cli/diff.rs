@@ -37,7 +37,7 @@ fn print_metrics(changes: &[MetricChange], (a, b): (&str, &str)) {
         let rows: Vec<&MetricChange> = changes.iter().filter(|c| c.step == step).collect();
         let width = rows.iter().map(|c| c.metric.len()).max().unwrap_or(6).max(6);
         let value = |v: &Option<serde_json::Value>| match v {
-            Some(serde_json::Value::Number(n)) => super::metrics::format_number(n.as_f64().unwrap_or(f64::NAN)),
+            Some(serde_json::Value::Number(n)) => crate::report::results::format_number(n.as_f64().unwrap_or(f64::NAN)),
             Some(other) => other.to_string(),
             None => "-".into(),
         };

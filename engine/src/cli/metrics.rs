@@ -8,11 +8,9 @@ use serde_json::Value;
 use super::args::MetricsArgs;
 use super::{load, CliError, EXIT_OK};
 use crate::graph::{compute_keys, Dag, KeyEnv};
+use crate::report::results::{format_number, lower_is_better, merge_timings, model_order, shape, REPORT_METRICS_FILE};
 use crate::run::Store;
 use crate::steps::ArtifactKind;
-
-/// The file a report output keeps its metrics in: `{model: {metric: value}}`.
-pub const REPORT_METRICS_FILE: &str = "metrics.json";
 
 /// The results of the workflow *as loaded* (with its `--set`): each report step's entry is found in the store by the
 /// key those parameters give, so results of other parameters, or of runs against other stores, never show.
@@ -65,68 +63,6 @@ pub fn metrics(args: MetricsArgs) -> Result<i32, CliError> {
     Ok(EXIT_OK)
 }
 
-/// Adds what the step measured of the machine (`timings`: `{model: {metric: value}}`) to its report's metrics.
-fn merge_timings(report: &mut Value, timings: &serde_json::Map<String, Value>) {
-    for (model, measured) in timings {
-        if let (Some(row), Some(measured)) =
-            (report.get_mut(model).and_then(Value::as_object_mut), measured.as_object())
-        {
-            row.extend(measured.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-    }
-}
-
-/// The models of an evaluate step as its configuration lists them, its `reference` (the teacher) first.
-fn model_order(config: &Value) -> Vec<String> {
-    let mut order: Vec<String> =
-        config.get("reference").and_then(Value::as_str).map(String::from).into_iter().collect();
-    for model in config.get("models").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
-        if !order.iter().any(|m| m == model) {
-            order.push(model.to_string());
-        }
-    }
-    order
-}
-
-/// A report's `{model: {metric: value}}` with the models in `order` (others after, by name), only `columns` when
-/// some are given (in their order), and counts as integers.
-fn shape(report: Value, order: &[String], columns: &[String]) -> Value {
-    let Value::Object(mut models) = report else { return report };
-    let mut names: Vec<String> = order.iter().filter(|m| models.contains_key(*m)).cloned().collect();
-    names.extend(models.keys().filter(|k| !order.contains(k)).cloned().collect::<Vec<_>>());
-    let rows = names.into_iter().filter_map(|name| {
-        let Value::Object(metrics) = models.remove(&name)? else { return None };
-        let picked: serde_json::Map<String, Value> = if columns.is_empty() {
-            metrics
-                .into_iter()
-                .map(|(k, v)| {
-                    let v = as_count(&k, v);
-                    (k, v)
-                })
-                .collect()
-        } else {
-            columns.iter().filter_map(|c| metrics.get(c).map(|v| (c.clone(), as_count(c, v.clone())))).collect()
-        };
-        Some((name, Value::Object(picked)))
-    });
-    Value::Object(rows.collect())
-}
-
-/// Metrics that count something (`errors`, `parameters`, `weight_bytes`, …) are stored as f64: shown as integers.
-fn as_count(metric: &str, value: Value) -> Value {
-    let counts = matches!(metric, "errors" | "parameters" | "weight_bytes" | "tokens" | "dim" | "padding_tokens");
-    match value.as_f64() {
-        Some(x) if counts && x.fract() == 0.0 && x.abs() < 9.0e15 => Value::from(x as i64),
-        _ => value,
-    }
-}
-
-/// Metrics where smaller is better.
-fn lower_is_better(metric: &str) -> bool {
-    matches!(metric, "nll" | "ece" | "errors" | "latency_ms" | "weight_bytes" | "parameters")
-        || metric.starts_with("kl")
-}
-
 fn print_table(step: &str, models: &Value, sort: Option<&str>) {
     let Some(models) = models.as_object() else { return };
     let mut rows: Vec<(&String, &Value)> = models.iter().collect();
@@ -164,15 +100,5 @@ fn print_table(step: &str, models: &Value, sort: Option<&str>) {
             }
         }
         println!();
-    }
-}
-
-pub(super) fn format_number(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e12 {
-        format!("{x:.0}")
-    } else if x.abs() >= 1000.0 {
-        format!("{x:.1}")
-    } else {
-        format!("{x:.4}")
     }
 }

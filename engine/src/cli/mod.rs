@@ -11,8 +11,10 @@ mod graph;
 mod metrics;
 mod plan;
 mod plugin;
+mod report;
 mod run;
 mod run_step;
+mod schema;
 mod slurm;
 mod validate;
 mod verify;
@@ -118,6 +120,8 @@ fn try_main(args: Args) -> Result<i32, CliError> {
         Command::Plugin(PluginCommand::New(a)) => plugin::new(a),
         Command::Status(a) => slurm::status(a),
         Command::Cancel(a) => slurm::cancel(a),
+        Command::Schema(a) => schema::schema(a),
+        Command::Report(a) => report::report(a),
         Command::RunStep(a) => run_step::run_step(a),
     }
 }

@@ -81,6 +81,16 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
         println!("lockfile: {}", report.lockfile.display());
         print_summary(&report);
     }
+    if let Some(path) = &args.report {
+        let path = if path.as_os_str().is_empty() { super::report::default_path(&wf) } else { path.clone() };
+        super::report::write(&wf, &args.workflow, Some(&report), &path)?;
+        // With --json, stdout is the JSON document alone.
+        if args.json {
+            eprintln!("report: {}", path.display());
+        } else {
+            println!("report: {}", path.display());
+        }
+    }
     if crate::interrupt::requested() && args.executor == Executor::Local {
         eprintln!("interrupted: finished steps are stored and checkpoints kept; run the same command to resume");
         return Ok(EXIT_INTERRUPTED);
@@ -110,26 +120,12 @@ fn print_summary(report: &run::RunReport) {
     println!("{line}");
     let Ok(Some(lock)) = run::Lockfile::read(&report.lockfile) else { return };
     for step in lock.steps.iter().filter(|s| s.ingredients.kind == "evaluate") {
-        if let Some((metric, values)) = headline(&step.metrics) {
+        if let Some((metric, values)) = crate::report::results::headline(&step.metrics) {
             let shown: Vec<String> =
-                values.iter().map(|(m, v)| format!("{m} {}", super::metrics::format_number(*v))).collect();
+                values.iter().map(|(m, v)| format!("{m} {}", crate::report::results::format_number(*v))).collect();
             println!("results: {} {metric}: {}", step.id, shown.join(", "));
         }
     }
-}
-
-/// The first of accuracy, bits per character, Spearman (encoders) that the step recorded, per model in record order.
-fn headline(metrics: &serde_json::Map<String, serde_json::Value>) -> Option<(&'static str, Vec<(String, f64)>)> {
-    ["bits_per_char", "similarity_spearman", "accuracy"].into_iter().find_map(|metric| {
-        let values: Vec<(String, f64)> = metrics
-            .iter()
-            .filter_map(|(k, v)| {
-                let (model, m) = k.rsplit_once('.')?;
-                (m == metric).then(|| v.as_f64().map(|v| (model.to_string(), v))).flatten()
-            })
-            .collect();
-        (!values.is_empty()).then_some((metric, values))
-    })
 }
 
 /// What `--detach` prints: each submitted job, and how to follow them.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{DataError, Result};
 
 /// `classes:` on a dataset: how many there are, or their names in index order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum DeclaredClasses {
     Count(i64),

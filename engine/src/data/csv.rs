@@ -20,6 +20,22 @@ pub enum LabelColumn {
     Name(String),
 }
 
+impl schemars::JsonSchema for LabelColumn {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LabelColumn".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                {"enum": ["last", "first"]},
+                {"type": "integer", "minimum": 0, "description": "A column index (0 is the first column)."},
+                {"type": "string", "description": "A column's name in the header row."}
+            ]
+        })
+    }
+}
+
 impl Serialize for LabelColumn {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         match self {
@@ -59,7 +75,7 @@ impl<'de> Deserialize<'de> for LabelColumn {
     }
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 pub struct CsvOptions {
     pub label: LabelColumn,
     /// `None`: auto-detect (see [`load`]).

@@ -8,7 +8,7 @@ use tch::{Kind, Tensor};
 
 use super::{idx, DataError, Dataset, DatasetMeta, DeclaredClasses, Result};
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MnistSplit {
     Train,

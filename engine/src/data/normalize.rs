@@ -8,7 +8,7 @@ use tch::{Kind, Tensor};
 
 use super::{DataError, Dataset, Result};
 
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Normalization {
     #[default]

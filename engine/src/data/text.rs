@@ -17,7 +17,7 @@ use tch::Tensor;
 use super::tokenizer::TextTokenizer;
 use super::{DataError, Dataset, DatasetMeta, Result, Vocab};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Tokenizer {
     /// One token per distinct character of the corpus (Shakespeare: 84).
@@ -28,7 +28,7 @@ pub enum Tokenizer {
 }
 
 /// How a corpus for a model's tokenizer is cut into documents.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Documents {
     /// Each file is one document.

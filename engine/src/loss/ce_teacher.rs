@@ -5,7 +5,7 @@ use tch::Tensor;
 
 use super::{DistillLoss, LossInput};
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CeTeacherLabels {}
 

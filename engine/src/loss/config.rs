@@ -9,14 +9,18 @@ use super::{
 };
 
 /// One loss term, externally tagged by its name: `{kd: {temperature: 4}}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum LossTerm {
+    /// Hinton et al.'s KD: `alpha` × T² × KL(teacher ‖ student) at temperature T, plus (1 − alpha) × cross-entropy.
     Kd(KdLoss),
+    /// Mean squared difference of the logits, each row centred (Ba & Caruana).
     MseLogits(MseLogits),
+    /// Cross-entropy against the teacher's most likely class (pseudo-labels), ignoring the true labels.
     CeTeacherLabels(CeTeacherLabels),
     /// A WebAssembly plugin: `{plugin: {path: my_loss.wasm, params: {...}}}`.
     Plugin(PluginTerm),
+    /// Reverse KL, KL(student ‖ teacher) at temperature T: mode-seeking (MiniLLM), with (1 − alpha) × cross-entropy.
     ReverseKl(ReverseKl),
     /// Sentence embeddings: mean squared difference.
     MseEmbedding(MseEmbedding),
@@ -32,10 +36,11 @@ pub enum Compares {
 }
 
 /// A term with a weight in a sum: `{kd: {...}, weight: 0.5}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WeightedTerm {
     #[serde(flatten)]
     pub term: LossTerm,
+    /// The term's weight in the sum.
     #[serde(default = "one")]
     pub weight: f64,
 }
@@ -44,7 +49,7 @@ fn one() -> f64 {
     1.0
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum LossConfig {
     One(LossTerm),

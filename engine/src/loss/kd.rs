@@ -9,9 +9,10 @@ use tch::{Reduction, Tensor};
 
 use super::{DistillLoss, LossInput, Temperature};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KdLoss {
+    /// Softens both distributions (Hinton et al.); a number, or `{from, to}` changing linearly over training.
     #[serde(default = "default_temperature")]
     pub temperature: Temperature,
     /// Weight of the soft (teacher) term; 1 − alpha goes to the hard-label cross-entropy.

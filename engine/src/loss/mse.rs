@@ -6,7 +6,7 @@ use tch::{Kind, Reduction, Tensor};
 
 use super::{DistillLoss, LossInput};
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MseLogits {}
 

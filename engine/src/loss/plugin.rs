@@ -19,7 +19,7 @@ use tch::Tensor;
 use super::{DistillLoss, LossInput};
 use crate::plugin::{self, CallInput, Limits, Runner};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginTerm {
     /// The `.wasm` file, as written in the workflow (relative paths are relative to the workflow file).

@@ -11,9 +11,10 @@ use tch::Tensor;
 
 use super::{DistillLoss, LossInput, Temperature};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReverseKl {
+    /// Softens both distributions; a number, or `{from, to}`.
     #[serde(default)]
     pub temperature: Temperature,
     /// Weight of the KL term; 1 − alpha goes to the hard-label cross-entropy.

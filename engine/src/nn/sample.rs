@@ -11,7 +11,7 @@ use tch::{Device, Kind, Tensor};
 use crate::nn::{KvCache, Mode, Model};
 use crate::rng::Rng;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sampling {
     /// Logits are divided by it; 0 picks the most likely token.

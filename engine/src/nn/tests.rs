@@ -143,6 +143,19 @@ impl TrainStep for CrossEntropy<'_> {
     }
 }
 
+/// Fits `model` on `train` by cross-entropy through the [`Learner`], scoring `val` after every epoch.
+fn fit_scored(
+    vs: &VarStore,
+    model: &dyn Model,
+    config: LearnerConfig,
+    train: &Blobs,
+    val: &Blobs,
+    rng: &mut Rng,
+) -> crate::nn::training::learner::History {
+    let eval = ModelEvaluator { model, data: val, batch_size: 64 };
+    Learner::new(config).fit(vs, &mut CrossEntropy(model), train, Some(&eval), rng, &Progress::hidden(), None).unwrap()
+}
+
 fn train_blobs(seed: u64) -> (VarStore, crate::nn::training::learner::History, f64) {
     tch::set_num_threads(1);
     let data = Blobs::new(40, 4, 0);
@@ -153,19 +166,10 @@ fn train_blobs(seed: u64) -> (VarStore, crate::nn::training::learner::History, f
         optimizer: OptimizerConfig::Adam { lr: 0.02, betas: [0.9, 0.999], weight_decay: 0.0, eps: 1e-8 },
         schedule: LrSchedule::Cosine { min_lr: 0.0, warmup_steps: 5 },
         clip_grad_norm: Some(5.0),
+        keep: Default::default(),
+        early_stopping: None,
     };
-    let eval = ModelEvaluator { model: model.as_ref(), data: &data, batch_size: 64 };
-    let history = Learner::new(config)
-        .fit(
-            &vs,
-            &mut CrossEntropy(model.as_ref()),
-            &data,
-            Some(&eval),
-            &mut Rng::derive(seed, "train"),
-            &Progress::hidden(),
-            None,
-        )
-        .unwrap();
+    let history = fit_scored(&vs, model.as_ref(), config, &data, &data, &mut Rng::derive(seed, "train"));
     let acc = accuracy_on(model.as_ref(), &data, 64);
     (vs, history, acc)
 }
@@ -181,6 +185,44 @@ fn mlp_learns_a_separable_problem_through_the_learner() {
     assert_eq!(last.val_accuracy, Some(1.0));
     assert!(last.lr.abs() < 1e-12, "cosine ends at min_lr, got {}", last.lr);
     serde_json::to_string(&history).unwrap();
+}
+
+#[test]
+fn keep_best_restores_the_best_epoch_and_early_stopping_ends_the_run() {
+    use crate::nn::training::selection::{EarlyStopping, Keep, Monitor};
+    tch::set_num_threads(1);
+    let data = Blobs::new(40, 4, 0);
+    let val = Blobs::new(10, 4, 9);
+    let fit = |epochs, keep, early_stopping| {
+        let (vs, model) = build_in(&mlp(&[16], 0.3), &[2], 4, 2);
+        let config = LearnerConfig {
+            epochs,
+            batch_size: 16,
+            // A constant rate, so that the first N epochs of a longer run are a run of N epochs.
+            optimizer: OptimizerConfig::Sgd { lr: 0.05, momentum: 0.9, nesterov: false, weight_decay: 0.0 },
+            schedule: LrSchedule::default(),
+            clip_grad_norm: None,
+            keep,
+            early_stopping,
+        };
+        let history = fit_scored(&vs, model.as_ref(), config, &data, &val, &mut Rng::new(3));
+        (weight_bytes(&vs), history)
+    };
+    let stopping = EarlyStopping { patience: 3, min_delta: 0.0, metric: None };
+    let (kept, history) = fit(40, Keep::Best(Monitor::ValAccuracy), Some(stopping));
+    let stopped = history.stopped_after.expect("stops before epoch 40");
+    assert_eq!(history.epochs.len(), stopped);
+    let best = history.kept().unwrap().clone();
+    assert_eq!(Some(best.epoch), history.best_epoch);
+    let top = history.epochs.iter().map(|e| e.val_accuracy.unwrap()).fold(0.0, f64::max);
+    assert_eq!(best.val_accuracy, Some(top));
+    // Three epochs without a better score than the best one's, then the stop.
+    assert_eq!(best.epoch + 3, stopped, "{history:?}");
+    // The weights written are the best epoch's: those of a run that ended there.
+    let (at_best, _) = fit(best.epoch, Keep::Last, None);
+    assert!(kept == at_best, "the kept weights are not epoch {}'s", best.epoch);
+    let (at_stop, _) = fit(stopped, Keep::Last, None);
+    assert!(kept != at_stop, "the last epoch's weights were kept");
 }
 
 #[test]
@@ -208,6 +250,8 @@ fn diverging_loss_names_epoch_and_batch() {
         optimizer: OptimizerConfig::Sgd { lr: 0.1, momentum: 0.0, nesterov: false, weight_decay: 0.0 },
         schedule: LrSchedule::default(),
         clip_grad_norm: None,
+        keep: Default::default(),
+        early_stopping: None,
     };
     let err = Learner::new(config)
         .fit(&vs, &mut Nan, &data, None, &mut Rng::new(0), &Progress::hidden(), None)

@@ -17,7 +17,7 @@ pub const MAX_WASM_STACK: usize = 512 * 1024;
 pub const MAX_TABLE_ELEMENTS: usize = 10_000;
 
 /// Per-call limits, settable per loss term (`limits: {fuel: ..., memory_mib: ..., timeout_ms: ...}`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Fuel per call: about one unit per wasm instruction, plus a charge per host operation proportional to the

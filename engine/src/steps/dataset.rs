@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
-use super::registry::{parse_config, ParseEnv, StepKind};
+use super::registry::{parse_config, schema_of, ParseEnv, StepKind};
 use super::StepRef;
 use super::{canonical, ArtifactKind, FileInput, InputDecl, OutputDecl, Step, StepContext};
 use crate::config::{Located, Node};
@@ -31,10 +31,15 @@ use crate::data::text::{Documents, Tokenizer};
 use crate::data::tokenizer::TextTokenizer;
 use crate::data::{self, csv::LabelColumn, normalize::Normalization, Dataset, Vocab};
 
-pub const KIND: StepKind =
-    StepKind { name: "dataset", version: 1, summary: "load, split and normalise a dataset", parse };
+pub const KIND: StepKind = StepKind {
+    name: "dataset",
+    version: 1,
+    summary: "load, split and normalise a dataset",
+    parse,
+    schema: schema_of::<DatasetConfig>,
+};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// 8×8 handwritten digits compiled into anbiq (1797 samples).
@@ -54,9 +59,10 @@ pub enum Source {
     Pairs,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetConfig {
+    /// Where the samples come from: `digits` (built in), `mnist`, `csv`, `tensors` (safetensors), `text`, `sentences` or `pairs`.
     pub source: Source,
     /// File or directory for `mnist`, `csv`, `tensors` (relative to the workflow file).
     #[serde(default)]
@@ -95,7 +101,7 @@ pub struct DatasetConfig {
 }
 
 /// Where a text dataset's tokens come from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum TokenizerChoice {
     Char,

@@ -18,16 +18,21 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use super::registry::{parse_config, ParseEnv, StepKind};
+use super::registry::{parse_config, schema_of, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
 use crate::artifact::view::write_view;
 use crate::artifact::{LoadedData, LogitsArtifact};
 use crate::config::{Located, Node};
 
-pub const KIND: StepKind =
-    StepKind { name: "filter", version: 1, summary: "keep samples by what the teacher said", parse };
+pub const KIND: StepKind = StepKind {
+    name: "filter",
+    version: 1,
+    summary: "keep samples by what the teacher said",
+    parse,
+    schema: schema_of::<FilterConfig>,
+};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Score {
     #[default]
@@ -37,29 +42,38 @@ pub enum Score {
     Entropy,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeepRule {
+    /// Keep samples whose top class has at least this probability.
     #[serde(default)]
     pub min_confidence: Option<f64>,
+    /// Keep samples whose teacher distribution has at most this entropy (nats).
     #[serde(default)]
     pub max_entropy: Option<f64>,
+    /// Keep samples whose top two probabilities differ by at least this much.
     #[serde(default)]
     pub min_margin: Option<f64>,
+    /// Keep only samples whose top class is their label.
     #[serde(default)]
     pub agree_with_label: bool,
+    /// Keep this fraction of each class, ranked by `by`.
     #[serde(default)]
     pub top_fraction: Option<f64>,
+    /// What `top_fraction` ranks by: `confidence`, `margin` or `entropy`.
     #[serde(default)]
     pub by: Score,
+    /// Keep as many samples of every class as of the smallest one.
     #[serde(default)]
     pub balance: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
+    /// The teacher's logits (an `infer` step) over the samples to filter.
     pub data: StepRef,
+    /// Which samples to keep; all conditions given must hold.
     pub keep: KeepRule,
 }
 

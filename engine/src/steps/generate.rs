@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::load_data;
-use super::registry::{parse_config, ParseEnv, StepKind};
+use super::registry::{parse_config, schema_of, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
 use crate::artifact::model::ModelArtifact;
 use crate::config::{Located, Node};
@@ -30,21 +30,33 @@ use crate::data::{Dataset, DatasetMeta};
 use crate::nn::sample::{generate, Sampling};
 use crate::rng::Rng;
 
-pub const KIND: StepKind =
-    StepKind { name: "generate", version: 1, summary: "sample text from a language model", parse };
+pub const KIND: StepKind = StepKind {
+    name: "generate",
+    version: 1,
+    summary: "sample text from a language model",
+    parse,
+    schema: schema_of::<GenerateConfig>,
+};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateConfig {
+    /// The language model that writes.
     pub model: StepRef,
+    /// Text data whose vocabulary (and prompts) it uses.
     pub data: StepRef,
+    /// Sequences to generate.
     pub count: i64,
+    /// New tokens per sequence (default: the data's context).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub length: Option<i64>,
+    /// Text every sequence starts from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// Or start each sequence from this many tokens of a data window.
     #[serde(default = "default_prompt_tokens")]
     pub prompt_tokens: i64,
+    /// `{temperature, top_k, top_p}`.
     #[serde(default)]
     pub sampling: Sampling,
     /// Sequences generated together.

@@ -37,7 +37,7 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use super::registry::{parse_config, ParseEnv, StepKind};
+use super::registry::{parse_config, schema_of, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, FileInput, InputDecl, OutputDecl, Step, StepContext};
 use crate::artifact::model::{copy_weights, ModelArtifact, ModelSpec};
 use crate::config::{Located, Node};
@@ -54,9 +54,10 @@ pub const KIND: StepKind = StepKind {
     version: 1,
     summary: "import a model: TorchScript, safetensors, a GGUF file or a Hugging Face directory",
     parse,
+    schema: schema_of::<ImportConfig>,
 };
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportConfig {
     /// A TorchScript file (relative to the workflow file) …
@@ -65,6 +66,7 @@ pub struct ImportConfig {
     /// … or a safetensors file of weights for `model` …
     #[serde(default)]
     pub weights: Option<PathBuf>,
+    /// With `weights`: the architecture the weights are for.
     #[serde(default)]
     pub model: Option<ArchConfig>,
     /// … or a GGUF file of a Llama-family model …
@@ -73,6 +75,7 @@ pub struct ImportConfig {
     /// … or a Hugging Face model directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hf: Option<PathBuf>,
+    /// With `torchscript` or `weights`: the shape of one sample (`[1, 28, 28]`).
     pub input_shape: Vec<i64>,
     /// `gguf` and `hf`: the type the weights are held in (`bf16` halves a frozen teacher's memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,7 +86,7 @@ pub struct ImportConfig {
 }
 
 /// The type a pretrained model's weights are held in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WeightDtype {
     F32,

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use super::load_data;
-use super::registry::{parse_config, ParseEnv, StepKind};
+use super::registry::{parse_config, schema_of, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
 use crate::artifact::embeddings::EmbeddingsArtifact;
 use crate::artifact::logits::StoreDtype;
@@ -35,12 +35,18 @@ use crate::nn::encode::embed_sentences;
 use crate::nn::runtime::precision::Precision;
 use crate::nn::Mode;
 
-pub const KIND: StepKind =
-    StepKind { name: "infer", version: 1, summary: "run a teacher over a dataset and cache its logits", parse };
+pub const KIND: StepKind = StepKind {
+    name: "infer",
+    version: 1,
+    summary: "run a teacher over a dataset and cache its logits",
+    parse,
+    schema: schema_of::<InferConfig>,
+};
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StoreOptions {
+    /// How values are stored: `f16` (half the bytes) or `f32`.
     #[serde(default)]
     pub dtype: StoreDtype,
     /// Keep only the k most likely classes per sample (plus the leftover probability mass).
@@ -51,13 +57,17 @@ pub struct StoreOptions {
     pub shard_windows: Option<i64>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InferConfig {
+    /// The teacher.
     pub model: StepRef,
+    /// The samples to run it on.
     pub data: StepRef,
+    /// How the outputs are stored: `{dtype: f16, top_k: 8}`.
     #[serde(default)]
     pub store: StoreOptions,
+    /// Samples per forward pass.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// Split the work into this many contiguous shards (threads locally, a job array on Slurm).

@@ -35,7 +35,7 @@ use tch::nn::VarStore;
 use tch::Tensor;
 
 use super::load_data;
-use super::registry::{parse_config, ParseEnv, StepKind};
+use super::registry::{parse_config, schema_of, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
 use crate::artifact::model::{ModelArtifact, ModelSpec, WEIGHTS_FILE};
 use crate::config::{Located, Node};
@@ -54,21 +54,29 @@ pub const KIND: StepKind = StepKind {
     version: 1,
     summary: "cut a pretrained model down (layers, MLP channels, key/value groups), weights copied",
     parse,
+    schema: schema_of::<PruneConfig>,
 };
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PruneConfig {
+    /// The teacher to cut down (llama or bert).
     pub model: StepRef,
+    /// Calibration data: what the scores are measured on.
     pub data: StepRef,
+    /// Windows (or sentences) of `data` to score on.
     #[serde(default = "default_calibration")]
     pub calibration: i64,
+    /// Rows per calibration forward pass.
     #[serde(default = "default_batch_size")]
     pub batch_size: i64,
+    /// Depth: `{keep: [0, 1, …]}`, or `{count: N, by: block_influence | loss}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layers: Option<LayersConfig>,
+    /// Width: `{size: N}` keeps the N intermediate channels of largest mean activation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mlp: Option<MlpConfig>,
+    /// Attention: `{kv_groups: N}` keeps whole key/value groups with their query heads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heads: Option<HeadsConfig>,
     /// A sentence encoder's embeddings reduced to `size` dimensions by the teacher's principal directions on the
@@ -77,9 +85,10 @@ pub struct PruneConfig {
     pub pca: Option<PcaConfig>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PcaConfig {
+    /// Dimensions kept.
     pub size: i64,
 }
 
@@ -92,18 +101,21 @@ fn default_batch_size() -> i64 {
 }
 
 /// `layers:` as written: `{keep: [..]}` or `{count: N, by: ..}`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LayersConfig {
+    /// The layers kept, by index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep: Option<Vec<usize>>,
+    /// Or how many to keep, chosen by `by`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<usize>,
+    /// `block_influence` (ShortGPT: drop the layers whose output is most like their input) or `loss` (greedily drop the layer that costs least calibration loss).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<LayerScore>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LayerScore {
     BlockInfluence,
@@ -118,15 +130,17 @@ enum Depth {
     Count(usize, LayerScore),
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MlpConfig {
+    /// Intermediate channels kept per layer.
     pub size: i64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeadsConfig {
+    /// Key/value groups kept per layer (must divide the heads evenly).
     pub kv_groups: i64,
 }
 

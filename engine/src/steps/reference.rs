@@ -52,6 +52,20 @@ impl<'de> Deserialize<'de> for StepRef {
     }
 }
 
+impl schemars::JsonSchema for StepRef {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StepRef".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)?$",
+            "description": "Another step's output: `step` (its first output) or `step.output` (`digits.train`)."
+        })
+    }
+}
+
 impl Serialize for StepRef {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -123,6 +137,20 @@ impl<'de> Deserialize<'de> for OneOrMany {
             }
         }
         d.deserialize_any(Visitor)
+    }
+}
+
+impl schemars::JsonSchema for OneOrMany {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OneOrMany".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let one = generator.subschema_for::<StepRef>();
+        schemars::json_schema!({
+            "anyOf": [one, {"type": "array", "items": one}],
+            "description": "One step reference or a list of them."
+        })
     }
 }
 

@@ -36,6 +36,17 @@ pub struct StepKind {
     pub version: u32,
     pub summary: &'static str,
     pub parse: ParseFn,
+    /// The JSON Schema of the kind's own keys ([`schema_of`] its config type), for `anbiq schema`.
+    pub schema: SchemaFn,
+}
+
+/// The schema of a kind's configuration, its nested types added to the generator's definitions.
+pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
+/// The [`SchemaFn`] of a kind whose parser deserialises `C` ([`parse_config`]): the schema is derived from the same
+/// type, so it cannot drift from what the parser accepts.
+pub fn schema_of<C: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    C::json_schema(generator)
 }
 
 /// Builds a step from its configuration node, or says everything wrong with it.

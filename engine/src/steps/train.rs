@@ -19,7 +19,7 @@ use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
 use super::load_data;
-use super::registry::{parse_config, ParseEnv, StepKind};
+use super::registry::{parse_config, schema_of, ParseEnv, StepKind};
 use super::training::{build_student, fit_and_save, training_config, Student};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
 use crate::config::{Located, Node};
@@ -31,11 +31,19 @@ use crate::nn::{tokens, ArchConfig, Mode, Model};
 use crate::rng::Rng;
 
 // 2: a model started from `init` keeps that model's tokenizer files.
-pub const KIND: StepKind = StepKind { name: "train", version: 2, summary: "train a model on labelled data", parse };
+pub const KIND: StepKind = StepKind {
+    name: "train",
+    version: 2,
+    summary: "train a model on labelled data",
+    parse,
+    schema: schema_of::<TrainConfig>,
+};
 
 training_config! {
     pub struct TrainConfig {
+        /// The training data: a dataset step's split (`digits.train`) or a filtered view.
         pub data: StepRef,
+        /// A dataset to score after every epoch (validation accuracy; next-token accuracy on text).
         #[serde(default)]
         pub val: Option<StepRef>,
         /// The architecture; may be left out with `init` (then it is `init`'s).

@@ -16,7 +16,7 @@ pub(super) struct Header<'a> {
     pub steps: Option<&'a Node>,
 }
 
-const KEYS: &[&str] = &["name", "description", "seed", "device", "threads", "resources", "params", "steps"];
+pub(super) const KEYS: &[&str] = &["name", "description", "seed", "device", "threads", "resources", "params", "steps"];
 const DEFAULT_SEED: u64 = 0;
 
 pub(super) fn read<'a>(root: &'a Node, errors: &mut Vec<Located>) -> Header<'a> {

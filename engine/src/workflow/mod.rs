@@ -18,6 +18,7 @@ mod overrides;
 mod recover;
 mod references;
 mod resources;
+pub mod schema;
 mod text;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::located;
 use crate::config::{Located, Node, Value};
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Resources {
     /// CPU cores for the step's job.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -29,7 +29,7 @@ pub struct Resources {
     pub time: Option<String>,
 }
 
-const KEYS: &[&str] = &["cpus", "gpus", "mem", "time"];
+pub(super) const KEYS: &[&str] = &["cpus", "gpus", "mem", "time"];
 
 impl Resources {
     /// Each field from `self`, else from `defaults`.

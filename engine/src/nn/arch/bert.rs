@@ -24,21 +24,31 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BertConfig {
+    /// Word-piece vocabulary size (`config.json`'s name, as every field here).
     pub vocab_size: i64,
+    /// Width of the hidden states.
     pub hidden_size: i64,
+    /// Encoder layers.
     pub num_hidden_layers: i64,
+    /// Attention heads per layer.
     pub num_attention_heads: i64,
+    /// Width of the feed-forward layer.
     pub intermediate_size: i64,
+    /// The longest input, in tokens.
     pub max_position_embeddings: i64,
+    /// Token type (segment) embeddings.
     #[serde(default = "default_type_vocab")]
     pub type_vocab_size: i64,
+    /// LayerNorm's epsilon.
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
+    /// `gelu` or `relu`.
     #[serde(default)]
     pub hidden_act: HiddenAct,
+    /// The padding token.
     #[serde(default)]
     pub pad_token_id: i64,
     /// How token states become one embedding.
@@ -57,12 +67,15 @@ pub struct BertConfig {
 }
 
 /// sentence-transformers' `Dense` module after pooling: `activation(linear(x))`.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DenseHead {
+    /// The embedding width after the head.
     pub out_features: i64,
+    /// The head adds a bias.
     #[serde(default)]
     pub bias: bool,
+    /// Applied after the linear map (`identity` by default).
     #[serde(default)]
     pub activation: DenseActivation,
     /// The head comes before `Normalize` (sentence-transformers' modules Pooling, Dense, Normalize, as LaBSE has them)
@@ -71,7 +84,7 @@ pub struct DenseHead {
     pub before_normalize: bool,
 }
 
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DenseActivation {
     #[default]
@@ -87,7 +100,7 @@ fn default_eps() -> f64 {
     1e-12
 }
 
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HiddenAct {
     /// The exact, erf-based GELU (`gelu` in `config.json`).
@@ -98,7 +111,7 @@ pub enum HiddenAct {
     Relu,
 }
 
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Pooling {
     /// Mean of the states of the real (non-padding) tokens.

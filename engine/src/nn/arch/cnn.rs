@@ -9,15 +9,18 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CnnConfig {
     /// Output channels of each conv block, e.g. `[32, 64]`.
     pub channels: Vec<i64>,
+    /// Convolution kernel size.
     #[serde(default = "default_kernel")]
     pub kernel: i64,
+    /// Max-pooling size after each conv block.
     #[serde(default = "default_pool")]
     pub pool: i64,
+    /// Widths of the fully connected layers of the head.
     #[serde(default = "default_hidden")]
     pub hidden: Vec<i64>,
     /// Dropout after each hidden layer of the head.

@@ -20,14 +20,18 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GptConfig {
+    /// Transformer blocks.
     pub layers: i64,
+    /// Attention heads per block.
     pub heads: i64,
+    /// Width of the residual stream.
     pub d_model: i64,
     /// The longest input, in tokens (rows of the position table).
     pub context: i64,
+    /// Dropout in attention and MLP outputs during training.
     #[serde(default)]
     pub dropout: f64,
     /// Output projection = token embedding (transposed).

@@ -26,12 +26,16 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LlamaConfig {
+    /// Width of the residual stream (`config.json`'s name, as every field here).
     pub hidden_size: i64,
+    /// Width of the gated MLP.
     pub intermediate_size: i64,
+    /// Decoder layers.
     pub num_hidden_layers: i64,
+    /// Query heads per layer.
     pub num_attention_heads: i64,
     /// Defaults to `num_attention_heads` (no grouping).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,10 +48,13 @@ pub struct LlamaConfig {
     pub vocab_size: Option<i64>,
     /// The longest input, in tokens.
     pub max_position_embeddings: i64,
+    /// RMSNorm's epsilon.
     #[serde(default = "default_eps")]
     pub rms_norm_eps: f64,
+    /// RoPE's base frequency.
     #[serde(default = "default_theta")]
     pub rope_theta: f64,
+    /// `{rope_type: linear, factor}` or Llama 3.1's `{rope_type: llama3, …}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_scaling: Option<RopeScaling>,
     /// Biases on the q, k, v and o projections.
@@ -56,13 +63,16 @@ pub struct LlamaConfig {
     /// Biases on the q, k and v projections only (Qwen2).
     #[serde(default)]
     pub qkv_bias: bool,
+    /// Biases in the MLP projections.
     #[serde(default)]
     pub mlp_bias: bool,
+    /// Output projection = token embedding.
     #[serde(default)]
     pub tie_word_embeddings: bool,
     /// The tokenizer's special tokens, as `config.json` records them (for export and generation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bos_token_id: Option<i64>,
+    /// The end-of-sequence token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eos_token_id: Option<i64>,
     /// Mistral's attention window. anbiq attends to the whole input, which equals windowed attention only for inputs
@@ -80,7 +90,7 @@ fn default_theta() -> f64 {
 }
 
 /// `rope_scaling` of `config.json`.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(tag = "rope_type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RopeScaling {
     /// Positions divided by `factor`.

@@ -8,11 +8,12 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MlpConfig {
     /// Hidden layer widths; empty gives a linear classifier.
     pub hidden: Vec<i64>,
+    /// `relu` (default), `gelu`, `tanh`, …
     #[serde(default)]
     pub activation: Activation,
     /// Dropout after each hidden activation.

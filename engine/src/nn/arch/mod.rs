@@ -34,7 +34,7 @@ pub trait Architecture {
 }
 
 /// An architecture config, internally tagged by `arch`.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(tag = "arch", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ArchConfig {
     Mlp(MlpConfig),

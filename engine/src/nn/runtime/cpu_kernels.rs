@@ -8,6 +8,11 @@
 //! does — gives the same lockfile (tests/golden). That is the default; `ANBIQ_CPU=native` keeps libtorch's own
 //! choice (faster where AVX-512 or AVX512-BF16 help; bits then depend on the CPU model).
 //!
+//! Not on AMD: on an AMD EPYC (Zen, AVX2 without AVX-512) MKL ignores `MKL_CBWR=AVX2` — `AVX2`, `AVX512` and `SSE4_2`
+//! all gave the same bits there, and only `COMPATIBLE` others — so its GEMMs take AMD's path and the quickstart's
+//! models differ from an Intel CPU's. The mode therefore names the vendor (`avx2` on Intel, `avx2-amd` on AMD): keys
+//! computed on the two never mix, and each vendor has its own golden lockfiles (tests/golden/avx2-amd/).
+//!
 //! The libraries read their variables once, when first used, so [`pin_portable`] must run before libtorch computes
 //! anything: first thing in `main` (the test and example processes get the variables from `.cargo/config.toml`).
 //! The mode is part of every cache key ([`mode`]): outputs computed on other code paths never share a key.
@@ -31,14 +36,33 @@ pub fn pin_portable() {
     }
 }
 
-/// `avx2` when the three libraries are pinned to their AVX2 paths on an x86_64 CPU that has AVX2 (the same bits on
-/// any such CPU), else `native-<arch>` (this CPU's choice, or the user's own settings: bits specific to the CPU).
+/// When the three libraries are pinned to their AVX2 paths on an x86_64 CPU that has AVX2: `avx2` on Intel (the same
+/// bits on any Intel CPU with AVX2), `avx2-<vendor>` elsewhere (`avx2-amd`: the same pins, but MKL's GEMMs follow the
+/// vendor's own path). Else `native-<arch>` (this CPU's choice, or the user's own settings: bits specific to the CPU).
 pub fn mode() -> String {
     let is = |name: &str, value: &str| std::env::var(name).is_ok_and(|v| v.eq_ignore_ascii_case(value));
-    if has_avx2() && is(MKL, "AVX2") && is(ATEN, "avx2") && is(ONEDNN, "AVX2") {
-        "avx2".into()
-    } else {
-        format!("native-{}", std::env::consts::ARCH)
+    if !(has_avx2() && is(MKL, "AVX2") && is(ATEN, "avx2") && is(ONEDNN, "AVX2")) {
+        return format!("native-{}", std::env::consts::ARCH);
+    }
+    match vendor().as_str() {
+        "GenuineIntel" => "avx2".into(),
+        "AuthenticAMD" => "avx2-amd".into(),
+        other => format!("avx2-{}", other.to_ascii_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "")),
+    }
+}
+
+/// The CPU's vendor string (`GenuineIntel`, `AuthenticAMD`), from CPUID leaf 0.
+fn vendor() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // CPUID leaf 0 exists on every x86_64 CPU (the intrinsic is safe there).
+        let id = std::arch::x86_64::__cpuid(0);
+        let bytes: Vec<u8> = [id.ebx, id.edx, id.ecx].iter().flat_map(|r| r.to_le_bytes()).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        String::new()
     }
 }
 

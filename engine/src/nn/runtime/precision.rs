@@ -25,7 +25,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::nn::{Mode, Model};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// Everything in f32 (the default).
@@ -51,7 +51,7 @@ impl Precision {
     /// held to AVX2 and bf16 matmuls take libtorch's reference GEMM (several times slower than f32; measured in
     /// BENCHMARKS.md). `ANBIQ_CPU=native` gives them AVX512-BF16 / AMX where the CPU has it.
     pub fn warn_if_slow(self, device: Device, step: &str) {
-        if self == Precision::Bf16 && device == Device::Cpu && super::cpu_kernels::mode() == "avx2" {
+        if self == Precision::Bf16 && device == Device::Cpu && super::cpu_kernels::mode().starts_with("avx2") {
             tracing::warn!(
                 step,
                 "precision: bf16 on the CPU under the portable kernel mode is slower than f32 (bf16 matmuls without \

@@ -2,6 +2,8 @@
 //! same weights as an uninterrupted one — weights, optimiser buffers, both random streams, the position in the data
 //! and the history so far.
 //!
+//! With `keep: best …` it also holds the best epoch's weights, so a resumed run ends with the same kept weights.
+//!
 //! A checkpoint directory holds `current/` (the newest complete checkpoint); a new one is written to `next/`, then
 //! swapped in with renames, so a crash at any moment leaves a complete checkpoint (`current/` or `previous/`).
 
@@ -39,14 +41,22 @@ pub struct Checkpoint {
 const STATE: &str = "state.json";
 const WEIGHTS: &str = "weights.safetensors";
 const OPTIMIZER: &str = "optimizer.safetensors";
+const BEST: &str = "best.safetensors";
 
 impl Checkpoint {
     pub fn new(dir: impl Into<PathBuf>) -> Checkpoint {
         Checkpoint { dir: dir.into() }
     }
 
-    /// Saves a complete checkpoint, replacing the previous one only once the new one is on disk.
-    pub fn save(&self, vs: &VarStore, opt: &Optimizer, position: &Position) -> anyhow::Result<()> {
+    /// Saves a complete checkpoint (with the best epoch's weights, when the run keeps them), replacing the previous
+    /// one only once the new one is on disk.
+    pub fn save(
+        &self,
+        vs: &VarStore,
+        opt: &Optimizer,
+        position: &Position,
+        best: Option<&[(String, Tensor)]>,
+    ) -> anyhow::Result<()> {
         let next = self.dir.join("next");
         if next.exists() {
             fs::remove_dir_all(&next)?;
@@ -58,8 +68,15 @@ impl Checkpoint {
             named.into_iter().map(|(n, t)| (n, t.detach().to_device(tch::Device::Cpu).contiguous())).collect();
         Tensor::write_safetensors(&named, next.join(WEIGHTS))?;
         opt.save(&next.join(OPTIMIZER))?;
+        let mut files = vec![WEIGHTS, OPTIMIZER, STATE];
+        if let Some(best) = best {
+            let on_cpu: Vec<(&str, Tensor)> =
+                best.iter().map(|(n, t)| (n.as_str(), t.to_device(tch::Device::Cpu).contiguous())).collect();
+            Tensor::write_safetensors(&on_cpu, next.join(BEST))?;
+            files.push(BEST);
+        }
         fs::write(next.join(STATE), serde_json::to_string(position)?)?;
-        for f in [WEIGHTS, OPTIMIZER, STATE] {
+        for f in files {
             fs::File::open(next.join(f))?.sync_all()?;
         }
         let current = self.dir.join("current");
@@ -77,8 +94,9 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// Loads the newest complete checkpoint into `vs` and `opt`; `None` when there is none.
-    pub fn load(&self, vs: &VarStore, opt: &mut Optimizer) -> anyhow::Result<Option<Position>> {
+    /// Loads the newest complete checkpoint into `vs` and `opt`, with the best epoch's weights when it holds them
+    /// (on `vs`'s device); `None` when there is none.
+    pub fn load(&self, vs: &VarStore, opt: &mut Optimizer) -> anyhow::Result<Option<(Position, Option<Weights>)>> {
         let Some(dir) = ["current", "previous"].iter().map(|d| self.dir.join(d)).find(|d| d.join(STATE).exists())
         else {
             return Ok(None);
@@ -87,9 +105,18 @@ impl Checkpoint {
             .with_context(|| format!("reading {}", dir.join(STATE).display()))?;
         load_weights(vs, &dir.join(WEIGHTS))?;
         opt.load(&dir.join(OPTIMIZER))?;
-        Ok(Some(position))
+        let best = dir.join(BEST);
+        let best = best
+            .exists()
+            .then(|| Tensor::read_safetensors(&best).with_context(|| format!("reading {}", best.display())))
+            .transpose()?
+            .map(|named| named.into_iter().map(|(n, t)| (n, t.to_device(vs.device()))).collect());
+        Ok(Some((position, best)))
     }
 }
+
+/// Tensors by name.
+pub type Weights = Vec<(String, Tensor)>;
 
 fn load_weights(vs: &VarStore, path: &Path) -> anyhow::Result<()> {
     let saved = Tensor::read_safetensors(path).with_context(|| format!("reading {}", path.display()))?;

@@ -4,11 +4,12 @@
 //! Data access stays behind [`BatchSource`] so any dataset (in memory, on a GPU, a teacher's cached logits) can feed it.
 
 use crate::nn::runtime::progress::Progress;
-use crate::nn::training::checkpoint::{Checkpoint, Position};
+use crate::nn::training::checkpoint::{Checkpoint, Position, Weights};
 use crate::nn::training::metrics;
 use crate::nn::training::optimizer::Optimizer;
 use crate::nn::training::optimizer_config::OptimizerConfig;
 use crate::nn::training::schedule::LrSchedule;
+use crate::nn::training::selection::{self, EarlyStopping, Keep};
 use crate::nn::{Mode, Model};
 use crate::rng::Rng;
 use anyhow::{bail, Result};
@@ -107,6 +108,11 @@ pub struct LearnerConfig {
     /// Clip the global L2 norm of all gradients to this value before each step.
     #[serde(default)]
     pub clip_grad_norm: Option<f64>,
+    /// Which epoch's weights the run ends with.
+    #[serde(default)]
+    pub keep: Keep,
+    #[serde(default)]
+    pub early_stopping: Option<EarlyStopping>,
 }
 
 impl LearnerConfig {
@@ -119,10 +125,21 @@ impl LearnerConfig {
         }
         self.optimizer.validate()?;
         self.schedule.validate()?;
+        if let Some(stopping) = &self.early_stopping {
+            stopping.validate()?;
+        }
         match self.clip_grad_norm {
             Some(c) if !(c > 0.0 && c.is_finite()) => Err(format!("clip_grad_norm: must be positive, got {c}")),
             _ => Ok(()),
         }
+    }
+
+    /// Whether the run scores a validation set after each epoch for `keep` or `early_stopping`.
+    pub fn needs_val(&self) -> Option<&'static str> {
+        if matches!(self.keep, Keep::Best(m) if m.needs_val()) {
+            return Some("keep");
+        }
+        self.early_stopping.as_ref().filter(|s| s.monitor(self.keep).needs_val()).map(|_| "early_stopping")
     }
 }
 
@@ -141,11 +158,25 @@ pub struct EpochRecord {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct History {
     pub epochs: Vec<EpochRecord>,
+    /// With `keep: best …`: the epoch whose weights were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_epoch: Option<usize>,
+    /// With `early_stopping`: the epoch after which training stopped, when it stopped before the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_after: Option<usize>,
 }
 
 impl History {
     pub fn last(&self) -> Option<&EpochRecord> {
         self.epochs.last()
+    }
+
+    /// The epoch whose weights the run ended with: the best one when it kept the best, else the last.
+    pub fn kept(&self) -> Option<&EpochRecord> {
+        match self.best_epoch {
+            Some(best) => self.epochs.iter().find(|e| e.epoch == best),
+            None => self.last(),
+        }
     }
 }
 
@@ -188,6 +219,9 @@ impl Learner {
     ) -> Result<History> {
         let cfg = &self.config;
         cfg.validate().map_err(anyhow::Error::msg)?;
+        if let Some(field) = cfg.needs_val().filter(|_| val.is_none()) {
+            bail!("`{field}` watches val_accuracy, which needs a `val` set");
+        }
         let n = train.len();
         if n == 0 {
             bail!("training set is empty");
@@ -207,9 +241,11 @@ impl Learner {
             history: History::default(),
         };
         rng.next_u64();
+        let mut best = BestWeights::default();
         let mut pos = match checkpoint.map(|c| c.load(vs, &mut opt)).transpose()?.flatten() {
-            Some(saved) => {
+            Some((saved, best_weights)) => {
                 tracing::info!(epoch = saved.epoch, batch = saved.batch, "resuming from a checkpoint");
+                best = BestWeights { epoch: selection::best_epoch(cfg.keep, &saved.history), weights: best_weights };
                 saved
             }
             None => fresh,
@@ -230,7 +266,7 @@ impl Learner {
                 if crate::interrupt::requested() {
                     if let Some(c) = checkpoint {
                         pos.step_rng = step_rng.state();
-                        c.save(vs, &opt, &pos)?;
+                        c.save(vs, &opt, &pos, best.weights.as_deref())?;
                     }
                     return Err(crate::interrupt::Interrupted.into());
                 }
@@ -266,6 +302,17 @@ impl Learner {
             };
             tracing::debug!(epoch, train_loss, ?val_accuracy, lr, seconds, "epoch done");
             pos.history.epochs.push(EpochRecord { epoch, train_loss, val_accuracy, lr });
+            let best_now = selection::best_epoch(cfg.keep, &pos.history);
+            if best_now.is_some() && best_now != best.epoch {
+                best = BestWeights { epoch: best_now, weights: Some(snapshot(vs)) };
+            }
+            let stop = epoch < cfg.epochs
+                && cfg.early_stopping.as_ref().is_some_and(|s| s.should_stop(cfg.keep, &pos.history));
+            if stop {
+                tracing::info!(epoch, "stopping early: no improvement for the patience given");
+                pos.history.stopped_after = Some(epoch);
+                break;
+            }
             pos = Position {
                 epoch: epoch + 1,
                 batch: 0,
@@ -276,11 +323,40 @@ impl Learner {
             };
             if let Some(c) = checkpoint {
                 if pos.epoch <= cfg.epochs {
-                    c.save(vs, &opt, &pos)?;
+                    c.save(vs, &opt, &pos, best.weights.as_deref())?;
                 }
             }
         }
         bar.finish_and_clear();
+        pos.history.best_epoch = best.epoch;
+        if let Some(weights) = best.weights.filter(|_| best.epoch != pos.history.last().map(|e| e.epoch)) {
+            restore(vs, &weights);
+        }
         Ok(pos.history)
     }
+}
+
+/// The weights of the best epoch so far, for `keep: best …`.
+#[derive(Default)]
+struct BestWeights {
+    epoch: Option<usize>,
+    weights: Option<Weights>,
+}
+
+/// A copy of every variable, by name.
+fn snapshot(vs: &VarStore) -> Weights {
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (n, t.detach().copy())).collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
+fn restore(vs: &VarStore, weights: &[(String, Tensor)]) {
+    let variables = vs.variables();
+    tch::no_grad(|| {
+        for (name, saved) in weights {
+            if let Some(v) = variables.get(name) {
+                v.shallow_clone().copy_(saved);
+            }
+        }
+    });
 }

@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod optimizer;
 pub mod optimizer_config;
 pub mod schedule;
+pub mod selection;
 pub mod similarity;

@@ -2,36 +2,48 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OptimizerConfig {
     Sgd {
+        /// Learning rate.
         lr: f64,
+        /// Momentum (0: plain SGD).
         #[serde(default)]
         momentum: f64,
+        /// Nesterov momentum.
         #[serde(default)]
         nesterov: bool,
+        /// L2 penalty added to the gradient.
         #[serde(default)]
         weight_decay: f64,
     },
     /// Adam; `weight_decay` is an L2 penalty added to the gradient, as in `torch.optim.Adam`.
     Adam {
+        /// Learning rate.
         lr: f64,
+        /// Decay rates of the first and second moment estimates.
         #[serde(default = "default_betas")]
         betas: [f64; 2],
+        /// L2 penalty added to the gradient.
         #[serde(default)]
         weight_decay: f64,
+        /// Added to the denominator for stability.
         #[serde(default = "default_eps")]
         eps: f64,
     },
     /// Adam with decoupled weight decay, as in `torch.optim.AdamW` (same default decay 0.01).
     #[serde(rename = "adamw")]
     AdamW {
+        /// Learning rate.
         lr: f64,
+        /// Decay rates of the first and second moment estimates.
         #[serde(default = "default_betas")]
         betas: [f64; 2],
+        /// Decoupled weight decay.
         #[serde(default = "default_adamw_decay")]
         weight_decay: f64,
+        /// Added to the denominator for stability.
         #[serde(default = "default_eps")]
         eps: f64,
     },

@@ -6,24 +6,30 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LrSchedule {
     Constant {
+        /// Steps of linear warm-up from 0 to the base rate.
         #[serde(default)]
         warmup_steps: usize,
     },
     /// Multiply by `gamma` every `every` steps after warm-up.
     Step {
+        /// Steps between decays.
         every: usize,
+        /// Factor the rate is multiplied by at each decay.
         gamma: f64,
+        /// Steps of linear warm-up from 0 to the base rate.
         #[serde(default)]
         warmup_steps: usize,
     },
     /// Half-cosine from the base rate down to `min_lr` at the last step.
     Cosine {
+        /// The rate at the last step.
         #[serde(default)]
         min_lr: f64,
+        /// Steps of linear warm-up from 0 to the base rate.
         #[serde(default)]
         warmup_steps: usize,
     },

@@ -33,7 +33,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use super::load_data;
-use super::registry::{parse_config, ParseEnv, StepKind};
+use super::registry::{parse_config, schema_of, ParseEnv, StepKind};
 use super::training::{fit_and_save, training_config, Student};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OneOrMany, OutputDecl, Step, StepContext, StepRef};
 use crate::artifact::LoadedData;
@@ -49,21 +49,30 @@ pub use teacher::Teacher;
 use teacher::{load_teacher, TeacherRows};
 
 // 2: a student started from `init` keeps that model's tokenizer files.
-pub const KIND: StepKind =
-    StepKind { name: "distill", version: 2, summary: "train a student from a teacher's logits or model", parse };
+pub const KIND: StepKind = StepKind {
+    name: "distill",
+    version: 2,
+    summary: "train a student from a teacher's logits or model",
+    parse,
+    schema: schema_of::<DistillConfig>,
+};
 
 training_config! {
     pub struct DistillConfig {
+        /// What the student learns from: stored logits (an `infer` step), a model (run in the loop), or a list of them (an ensemble).
         pub teacher: OneOrMany,
         /// With several teachers: their weights (normalised to sum to 1); equal by default.
         #[serde(default)]
         pub teacher_weights: Option<Vec<f64>>,
+        /// The training data (with labels for the label terms of the loss).
         pub data: StepRef,
+        /// A dataset to score after every epoch.
         #[serde(default)]
         pub val: Option<StepRef>,
         /// The student's architecture; may be left out with `init` (then it is `init`'s).
         #[serde(default)]
         pub model: Option<ArchConfig>,
+        /// One term (`{kd: {temperature: 4, alpha: 0.9}}`) or a weighted list of terms, plugins included.
         pub loss: LossConfig,
     }
     after {
@@ -78,7 +87,7 @@ training_config! {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TopKTail {
     Even,

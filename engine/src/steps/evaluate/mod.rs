@@ -35,7 +35,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::infer::batched_logits;
 use super::load_data;
-use super::registry::{parse_config, ParseEnv, StepKind};
+use super::registry::{parse_config, schema_of, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
 use crate::artifact::model::{LoadedModel, ModelArtifact};
 use crate::config::{Located, Node};
@@ -44,15 +44,23 @@ use crate::nn::training::metrics;
 use crate::nn::Mode;
 
 // 2: text reports add bits_per_byte.
-pub const KIND: StepKind = StepKind { name: "evaluate", version: 2, summary: "compare models on a dataset", parse };
+pub const KIND: StepKind = StepKind {
+    name: "evaluate",
+    version: 2,
+    summary: "compare models on a dataset",
+    parse,
+    schema: schema_of::<EvaluateConfig>,
+};
 
 /// The file `anbiq metrics` reads.
 pub const METRICS_FILE: &str = "metrics.json";
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateConfig {
+    /// The test data.
     pub data: StepRef,
+    /// The models compared, each a model step (a swept step lists every variant).
     pub models: Vec<StepRef>,
     /// One of `models`: agreement and KL are measured against it.
     #[serde(default)]
@@ -60,6 +68,7 @@ pub struct EvaluateConfig {
     /// Measure latency and throughput (these vary from run to run, unlike every other metric).
     #[serde(default = "default_true")]
     pub timing: bool,
+    /// Repetitions of the latency measurement.
     #[serde(default = "default_latency_runs")]
     pub latency_runs: usize,
     /// Text data: generated samples per model for the report.
@@ -67,7 +76,7 @@ pub struct EvaluateConfig {
     pub samples: Option<SampleOptions>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SampleOptions {
     /// Text every sample starts from (must use the data's vocabulary).
@@ -75,8 +84,10 @@ pub struct SampleOptions {
     /// New tokens per sample.
     #[serde(default = "default_sample_length")]
     pub length: i64,
+    /// Samples per model.
     #[serde(default = "default_sample_count")]
     pub count: i64,
+    /// `{temperature, top_k, top_p}` (greedy at temperature 0).
     #[serde(default)]
     pub sampling: crate::nn::sample::Sampling,
 }

@@ -25,7 +25,8 @@ pub struct Student<'a> {
 }
 
 /// Trains `student` on `train` (scored on `val` after every epoch, checkpointed by the step's context) and writes
-/// the `model` output: weights, spec, `history.json`; records `parameters`, `train_loss` and `val_accuracy`.
+/// the `model` output: weights, spec, `history.json`; records `parameters`, and `train_loss` and `val_accuracy` of
+/// the epoch it kept (with `best_epoch` when it kept the best, `stopped_after` when it stopped early).
 pub fn fit_and_save(
     ctx: &mut StepContext,
     options: &TrainingOptions,
@@ -60,11 +61,17 @@ pub fn fit_and_save(
     }
     std::fs::write(dir.join("history.json"), serde_json::to_string_pretty(&history)? + "\n")?;
     ctx.record_metric("parameters", spec.parameters);
-    if let Some(last) = history.last() {
-        ctx.record_metric("train_loss", last.train_loss);
-        if let Some(acc) = last.val_accuracy {
+    if let Some(kept) = history.kept() {
+        ctx.record_metric("train_loss", kept.train_loss);
+        if let Some(acc) = kept.val_accuracy {
             ctx.record_metric("val_accuracy", acc);
         }
+    }
+    if let Some(epoch) = history.best_epoch {
+        ctx.record_metric("best_epoch", epoch);
+    }
+    if let Some(epoch) = history.stopped_after {
+        ctx.record_metric("stopped_after", epoch);
     }
     Ok(())
 }

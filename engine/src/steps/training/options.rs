@@ -6,6 +6,7 @@ use crate::nn::training::chunked;
 use crate::nn::training::learner::LearnerConfig;
 use crate::nn::training::optimizer_config::OptimizerConfig;
 use crate::nn::training::schedule::LrSchedule;
+use crate::nn::training::selection::{EarlyStopping, Keep};
 
 /// The fields every training step accepts, gathered from a step's config (declared with [`training_config!`]) to
 /// validate and run.
@@ -20,6 +21,10 @@ pub struct TrainingOptions {
     pub jitter: i64,
     /// Positions per chunk of a language model's loss; `None`: [`chunked::chunk_positions`] of the vocabulary.
     pub loss_chunk: Option<i64>,
+    pub keep: Keep,
+    pub early_stopping: Option<EarlyStopping>,
+    /// Whether the step has a `val` set to score after each epoch.
+    pub has_val: bool,
 }
 
 pub fn default_batch_size() -> usize {
@@ -38,6 +43,9 @@ impl TrainingOptions {
             let (field, message) =
                 e.split_once(": ").map(|(f, m)| (f.to_string(), m.to_string())).unwrap_or(("".into(), e));
             problems.push((field, message));
+        }
+        if let Some(field) = self.learner().needs_val().filter(|_| !self.has_val) {
+            problems.push((field.into(), "scores `val_accuracy`, which needs a `val` set".into()));
         }
         if let Some(n) = self.loss_chunk.filter(|n| *n < 1) {
             problems.push(("loss_chunk".into(), format!("must be 1 position or more, got {n}")));
@@ -60,13 +68,15 @@ impl TrainingOptions {
             optimizer: self.optimizer.clone(),
             schedule: self.schedule.clone(),
             clip_grad_norm: self.clip_grad_norm,
+            keep: self.keep,
+            early_stopping: self.early_stopping.clone(),
         }
     }
 }
 
 /// Declares a training step's config struct: the step's own leading fields, then the training fields every
 /// training step accepts (`epochs`, `batch_size`, `optimizer`, `schedule`, `clip_grad_norm`, `jitter`), then the
-/// step's trailing fields (`after { … }`), then `precision`; plus `training()`, which gathers them into
+/// step's trailing fields (`after { … }`), then `precision`, `loss_chunk`, `keep` and `early_stopping`; plus `training()`, which gathers them into
 /// [`TrainingOptions`]. One definition, so a new training field reaches `train` and `distill` alike. (serde's
 /// `flatten` would share a struct instead, but it does not combine with `deny_unknown_fields`.)
 ///
@@ -79,17 +89,22 @@ macro_rules! training_config {
         after { $($trail:tt)* }
     ) => {
         $(#[$meta])*
-        #[derive(Clone, Debug, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, Debug, ::serde::Serialize, ::serde::Deserialize, ::schemars::JsonSchema)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
             $($lead)*
+            /// Passes over the training data.
             pub epochs: usize,
+            /// Samples per optimiser step.
             #[serde(default = "crate::steps::training::default_batch_size")]
             pub batch_size: usize,
+            /// `{name: adam | adamw | sgd, lr, …}`.
             #[serde(default = "crate::steps::training::default_optimizer")]
             pub optimizer: $crate::nn::training::optimizer_config::OptimizerConfig,
+            /// The learning rate over training: `{kind: constant | cosine | step, …}`.
             #[serde(default)]
             pub schedule: $crate::nn::training::schedule::LrSchedule,
+            /// Clip the global L2 norm of all gradients to this value before each step.
             #[serde(default)]
             pub clip_grad_norm: Option<f64>,
             /// Random translation of image inputs by up to this many pixels.
@@ -103,6 +118,12 @@ macro_rules! training_config {
             /// 2^24 logits per chunk; see [`crate::nn::training::chunked`]). Memory against per-chunk overhead.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub loss_chunk: Option<i64>,
+            /// Which epoch's weights the step writes: `last` (default) or `best val_accuracy` / `best train_loss`.
+            #[serde(default, skip_serializing_if = "crate::nn::training::selection::Keep::is_last")]
+            pub keep: $crate::nn::training::selection::Keep,
+            /// Stop when the watched metric has not improved for `patience` epochs.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub early_stopping: Option<$crate::nn::training::selection::EarlyStopping>,
         }
 
         impl $name {
@@ -115,6 +136,9 @@ macro_rules! training_config {
                     clip_grad_norm: self.clip_grad_norm,
                     jitter: self.jitter,
                     loss_chunk: self.loss_chunk,
+                    keep: self.keep,
+                    early_stopping: self.early_stopping.clone(),
+                    has_val: self.val.is_some(),
                 }
             }
         }

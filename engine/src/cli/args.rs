@@ -241,8 +241,8 @@ pub struct RunArgs {
     pub json: bool,
     /// At the end, write the HTML report (as `anbiq report` does) to PATH, by default `<workflow>.report.html`
     /// beside the workflow; the path is printed.
-    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
-    pub report: Option<PathBuf>,
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    pub report: Option<Option<PathBuf>>,
     /// Where steps run: `local` (this machine, in threads) or `slurm` (one sbatch job per step; the store must be
     /// on a filesystem every node mounts).
     #[arg(long, value_enum, default_value_t = Executor::Local)]

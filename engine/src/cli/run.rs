@@ -82,7 +82,7 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
         print_summary(&report);
     }
     if let Some(path) = &args.report {
-        let path = if path.as_os_str().is_empty() { super::report::default_path(&wf) } else { path.clone() };
+        let path = path.clone().unwrap_or_else(|| super::report::default_path(&wf));
         super::report::write(&wf, &args.workflow, Some(&report), &path)?;
         // With --json, stdout is the JSON document alone.
         if args.json {

@@ -147,7 +147,9 @@ pub fn build(wf: &Workflow, sources: &Sources) -> anyhow::Result<Page> {
     let store = sources.store;
     let order = dag.order();
     let position: BTreeMap<usize, usize> = order.iter().enumerate().map(|(pos, &i)| (i, pos)).collect();
-    let kind_of = |id: &str| wf.step_index(id).map(|i| wf.steps[i].kind);
+    // A model reference names a step, or a step's output (`student.model`).
+    let step_of = |reference: &str| wf.step_index(reference.split('.').next().unwrap_or(reference));
+    let kind_of = |reference: &str| step_of(reference).map(|i| wf.steps[i].kind);
 
     let mut sections = Vec::new();
     let mut nodes = Vec::new();
@@ -193,13 +195,13 @@ pub fn build(wf: &Workflow, sources: &Sources) -> anyhow::Result<Page> {
                     let histories =
                         models.iter().map(|m| history_of(wf, store, &keys, m)).collect::<anyhow::Result<Vec<_>>>()?;
                     let report = read_report(&dir, &manifest.timings)?;
-                    evaluation_section(&mut section, shape(report, &models, &[]), &models, &roles, &histories)?;
                     let variants: Vec<(String, BTreeMap<String, Value>)> = models
                         .iter()
-                        .filter_map(|m| wf.step_index(m).map(|j| (m.clone(), wf.steps[j].matrix.clone())))
+                        .filter_map(|m| step_of(m).map(|j| (m.clone(), wf.steps[j].matrix.clone())))
                         .filter(|(_, matrix)| !matrix.is_empty())
                         .collect();
-                    sweep_section(&mut section, &variants, &read_report(&dir, &manifest.timings)?)?;
+                    evaluation_section(&mut section, shape(report.clone(), &models, &[]), &models, &roles, &histories)?;
+                    sweep_section(&mut section, &variants, &report)?;
                     section.samples = read_samples(&dir.join("report").join("report.md"));
                 }
                 "filter" => {

@@ -8,7 +8,9 @@ use serde_json::Value;
 use super::args::MetricsArgs;
 use super::{load, CliError, EXIT_OK};
 use crate::graph::{compute_keys, Dag, KeyEnv};
-use crate::report::results::{format_number, lower_is_better, merge_timings, model_order, shape, REPORT_METRICS_FILE};
+use crate::report::results::{
+    format_number, lower_is_better, merge_timings, metric_columns, model_order, shape, REPORT_METRICS_FILE,
+};
 use crate::run::Store;
 use crate::steps::ArtifactKind;
 
@@ -75,14 +77,7 @@ fn print_table(step: &str, models: &Value, sort: Option<&str>) {
             x.is_nan().cmp(&y.is_nan()).then(ord)
         });
     }
-    let mut columns: Vec<&str> = Vec::new();
-    for metrics in models.values().filter_map(Value::as_object) {
-        for k in metrics.keys() {
-            if !columns.contains(&k.as_str()) {
-                columns.push(k);
-            }
-        }
-    }
+    let columns = metric_columns(models);
     let width = models.keys().map(String::len).max().unwrap_or(5).max(5);
     println!("{step}");
     print!("  {:<width$}", "model");

@@ -143,7 +143,8 @@ pub struct KeyRow {
 /// Reads every step's outputs from the store and lays out the page.
 pub fn build(wf: &Workflow, sources: &Sources) -> anyhow::Result<Page> {
     let dag = Dag::build(wf).map_err(|d| anyhow::anyhow!("{d}"))?;
-    let keys = compute_keys(wf, &dag, &KeyEnv::current())?;
+    let env = KeyEnv::current();
+    let keys = compute_keys(wf, &dag, &env)?;
     let store = sources.store;
     let order = dag.order();
     let position: BTreeMap<usize, usize> = order.iter().enumerate().map(|(pos, &i)| (i, pos)).collect();
@@ -215,7 +216,6 @@ pub fn build(wf: &Workflow, sources: &Sources) -> anyhow::Result<Page> {
     }
     let picture = dag::draw(&nodes)?;
     let lock = Lockfile::read(&sources.lockfile).ok().flatten();
-    let env = KeyEnv::current();
     let provenance = Provenance {
         engine: lock.as_ref().map_or(env.engine.clone(), |l| l.engine.clone()),
         libtorch: lock.as_ref().map_or(env.libtorch.clone(), |l| l.libtorch.clone()),
@@ -414,14 +414,8 @@ pub fn evaluation_section(
         },
         _ => None,
     };
-    let mut columns: Vec<String> = Vec::new();
-    for row in report.as_object().into_iter().flat_map(|r| r.values()).filter_map(Value::as_object) {
-        for k in row.keys() {
-            if !columns.contains(k) {
-                columns.push(k.clone());
-            }
-        }
-    }
+    let columns: Vec<String> =
+        report.as_object().map(results::metric_columns).unwrap_or_default().into_iter().map(String::from).collect();
     let mut rows = Vec::new();
     for (model, role) in models.iter().zip(roles) {
         let Some(row) = report.get(model) else { continue };

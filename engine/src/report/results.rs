@@ -95,5 +95,18 @@ pub fn headline(metrics: &serde_json::Map<String, Value>) -> Option<(&'static st
     })
 }
 
+/// Every metric any model of a `{model: {metric: value}}` table has, in order of first appearance: a table's columns.
+pub fn metric_columns(models: &serde_json::Map<String, Value>) -> Vec<&str> {
+    let mut columns: Vec<&str> = Vec::new();
+    for metrics in models.values().filter_map(Value::as_object) {
+        for k in metrics.keys() {
+            if !columns.contains(&k.as_str()) {
+                columns.push(k);
+            }
+        }
+    }
+    columns
+}
+
 /// The metrics that head an evaluation, in order of preference.
 pub const HEADLINE_METRICS: [&str; 3] = ["bits_per_char", "similarity_spearman", "accuracy"];

@@ -29,11 +29,15 @@ fn libtorch_version(lib: &Path) -> String {
 }
 
 /// nn::runtime::determinism and nn::training::optimizer: tch has no wrapper for `at::globalContext().setDeterministicAlgorithms` or for
-/// resetting a tensor's `.grad`, so a few lines of C++ compiled against libtorch's headers provide them (linked
-/// against the libtorch torch-sys already links).
+/// resetting a tensor's `.grad`, and none for c10d (nn::distributed), so a few lines of C++ compiled against
+/// libtorch's headers provide them (linked against the libtorch torch-sys already links). The wheel lacks the Gloo
+/// headers c10d's Gloo header includes: `vendor/gloo` has them.
 fn compile_libtorch_shim(lib: &str) {
-    let src = "src/nn/runtime/libtorch_shim.cpp";
-    println!("cargo:rerun-if-changed={src}");
+    let sources = ["src/nn/runtime/libtorch_shim.cpp", "src/nn/distributed/c10d_shim.cpp"];
+    for src in sources {
+        println!("cargo:rerun-if-changed={src}");
+    }
+    println!("cargo:rerun-if-changed=vendor/gloo");
     let include = Path::new(lib).join("../include");
     cc::Build::new()
         .cpp(true)
@@ -41,8 +45,9 @@ fn compile_libtorch_shim(lib: &str) {
         .warnings(false)
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
+        .include("vendor/gloo")
         .flag("-std=c++17")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
-        .file(src)
+        .files(sources)
         .compile("anbiq_libtorch_shim");
 }

@@ -358,6 +358,7 @@ fn check_golden(name: &str, path: &Path) {
         lockfile: Some(lockfile.clone()),
         plan: PlanOptions::default(),
         progress: Progress::hidden(),
+        ..Default::default()
     };
     let report = run::run(&wf, &options).unwrap();
     assert_eq!(report.failures().count(), 0, "{:?}", report.results);

@@ -74,6 +74,7 @@ fn run_in(dir: &Path, yaml: &str, jobs: usize, sets: &[&str]) -> (RunReport, Loc
         lockfile: None,
         plan: PlanOptions::default(),
         progress: Progress::hidden(),
+        ..Default::default()
     };
     let report = run::run(&wf, &options).unwrap();
     let failures: Vec<_> = report.failures().collect();

@@ -78,7 +78,13 @@ fn run_slurm(dir: &Path, extra: &[&str], code: i32) -> (String, String) {
 /// Runs on the local executor (in-process) and returns the lockfile.
 fn run_local(dir: &Path, yaml: &str) -> Lockfile {
     let wf = workflow::load(&write(dir, yaml), &[]).unwrap();
-    let options = RunOptions { jobs: 2, store: dir.join("store"), progress: Progress::hidden(), ..Default::default() };
+    let options = RunOptions {
+        jobs: 2,
+        store: dir.join("store"),
+        progress: Progress::hidden(),
+        rank_binary: Some(env!("CARGO_BIN_EXE_anbiq").into()),
+        ..Default::default()
+    };
     let report = run::run(&wf, &options).unwrap();
     assert_eq!(report.failures().count(), 0, "{:?}", report.results);
     Lockfile::read(&wf.lockfile_path()).unwrap().unwrap()
@@ -362,4 +368,38 @@ fn resources_come_from_the_step_over_the_workflows_defaults() {
         anbiq::graph::compute_keys(wf, &dag, &anbiq::graph::KeyEnv::current()).unwrap()[1].0.clone()
     };
     assert_eq!(key(&wf), key(&load(&yaml(""))), "resources are not part of the key");
+}
+
+/// A data-parallel step (two ranks, one thread each) on the 2-CPU test cluster.
+const DATA_PARALLEL: &str = "\
+name: dp
+seed: 5
+device: cpu
+threads: 2
+steps:
+  digits: {kind: dataset, source: digits, split: {test: 0.25}, limit: 600}
+  teacher: {kind: train, data: digits.train, model: {arch: mlp, hidden: [32]}, epochs: 3, optimizer: {name: adam, lr: 0.01}, distributed: {ranks: 2}}
+";
+
+#[test]
+fn a_data_parallel_step_is_one_job_of_two_tasks_under_srun_with_the_local_result() {
+    if !slurm_up() {
+        return;
+    }
+    let local = tempfile::tempdir().unwrap();
+    let reference = run_local(local.path(), DATA_PARALLEL);
+
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), DATA_PARALLEL);
+    let (out, _) = run_slurm(dir.path(), &[], 0);
+    assert!(out.lines().any(|l| l.starts_with("teacher") && l.contains("ran in")), "{out}");
+    let (slurm, local) = (lockfile(dir.path()).without_measurements(), reference.without_measurements());
+    assert!(
+        slurm == local,
+        "Slurm's two tasks and the local two ranks record the same: {:?}",
+        anbiq::run::diff(&local, &slurm)
+    );
+    let sub = std::fs::read_dir(dir.path().join("store/slurm")).unwrap().next().unwrap().unwrap().path();
+    let script = std::fs::read_to_string(sub.join("scripts/teacher.sh")).unwrap();
+    assert!(script.contains("#SBATCH --ntasks=2\n") && script.contains("exec srun --kill-on-bad-exit=1 "), "{script}");
 }

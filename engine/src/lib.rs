@@ -26,6 +26,7 @@ pub mod artifact;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub(crate) mod failpoint;
 pub mod graph;
 pub mod interrupt;
 pub mod loss;

@@ -69,7 +69,15 @@ impl Project {
 
     /// Runs the workflow with `plan` options; failures are returned in the report, not asserted.
     pub fn run_report_with(&self, sets: &[&str], plan: PlanOptions) -> RunReport {
-        let options = RunOptions { jobs: 2, store: self.store(), lockfile: None, plan, progress: Progress::hidden() };
+        let options = RunOptions {
+            jobs: 2,
+            overrides: sets.iter().map(|s| s.parse().unwrap()).collect(),
+            rank_binary: Some(env!("CARGO_BIN_EXE_anbiq").into()),
+            store: self.store(),
+            lockfile: None,
+            plan,
+            progress: Progress::hidden(),
+        };
         run::run(&self.load(sets), &options).unwrap()
     }
 

@@ -24,6 +24,8 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
         Executor::Local => {
             let options = RunOptions {
                 jobs: args.jobs as usize,
+                overrides: args.workflow.overrides.clone(),
+                rank_binary: None,
                 store: args.workflow.store.clone(),
                 lockfile: args.workflow.lockfile.clone(),
                 plan,

@@ -6,6 +6,8 @@ use crate::run::{run_one, StepDone, StepOptions};
 use crate::steps::Progress;
 
 pub fn run_step(args: RunStepArgs) -> Result<i32, CliError> {
+    // A training step checkpoints and stops on Ctrl-C (the ranks of a data-parallel step together).
+    crate::interrupt::install_handler();
     let wf = load(&args.workflow.workflow, &args.workflow.overrides)?;
     crate::graph::Dag::build(&wf)?;
     wf.require_step(&args.step).map_err(CliError::Usage)?;

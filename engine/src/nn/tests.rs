@@ -131,7 +131,7 @@ impl BatchSource for Blobs {
         self.y.size()[0] as usize
     }
     fn batch(&self, idx: &Tensor) -> Batch {
-        Batch { x: self.x.index_select(0, idx), y: self.y.index_select(0, idx), idx: idx.shallow_clone() }
+        Batch::new(self.x.index_select(0, idx), self.y.index_select(0, idx), idx.shallow_clone())
     }
 }
 

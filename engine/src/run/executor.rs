@@ -14,18 +14,23 @@ use std::time::Instant;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::failpoint;
 use super::lockfile::{LockedStep, Lockfile};
 use super::plan::{plan, Plan, PlanEntry, PlanOptions, Status};
 use super::roots;
 use super::store::{Manifest, Store};
+use crate::failpoint;
 use crate::graph::{Dag, KeyEnv};
+use crate::nn::distributed::{ProcessGroup, Rendezvous};
 use crate::steps::{Progress, ResolvedInput, StepContext};
-use crate::workflow::{StepDecl, Workflow};
+use crate::workflow::{Override, StepDecl, Workflow};
 
 pub struct RunOptions {
     /// Steps that may run at once.
     pub jobs: usize,
+    /// The `--set` overrides the workflow was loaded with: a data-parallel step's rank processes load it alike.
+    pub overrides: Vec<Override>,
+    /// The anbiq binary a data-parallel step's ranks run; `None`: this program when it is anbiq, else `ANBIQ_EXE`.
+    pub rank_binary: Option<PathBuf>,
     pub store: PathBuf,
     /// Where to write the lockfile; `None`: beside the workflow ([`Workflow::lockfile_path`]).
     pub lockfile: Option<PathBuf>,
@@ -37,6 +42,8 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             jobs: 1,
+            overrides: Vec::new(),
+            rank_binary: None,
             store: PathBuf::from(".anbiq"),
             lockfile: None,
             plan: PlanOptions::default(),
@@ -124,7 +131,18 @@ pub fn run(wf: &Workflow, options: &RunOptions) -> anyhow::Result<RunReport> {
         let device = crate::nn::runtime::device::resolve(&device_name)?;
         crate::nn::runtime::determinism::set_deterministic(true);
         install_panic_hook();
-        let ctx = Shared { wf, dag: &dag, plan: &plan, store: &store, device, threads, progress: &options.progress };
+        let ctx = Shared {
+            wf,
+            dag: &dag,
+            plan: &plan,
+            store: &store,
+            device,
+            threads,
+            progress: &options.progress,
+            overrides: &options.overrides,
+            rank_binary: options.rank_binary.as_deref(),
+            rendezvous: None,
+        };
         schedule(&ctx, jobs, &mut outcomes, &mut manifests);
     }
 
@@ -192,6 +210,11 @@ pub(crate) struct Shared<'a> {
     pub device: tch::Device,
     pub threads: usize,
     pub progress: &'a Progress,
+    pub overrides: &'a [Override],
+    pub rank_binary: Option<&'a Path>,
+    /// Set when this process is one rank of a data-parallel step (`run-step` launched by [`super::ranks`] or
+    /// `srun`): it runs that step as its rank.
+    pub rendezvous: Option<Rendezvous>,
 }
 
 /// Runs every `Run` entry once its dependencies are done, at most `jobs` at a time.
@@ -265,8 +288,21 @@ fn schedule(
 /// are an error. Then it assembles them into its outputs and drops the shards.
 pub(crate) fn run_step(ctx: &Shared, entry: &PlanEntry, compute_shards: bool) -> anyhow::Result<Manifest> {
     let decl = &ctx.wf.steps[entry.index];
+    // A data-parallel step: launch its ranks, or, in one of them, join the others.
+    let group = match (decl.step.distributed(), &ctx.rendezvous) {
+        (Some(config), None) => {
+            return super::ranks::launch(ctx, entry, config).map_err(|e| in_step(ctx.wf, decl, e, ""));
+        }
+        (Some(config), Some(at)) => {
+            Some(join_group(ctx, config, at).map_err(|e| in_step(ctx.wf, decl, e, &format!(", rank {}", at.rank)))?)
+        }
+        (None, _) => None,
+    };
+    let primary = group.as_ref().is_none_or(|g| g.is_root());
+    // The ranks share the step's cores.
+    let threads = group.as_ref().map_or(ctx.threads, |g| (ctx.threads / g.world).max(1));
     tracing::info!(step = %decl.id, kind = decl.kind, key = entry.key.short(), "running");
-    tch::set_num_threads(ctx.threads as i32);
+    tch::set_num_threads(threads as i32);
     let count = decl.step.shards();
     let shards = if count > 1 {
         // Its errors already say which step and shard.
@@ -283,6 +319,8 @@ pub(crate) fn run_step(ctx: &Shared, entry: &PlanEntry, compute_shards: bool) ->
     let tmp = ctx.store.begin(&entry.key)?;
     let start = Instant::now();
     let mut step_ctx = step_context(ctx, entry, tmp.clone(), ctx.device)?;
+    step_ctx.threads = threads;
+    step_ctx.group = group.map(std::sync::Arc::new);
     let result = catch_panics(|| match &shards {
         Some(dirs) => decl.step.assemble(&mut step_ctx, dirs),
         None => decl.step.run(&mut step_ctx),
@@ -298,10 +336,16 @@ pub(crate) fn run_step(ctx: &Shared, entry: &PlanEntry, compute_shards: bool) ->
             timings: records.timings,
             seconds: start.elapsed().as_secs_f64(),
             device: format!("{:?}", ctx.device).to_lowercase(),
-            threads: ctx.threads,
+            threads,
         };
         let declared: Vec<_> = decl.step.outputs().into_iter().map(|o| (o.name, o.kind)).collect();
-        ctx.store.commit(&tmp, manifest, &declared)
+        if primary {
+            ctx.store.commit(&tmp, manifest, &declared)
+        } else {
+            // The other ranks computed the same step; rank 0 commits it.
+            ctx.store.discard(&tmp);
+            Ok(manifest)
+        }
     });
     if let Err(e) = &result {
         ctx.store.discard(&tmp);
@@ -315,7 +359,26 @@ pub(crate) fn run_step(ctx: &Shared, entry: &PlanEntry, compute_shards: bool) ->
         }
         failpoint::reach(|| format!("committed:{}", decl.id));
     }
-    result.map_err(|e| in_step(ctx.wf, decl, e, ""))
+    // A rank says which it is; the launcher shows that rank's error as the step's.
+    let rank = ctx.rendezvous.as_ref().filter(|_| decl.step.distributed().is_some());
+    let part = rank.map(|r| format!(", rank {}", r.rank)).unwrap_or_default();
+    result.map_err(|e| in_step(ctx.wf, decl, e, &part))
+}
+
+/// Joins the process group of a data-parallel step as the rank `at` describes.
+fn join_group(
+    ctx: &Shared,
+    config: &crate::nn::distributed::DistributedConfig,
+    at: &Rendezvous,
+) -> anyhow::Result<ProcessGroup> {
+    config.check_device(ctx.device)?;
+    anyhow::ensure!(
+        at.world == config.ranks,
+        "field `distributed.ranks`: the step asks for {} ranks but was launched as {}",
+        config.ranks,
+        at.world
+    );
+    ProcessGroup::join(at, config.timeout())
 }
 
 /// A step's error, said where in the workflow it is: at the field it names (errors that begin ``field `loss.kd`:``

@@ -3,10 +3,10 @@
 pub mod brief;
 mod diff;
 mod executor;
-mod failpoint;
 mod json_diff;
 pub mod lockfile;
 pub mod plan;
+mod ranks;
 pub mod roots;
 pub mod slurm;
 mod step;

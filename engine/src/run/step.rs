@@ -1,4 +1,5 @@
-//! One step of a workflow against the store: what `anbiq run-step` does, and so what every Slurm job runs.
+//! One step of a workflow against the store: what `anbiq run-step` does, and so what every Slurm job runs — and
+//! every rank of a data-parallel step (its rank and rendezvous in the environment, [`Rendezvous::from_env`]).
 //!
 //! It holds the store's lock shared (many jobs commit at once; a local `anbiq run` is kept out), refuses when an
 //! input is missing from the store or the workflow no longer gives the step the key it was submitted with, and
@@ -13,6 +14,7 @@ use super::executor::{install_panic_hook, run_shard, run_step, step_threads, Sha
 use super::plan::{plan, PlanOptions};
 use super::store::{Manifest, Store};
 use crate::graph::{Dag, KeyEnv};
+use crate::nn::distributed::Rendezvous;
 use crate::steps::Progress;
 use crate::workflow::Workflow;
 
@@ -43,7 +45,10 @@ pub enum StepDone {
 pub fn run_one(wf: &Workflow, options: &StepOptions) -> anyhow::Result<StepDone> {
     let dag = Dag::build(wf).map_err(|d| anyhow::anyhow!("{d}"))?;
     let store = Store::open(&options.store)?;
-    let _lock = store.lock_shared()?;
+    // A rank the local executor launched works for it, under the lock it holds.
+    let rendezvous = Rendezvous::from_env()?;
+    let launched = rendezvous.is_some() && std::env::var_os(super::ranks::PARENT_HOLDS_LOCK).is_some();
+    let _lock = if launched { None } else { Some(store.lock_shared()?) };
     let env = KeyEnv::current();
     let index = wf.require_step(&options.step).map_err(anyhow::Error::msg)?;
     let only = PlanOptions { force: Vec::new(), only: Some(options.step.clone()) };
@@ -87,6 +92,9 @@ pub fn run_one(wf: &Workflow, options: &StepOptions) -> anyhow::Result<StepDone>
         device,
         threads: step_threads(wf),
         progress: &options.progress,
+        overrides: &[],
+        rank_binary: None,
+        rendezvous,
     };
     match options.shard {
         Some(i) => {

@@ -36,6 +36,9 @@ pub struct StepContext {
     /// libtorch intra-op threads for this step.
     pub threads: usize,
     pub progress: Progress,
+    /// Data-parallel: the process group when this process is one rank of the step (see [`crate::nn::distributed`]).
+    /// Every rank runs the whole step; only rank 0's outputs are committed.
+    pub group: Option<std::sync::Arc<crate::nn::distributed::ProcessGroup>>,
     inputs: BTreeMap<String, ResolvedInput>,
     out_dir: PathBuf,
     store_root: PathBuf,
@@ -71,6 +74,7 @@ impl StepContext {
             device,
             threads,
             progress,
+            group: None,
             inputs,
             out_dir,
             store_root,

@@ -171,6 +171,11 @@ pub trait Step: Send + Sync + fmt::Debug {
         1
     }
 
+    /// Data-parallel: the step runs as this many ranks (processes), see [`crate::nn::distributed`].
+    fn distributed(&self) -> Option<&crate::nn::distributed::DistributedConfig> {
+        None
+    }
+
     /// Computes shard `index` of `count`, writing it anywhere under `dir` (opaque to the engine).
     fn run_shard(&self, ctx: &mut StepContext, index: usize, count: usize, dir: &Path) -> anyhow::Result<()> {
         let _ = (ctx, index, count, dir);

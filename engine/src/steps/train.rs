@@ -27,7 +27,7 @@ use crate::data::augment;
 use crate::nn::runtime::precision::Precision;
 use crate::nn::training::chunked;
 use crate::nn::training::learner::{backward_whole, Batch, TrainStep};
-use crate::nn::{tokens, ArchConfig, Mode, Model};
+use crate::nn::{tokens, ArchConfig, LanguageModel, Mode, Model};
 use crate::rng::Rng;
 
 // 2: a model started from `init` keeps that model's tokenizer files.
@@ -79,7 +79,18 @@ pub(crate) struct Supervised<'a> {
     pub precision: Precision,
 }
 
+impl Supervised<'_> {
+    /// The language model whose loss goes a chunk at a time, if the model is one.
+    fn chunked(&self) -> Option<&dyn LanguageModel> {
+        self.model.language_model().filter(|_| self.jitter == 0)
+    }
+}
+
 impl TrainStep for Supervised<'_> {
+    fn one_backward_pass(&self) -> bool {
+        self.chunked().is_none()
+    }
+
     fn loss(&mut self, batch: &Batch, rng: &mut Rng, _progress: f64) -> anyhow::Result<Tensor> {
         let x = if self.jitter > 0 { augment::jitter(&batch.x, self.jitter, rng) } else { batch.x.shallow_clone() };
         let logits = self.precision.forward(self.model, &x, Mode::Train(rng));
@@ -88,12 +99,12 @@ impl TrainStep for Supervised<'_> {
 
     /// A language model's cross-entropy a chunk of positions at a time (see [`chunked`]).
     fn backward(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> anyhow::Result<Tensor> {
-        let Some(lm) = self.model.language_model().filter(|_| self.jitter == 0) else {
-            return backward_whole(self.loss(batch, rng, progress)?);
+        let Some(lm) = self.chunked() else {
+            return backward_whole(self.loss(batch, rng, progress)?, batch.weight);
         };
         let hidden = tokens::rows(&self.precision.run(batch.x.device(), || lm.hidden(&batch.x, Mode::Train(rng))));
         let labels = tokens::labels(&batch.y);
-        chunked::backward_in_chunks(&hidden, self.chunk, |start, h| {
+        chunked::backward_in_chunks(&hidden, self.chunk, batch.weight, |start, h| {
             let logits = self.precision.run(h.device(), || lm.logits_of(h)).to_kind(Kind::Float);
             Ok(logits.cross_entropy_for_logits(&labels.narrow(0, start, h.size()[0])))
         })
@@ -122,6 +133,10 @@ impl Step for Train {
 
     fn canonical_config(&self) -> serde_json::Value {
         canonical(&self.config)
+    }
+
+    fn distributed(&self) -> Option<&crate::nn::distributed::DistributedConfig> {
+        self.config.distributed.as_ref()
     }
 
     fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {

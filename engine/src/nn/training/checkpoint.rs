@@ -97,12 +97,7 @@ impl Checkpoint {
     /// Loads the newest complete checkpoint into `vs` and `opt`, with the best epoch's weights when it holds them
     /// (on `vs`'s device); `None` when there is none.
     pub fn load(&self, vs: &VarStore, opt: &mut Optimizer) -> anyhow::Result<Option<(Position, Option<Weights>)>> {
-        let Some(dir) = ["current", "previous"].iter().map(|d| self.dir.join(d)).find(|d| d.join(STATE).exists())
-        else {
-            return Ok(None);
-        };
-        let position: Position = serde_json::from_str(&fs::read_to_string(dir.join(STATE))?)
-            .with_context(|| format!("reading {}", dir.join(STATE).display()))?;
+        let Some((dir, position)) = self.newest()? else { return Ok(None) };
         load_weights(vs, &dir.join(WEIGHTS))?;
         opt.load(&dir.join(OPTIMIZER))?;
         let best = dir.join(BEST);
@@ -112,6 +107,23 @@ impl Checkpoint {
             .transpose()?
             .map(|named| named.into_iter().map(|(n, t)| (n, t.to_device(vs.device()))).collect());
         Ok(Some((position, best)))
+    }
+}
+
+impl Checkpoint {
+    /// Where the newest complete checkpoint would resume (`None`: there is none), without loading it.
+    pub fn position(&self) -> anyhow::Result<Option<Position>> {
+        Ok(self.newest()?.map(|(_, position)| position))
+    }
+
+    fn newest(&self) -> anyhow::Result<Option<(PathBuf, Position)>> {
+        let Some(dir) = ["current", "previous"].iter().map(|d| self.dir.join(d)).find(|d| d.join(STATE).exists())
+        else {
+            return Ok(None);
+        };
+        let position: Position = serde_json::from_str(&fs::read_to_string(dir.join(STATE))?)
+            .with_context(|| format!("reading {}", dir.join(STATE).display()))?;
+        Ok(Some((dir, position)))
     }
 }
 

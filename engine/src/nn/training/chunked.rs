@@ -22,13 +22,15 @@ pub fn chunk_positions(vocab: i64) -> i64 {
     (LOGITS_PER_CHUNK / vocab.max(1)).max(1)
 }
 
-/// Backpropagates `Σ_c (n_c / N) · chunk_loss(start_c, hidden_c)` over chunks of `chunk` rows of `hidden` `[N, d]`
-/// (differentiable, e.g. a model's final hidden states) and returns its value, detached. `chunk_loss` gets a chunk's
-/// first row and its hidden states `[n_c, d]` (a leaf that requires grad), and returns the chunk's mean loss — its
-/// logits computed inside, so they live for one chunk only.
+/// Backpropagates `weight · Σ_c (n_c / N) · chunk_loss(start_c, hidden_c)` over chunks of `chunk` rows of `hidden`
+/// `[N, d]` (differentiable, e.g. a model's final hidden states) and returns `Σ_c (n_c / N) · chunk_loss`, detached.
+/// `chunk_loss` gets a chunk's first row and its hidden states `[n_c, d]` (a leaf that requires grad), and returns
+/// the chunk's mean loss — its logits computed inside, so they live for one chunk only. `weight` is the batch's
+/// [`crate::nn::training::learner::Batch::weight`].
 pub fn backward_in_chunks(
     hidden: &Tensor,
     chunk: i64,
+    weight: f64,
     mut chunk_loss: impl FnMut(i64, &Tensor) -> Result<Tensor>,
 ) -> Result<Tensor> {
     let rows = hidden.size()[0];
@@ -41,9 +43,13 @@ pub fn backward_in_chunks(
         let h = detached.narrow(0, start, n).detach().set_requires_grad(true);
         let loss = chunk_loss(start, &h)?;
         anyhow::ensure!(loss.numel() == 1, "the loss must be a scalar, got shape {:?}", loss.size());
-        let loss = loss * (n as f64 / rows as f64);
-        loss.backward();
-        total += loss.detach().to_kind(Kind::Float);
+        let share = loss * (n as f64 / rows as f64);
+        if weight == 1.0 {
+            share.backward();
+        } else {
+            (&share * weight).backward();
+        }
+        total += share.detach().to_kind(Kind::Float);
         grad.narrow(0, start, n).copy_(&h.grad());
     }
     if hidden.requires_grad() {
@@ -85,7 +91,7 @@ mod tests {
             let _ = trunk.grad().zero_();
             let _ = head.grad().zero_();
             let hidden = x.matmul(&trunk).tanh();
-            let value = backward_in_chunks(&hidden, chunk, |start, h| {
+            let value = backward_in_chunks(&hidden, chunk, 1.0, |start, h| {
                 let rows = Tensor::arange_start(start, start + h.size()[0], (Kind::Int64, Device::Cpu));
                 Ok(loss_of(&h.matmul(&head), &rows))
             })

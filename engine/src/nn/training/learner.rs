@@ -3,6 +3,7 @@
 //!
 //! Data access stays behind [`BatchSource`] so any dataset (in memory, on a GPU, a teacher's cached logits) can feed it.
 
+use crate::nn::distributed::{self, GradientSync, ProcessGroup};
 use crate::nn::runtime::progress::Progress;
 use crate::nn::training::checkpoint::{Checkpoint, Position, Weights};
 use crate::nn::training::metrics;
@@ -23,6 +24,16 @@ pub struct Batch {
     pub x: Tensor,
     pub y: Tensor,
     pub idx: Tensor,
+    /// What the backward pass multiplies the batch's loss by: 1, except on one rank of a data-parallel run, whose
+    /// part of a global batch weighs `world × its samples / the batch's samples` (the ranks' gradients are then
+    /// averaged). The loss a step returns is never weighted.
+    pub weight: f64,
+}
+
+impl Batch {
+    pub fn new(x: Tensor, y: Tensor, idx: Tensor) -> Self {
+        Batch { x, y, idx, weight: 1.0 }
+    }
 }
 
 /// A dataset the learner can slice into batches.
@@ -45,19 +56,29 @@ pub trait TrainStep {
     /// backward pass of [`TrainStep::loss`]; a step that computes its loss in pieces (a language model's positions a
     /// chunk at a time, [`crate::nn::training::chunked`]) backpropagates each piece itself.
     fn backward(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> Result<Tensor> {
-        backward_whole(self.loss(batch, rng, progress)?)
+        backward_whole(self.loss(batch, rng, progress)?, batch.weight)
+    }
+
+    /// Whether [`TrainStep::backward`] runs exactly one backward pass per batch (data-parallel training then lets
+    /// DDP's Reducer overlap the gradient all-reduce with it; see [`crate::nn::distributed::gradients`]).
+    fn one_backward_pass(&self) -> bool {
+        true
     }
 }
 
-/// Backpropagates a scalar loss; returns it detached.
-pub fn backward_whole(loss: Tensor) -> Result<Tensor> {
+/// Backpropagates `weight ×` a scalar loss; returns the loss, detached and unweighted.
+pub fn backward_whole(loss: Tensor, weight: f64) -> Result<Tensor> {
     if loss.numel() != 1 {
         bail!("the loss must be a scalar, got shape {:?}", loss.size());
     }
     if !loss.requires_grad() {
         bail!("the loss does not depend on the model's parameters");
     }
-    loss.f_backward()?;
+    if weight == 1.0 {
+        loss.f_backward()?;
+    } else {
+        (&loss * weight).f_backward()?;
+    }
     Ok(loss.detach())
 }
 
@@ -164,6 +185,10 @@ pub struct History {
     /// With `early_stopping`: the epoch after which training stopped, when it stopped before the last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_after: Option<usize>,
+    /// Data-parallel: the seconds per step this rank spent in collectives outside the backward pass (a measurement,
+    /// never stored with the model).
+    #[serde(skip)]
+    pub collective_seconds_per_step: Option<f64>,
 }
 
 impl History {
@@ -180,15 +205,25 @@ impl History {
     }
 }
 
-pub struct Learner {
+pub struct Learner<'g> {
     pub config: LearnerConfig,
     /// What the progress bar is called (`student: distill`).
     label: String,
+    /// Data-parallel: this process's group, when it is one rank of several.
+    group: Option<&'g ProcessGroup>,
 }
 
-impl Learner {
+impl<'g> Learner<'g> {
     pub fn new(config: LearnerConfig) -> Self {
-        Learner { config, label: "train".into() }
+        Learner { config, label: "train".into(), group: None }
+    }
+
+    /// Trains as one rank of `group`: each global batch's part for this rank ([`distributed::shard`]), gradients
+    /// averaged over the ranks, the ranks agreeing on the loss, on interruption and on the validation score (rank 0
+    /// scores and checkpoints; every rank resumes from its checkpoint).
+    pub fn distributed(mut self, group: Option<&'g ProcessGroup>) -> Self {
+        self.group = group;
+        self
     }
 
     /// Names the progress bar (the step, `teacher: train`).
@@ -230,6 +265,10 @@ impl Learner {
         let base_lr = cfg.optimizer.lr();
         let batches_per_epoch = n.div_ceil(cfg.batch_size);
         let total_steps = batches_per_epoch * cfg.epochs;
+        let group = self.group;
+        // Every rank resumes from the checkpoint; only rank 0 writes it.
+        let root = group.is_none_or(ProcessGroup::is_root);
+        let saving = checkpoint.filter(|_| root);
 
         let fresh = Position {
             epoch: 1,
@@ -250,7 +289,12 @@ impl Learner {
             }
             None => fresh,
         };
+        let mut sync = group.map(|g| GradientSync::new(g, vs, step.one_backward_pass()));
+        if let Some(sync) = &sync {
+            sync.broadcast_weights()?;
+        }
         let mut step_rng = Rng::from_state(pos.step_rng);
+        let (mut collective_seconds, mut collective_steps) = (0.0, 0usize);
         let bar = progress.bar(total_steps as u64, &self.label);
         bar.set_position(pos.global_step as u64);
         let mut last = String::new();
@@ -263,8 +307,9 @@ impl Learner {
             // `epoch 3/20`, then the last epoch's loss (and validation accuracy) beside it.
             bar.set_message(format!("epoch {}/{}{last}", pos.epoch, cfg.epochs));
             for (b, chunk) in order.chunks(cfg.batch_size).enumerate().skip(pos.batch) {
-                if crate::interrupt::requested() {
-                    if let Some(c) = checkpoint {
+                let interrupted = crate::interrupt::requested();
+                if interrupted && group.is_none() {
+                    if let Some(c) = saving {
                         pos.step_rng = step_rng.state();
                         c.save(vs, &opt, &pos, best.weights.as_deref())?;
                     }
@@ -272,14 +317,61 @@ impl Learner {
                 }
                 lr = cfg.schedule.lr_at(base_lr, pos.global_step, total_steps);
                 opt.set_lr(lr);
-                let batch = train.batch(&Tensor::from_slice(chunk));
                 let progress = pos.global_step as f64 / total_steps as f64;
                 let epoch = pos.epoch;
+                let at = |e: anyhow::Error| e.context(format!("epoch {epoch}, batch {}", b + 1));
                 opt.zero_grad();
-                let loss = step
-                    .backward(&batch, &mut step_rng, progress)
-                    .map_err(|e| e.context(format!("epoch {epoch}, batch {}", b + 1)))?;
-                let value = loss.double_value(&[]);
+                let value = match (&mut sync, group) {
+                    (Some(sync), Some(g)) => {
+                        let part = distributed::shard(chunk, g.rank, g.world);
+                        // Where an interruption agreed on below resumes: this batch, with its random stream.
+                        let rng_before = step_rng.state();
+                        sync.before_backward().map_err(at)?;
+                        let local = if part.is_empty() {
+                            sync.zero_backward().map_err(at)?;
+                            0.0
+                        } else {
+                            let mut batch = train.batch(&Tensor::from_slice(part));
+                            batch.weight = (g.world * part.len()) as f64 / chunk.len() as f64;
+                            // Each rank its own dropout stream, all advancing alike (one rank: the plain path's).
+                            let mut rank_rng = if g.world == 1 {
+                                step_rng.clone()
+                            } else {
+                                step_rng.fork(&format!("rank {}", g.rank))
+                            };
+                            let loss = step.backward(&batch, &mut rank_rng, progress).map_err(at)?;
+                            if g.world == 1 {
+                                step_rng = rank_rng;
+                            }
+                            loss.double_value(&[])
+                        };
+                        if g.world > 1 {
+                            step_rng.next_u64();
+                        }
+                        let waiting = Instant::now();
+                        sync.after_backward().map_err(at)?;
+                        // The ranks agree on the batch's loss and on stopping here.
+                        let agreed = g.all_sum(&[local * part.len() as f64, f64::from(u8::from(interrupted))])?;
+                        collective_seconds += waiting.elapsed().as_secs_f64();
+                        collective_steps += 1;
+                        if agreed[1] > 0.0 {
+                            if let Some(c) = saving {
+                                pos.step_rng = rng_before;
+                                c.save(vs, &opt, &pos, best.weights.as_deref())?;
+                            }
+                            return Err(crate::interrupt::Interrupted.into());
+                        }
+                        if g.world == 1 {
+                            local
+                        } else {
+                            agreed[0] / chunk.len() as f64
+                        }
+                    }
+                    _ => {
+                        let batch = train.batch(&Tensor::from_slice(chunk));
+                        step.backward(&batch, &mut step_rng, progress).map_err(at)?.double_value(&[])
+                    }
+                };
                 if !value.is_finite() {
                     bail!("epoch {epoch}, batch {}/{batches_per_epoch}: loss is {value} (diverged; lower the learning rate or clip gradients)", b + 1);
                 }
@@ -294,7 +386,11 @@ impl Learner {
             }
             let epoch = pos.epoch;
             let train_loss = pos.loss_sum / n as f64;
-            let val_accuracy = val.map(|v| v.evaluate()).transpose()?;
+            let val_accuracy = match (val, group) {
+                // Rank 0 scores; the others take its score.
+                (Some(v), Some(g)) => Some(g.all_sum(&[if g.is_root() { v.evaluate()? } else { 0.0 }])?[0]),
+                (v, _) => v.map(|v| v.evaluate()).transpose()?,
+            };
             let seconds = started.elapsed().as_secs_f64();
             last = match val_accuracy {
                 Some(acc) => format!(" · loss {train_loss:.4} val {:.2}%", acc * 100.0),
@@ -321,14 +417,20 @@ impl Learner {
                 step_rng: step_rng.state(),
                 ..pos
             };
-            if let Some(c) = checkpoint {
+            if let Some(c) = saving {
                 if pos.epoch <= cfg.epochs {
                     c.save(vs, &opt, &pos, best.weights.as_deref())?;
                 }
             }
+            crate::failpoint::reach(|| match group {
+                Some(g) => format!("rank:{}:epoch:{epoch}", g.rank),
+                None => format!("epoch:{epoch}"),
+            });
         }
         bar.finish_and_clear();
         pos.history.best_epoch = best.epoch;
+        pos.history.collective_seconds_per_step =
+            (collective_steps > 0).then(|| collective_seconds / collective_steps as f64);
         if let Some(weights) = best.weights.filter(|_| best.epoch != pos.history.last().map(|e| e.epoch)) {
             restore(vs, &weights);
         }

@@ -14,7 +14,7 @@
 //! Job states come from `scontrol show job -o`, which works without accounting; a job Slurm has forgotten
 //! (`MinJobAge`) is judged by the store: its step is done iff its outputs are there.
 
-mod scontrol;
+pub(crate) mod scontrol;
 mod script;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -258,6 +258,7 @@ pub fn submit(wf: &Workflow, options: &SlurmOptions) -> anyhow::Result<Submissio
                 account: options.account.clone(),
                 after,
                 array,
+                tasks: decl.step.distributed().map(|d| d.ranks),
                 command: command.clone(),
             };
             let mut step_after = after.clone();

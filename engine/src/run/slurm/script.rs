@@ -24,6 +24,8 @@ pub struct JobSpec {
     pub after: Vec<String>,
     /// `--array` indices, for a job array.
     pub array: Option<Vec<usize>>,
+    /// `--ntasks`, for a data-parallel step: the command runs under `srun`, once per rank.
+    pub tasks: Option<usize>,
     /// The command, unquoted; an array task gets `--shard $SLURM_ARRAY_TASK_ID` appended.
     pub command: Vec<String>,
 }
@@ -112,6 +114,9 @@ pub fn batch_script(job: &JobSpec) -> String {
     if let Some(array) = &job.array {
         options.push(format!("--array={}", array_spec(array)));
     }
+    if let Some(tasks) = job.tasks {
+        options.push(format!("--ntasks={tasks}"));
+    }
     if let Some(dep) = dependency(&job.after) {
         options.push(format!("--dependency={dep}"));
         // A dependency that can never be satisfied (a failed upstream) cancels this job instead of leaving it
@@ -131,7 +136,16 @@ pub fn batch_script(job: &JobSpec) -> String {
         command.push("--shard".into());
         command.push("\"$SLURM_ARRAY_TASK_ID\"".into());
     }
-    let _ = writeln!(script, "exec {}", command.join(" "));
+    if job.tasks.is_some() {
+        // The ranks meet at a TCP store on the job's first node, on a port of the job's own.
+        script
+            .push_str("export ANBIQ_MASTER_ADDR=\"$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\"\n");
+        script.push_str("export ANBIQ_MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))\n");
+        // One failed rank ends the job at once instead of leaving the others to time out.
+        let _ = writeln!(script, "exec srun --kill-on-bad-exit=1 {}", command.join(" "));
+    } else {
+        let _ = writeln!(script, "exec {}", command.join(" "));
+    }
     script
 }
 
@@ -150,6 +164,7 @@ mod tests {
             account: None,
             after: vec![],
             array: None,
+            tasks: None,
             command: vec![
                 "/opt/anbiq/bin/anbiq".into(),
                 "run-step".into(),
@@ -238,6 +253,16 @@ mod tests {
         assert!(script.contains(r"--set 'name=it'\''s a [list]'"), "{script}");
         assert_eq!(shell_quote(""), "''");
         assert_eq!(shell_quote("$HOME"), "'$HOME'");
+    }
+
+    #[test]
+    fn a_data_parallel_step_runs_its_ranks_under_srun() {
+        let script = batch_script(&JobSpec { tasks: Some(2), ..job() });
+        assert!(script.contains("#SBATCH --ntasks=2\n"), "{script}");
+        assert!(script
+            .contains("export ANBIQ_MASTER_ADDR=\"$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\"\n"));
+        assert!(script.contains("export ANBIQ_MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))\n"));
+        assert!(script.ends_with("exec srun --kill-on-bad-exit=1 /opt/anbiq/bin/anbiq run-step /home/me/project/wf.yaml --step teacher\n"), "{script}");
     }
 
     #[test]

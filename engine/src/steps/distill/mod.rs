@@ -166,12 +166,14 @@ impl TrainStep for DistillBatch<'_> {
     /// A language-model student with a loss that is a mean over positions is scored a chunk of positions at a
     /// time, its logits (and the teacher's) never held for the whole batch; anything else as one loss.
     fn backward(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> anyhow::Result<Tensor> {
-        match self.student.language_model() {
-            Some(lm) if self.loss.mean_over_rows() && self.jitter == 0 => {
-                self.backward_chunked(lm, batch, rng, progress)
-            }
-            _ => backward_whole(self.loss(batch, rng, progress)?),
+        match self.chunked() {
+            Some(lm) => self.backward_chunked(lm, batch, rng, progress),
+            None => backward_whole(self.loss(batch, rng, progress)?, batch.weight),
         }
+    }
+
+    fn one_backward_pass(&self) -> bool {
+        self.chunked().is_none()
     }
 }
 
@@ -219,6 +221,12 @@ impl Distill {
 }
 
 impl DistillBatch<'_> {
+    /// The student, when its loss goes a chunk of positions at a time: a language model with a loss that is a mean
+    /// over positions.
+    fn chunked(&self) -> Option<&dyn LanguageModel> {
+        self.student.language_model().filter(|_| self.loss.mean_over_rows() && self.jitter == 0)
+    }
+
     fn backward_chunked(
         &self,
         lm: &dyn LanguageModel,
@@ -232,7 +240,7 @@ impl DistillBatch<'_> {
         let labels = tokens::labels(&batch.y);
         let teachers: Vec<(TeacherRows, f64)> =
             self.teachers.iter().map(|(t, w)| (t.rows(&batch.x, &rows, at), *w)).collect();
-        backward_in_chunks(&hidden, self.chunk, |start, h| {
+        backward_in_chunks(&hidden, self.chunk, batch.weight, |start, h| {
             let n = h.size()[0];
             let student = self.precision.run(self.device, || lm.logits_of(h)).to_kind(Kind::Float);
             let teacher = ensemble(&teachers, |t| t.logits(start, n, &student, self.shape_tail));
@@ -281,6 +289,10 @@ impl Step for Distill {
 
     fn canonical_config(&self) -> serde_json::Value {
         canonical(&self.config)
+    }
+
+    fn distributed(&self) -> Option<&crate::nn::distributed::DistributedConfig> {
+        self.config.distributed.as_ref()
     }
 
     fn run(&self, ctx: &mut StepContext) -> anyhow::Result<()> {

@@ -41,7 +41,7 @@ pub fn fit_and_save(
     let source = TensorSource::new(&train.x, &train.y, ctx.device);
     let val_source = val.map(|v| TensorSource::new(&v.x, &v.y, ctx.device));
     let evaluator = val_source.as_ref().map(|v| ModelEvaluator { model: student.model, data: v, batch_size: 1024 });
-    let history = Learner::new(options.learner()).labelled(ctx.label()).fit(
+    let history = Learner::new(options.learner()).labelled(ctx.label()).distributed(ctx.group.as_deref()).fit(
         student.vs,
         step,
         &source,
@@ -72,6 +72,9 @@ pub fn fit_and_save(
     }
     if let Some(epoch) = history.stopped_after {
         ctx.record_metric("stopped_after", epoch);
+    }
+    if let Some(seconds) = history.collective_seconds_per_step {
+        ctx.record_timing("collective_ms_per_step", seconds * 1e3);
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::nn::distributed::DistributedConfig;
 use crate::nn::training::chunked;
 use crate::nn::training::learner::LearnerConfig;
 use crate::nn::training::optimizer_config::OptimizerConfig;
@@ -23,6 +24,7 @@ pub struct TrainingOptions {
     pub loss_chunk: Option<i64>,
     pub keep: Keep,
     pub early_stopping: Option<EarlyStopping>,
+    pub distributed: Option<DistributedConfig>,
     /// Whether the step has a `val` set to score after each epoch.
     pub has_val: bool,
 }
@@ -53,6 +55,9 @@ impl TrainingOptions {
         if self.jitter < 0 {
             problems.push(("jitter".into(), format!("must be 0 or more pixels, got {}", self.jitter)));
         }
+        if let Some(d) = &self.distributed {
+            problems.extend(d.check());
+        }
         problems
     }
 
@@ -76,7 +81,8 @@ impl TrainingOptions {
 
 /// Declares a training step's config struct: the step's own leading fields, then the training fields every
 /// training step accepts (`epochs`, `batch_size`, `optimizer`, `schedule`, `clip_grad_norm`, `jitter`), then the
-/// step's trailing fields (`after { … }`), then `precision`, `loss_chunk`, `keep` and `early_stopping`; plus `training()`, which gathers them into
+/// step's trailing fields (`after { … }`), then `precision`, `loss_chunk`, `keep`, `early_stopping` and
+/// `distributed`; plus `training()`, which gathers them into
 /// [`TrainingOptions`]. One definition, so a new training field reaches `train` and `distill` alike. (serde's
 /// `flatten` would share a struct instead, but it does not combine with `deny_unknown_fields`.)
 ///
@@ -124,6 +130,10 @@ macro_rules! training_config {
             /// Stop when the watched metric has not improved for `patience` epochs.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub early_stopping: Option<$crate::nn::training::selection::EarlyStopping>,
+            /// Data-parallel: run the step as `ranks` processes, each on its part of every batch, gradients averaged
+            /// over them (see [`crate::nn::distributed`]).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub distributed: Option<$crate::nn::distributed::DistributedConfig>,
         }
 
         impl $name {
@@ -138,6 +148,7 @@ macro_rules! training_config {
                     loss_chunk: self.loss_chunk,
                     keep: self.keep,
                     early_stopping: self.early_stopping.clone(),
+                    distributed: self.distributed.clone(),
                     has_val: self.val.is_some(),
                 }
             }

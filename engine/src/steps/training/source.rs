@@ -24,6 +24,6 @@ impl BatchSource for TensorSource {
 
     fn batch(&self, idx: &Tensor) -> Batch {
         let on_device = idx.to_device(self.device);
-        Batch { x: self.x.index_select(0, &on_device), y: self.y.index_select(0, &on_device), idx: idx.shallow_clone() }
+        Batch::new(self.x.index_select(0, &on_device), self.y.index_select(0, &on_device), idx.shallow_clone())
     }
 }

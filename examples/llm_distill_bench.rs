@@ -10,9 +10,11 @@
 //! ```
 //! MODE `chunked`: the loss a chunk of positions at a time (the default of every `distill` step); `whole`: one chunk of
 //! the whole batch (`loss_chunk` ≥ batch × time), i.e. the `[B, T, V]` logits held at once as a plain loop does.
-//! Prints one JSON line.
+//! Prints one JSON line. With a rank's variables in the environment (`ANBIQ_RANK`, `ANBIQ_WORLD_SIZE`,
+//! `ANBIQ_MASTER_ADDR`, `ANBIQ_MASTER_PORT`, see `nn::distributed::Rendezvous`) it is one rank of a data-parallel
+//! step, as `distributed: {ranks: N}` runs it (scripts/bench-distributed-llm.sh); rank 0 prints, `batch` is global.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anbiq::artifact::logits::StoreDtype;
 use anbiq::artifact::token_logits::{ShardWriter, TokenLogits, TokenLogitsMeta};
@@ -20,6 +22,7 @@ use anbiq::artifact::LoadedData;
 use anbiq::data::{Dataset, DatasetMeta, Vocab};
 use anbiq::loss::LossConfig;
 use anbiq::nn::arch::llama::Llama;
+use anbiq::nn::distributed::{ProcessGroup, Rendezvous};
 use anbiq::nn::runtime::precision::Precision;
 use anbiq::nn::runtime::progress::Progress;
 use anbiq::nn::training::chunked::chunk_positions;
@@ -61,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         (arg(&args, 3, 20i64), arg(&args, 4, 8i64), arg(&args, 5, 256i64), arg(&args, 6, 3i64), arg(&args, 7, 2i32));
     let precision: Precision = serde_yaml::from_str(args.get(8).map_or("f32", String::as_str))?;
     tch::set_num_threads(threads);
+    let group = Rendezvous::from_env()?.map(|at| ProcessGroup::join(&at, Duration::from_secs(600))).transpose()?;
 
     // The student: the GGUF's first `layers` layers, trainable f32.
     let gguf = Gguf::open(path.as_ref())?;
@@ -135,6 +139,7 @@ fn main() -> anyhow::Result<()> {
             keep: Default::default(),
             early_stopping: None,
         })
+        .distributed(group.as_ref())
     };
     let (_, before) = rss_mib();
     // A warm-up step on the first batch (allocator, kernels), then one timed epoch of `steps` steps.
@@ -146,10 +151,14 @@ fn main() -> anyhow::Result<()> {
     learner(1).fit(&vs, &mut step, &source, None, &mut Rng::new(1), &progress, None)?;
     let seconds = started.elapsed().as_secs_f64();
     let (peak, _) = rss_mib();
+    if group.as_ref().is_some_and(|g| !g.is_root()) {
+        return Ok(());
+    }
     println!(
         "{}",
         serde_json::json!({
             "impl": "anbiq", "mode": mode, "layers": layers, "batch": batch, "time": time, "vocab": vocab,
+            "ranks": group.as_ref().map_or(1, |g| g.world),
             "top_k": TOP_K, "threads": threads, "precision": precision, "steps": steps, "chunk_positions": chunk,
             "seconds_per_step": seconds / steps as f64,
             "tokens_per_s": (batch * time * steps) as f64 / seconds,

@@ -95,12 +95,12 @@ pub(crate) fn launch(ctx: &Shared, entry: &PlanEntry, config: &DistributedConfig
         }
     });
 
-    let outcome = supervise(&mut ranks, config.ranks);
+    let outcome = supervise(&mut ranks, config.ranks, config.timeout());
     let _ = reader.join();
     bar.finish_and_clear();
     outcome?;
     ctx.store.complete(&entry.key).with_context(|| {
-        format!("all {} ranks exited cleanly but rank 0 stored no outputs (see {})", config.ranks, logs.display())
+        format!("the {} ranks ended but rank 0 stored no outputs (see {})", config.ranks, logs.display())
     })
 }
 
@@ -112,9 +112,11 @@ struct Rank {
 }
 
 /// Waits for every rank; the first to fail is the step's error. Forwards an interruption (Ctrl-C) to the ranks, which
-/// checkpoint and stop together.
-fn supervise(ranks: &mut [Rank], world: usize) -> anyhow::Result<()> {
+/// checkpoint and stop together. Ranks still running `timeout` after another ended cleanly are stopped (they have
+/// nothing left to agree on with it).
+fn supervise(ranks: &mut [Rank], world: usize, timeout: Duration) -> anyhow::Result<()> {
     let mut failure: Option<(String, Instant)> = None;
+    let mut first_done: Option<Instant> = None;
     let mut forwarded = false;
     loop {
         // Of the ranks that failed since the last look, the likeliest cause: one that was killed, else one whose
@@ -123,6 +125,7 @@ fn supervise(ranks: &mut [Rank], world: usize) -> anyhow::Result<()> {
         for r in ranks.iter_mut().filter(|r| r.exit.is_none()) {
             if let Some(status) = r.child.try_wait().context("waiting for a rank")? {
                 r.exit = Some(status);
+                first_done.get_or_insert_with(Instant::now);
                 if !status.success() {
                     let message = describe(r.rank, world, status, &r.log);
                     let lost_peer = ["Connection reset", "Connection closed", "Timed out", "timed out"]
@@ -155,7 +158,8 @@ fn supervise(ranks: &mut [Rank], world: usize) -> anyhow::Result<()> {
             }
             forwarded = true;
         }
-        if failure.as_ref().is_some_and(|(_, at)| at.elapsed() > GRACE) {
+        let failed_long_ago = failure.as_ref().is_some_and(|(_, at)| at.elapsed() > GRACE);
+        if failed_long_ago || first_done.is_some_and(|at| at.elapsed() > timeout) {
             stop(ranks);
         }
         std::thread::sleep(Duration::from_millis(50));

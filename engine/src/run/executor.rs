@@ -288,14 +288,17 @@ fn schedule(
 /// are an error. Then it assembles them into its outputs and drops the shards.
 pub(crate) fn run_step(ctx: &Shared, entry: &PlanEntry, compute_shards: bool) -> anyhow::Result<Manifest> {
     let decl = &ctx.wf.steps[entry.index];
+    // A rank of a data-parallel step says which it is in its errors; the launcher shows that rank's as the step's.
+    let part = match (decl.step.distributed(), &ctx.rendezvous) {
+        (Some(_), Some(at)) => format!(", rank {}", at.rank),
+        _ => String::new(),
+    };
     // A data-parallel step: launch its ranks, or, in one of them, join the others.
     let group = match (decl.step.distributed(), &ctx.rendezvous) {
         (Some(config), None) => {
             return super::ranks::launch(ctx, entry, config).map_err(|e| in_step(ctx.wf, decl, e, ""));
         }
-        (Some(config), Some(at)) => {
-            Some(join_group(ctx, config, at).map_err(|e| in_step(ctx.wf, decl, e, &format!(", rank {}", at.rank)))?)
-        }
+        (Some(config), Some(at)) => Some(join_group(ctx, config, at).map_err(|e| in_step(ctx.wf, decl, e, &part))?),
         (None, _) => None,
     };
     let primary = group.as_ref().is_none_or(|g| g.is_root());
@@ -359,9 +362,6 @@ pub(crate) fn run_step(ctx: &Shared, entry: &PlanEntry, compute_shards: bool) ->
         }
         failpoint::reach(|| format!("committed:{}", decl.id));
     }
-    // A rank says which it is; the launcher shows that rank's error as the step's.
-    let rank = ctx.rendezvous.as_ref().filter(|_| decl.step.distributed().is_some());
-    let part = rank.map(|r| format!(", rank {}", r.rank)).unwrap_or_default();
     result.map_err(|e| in_step(ctx.wf, decl, e, &part))
 }
 

@@ -124,17 +124,12 @@ impl ProcessGroup {
 
     /// Sums `values` over all ranks (in f64).
     pub fn all_sum(&self, values: &[f64]) -> Result<Vec<f64>> {
-        let mut t = Tensor::from_slice(values);
-        let mut err = ErrorBuffer::new();
-        let (e, n) = err.ptr();
-        // SAFETY: a live CPU tensor; the C++ side catches every exception.
-        if unsafe { anbiq_group_all_reduce_sum(self.raw, t.as_mut_ptr(), e, n) } != 0 {
-            bail!("all-reduce across {} ranks failed on rank {}: {}", self.world, self.rank, err.message());
-        }
+        let t = Tensor::from_slice(values);
+        self.all_reduce_sum(&t)?;
         Ok(Vec::<f64>::try_from(&t)?)
     }
 
-    /// Sums each tensor over all ranks, in place.
+    /// Sums a tensor over all ranks, in place.
     pub fn all_reduce_sum(&self, tensor: &Tensor) -> Result<()> {
         let mut t = tensor.shallow_clone();
         let mut err = ErrorBuffer::new();

@@ -309,11 +309,7 @@ impl<'g> Learner<'g> {
             for (b, chunk) in order.chunks(cfg.batch_size).enumerate().skip(pos.batch) {
                 let interrupted = crate::interrupt::requested();
                 if interrupted && group.is_none() {
-                    if let Some(c) = saving {
-                        pos.step_rng = step_rng.state();
-                        c.save(vs, &opt, &pos, best.weights.as_deref())?;
-                    }
-                    return Err(crate::interrupt::Interrupted.into());
+                    return interrupted_at(saving, vs, &opt, &mut pos, step_rng.state(), best.weights.as_deref());
                 }
                 lr = cfg.schedule.lr_at(base_lr, pos.global_step, total_steps);
                 opt.set_lr(lr);
@@ -355,11 +351,7 @@ impl<'g> Learner<'g> {
                         collective_seconds += waiting.elapsed().as_secs_f64();
                         collective_steps += 1;
                         if agreed[1] > 0.0 {
-                            if let Some(c) = saving {
-                                pos.step_rng = rng_before;
-                                c.save(vs, &opt, &pos, best.weights.as_deref())?;
-                            }
-                            return Err(crate::interrupt::Interrupted.into());
+                            return interrupted_at(saving, vs, &opt, &mut pos, rng_before, best.weights.as_deref());
                         }
                         if g.world == 1 {
                             local
@@ -436,6 +428,23 @@ impl<'g> Learner<'g> {
         }
         Ok(pos.history)
     }
+}
+
+/// Stops an interrupted run: saves where it stands (when checkpointing), to resume at the batch it was at with the
+/// random stream that batch starts with.
+fn interrupted_at(
+    checkpoint: Option<&Checkpoint>,
+    vs: &VarStore,
+    opt: &Optimizer,
+    pos: &mut Position,
+    step_rng: [u64; 4],
+    best: Option<&[(String, Tensor)]>,
+) -> Result<History> {
+    if let Some(c) = checkpoint {
+        pos.step_rng = step_rng;
+        c.save(vs, opt, pos, best)?;
+    }
+    Err(crate::interrupt::Interrupted.into())
 }
 
 /// The weights of the best epoch so far, for `keep: best …`.

@@ -178,6 +178,7 @@ fn distill(
         teachers: &teachers,
         data: &data,
         loss: loss.build()?,
+        term_names: loss.term_names(),
         jitter: 0,
         device: args.device,
         shape_tail: false,

@@ -123,6 +123,7 @@ fn main() -> anyhow::Result<()> {
         teachers: &teachers,
         data: &data,
         loss: loss.build()?,
+        term_names: loss.term_names(),
         jitter: 0,
         device: Device::Cpu,
         shape_tail: false,

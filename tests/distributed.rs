@@ -13,7 +13,8 @@ use common::Project;
 use tch::Tensor;
 
 /// A train step whose every epoch ends with a one-sample batch (so one of two ranks has nothing to do and must
-/// still take part), scored on `val` each epoch (rank 0 scores for all), and a distill step; both data-parallel.
+/// still take part), scored on `val` each epoch (rank 0 scores for all), and a distill step whose loss has two terms
+/// (the ranks agree on each one's share too); both data-parallel.
 const DP: &str = "\
 name: dp
 seed: 7
@@ -38,7 +39,7 @@ steps:
     teacher: logits
     data: digits.train
     model: {arch: mlp, hidden: [16]}
-    loss: {kd: {temperature: 4, alpha: 0.7}}
+    loss: [{kd: {temperature: 4, alpha: 0.7}}, {mse_logits: {}, weight: 0.1}]
     epochs: 4
     optimizer: {name: adam, lr: 0.01}
     distributed: {ranks: \"${params.ranks}\"}
@@ -47,6 +48,11 @@ steps:
 fn weights(project: &Project, step: &str) -> BTreeMap<String, Tensor> {
     let file = project.output(step, "model").join("weights.safetensors");
     Tensor::read_safetensors(&file).unwrap().into_iter().collect()
+}
+
+fn history(project: &Project, step: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(project.output(step, "model").join("history.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
 }
 
 fn weight_bytes(project: &Project, step: &str) -> Vec<u8> {
@@ -70,6 +76,7 @@ fn one_rank_is_the_plain_path_and_two_ranks_match_it() {
         assert!(weight_bytes(&plain, step) == weight_bytes(&one, step), "{step}: one rank ≡ no ranks, bit for bit");
     }
     assert_eq!(plain.lock().step("teacher").unwrap().metrics, one.lock().step("teacher").unwrap().metrics);
+    assert_eq!(history(&plain, "student"), history(&one, "student"), "the loss and its terms, epoch by epoch");
 
     let two = Project::new(DP);
     two.run(&["ranks=2"]);
@@ -79,6 +86,15 @@ fn one_rank_is_the_plain_path_and_two_ranks_match_it() {
         // one thread each where one rank used two).
         assert!(difference < 1e-5, "{step}: two ranks are {difference} from one rank");
         eprintln!("{step}: two ranks vs one: largest weight difference {difference:e}");
+    }
+    // Each epoch's two term shares add up to its loss, on two ranks as on one, and agree with one rank's.
+    let (h1, h2) = (history(&one, "student"), history(&two, "student"));
+    assert_eq!(h2["terms"], serde_json::json!(["kd", "mse_logits × 0.1"]));
+    for (e1, e2) in h1["epochs"].as_array().unwrap().iter().zip(h2["epochs"].as_array().unwrap()) {
+        let terms: Vec<f64> = e2["terms"].as_array().unwrap().iter().map(|t| t.as_f64().unwrap()).collect();
+        let loss = e2["train_loss"].as_f64().unwrap();
+        assert!((terms.iter().sum::<f64>() - loss).abs() < 1e-6 * loss, "{e2}");
+        assert!((e1["terms"][1].as_f64().unwrap() - terms[1]).abs() < 1e-5, "one rank {e1}, two {e2}");
     }
     let (teacher_one, teacher_two) =
         (one.lock().step("teacher").unwrap().metrics.clone(), two.lock().step("teacher").unwrap().metrics.clone());

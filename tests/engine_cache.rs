@@ -285,3 +285,58 @@ fn the_command_line_shows_what_happened_and_what_moved() {
     assert!(moved.iter().any(|m| m["step"] == "report" && m["metric"] == "student.accuracy"), "{out}");
     assert!(moved.iter().all(|m| m["metric"] != "teacher.accuracy"), "the teacher did not change: {out}");
 }
+
+/// With `--jobs 2` on a terminal, two steps training at once draw two bars, each named by its step, with its epoch
+/// and rate, on lines of their own. A pseudo-terminal from util-linux's `script` stands in for the user's.
+#[test]
+fn two_steps_at_once_draw_two_named_bars() {
+    if Command::new("script").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "CI needs util-linux's `script` for this test");
+        eprintln!("skipped: no `script` (util-linux) to give anbiq a terminal");
+        return;
+    }
+    let two = "\
+name: two
+seed: 1
+steps:
+  digits: {kind: dataset, source: digits}
+  wide: {kind: train, data: digits.train, model: {arch: mlp, hidden: [256]}, epochs: 25}
+  narrow: {kind: train, data: digits.train, model: {arch: mlp, hidden: [128]}, epochs: 25}
+";
+    let p = Project::new(two);
+    const COLUMNS: usize = 160;
+    let command = format!("stty cols {COLUMNS} rows 40; exec {} run wf.yaml --jobs 2", env!("CARGO_BIN_EXE_anbiq"));
+    let out = Command::new("script").args(["-qefc", &command, "/dev/null"]).current_dir(p.dir.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // The terminal's rows as plain text: escape sequences (cursor moves, colours) and line breaks end one, and a
+    // full-width bar wraps onto the next row (indicatif relies on that wrap between bars).
+    let escape = regex::Regex::new(r"\x1b\[[0-9;?]*[A-Za-z]").unwrap();
+    let plain = escape.replace_all(&text, "\n");
+    let rows: Vec<String> = plain
+        .split(['\n', '\r'])
+        .flat_map(|segment| {
+            segment.chars().collect::<Vec<_>>().chunks(COLUMNS).map(String::from_iter).collect::<Vec<_>>()
+        })
+        .collect();
+    let lines: Vec<&str> = rows.iter().map(String::as_str).filter(|l| l.contains(": train")).collect();
+    let bar =
+        regex::Regex::new(r"^\s*(wide|narrow): train \[[0-9:]+\] .* (\d+)/(\d+) [0-9.]+\S*/s ETA \S+ epoch (\d+)/25")
+            .unwrap();
+    let drawn: Vec<(usize, &str, bool)> = lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| bar.captures(l).map(|c| (i, c.get(1).unwrap().as_str(), c[2] != c[3])))
+        .collect();
+    for step in ["wide", "narrow"] {
+        assert!(drawn.iter().any(|d| d.1 == step && d.2), "no bar in progress for `{step}` in:\n{}", lines.join("\n"));
+    }
+    assert!(lines.iter().all(|l| !(l.contains("wide: train") && l.contains("narrow: train"))), "two bars on one line");
+    // Both in progress at once: each one's first unfinished frame comes before the other's last.
+    let span = |step: &str| {
+        let at: Vec<usize> = drawn.iter().filter(|d| d.1 == step && d.2).map(|d| d.0).collect();
+        (at[0], at[at.len() - 1])
+    };
+    let (wide, narrow) = (span("wide"), span("narrow"));
+    assert!(wide.0 < narrow.1 && narrow.0 < wide.1, "the bars were not drawn together: {wide:?} {narrow:?}");
+}

@@ -158,6 +158,23 @@ impl LossConfig {
         Ok(())
     }
 
+    /// What training records each term of a sum of several as (`kd`, `mse_logits × 0.1`, a repeated name numbered:
+    /// `kd (2)`); one term: none, its share being the whole loss.
+    pub fn term_names(&self) -> Vec<String> {
+        let terms = self.terms();
+        if terms.len() < 2 {
+            return Vec::new();
+        }
+        let mut names: Vec<String> = Vec::new();
+        for t in &terms {
+            let base = t.term.name();
+            let seen = terms.iter().take(names.len()).filter(|u| u.term.name() == base).count();
+            let name = if seen > 0 { format!("{base} ({})", seen + 1) } else { base };
+            names.push(if t.weight == 1.0 { name } else { format!("{name} × {}", t.weight) });
+        }
+        names
+    }
+
     pub fn build(&self) -> anyhow::Result<Box<dyn DistillLoss>> {
         let terms = self.terms().iter().map(|t| Ok((t.weight, t.term.build()?))).collect::<anyhow::Result<_>>()?;
         Ok(Box::new(WeightedSum { terms }))

@@ -53,6 +53,12 @@ pub trait DistillLoss: Send {
     /// (a language model's positions, [`crate::nn::training::chunked`]). Built-in losses are; a plugin sees whole
     /// sequences and may do anything with them, so it is not.
     fn mean_over_rows(&self) -> bool;
+
+    /// The loss, and for a weighted sum of several terms each term's share of it (weight × term, detached, in the
+    /// order of [`LossConfig::term_names`]) so training can record them apart. One term: no shares.
+    fn loss_and_terms(&self, input: &LossInput) -> anyhow::Result<(Tensor, Vec<Tensor>)> {
+        Ok((self.loss(input)?, Vec::new()))
+    }
 }
 
 /// A weighted sum of losses.
@@ -62,15 +68,24 @@ pub struct WeightedSum {
 
 impl DistillLoss for WeightedSum {
     fn loss(&self, input: &LossInput) -> anyhow::Result<Tensor> {
+        Ok(self.loss_and_terms(input)?.0)
+    }
+
+    fn loss_and_terms(&self, input: &LossInput) -> anyhow::Result<(Tensor, Vec<Tensor>)> {
         let mut total: Option<Tensor> = None;
+        let mut shares = Vec::new();
         for (weight, term) in &self.terms {
             let value = term.loss(input)? * *weight;
+            if self.terms.len() > 1 {
+                shares.push(value.detach());
+            }
             total = Some(match total {
                 Some(t) => t + value,
                 None => value,
             });
         }
-        total.ok_or_else(|| anyhow::anyhow!("a loss needs at least one term"))
+        let total = total.ok_or_else(|| anyhow::anyhow!("a loss needs at least one term"))?;
+        Ok((total, shares))
     }
 
     fn mean_over_rows(&self) -> bool {

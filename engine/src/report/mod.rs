@@ -207,7 +207,7 @@ pub fn build(wf: &Workflow, sources: &Sources) -> anyhow::Result<Page> {
                 }
                 "filter" => {
                     facts_section(&mut section, manifest);
-                    filter_section(&mut section, &dir.join("data").join("filter.json"))?;
+                    filter_section(&mut section, &dir.join("data"))?;
                 }
                 _ => facts_section(&mut section, manifest),
             }
@@ -323,6 +323,20 @@ pub fn curves(history: &History) -> [Vec<(f64, f64)>; 3] {
     [per(&|e| Some(e.train_loss)), per(&|e| e.val_accuracy), per(&|e| Some(e.lr))]
 }
 
+/// The training loss as lines: one, or with a loss of several terms the total (drawn dark) and each term's share.
+pub fn loss_lines(history: &History, step: &str) -> Vec<Series> {
+    let [total, ..] = curves(history);
+    if history.terms.is_empty() {
+        return vec![Series { name: step.into(), role: Role::Student, points: total }];
+    }
+    let mut lines = vec![Series { name: "total".into(), role: Role::Teacher, points: total }];
+    for (i, name) in history.terms.iter().enumerate() {
+        let points = history.epochs.iter().filter_map(|e| e.terms.get(i).map(|&v| (e.epoch as f64, v))).collect();
+        lines.push(Series { name: name.clone(), role: Role::Student, points });
+    }
+    lines
+}
+
 fn read_history(dir: &Path) -> anyhow::Result<Option<History>> {
     let path = dir.join("model").join("history.json");
     if !path.exists() {
@@ -349,12 +363,13 @@ fn history_of(
 
 fn training_section(section: &mut Section, dir: &Path) -> anyhow::Result<()> {
     let Some(history) = read_history(dir)? else { return Ok(()) };
-    let [loss, val, lr] = curves(&history);
+    let [_, val, lr] = curves(&history);
     let one = |points| vec![Series { name: section.id.clone(), role: Role::Student, points }];
+    let title = if history.terms.is_empty() { "training loss" } else { "training loss, total and per term" };
     section.charts.push(Chart {
         kind: "curve",
-        title: "training loss".into(),
-        svg: charts::lines("epoch", "loss", &one(loss))?,
+        title: title.into(),
+        svg: charts::lines("epoch", "loss", &loss_lines(&history, &section.id))?,
     });
     if !val.is_empty() {
         let svg = charts::lines("epoch", "validation accuracy", &one(val))?;
@@ -532,9 +547,11 @@ fn facts_section(section: &mut Section, manifest: &crate::run::store::Manifest) 
     section.tables.push(Table { caption: "recorded".into(), columns: vec!["what".into(), "value".into()], rows });
 }
 
-/// A filter's kept samples per class (from its `filter.json`), beside how many each class had.
-fn filter_section(section: &mut Section, path: &Path) -> anyhow::Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+/// A filter's kept samples per class (from its `filter.json`), beside how many each class had; classes by name when
+/// the data name them (the view's `meta.json`), else by index.
+fn filter_section(section: &mut Section, view: &Path) -> anyhow::Result<()> {
+    let path = view.join("filter.json");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
     let counts: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let per = |key: &str| -> Vec<f64> {
         counts.get(key).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_f64).collect()
@@ -543,11 +560,10 @@ fn filter_section(section: &mut Section, path: &Path) -> anyhow::Result<()> {
     if kept.is_empty() {
         return Ok(());
     }
-    let bars: Vec<Bar> = kept
-        .iter()
-        .enumerate()
-        .map(|(class, &value)| Bar { label: class.to_string(), role: Role::Student, value })
-        .collect();
+    let names = class_names(&view.join("meta.json"))?;
+    let name = |class: usize| names.get(class).cloned().unwrap_or_else(|| class.to_string());
+    let bars: Vec<Bar> =
+        kept.iter().enumerate().map(|(class, &value)| Bar { label: name(class), role: Role::Student, value }).collect();
     section.charts.push(Chart {
         kind: "bars",
         title: "kept samples per class".into(),
@@ -557,7 +573,7 @@ fn filter_section(section: &mut Section, path: &Path) -> anyhow::Result<()> {
         .iter()
         .zip(total.iter().chain(std::iter::repeat(&f64::NAN)))
         .enumerate()
-        .map(|(class, (k, t))| vec![class.to_string(), format_number(*k), format_number(*t)])
+        .map(|(class, (k, t))| vec![name(class), format_number(*k), format_number(*t)])
         .collect();
     section.tables.push(Table {
         caption: "kept per class".into(),
@@ -565,6 +581,14 @@ fn filter_section(section: &mut Section, path: &Path) -> anyhow::Result<()> {
         rows,
     });
     Ok(())
+}
+
+/// The class names a dataset's `meta.json` declares; none when it has no names (or no such file).
+fn class_names(meta: &Path) -> anyhow::Result<Vec<String>> {
+    let Ok(text) = std::fs::read_to_string(meta) else { return Ok(Vec::new()) };
+    let meta: crate::data::DatasetMeta =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", meta.display()))?;
+    Ok(meta.class_names.unwrap_or_default())
 }
 
 /// The generated texts in an evaluation's `report.md`: its "## Samples from `MODEL`" sections, each text fenced.
@@ -626,12 +650,42 @@ mod tests {
 
     #[test]
     fn curves_come_from_the_history_and_skip_epochs_without_validation() {
-        let e = |epoch, val| EpochRecord { epoch, train_loss: 1.0 / epoch as f64, val_accuracy: val, lr: 0.1 };
+        let e = |epoch, val| EpochRecord {
+            epoch,
+            train_loss: 1.0 / epoch as f64,
+            val_accuracy: val,
+            lr: 0.1,
+            terms: Vec::new(),
+        };
         let history = History { epochs: vec![e(1, None), e(2, Some(0.5))], ..History::default() };
         let [loss, val, lr] = curves(&history);
         assert_eq!(loss, [(1.0, 1.0), (2.0, 0.5)]);
         assert_eq!(val, [(2.0, 0.5)]);
         assert_eq!(lr.len(), 2);
+        let lines = loss_lines(&history, "student");
+        assert_eq!((lines.len(), lines[0].name.as_str(), &lines[0].points), (1, "student", &loss));
+    }
+
+    #[test]
+    fn a_loss_of_several_terms_draws_the_total_and_each_term() {
+        let e = |epoch: usize, terms: [f64; 2]| EpochRecord {
+            epoch,
+            train_loss: terms.iter().sum(),
+            val_accuracy: None,
+            lr: 0.1,
+            terms: terms.into(),
+        };
+        let history = History {
+            terms: vec!["kd".into(), "mse_logits × 0.1".into()],
+            epochs: vec![e(1, [2.0, 0.5]), e(2, [1.0, 0.25])],
+            ..History::default()
+        };
+        let lines = loss_lines(&history, "student");
+        let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["total", "kd", "mse_logits × 0.1"]);
+        assert_eq!(lines[0].points, [(1.0, 2.5), (2.0, 1.25)]);
+        assert_eq!(lines[2].points, [(1.0, 0.5), (2.0, 0.25)]);
+        assert_eq!(lines[0].role, Role::Teacher);
     }
 
     #[test]
@@ -643,9 +697,22 @@ mod tests {
         });
         let models: Vec<String> = ["teacher", "student", "baseline"].map(String::from).into();
         let roles = [Role::Teacher, Role::Student, Role::Baseline];
-        let mut section = Section {
-            id: "report".into(),
-            kind: "evaluate".into(),
+        let mut section = empty_section("report", "evaluate");
+        evaluation_section(&mut section, report, &models, &roles, &[None, None, None]).unwrap();
+        let table = &section.tables[0];
+        assert_eq!(table.columns, ["model", "role", "accuracy", "parameters", "gap closed (accuracy)"]);
+        assert_eq!(table.rows[1], ["student", "student", "0.8800", "10", "80 %"]);
+        assert_eq!(table.rows[2][4], "–");
+        // Accuracy and parameters as bars; no latency recorded, no curves to overlay.
+        let titles: Vec<&str> = section.charts.iter().map(|c| c.title.as_str()).collect();
+        assert_eq!(titles, ["accuracy", "parameters"]);
+    }
+
+    /// A cached step's section with nothing in it yet.
+    fn empty_section(id: &str, kind: &str) -> Section {
+        Section {
+            id: id.into(),
+            kind: kind.into(),
             status: Status::Cached,
             status_word: "cached",
             summary: "",
@@ -655,15 +722,31 @@ mod tests {
             charts: vec![],
             tables: vec![],
             samples: vec![],
+        }
+    }
+
+    #[test]
+    fn filter_counts_name_the_classes_when_the_data_do() {
+        let view = tempfile::tempdir().unwrap();
+        let counts = serde_json::json!({"kept_per_class": [3, 0, 5], "total_per_class": [4, 2, 5]});
+        std::fs::write(view.path().join("filter.json"), counts.to_string()).unwrap();
+        let section = |names: Option<&[&str]>| {
+            let meta = crate::data::DatasetMeta {
+                sample_shape: vec![2],
+                classes: 3,
+                class_names: names.map(|n| n.iter().map(|s| s.to_string()).collect()),
+                source: "csv".into(),
+                vocab: None,
+            };
+            std::fs::write(view.path().join("meta.json"), serde_json::to_string(&meta).unwrap()).unwrap();
+            let mut section = empty_section("kept", "filter");
+            filter_section(&mut section, view.path()).unwrap();
+            section
         };
-        evaluation_section(&mut section, report, &models, &roles, &[None, None, None]).unwrap();
-        let table = &section.tables[0];
-        assert_eq!(table.columns, ["model", "role", "accuracy", "parameters", "gap closed (accuracy)"]);
-        assert_eq!(table.rows[1], ["student", "student", "0.8800", "10", "80 %"]);
-        assert_eq!(table.rows[2][4], "–");
-        // Accuracy and parameters as bars; no latency recorded, no curves to overlay.
-        let titles: Vec<&str> = section.charts.iter().map(|c| c.title.as_str()).collect();
-        assert_eq!(titles, ["accuracy", "parameters"]);
+        let named = section(Some(&["cat", "dog", "emu"]));
+        assert_eq!(named.tables[0].rows[1], ["dog", "0", "2"]);
+        assert!(named.charts[0].svg.contains("emu"));
+        assert_eq!(section(None).tables[0].rows[2], ["2", "5", "5"]);
     }
 
     #[test]

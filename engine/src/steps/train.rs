@@ -26,7 +26,7 @@ use crate::config::{Located, Node};
 use crate::data::augment;
 use crate::nn::runtime::precision::Precision;
 use crate::nn::training::chunked;
-use crate::nn::training::learner::{backward_whole, Batch, TrainStep};
+use crate::nn::training::learner::{backward_whole, Batch, BatchLoss, TrainStep};
 use crate::nn::{tokens, ArchConfig, LanguageModel, Mode, Model};
 use crate::rng::Rng;
 
@@ -98,7 +98,7 @@ impl TrainStep for Supervised<'_> {
     }
 
     /// A language model's cross-entropy a chunk of positions at a time (see [`chunked`]).
-    fn backward(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> anyhow::Result<Tensor> {
+    fn backward(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> anyhow::Result<BatchLoss> {
         let Some(lm) = self.chunked() else {
             return backward_whole(self.loss(batch, rng, progress)?, batch.weight);
         };
@@ -106,7 +106,7 @@ impl TrainStep for Supervised<'_> {
         let labels = tokens::labels(&batch.y);
         chunked::backward_in_chunks(&hidden, self.chunk, batch.weight, |start, h| {
             let logits = self.precision.run(h.device(), || lm.logits_of(h)).to_kind(Kind::Float);
-            Ok(logits.cross_entropy_for_logits(&labels.narrow(0, start, h.size()[0])))
+            Ok((logits.cross_entropy_for_logits(&labels.narrow(0, start, h.size()[0])), Vec::new()))
         })
     }
 }

@@ -28,6 +28,9 @@ pub struct Position {
     pub global_step: usize,
     /// Sum over the epoch's done batches of loss × batch size.
     pub loss_sum: f64,
+    /// The same sum for each term of a loss of several ([`History::terms`]).
+    #[serde(default)]
+    pub term_sums: Vec<f64>,
     /// The shuffling stream as it was at the start of `epoch` (it regenerates the epoch's order).
     pub shuffle_rng: [u64; 4],
     pub step_rng: [u64; 4],

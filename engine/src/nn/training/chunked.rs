@@ -13,6 +13,8 @@
 use anyhow::Result;
 use tch::{Kind, Tensor};
 
+use super::learner::BatchLoss;
+
 /// Logits per chunk: about 2^24 (64 MiB in f32; the loss holds a few tensors of this size at once).
 const LOGITS_PER_CHUNK: i64 = 1 << 24;
 
@@ -25,38 +27,46 @@ pub fn chunk_positions(vocab: i64) -> i64 {
 /// Backpropagates `weight · Σ_c (n_c / N) · chunk_loss(start_c, hidden_c)` over chunks of `chunk` rows of `hidden`
 /// `[N, d]` (differentiable, e.g. a model's final hidden states) and returns `Σ_c (n_c / N) · chunk_loss`, detached.
 /// `chunk_loss` gets a chunk's first row and its hidden states `[n_c, d]` (a leaf that requires grad), and returns
-/// the chunk's mean loss — its logits computed inside, so they live for one chunk only. `weight` is the batch's
+/// the chunk's mean loss — its logits computed inside, so they live for one chunk only — with its terms' shares when
+/// it has several (summed over chunks the same way). `weight` is the batch's
 /// [`crate::nn::training::learner::Batch::weight`].
 pub fn backward_in_chunks(
     hidden: &Tensor,
     chunk: i64,
     weight: f64,
-    mut chunk_loss: impl FnMut(i64, &Tensor) -> Result<Tensor>,
-) -> Result<Tensor> {
+    mut chunk_loss: impl FnMut(i64, &Tensor) -> Result<(Tensor, Vec<Tensor>)>,
+) -> Result<BatchLoss> {
     let rows = hidden.size()[0];
     let detached = hidden.detach();
     let grad = Tensor::zeros_like(&detached);
-    let mut total = Tensor::zeros([], (Kind::Float, hidden.device()));
+    let zero = || Tensor::zeros([], (Kind::Float, hidden.device()));
+    let mut total = zero();
+    let mut terms: Vec<Tensor> = Vec::new();
     let chunk = chunk.max(1);
     for start in (0..rows).step_by(chunk as usize) {
         let n = chunk.min(rows - start);
         let h = detached.narrow(0, start, n).detach().set_requires_grad(true);
-        let loss = chunk_loss(start, &h)?;
+        let (loss, loss_terms) = chunk_loss(start, &h)?;
         anyhow::ensure!(loss.numel() == 1, "the loss must be a scalar, got shape {:?}", loss.size());
-        let share = loss * (n as f64 / rows as f64);
+        let fraction = n as f64 / rows as f64;
+        let share = loss * fraction;
         if weight == 1.0 {
             share.backward();
         } else {
             (&share * weight).backward();
         }
         total += share.detach().to_kind(Kind::Float);
+        terms.resize_with(loss_terms.len(), zero);
+        for (sum, term) in terms.iter_mut().zip(&loss_terms) {
+            *sum += term.to_kind(Kind::Float) * fraction;
+        }
         grad.narrow(0, start, n).copy_(&h.grad());
     }
     if hidden.requires_grad() {
         // d/dhidden Σ hidden·grad = grad: the trunk's backward pass with the gradient the chunks collected.
         (hidden * grad.detach()).sum(hidden.kind()).backward();
     }
-    Ok(total)
+    Ok(BatchLoss { total, terms })
 }
 
 #[cfg(test)]
@@ -93,9 +103,10 @@ mod tests {
             let hidden = x.matmul(&trunk).tanh();
             let value = backward_in_chunks(&hidden, chunk, 1.0, |start, h| {
                 let rows = Tensor::arange_start(start, start + h.size()[0], (Kind::Int64, Device::Cpu));
-                Ok(loss_of(&h.matmul(&head), &rows))
+                Ok((loss_of(&h.matmul(&head), &rows), Vec::new()))
             })
-            .unwrap();
+            .unwrap()
+            .total;
             let close = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
             assert!(close(&value, &full) < 1e-5, "chunk {chunk}: {value:?} vs {full:?}");
             assert!(close(&trunk.grad(), &full_trunk) < 1e-5, "chunk {chunk}: trunk gradient");

@@ -55,7 +55,7 @@ pub trait TrainStep {
     /// Adds the gradients of the batch's loss to the variables' and returns the loss, detached. By default the
     /// backward pass of [`TrainStep::loss`]; a step that computes its loss in pieces (a language model's positions a
     /// chunk at a time, [`crate::nn::training::chunked`]) backpropagates each piece itself.
-    fn backward(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> Result<Tensor> {
+    fn backward(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> Result<BatchLoss> {
         backward_whole(self.loss(batch, rng, progress)?, batch.weight)
     }
 
@@ -64,10 +64,50 @@ pub trait TrainStep {
     fn one_backward_pass(&self) -> bool {
         true
     }
+
+    /// The names of the terms whose shares [`TrainStep::backward`] returns in [`BatchLoss::terms`] (a weighted sum
+    /// of several losses); none by default. [`History`] keeps a curve for each.
+    fn term_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// A batch's loss after its backward pass: detached, and not multiplied by [`Batch::weight`].
+pub struct BatchLoss {
+    pub total: Tensor,
+    /// Each term's share of `total` (they add up to it), in the order of [`TrainStep::term_names`]; empty for a
+    /// loss of one term.
+    pub terms: Vec<Tensor>,
+}
+
+impl From<Tensor> for BatchLoss {
+    fn from(total: Tensor) -> Self {
+        BatchLoss { total, terms: Vec::new() }
+    }
+}
+
+impl BatchLoss {
+    /// The total and the terms as numbers (one read from the device for all of them).
+    fn values(&self) -> Result<(f64, Vec<f64>)> {
+        if self.terms.is_empty() {
+            return Ok((self.total.f_double_value(&[])?, Vec::new()));
+        }
+        let all = Tensor::f_stack(
+            &std::iter::once(&self.total).chain(&self.terms).map(|t| t.to_kind(tch::Kind::Float)).collect::<Vec<_>>(),
+            0,
+        )?;
+        let values = Vec::<f64>::try_from(all.to_kind(tch::Kind::Double).to_device(tch::Device::Cpu))?;
+        Ok((values[0], values[1..].to_vec()))
+    }
 }
 
 /// Backpropagates `weight ×` a scalar loss; returns the loss, detached and unweighted.
-pub fn backward_whole(loss: Tensor, weight: f64) -> Result<Tensor> {
+pub fn backward_whole(loss: Tensor, weight: f64) -> Result<BatchLoss> {
+    backward_with_terms(loss, Vec::new(), weight)
+}
+
+/// [`backward_whole`] for a loss whose terms' shares (detached) come with it.
+pub fn backward_with_terms(loss: Tensor, terms: Vec<Tensor>, weight: f64) -> Result<BatchLoss> {
     if loss.numel() != 1 {
         bail!("the loss must be a scalar, got shape {:?}", loss.size());
     }
@@ -79,7 +119,7 @@ pub fn backward_whole(loss: Tensor, weight: f64) -> Result<Tensor> {
     } else {
         (&loss * weight).f_backward()?;
     }
-    Ok(loss.detach())
+    Ok(BatchLoss { total: loss.detach(), terms })
 }
 
 /// Scores the model after each epoch (validation accuracy in [0, 1]).
@@ -174,10 +214,18 @@ pub struct EpochRecord {
     pub val_accuracy: Option<f64>,
     /// Learning rate of the epoch's last step.
     pub lr: f64,
+    /// With a loss of several terms: each term's share of `train_loss` (sample-weighted means, adding up to it), in
+    /// the order of [`History::terms`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub terms: Vec<f64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct History {
+    /// The names of the loss's terms when it has several (`kd`, `mse_logits × 0.1`): each epoch's
+    /// [`EpochRecord::terms`] follow this order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub terms: Vec<String>,
     pub epochs: Vec<EpochRecord>,
     /// With `keep: best …`: the epoch whose weights were kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -269,15 +317,17 @@ impl<'g> Learner<'g> {
         // Every rank resumes from the checkpoint; only rank 0 writes it.
         let root = group.is_none_or(ProcessGroup::is_root);
         let saving = checkpoint.filter(|_| root);
+        let term_names = step.term_names();
 
         let fresh = Position {
             epoch: 1,
             batch: 0,
             global_step: 0,
             loss_sum: 0.0,
+            term_sums: vec![0.0; term_names.len()],
             shuffle_rng: rng.fork("shuffle").state(),
             step_rng: rng.fork("step").state(),
-            history: History::default(),
+            history: History { terms: term_names.clone(), ..History::default() },
         };
         rng.next_u64();
         let mut best = BestWeights::default();
@@ -289,6 +339,9 @@ impl<'g> Learner<'g> {
             }
             None => fresh,
         };
+        if pos.history.terms != term_names || pos.term_sums.len() != term_names.len() {
+            bail!("the checkpoint records the loss terms {:?}, this run has {term_names:?}", pos.history.terms);
+        }
         let mut sync = group.map(|g| GradientSync::new(g, vs, step.one_backward_pass()));
         if let Some(sync) = &sync {
             sync.broadcast_weights()?;
@@ -317,15 +370,15 @@ impl<'g> Learner<'g> {
                 let epoch = pos.epoch;
                 let at = |e: anyhow::Error| e.context(format!("epoch {epoch}, batch {}", b + 1));
                 opt.zero_grad();
-                let value = match (&mut sync, group) {
+                let (value, terms) = match (&mut sync, group) {
                     (Some(sync), Some(g)) => {
                         let part = distributed::shard(chunk, g.rank, g.world);
                         // Where an interruption agreed on below resumes: this batch, with its random stream.
                         let rng_before = step_rng.state();
                         sync.before_backward().map_err(at)?;
-                        let local = if part.is_empty() {
+                        let (local, local_terms) = if part.is_empty() {
                             sync.zero_backward().map_err(at)?;
-                            0.0
+                            (0.0, vec![0.0; term_names.len()])
                         } else {
                             let mut batch = train.batch(&Tensor::from_slice(part));
                             batch.weight = (g.world * part.len()) as f64 / chunk.len() as f64;
@@ -339,29 +392,33 @@ impl<'g> Learner<'g> {
                             if g.world == 1 {
                                 step_rng = rank_rng;
                             }
-                            loss.double_value(&[])
+                            loss.values().map_err(at)?
                         };
                         if g.world > 1 {
                             step_rng.next_u64();
                         }
                         let waiting = Instant::now();
                         sync.after_backward().map_err(at)?;
-                        // The ranks agree on the batch's loss and on stopping here.
-                        let agreed = g.all_sum(&[local * part.len() as f64, f64::from(u8::from(interrupted))])?;
+                        // The ranks agree on the batch's loss (and its terms) and on stopping here.
+                        let share = |x: f64| x * part.len() as f64;
+                        let mut mine = vec![f64::from(u8::from(interrupted)), share(local)];
+                        mine.extend(local_terms.iter().map(|&t| share(t)));
+                        let agreed = g.all_sum(&mine)?;
                         collective_seconds += waiting.elapsed().as_secs_f64();
                         collective_steps += 1;
-                        if agreed[1] > 0.0 {
+                        if agreed[0] > 0.0 {
                             return interrupted_at(saving, vs, &opt, &mut pos, rng_before, best.weights.as_deref());
                         }
                         if g.world == 1 {
-                            local
+                            (local, local_terms)
                         } else {
-                            agreed[0] / chunk.len() as f64
+                            let mean = |x: f64| x / chunk.len() as f64;
+                            (mean(agreed[1]), agreed[2..].iter().map(|&t| mean(t)).collect())
                         }
                     }
                     _ => {
                         let batch = train.batch(&Tensor::from_slice(chunk));
-                        step.backward(&batch, &mut step_rng, progress).map_err(at)?.double_value(&[])
+                        step.backward(&batch, &mut step_rng, progress).map_err(at)?.values().map_err(at)?
                     }
                 };
                 if !value.is_finite() {
@@ -372,6 +429,9 @@ impl<'g> Learner<'g> {
                 }
                 opt.step();
                 pos.loss_sum += value * chunk.len() as f64;
+                for (sum, term) in pos.term_sums.iter_mut().zip(terms) {
+                    *sum += term * chunk.len() as f64;
+                }
                 pos.global_step += 1;
                 pos.batch = b + 1;
                 bar.inc(1);
@@ -389,7 +449,8 @@ impl<'g> Learner<'g> {
                 None => format!(" · loss {train_loss:.4}"),
             };
             tracing::debug!(epoch, train_loss, ?val_accuracy, lr, seconds, "epoch done");
-            pos.history.epochs.push(EpochRecord { epoch, train_loss, val_accuracy, lr });
+            let terms = pos.term_sums.iter().map(|sum| sum / n as f64).collect();
+            pos.history.epochs.push(EpochRecord { epoch, train_loss, val_accuracy, lr, terms });
             let best_now = selection::best_epoch(cfg.keep, &pos.history);
             if best_now.is_some() && best_now != best.epoch {
                 best = BestWeights { epoch: best_now, weights: Some(snapshot(vs)) };
@@ -405,6 +466,7 @@ impl<'g> Learner<'g> {
                 epoch: epoch + 1,
                 batch: 0,
                 loss_sum: 0.0,
+                term_sums: vec![0.0; term_names.len()],
                 shuffle_rng: shuffle_rng.state(),
                 step_rng: step_rng.state(),
                 ..pos

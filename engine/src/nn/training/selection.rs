@@ -196,6 +196,7 @@ mod tests {
                 train_loss: 1.0 / (i + 1) as f64,
                 val_accuracy: Some(a),
                 lr: 0.1,
+                terms: Vec::new(),
             })
             .collect();
         History { epochs, ..History::default() }

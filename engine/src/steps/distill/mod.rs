@@ -42,16 +42,17 @@ use crate::data::augment;
 use crate::loss::{Compares, DistillLoss, LossConfig, LossInput, LossTerm, WeightedTerm};
 use crate::nn::runtime::precision::Precision;
 use crate::nn::training::chunked::backward_in_chunks;
-use crate::nn::training::learner::{backward_whole, Batch, TrainStep};
+use crate::nn::training::learner::{backward_with_terms, Batch, BatchLoss, TrainStep};
 use crate::nn::{tokens, ArchConfig, LanguageModel, Mode, Model};
 use crate::rng::Rng;
 pub use teacher::Teacher;
 use teacher::{load_teacher, TeacherRows};
 
-// 2: a student started from `init` keeps that model's tokenizer files.
+// 2: a student started from `init` keeps that model's tokenizer files. 3: `history.json` holds each term's share of
+// the loss when it has several.
 pub const KIND: StepKind = StepKind {
     name: "distill",
-    version: 2,
+    version: 3,
     summary: "train a student from a teacher's logits or model",
     parse,
     schema: schema_of::<DistillConfig>,
@@ -138,6 +139,8 @@ pub struct DistillBatch<'a> {
     pub teachers: &'a [(Teacher, f64)],
     pub data: &'a LoadedData,
     pub loss: Box<dyn DistillLoss>,
+    /// The loss's terms when it has several ([`LossConfig::term_names`]), for the history.
+    pub term_names: Vec<String>,
     pub jitter: i64,
     pub device: Device,
     pub shape_tail: bool,
@@ -148,6 +151,33 @@ pub struct DistillBatch<'a> {
 
 impl TrainStep for DistillBatch<'_> {
     fn loss(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> anyhow::Result<Tensor> {
+        Ok(self.loss_and_terms(batch, rng, progress)?.0)
+    }
+
+    /// A language-model student with a loss that is a mean over positions is scored a chunk of positions at a
+    /// time, its logits (and the teacher's) never held for the whole batch; anything else as one loss.
+    fn backward(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> anyhow::Result<BatchLoss> {
+        match self.chunked() {
+            Some(lm) => self.backward_chunked(lm, batch, rng, progress),
+            None => {
+                let (loss, terms) = self.loss_and_terms(batch, rng, progress)?;
+                backward_with_terms(loss, terms, batch.weight)
+            }
+        }
+    }
+
+    fn one_backward_pass(&self) -> bool {
+        self.chunked().is_none()
+    }
+
+    fn term_names(&self) -> Vec<String> {
+        self.term_names.clone()
+    }
+}
+
+impl DistillBatch<'_> {
+    /// The whole batch's loss and its terms' shares ([`DistillLoss::loss_and_terms`]).
+    fn loss_and_terms(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> anyhow::Result<(Tensor, Vec<Tensor>)> {
         let x = if self.jitter > 0 { augment::jitter(&batch.x, self.jitter, rng) } else { batch.x.shallow_clone() };
         let rows = self.data.base_rows(&batch.idx);
         let student = self.precision.forward(self.student, &x, Mode::Train(rng));
@@ -160,20 +190,8 @@ impl TrainStep for DistillBatch<'_> {
             None => tokens::labels(&batch.y),
         };
         let (student, teacher) = (tokens::rows(&student), tokens::rows(&teacher));
-        self.loss.loss(&LossInput { student: &student, teacher: &teacher, labels: &labels, progress, sequence_len })
-    }
-
-    /// A language-model student with a loss that is a mean over positions is scored a chunk of positions at a
-    /// time, its logits (and the teacher's) never held for the whole batch; anything else as one loss.
-    fn backward(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> anyhow::Result<Tensor> {
-        match self.chunked() {
-            Some(lm) => self.backward_chunked(lm, batch, rng, progress),
-            None => backward_whole(self.loss(batch, rng, progress)?, batch.weight),
-        }
-    }
-
-    fn one_backward_pass(&self) -> bool {
-        self.chunked().is_none()
+        let input = LossInput { student: &student, teacher: &teacher, labels: &labels, progress, sequence_len };
+        self.loss.loss_and_terms(&input)
     }
 }
 
@@ -233,7 +251,7 @@ impl DistillBatch<'_> {
         batch: &Batch,
         rng: &mut Rng,
         progress: f64,
-    ) -> anyhow::Result<Tensor> {
+    ) -> anyhow::Result<BatchLoss> {
         let at = (self.device, self.precision);
         let rows = self.data.base_rows(&batch.idx);
         let hidden = tokens::rows(&self.precision.run(self.device, || lm.hidden(&batch.x, Mode::Train(rng))));
@@ -245,7 +263,7 @@ impl DistillBatch<'_> {
             let student = self.precision.run(self.device, || lm.logits_of(h)).to_kind(Kind::Float);
             let teacher = ensemble(&teachers, |t| t.logits(start, n, &student, self.shape_tail));
             let labels = labels.narrow(0, start, n);
-            self.loss.loss(&LossInput {
+            self.loss.loss_and_terms(&LossInput {
                 student: &student,
                 teacher: &teacher,
                 labels: &labels,
@@ -355,6 +373,7 @@ impl Step for Distill {
             teachers: &teachers,
             data: &data,
             loss: self.config.loss.build()?,
+            term_names: self.config.loss.term_names(),
             jitter: self.config.jitter,
             device: ctx.device,
             shape_tail: self.config.top_k_tail == Some(TopKTail::Student),

@@ -178,12 +178,12 @@ fn distill(
         teachers: &teachers,
         data: &data,
         loss: loss.build()?,
-        term_names: loss.term_names(),
         jitter: 0,
         device: args.device,
         shape_tail: false,
         precision: args.precision,
         chunk: anbiq::nn::training::chunked::chunk_positions(data.dataset.meta.classes),
+        recompute: false,
     };
     let mut rng = Rng::derive(0, "fit");
     let progress = Progress::hidden();

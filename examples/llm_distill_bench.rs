@@ -8,8 +8,10 @@
 //! ```sh
 //! cargo run --release --example llm_distill_bench -- GGUF MODE [layers] [batch] [time] [steps] [threads] [f32|bf16]
 //! ```
-//! MODE `chunked`: the loss a chunk of positions at a time (the default of every `distill` step); `whole`: one chunk of
-//! the whole batch (`loss_chunk` ≥ batch × time), i.e. the `[B, T, V]` logits held at once as a plain loop does.
+//! MODE `chunked`: the loss a chunk of positions at a time (the default of every `distill` step); `recompute`: the
+//! same with `recompute_activations: true` (the layers' activations recomputed in the backward pass); `whole`: one
+//! chunk of the whole batch (`loss_chunk` ≥ batch × time), i.e. the `[B, T, V]` logits held at once as a plain loop
+//! does.
 //! Prints one JSON line. With a rank's variables in the environment (`ANBIQ_RANK`, `ANBIQ_WORLD_SIZE`,
 //! `ANBIQ_MASTER_ADDR`, `ANBIQ_MASTER_PORT`, see `nn::distributed::Rendezvous`) it is one rank of a data-parallel
 //! step, as `distributed: {ranks: N}` runs it (scripts/bench-distributed-llm.sh); rank 0 prints, `batch` is global.
@@ -56,13 +58,15 @@ fn rss_mib() -> (f64, f64) {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let path = args
-        .get(1)
-        .expect("usage: llm_distill_bench GGUF chunked|whole [layers] [batch] [time] [steps] [threads] [f32|bf16]");
+    let path = args.get(1).expect(
+        "usage: llm_distill_bench GGUF chunked|recompute|whole [layers] [batch] [time] [steps] [threads] [f32|bf16]",
+    );
     let mode = args.get(2).map_or("chunked", String::as_str);
     let (layers, batch, time, steps, threads) =
         (arg(&args, 3, 20i64), arg(&args, 4, 8i64), arg(&args, 5, 256i64), arg(&args, 6, 3i64), arg(&args, 7, 2i32));
     let precision: Precision = serde_yaml::from_str(args.get(8).map_or("f32", String::as_str))?;
+    // As the `anbiq` binary starts: glibc keeps freed activations instead of faulting them in again every batch.
+    anbiq::nn::runtime::memory::tune_allocator();
     tch::set_num_threads(threads);
     let group = Rendezvous::from_env()?.map(|at| ProcessGroup::join(&at, Duration::from_secs(600))).transpose()?;
 
@@ -96,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         time,
         classes: vocab,
         top_k: TOP_K,
+        sampled: false,
         dtype: StoreDtype::F16,
         model: "random".into(),
         shards: Vec::new(),
@@ -113,22 +118,23 @@ fn main() -> anyhow::Result<()> {
     let source = TensorSource::new(&data.dataset.x, &data.dataset.y, Device::Cpu);
 
     let loss: LossConfig = serde_yaml::from_str("{kd: {temperature: 1, alpha: 1}}")?;
-    let chunk = match mode {
-        "chunked" => chunk_positions(vocab),
-        "whole" => batch * time,
-        other => anyhow::bail!("MODE is chunked or whole, not {other}"),
+    let (chunk, recompute) = match mode {
+        "chunked" => (chunk_positions(vocab), false),
+        "recompute" => (chunk_positions(vocab), true),
+        "whole" => (batch * time, false),
+        other => anyhow::bail!("MODE is chunked, recompute or whole, not {other}"),
     };
     let mut step = DistillBatch {
         student: &student,
         teachers: &teachers,
         data: &data,
         loss: loss.build()?,
-        term_names: loss.term_names(),
         jitter: 0,
         device: Device::Cpu,
         shape_tail: false,
         precision,
         chunk,
+        recompute,
     };
     let learner = |epochs| {
         Learner::new(LearnerConfig {

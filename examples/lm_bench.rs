@@ -28,7 +28,15 @@ const TOP_K: i64 = 8;
 
 fn gpt(layers: i64, d_model: i64, seed: u64) -> (VarStore, Box<dyn Model>) {
     let vs = VarStore::new(Device::Cpu);
-    let c = ArchConfig::Gpt(GptConfig { layers, heads: 4, d_model, context: CONTEXT, dropout: 0.0, tied: true });
+    let c = ArchConfig::Gpt(GptConfig {
+        layers,
+        heads: 4,
+        d_model,
+        context: CONTEXT,
+        dropout: 0.0,
+        tied: true,
+        d_ff: None,
+    });
     let model = anbiq::nn::build(&c, &vs.root(), &[CONTEXT], VOCAB, &mut Rng::new(seed)).expect("gpt builds");
     (vs, model)
 }

@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# One LLM distillation step (SmolLM2-135M's first 20 layers as the student, top-8 forward KL, AdamW), anbiq chunked
-# and whole-batch beside a plain PyTorch + transformers loop, each in its own process (issue 14's memory and speed
-# goals: <= 0.5x PyTorch's peak memory at >= 1.0x its tokens/s, same threads).
-#   scripts/bench-llm-distill.sh [layers] [batch] [time] [steps] [threads] [f32|bf16]   (defaults 20 8 256 3 2 f32)
+# One LLM distillation step (SmolLM2-135M's first 20 layers as the student, top-8 forward KL, AdamW): anbiq chunked,
+# chunked with recomputed activations, and whole-batch, beside a plain PyTorch + transformers loop (and the same loop
+# with transformers' gradient checkpointing), each in its own process (issue 14's memory and speed goals: <= 0.5x
+# PyTorch's peak memory at >= 1.0x its tokens/s, same threads).
+#   [BENCH_PROFILE=dev] scripts/bench-llm-distill.sh [layers] [batch] [time] [steps] [threads] [f32|bf16]
+#   (defaults 20 8 256 3 2 f32)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 source scripts/bench/smollm2-setup.sh
-cargo build -q --release --example llm_distill_bench
+# BENCH_PROFILE=dev: the documented dev-profile build in target/ (no separate release build of the dependencies).
+if [ "${BENCH_PROFILE:-release}" = dev ]; then
+  CARGO_TARGET_DIR=$root/target cargo build -q --example llm_distill_bench
+  bench=$root/target/debug/examples/llm_distill_bench
+else
+  cargo build -q --release --example llm_distill_bench
+  bench=$CARGO_TARGET_DIR/release/examples/llm_distill_bench
+fi
 args=("${1:-20}" "${2:-8}" "${3:-256}" "${4:-3}" "${5:-2}" "${6:-f32}")
 export OMP_NUM_THREADS=${args[4]}
-for mode in chunked whole; do
-  "$CARGO_TARGET_DIR/release/examples/llm_distill_bench" "$gguf" "$mode" "${args[@]}"
+for mode in chunked recompute whole; do
+  "$bench" "$gguf" "$mode" "${args[@]}"
 done
-scripts/bench/py.sh scripts/bench/llm_distill_bench.py "$gguf" "${args[@]}" 2>/dev/null
+for mode in plain checkpointing; do
+  scripts/bench/py.sh scripts/bench/llm_distill_bench.py "$gguf" "${args[@]}" "$mode" 2>/dev/null
+done

@@ -62,6 +62,12 @@ const CASES: &[Case] = &[
         2,
         "topk_too_large.yaml:4:76: step `logits`: `store.top_k`: 20 is more than the model's 10 classes",
     ),
+    case(
+        "store_top_k_and_sample",
+        "validate",
+        2,
+        "store_top_k_and_sample.yaml:4:87: step `logits`: `store.sample`: give `top_k` or `sample`, not both",
+    ),
     case("plugin_missing", "validate", 2, "plugin_missing.yaml:10:65: step `student`: `loss[1].plugin.path`"),
     Case {
         workflow: "cascade",

@@ -282,3 +282,22 @@ fn a_dense_head_imports_and_exports_in_its_module_order() {
     let lock = p.lock();
     assert_eq!(lock.step("again").unwrap().outputs, lock.step("encoder").unwrap().outputs, "export → import");
 }
+
+/// The PCA of `prune … pca` against numpy's (scripts/reference/pca_fixture.py: LAPACK's SVD in float64) on
+/// all-MiniLM-L6-v2's real embeddings of the 64 reference sentences: the same 16 directions, signed the same way,
+/// and the same share of the squared length kept.
+#[test]
+fn principal_directions_of_real_embeddings_equal_numpy_s() {
+    let bytes = std::fs::read(repo().join("tests/fixtures/minilm/embeddings.f32")).unwrap();
+    let embeddings: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    let x = Tensor::from_slice(&embeddings).reshape([64, 384]);
+    let path = repo().join("tests/fixtures/minilm/pca16.json");
+    let numpy: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let k = numpy["k"].as_i64().unwrap();
+    let expected: Vec<f64> = serde_json::from_value(numpy["directions"].clone()).unwrap();
+    let expected = Tensor::from_slice(&expected).reshape([k, 384]);
+    let (directions, kept) = anbiq::nn::prune::principal_directions(&x, k).unwrap();
+    let worst = max_abs(&directions, &expected);
+    assert!(worst < 1e-7, "directions differ from numpy's by up to {worst}");
+    assert!((kept - numpy["kept"].as_f64().unwrap()).abs() < 1e-12, "kept {kept} vs numpy's {}", numpy["kept"]);
+}

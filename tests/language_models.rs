@@ -34,7 +34,8 @@ fn f64s(t: &Tensor) -> Vec<f64> {
 
 fn tiny_gpt(context: i64, vocab: i64, seed: u64) -> (VarStore, Box<dyn anbiq::nn::Model>) {
     let vs = VarStore::new(Device::Cpu);
-    let config = ArchConfig::Gpt(GptConfig { layers: 2, heads: 2, d_model: 16, context, dropout: 0.0, tied: true });
+    let config =
+        ArchConfig::Gpt(GptConfig { layers: 2, heads: 2, d_model: 16, context, dropout: 0.0, tied: true, d_ff: None });
     let model = anbiq::nn::build(&config, &vs.root(), &[context], vocab, &mut Rng::new(seed)).unwrap();
     (vs, model)
 }
@@ -91,6 +92,7 @@ fn stored(dir: &Path, logits: &Tensor, k: i64) -> TokenLogits {
         time: t,
         classes: v,
         top_k: k,
+        sampled: false,
         dtype: StoreDtype::F32,
         model: "teacher".into(),
         shards: vec![],

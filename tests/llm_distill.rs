@@ -1,6 +1,7 @@
 //! Distillation of a language model at LLM scale, on a tiny Llama trained here on bytes of text: the loss computed a
 //! chunk of positions at a time (the output projection inside the chunk) trains the same student as the loss over the
-//! whole batch, for both top-k tails, an online teacher and label-only training.
+//! whole batch, for both top-k tails, a sampled store, an online teacher and label-only training; recomputed
+//! activations train bit-identical students.
 
 use std::collections::BTreeMap;
 
@@ -26,7 +27,9 @@ fn workflow(chunk: i64) -> String {
          even: {{kind: distill, teacher: logits, data: text.train, init: pruned, loss: {{kd: {{temperature: 2, alpha: 0.5}}}}, epochs: 1, batch_size: 8, loss_chunk: {chunk}}}\n  \
          shaped: {{kind: distill, teacher: logits, data: text.train, init: pruned, top_k_tail: student, loss: {{kd: {{temperature: 1, alpha: 1}}}}, epochs: 1, batch_size: 8, loss_chunk: {chunk}}}\n  \
          online: {{kind: distill, teacher: teacher, data: text.train, init: pruned, loss: [{{reverse_kl: {{}}, weight: 0.5}}, {{mse_logits: {{}}, weight: 0.1}}], epochs: 1, batch_size: 8, loss_chunk: {chunk}}}\n  \
-         labels: {{kind: train, data: text.train, init: pruned, epochs: 1, batch_size: 8, loss_chunk: {chunk}}}\n"
+         labels: {{kind: train, data: text.train, init: pruned, epochs: 1, batch_size: 8, loss_chunk: {chunk}}}\n  \
+         sampled: {{kind: infer, model: teacher, data: text.train, store: {{sample: 8}}}}\n  \
+         drawn: {{kind: distill, teacher: sampled, data: text.train, init: pruned, loss: {{kd: {{temperature: 1, alpha: 1}}}}, epochs: 1, batch_size: 8, loss_chunk: {chunk}}}\n"
     )
 }
 
@@ -45,7 +48,7 @@ fn a_loss_in_chunks_of_positions_trains_the_student_the_whole_batch_trains() {
     // 16 positions a window, 8 windows a batch: 7 splits windows and leaves a short last chunk; 4096 is one chunk.
     let (chunked, whole) = (run(7), run(4096));
     let start = weights(&chunked, "pruned");
-    for step in ["even", "shaped", "online", "labels"] {
+    for step in ["even", "shaped", "online", "labels", "drawn"] {
         let (a, b) = (weights(&chunked, step), weights(&whole, step));
         assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
         let worst = a.iter().map(|(k, w)| (w - &b[k]).abs().max().double_value(&[])).fold(0.0, f64::max);
@@ -53,6 +56,50 @@ fn a_loss_in_chunks_of_positions_trains_the_student_the_whole_batch_trains() {
         let moved = a.iter().map(|(k, w)| (w - &start[k]).abs().max().double_value(&[]));
         assert!(moved.fold(0.0, f64::max) > 1e-3, "{step}: training changed the weights");
     }
+    // A window's draws come from its own stream: the same store whatever the batches.
+    let outputs = |p: &Project, step: &str| p.lock().step(step).unwrap().outputs.clone();
+    let (stored, student) = (outputs(&chunked, "sampled"), outputs(&chunked, "drawn"));
+    let yaml = common::edit_workflow(workflow(7), "store: {sample: 8}}", "store: {sample: 8}, batch_size: 3}", 1);
+    chunked.write("wf.yaml", yaml);
+    assert_eq!(chunked.run(&[]).ran(), ["sampled", "drawn"], "a new batch size is a new key, and so its student's");
+    assert_eq!((outputs(&chunked, "sampled"), outputs(&chunked, "drawn")), (stored, student));
+}
+
+/// `recompute_activations` changes memory and time, not results: bit for bit the same students (a Llama distilled
+/// offline and online and trained on labels, a GPT with dropout trained on labels) and the same lockfile, so turning
+/// it on or off reuses what is cached. A model without blocks is refused, naming the field.
+#[test]
+fn recomputed_activations_train_the_same_students_bit_for_bit() {
+    let gpt = "  gpt: {kind: train, data: text.train, epochs: 1, batch_size: 8, loss_chunk: 7, model: {arch: gpt, \
+               layers: 2, heads: 2, d_model: 16, context: 16, dropout: 0.2}}\n";
+    let plain = workflow(7) + gpt;
+    let recomputing =
+        common::edit_workflow(plain.clone(), "loss_chunk: 7", "loss_chunk: 7, recompute_activations: true", 6);
+    let run = |yaml: &str| {
+        let p = Project::new(yaml);
+        p.write("text.txt", TEXT.repeat(12));
+        p.run(&[]);
+        p
+    };
+    let (a, b) = (run(&plain), run(&recomputing));
+    for step in ["even", "shaped", "online", "labels", "drawn", "gpt"] {
+        let (wa, wb) = (weights(&a, step), weights(&b, step));
+        assert_eq!(wa.keys().collect::<Vec<_>>(), wb.keys().collect::<Vec<_>>());
+        for (key, w) in &wa {
+            assert!(w.equal(&wb[key]), "{step}: {key} differs with recomputed activations");
+        }
+    }
+    assert_eq!(a.lock().without_measurements(), b.lock().without_measurements());
+    // Recomputation switched on where the plain run ran: nothing to do.
+    a.write("wf.yaml", &recomputing);
+    assert!(a.run(&[]).ran().is_empty(), "switching recomputation on reruns nothing");
+
+    let mlp = "seed: 1\nsteps:\n  digits: {kind: dataset, source: digits, split: {test: 0.2}}\n  \
+               m: {kind: train, data: digits.train, model: {arch: mlp, hidden: [8]}, epochs: 1, recompute_activations: true}\n";
+    let failures = Project::new(mlp).failures(&[]);
+    let refused = "step `m` (train): field `recompute_activations`: recomputes the blocks of a language model \
+                   (`llama`, `gpt`); `mlp` has none";
+    assert!(failures.len() == 1 && failures[0].ends_with(refused), "{failures:?}");
 }
 
 /// The shipped `workflows/smollm2-prune-distill.yaml` end to end on the real SmolLM2-135M, cut to a few windows:
@@ -74,7 +121,8 @@ fn the_shipped_prune_and_distil_workflow_runs_on_smollm2() {
     std::os::unix::fs::symlink(repo.join("data"), p.path("data")).unwrap();
     let report = p.run(&[]);
     assert_eq!(report.failures().count(), 0);
-    let models = ["teacher", "pruned", "student_labels", "student_kd", "student_full", "student_random"];
+    let models =
+        ["teacher", "pruned", "student_labels", "student_kd", "student_sampled", "student_full", "student_random"];
     for eval in ["eval_shakespeare", "eval_milton"] {
         let metrics = p.metrics(eval);
         for model in models {
@@ -89,7 +137,11 @@ fn the_shipped_prune_and_distil_workflow_runs_on_smollm2() {
     }
     let lock = p.lock();
     assert_eq!(lock.step("pruned").unwrap().metrics["layers"], serde_json::json!(20));
-    assert!(lock.step("logits").unwrap().metrics["bytes_per_token"].as_f64().unwrap() <= 70.0);
+    for store in ["logits", "logits_sampled"] {
+        assert!(lock.step(store).unwrap().metrics["bytes_per_token"].as_f64().unwrap() <= 70.0, "{store}");
+    }
+    let distinct = lock.step("logits_sampled").unwrap().metrics["distinct_mean"].as_f64().unwrap();
+    assert!(distinct > 1.0 && distinct <= 16.0, "16 draws find {distinct} tokens a position");
 
     // The KD student out and in again, both ways: the same logits.
     let x = anbiq::artifact::dataset::read_dataset(&p.output("heldout", "test")).unwrap().x;

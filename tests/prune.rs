@@ -1,7 +1,8 @@
 //! `kind: prune` on a tiny Llama trained here on bytes of text: keeping every layer gives the teacher back, a layer
 //! made the identity (its output projections zeroed) has block influence 0 and is the one dropped — by either score —
 //! with the teacher's logits unchanged; width pruning keeps whole GQA groups and the chosen channels, copied; targets
-//! that cannot be met are errors naming the field.
+//! that cannot be met are errors naming the field. The same for a tiny GPT, and for the real all-MiniLM-L6-v2 and
+//! SmolLM2-135M.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,18 +19,28 @@ use common::Project;
 const TEXT: &str = "To be, or not to be, that is the question: Whether 'tis nobler in the mind to suffer \
 The slings and arrows of outrageous fortune, Or to take arms against a sea of troubles ";
 
+const LLAMA: &str = "{arch: llama, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 4, \
+num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64}";
+
 fn workflow(prune: &str) -> String {
+    workflow_of(LLAMA, prune)
+}
+
+/// A teacher of architecture `model` trained on the text, and `pruned` from it by `prune`.
+fn workflow_of(model: &str, prune: &str) -> String {
     format!(
         "seed: 3\nsteps:\n  text: {{kind: dataset, source: text, path: text.txt, tokenizer: byte, context: 16, split: {{val: 0.1}}}}\n  \
-         teacher:\n    kind: train\n    data: text.train\n    epochs: 1\n    batch_size: 16\n    \
-         model: {{arch: llama, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 4, num_attention_heads: 4, \
-         num_key_value_heads: 2, max_position_embeddings: 64}}\n  \
+         teacher:\n    kind: train\n    data: text.train\n    epochs: 1\n    batch_size: 16\n    model: {model}\n  \
          pruned: {{kind: prune, model: teacher, data: text.train, calibration: 16, {prune}}}\n"
     )
 }
 
 fn project(prune: &str) -> Project {
-    let p = Project::new(&workflow(prune));
+    project_of(&workflow(prune))
+}
+
+fn project_of(yaml: &str) -> Project {
+    let p = Project::new(yaml);
     p.write("text.txt", TEXT.repeat(12));
     p
 }
@@ -142,6 +153,61 @@ fn width_pruning_keeps_whole_groups_and_the_chosen_channels() {
     }
     let out = logits(&dir, &windows(&p));
     assert_eq!(out.size()[2], 256);
+}
+
+/// A `gpt` (anbiq's own language model, dropout and all) pruned in depth — by block influence and by loss — and in
+/// MLP width: the kept blocks and channels are the teacher's, renumbered and sliced; keeping everything gives the
+/// teacher back; the narrower model trains from `init`; `heads` is refused, naming the field.
+#[test]
+fn a_gpt_is_pruned_in_depth_and_mlp_width() {
+    const GPT: &str = "{arch: gpt, layers: 3, heads: 2, d_model: 16, context: 16, dropout: 0.1}";
+    let all = project_of(&workflow_of(GPT, "layers: {keep: [0, 1, 2]}"));
+    all.run(&[]);
+    let x = windows(&all);
+    let (teacher, pruned) = (all.output("teacher", "model"), all.output("pruned", "model"));
+    assert!(logits(&pruned, &x).equal(&logits(&teacher, &x)), "nothing pruned: the teacher");
+    let (t, s) = (weights(&teacher), weights(&pruned));
+    assert!(t.len() == s.len() && t.iter().all(|(k, w)| w.equal(&s[k])), "every weight copied");
+
+    let student = "  student: {kind: train, data: text.train, init: pruned, epochs: 1, batch_size: 8}\n";
+    let p = project_of(&(workflow_of(GPT, "layers: {count: 2, by: block_influence}, mlp: {size: 40}") + student));
+    p.run(&[]);
+    let dir = p.output("pruned", "model");
+    let Some(ArchConfig::Gpt(c)) = ModelArtifact::spec(&dir).unwrap().arch else { panic!("a gpt") };
+    assert_eq!((c.layers, c.d_ff()), (2, 40));
+    let r = report(&p);
+    let kept: Vec<usize> = serde_json::from_value(r["layers"]["kept"].clone()).unwrap();
+    let influence: Vec<f64> = serde_json::from_value(r["layers"]["block_influence"].clone()).unwrap();
+    let dropped = (0..3).find(|l| !kept.contains(l)).unwrap();
+    assert!(
+        kept.iter().all(|&l| influence[l] >= influence[dropped]),
+        "the least influential block goes: {influence:?}"
+    );
+    let (t, s) = (weights(&p.output("teacher", "model")), weights(&dir));
+    for (new, &old) in kept.iter().enumerate() {
+        let channels: Vec<i64> = serde_json::from_value(r["mlp"]["kept"][new].clone()).unwrap();
+        let channels = Tensor::from_slice(&channels);
+        let (block, teacher_block) = (format!("blocks.{new}."), format!("blocks.{old}."));
+        assert!(
+            s[&format!("{block}fc.weight")].equal(&t[&format!("{teacher_block}fc.weight")].index_select(0, &channels))
+        );
+        assert!(s[&format!("{block}fc.bias")].equal(&t[&format!("{teacher_block}fc.bias")].index_select(0, &channels)));
+        assert!(s[&format!("{block}out.weight")]
+            .equal(&t[&format!("{teacher_block}out.weight")].index_select(1, &channels)));
+        for part in ["qkv.weight", "proj.weight", "ln1.weight", "out.bias"] {
+            assert!(s[&format!("{block}{part}")].equal(&t[&format!("{teacher_block}{part}")]), "{block}{part}");
+        }
+    }
+    assert!(!s.contains_key("blocks.2.fc.weight") && s["wte.weight"].equal(&t["wte.weight"]));
+    assert!(p.lock().step("student").unwrap().metrics["train_loss"].as_f64().unwrap().is_finite());
+
+    let by_loss = project_of(&workflow_of(GPT, "layers: {count: 2, by: loss}"));
+    by_loss.run(&[]);
+    let r = report(&by_loss);
+    assert_eq!(r["layers"]["removed_by_loss"].as_array().unwrap().len(), 1, "{}", r["layers"]);
+
+    let heads = project_of(&workflow_of(GPT, "heads: {kv_groups: 1}")).failures(&[]);
+    assert!(heads.len() == 1 && heads[0].contains("field `heads`: a GPT keeps all its heads"), "{heads:?}");
 }
 
 #[test]

@@ -6,8 +6,11 @@ sparsely: no dense teacher tensor), torch.optim.AdamW; the student's full [B, T,
 Prints one JSON line: tokens/s and peak resident memory of the process.
 
     scripts/bench/py.sh scripts/bench/llm_distill_bench.py GGUF [layers] [batch] [time] [steps] [threads] [f32|bf16]
+        [plain|checkpointing]
 
 bf16: the forward pass under torch.autocast("cpu", bfloat16), weights and optimiser in f32 (anbiq's `precision: bf16`).
+checkpointing: transformers' `gradient_checkpointing_enable()` (each decoder layer recomputed in the backward pass,
+torch.utils.checkpoint), PyTorch's counterpart of anbiq's `recompute_activations`.
 """
 import json
 import resource
@@ -33,10 +36,13 @@ path = Path(sys.argv[1])
 defaults = [20, 8, 256, 3, 2]
 layers, batch, tokens, steps, threads = (int(a) for a in (sys.argv[2:7] + [str(d) for d in defaults][len(sys.argv[2:7]):]))
 precision = sys.argv[7] if len(sys.argv) > 7 else "f32"
+mode = sys.argv[8] if len(sys.argv) > 8 else "plain"
 torch.set_num_threads(threads)
 model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
 model.model.layers = model.model.layers[:layers]
 model.config.num_hidden_layers = layers
+if mode == "checkpointing":
+    model.gradient_checkpointing_enable()
 model.train()
 vocab = model.config.vocab_size
 
@@ -86,7 +92,7 @@ for s in range(steps):
     train_step(slice(s * batch, (s + 1) * batch))
 seconds = time.perf_counter() - started
 peak, _ = rss_mib()
-print(json.dumps({"impl": "pytorch", "mode": "full logits", "layers": layers, "batch": batch, "time": tokens,
+print(json.dumps({"impl": "pytorch", "mode": "full logits" + (", checkpointing" if mode == "checkpointing" else ""), "layers": layers, "batch": batch, "time": tokens,
                   "vocab": vocab, "top_k": TOP_K, "threads": threads, "precision": precision, "steps": steps,
                   "seconds_per_step": seconds / steps, "tokens_per_s": batch * tokens * steps / seconds,
                   "rss_before_mib": before, "peak_rss_mib": peak}))

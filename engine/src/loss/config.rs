@@ -177,7 +177,7 @@ impl LossConfig {
 
     pub fn build(&self) -> anyhow::Result<Box<dyn DistillLoss>> {
         let terms = self.terms().iter().map(|t| Ok((t.weight, t.term.build()?))).collect::<anyhow::Result<_>>()?;
-        Ok(Box::new(WeightedSum { terms }))
+        Ok(Box::new(WeightedSum { terms, names: self.term_names() }))
     }
 
     fn terms_mut(&mut self) -> Vec<&mut LossTerm> {

@@ -55,15 +55,22 @@ pub trait DistillLoss: Send {
     fn mean_over_rows(&self) -> bool;
 
     /// The loss, and for a weighted sum of several terms each term's share of it (weight × term, detached, in the
-    /// order of [`LossConfig::term_names`]) so training can record them apart. One term: no shares.
+    /// order of [`DistillLoss::term_names`]) so training can record them apart. One term: no shares.
     fn loss_and_terms(&self, input: &LossInput) -> anyhow::Result<(Tensor, Vec<Tensor>)> {
         Ok((self.loss(input)?, Vec::new()))
+    }
+
+    /// The names of the shares [`DistillLoss::loss_and_terms`] returns; none for one term.
+    fn term_names(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 
 /// A weighted sum of losses.
 pub struct WeightedSum {
     pub terms: Vec<(f64, Box<dyn DistillLoss>)>,
+    /// The terms' names when there are several ([`LossConfig::term_names`]).
+    pub names: Vec<String>,
 }
 
 impl DistillLoss for WeightedSum {
@@ -90,5 +97,9 @@ impl DistillLoss for WeightedSum {
 
     fn mean_over_rows(&self) -> bool {
         self.terms.iter().all(|(_, term)| term.mean_over_rows())
+    }
+
+    fn term_names(&self) -> Vec<String> {
+        self.names.clone()
     }
 }

@@ -51,6 +51,25 @@ pub trait LanguageModel {
     fn hidden(&self, x: &Tensor, mode: Mode<'_>) -> Tensor;
     /// Logits `[.., V]` of hidden states `[.., d]`, in f32.
     fn logits_of(&self, hidden: &Tensor) -> Tensor;
+    /// The trunk as a chain of blocks, for training that keeps only each block's input and recomputes the rest in
+    /// the backward pass ([`crate::nn::training::recompute`]); `None` when the model does not offer it.
+    fn blocks(&self) -> Option<&dyn Blocks> {
+        None
+    }
+}
+
+/// A language model's trunk as a chain of blocks: `hidden(x, mode)` is
+/// `finish(block(n − 1, … block(0, embed(x, mode), mode) …, mode))` with the same random draws, in the same order.
+/// Blocks see no key/value cache and start at position 0.
+pub trait Blocks {
+    /// Blocks in the chain.
+    fn count(&self) -> usize;
+    /// The first block's input `[B, T, d]`: the tokens' embeddings (with their dropout, in train mode).
+    fn embed(&self, x: &Tensor, mode: Mode<'_>) -> Tensor;
+    /// Block `i` of `h` `[B, T, d]`, to `[B, T, d]`.
+    fn block(&self, i: usize, h: &Tensor, mode: Mode<'_>) -> Tensor;
+    /// Final hidden states of the last block's output (the last norm).
+    fn finish(&self, h: &Tensor) -> Tensor;
 }
 
 /// Incremental decoding with a key/value cache, in eval mode.

@@ -1,14 +1,14 @@
 //! Cutting a pretrained model down to a smaller one of the same architecture, the weights kept copied from it:
 //! a model's forward pass fills a [`Trace`] with the calibration scores, the `prune` step turns them into a
-//! [`PrunePlan`] (which layers, MLP channels and key/value groups stay), and [`prune_llama`] / [`prune_bert`] write
-//! the smaller config and its weights under their Hugging Face keys.
+//! [`PrunePlan`] (which layers, MLP channels and key/value groups stay), and [`prune_llama`] / [`prune_bert`] /
+//! [`prune_gpt`] write the smaller config and its weights under the model's own keys.
 
 use std::collections::BTreeMap;
 
 use anyhow::{ensure, Context as _, Result};
 use tch::{Device, Kind, Tensor};
 
-use crate::nn::arch::{Architecture as _, BertConfig, LlamaConfig};
+use crate::nn::arch::{Architecture as _, BertConfig, GptConfig, LlamaConfig};
 
 /// Sums over calibration tokens of what pruning ranks by, per layer (f64, so sums over many batches stay exact
 /// enough and do not depend on batch boundaries beyond rounding); padding tokens (a `mask`) do not count:
@@ -204,6 +204,32 @@ pub fn prune_bert(
         match (part, &kept) {
             ("intermediate.dense.weight" | "intermediate.dense.bias", Some(ch)) => tensor.index_select(0, ch),
             ("output.dense.weight", Some(ch)) => tensor.index_select(1, ch),
+            _ => tensor.shallow_clone(),
+        }
+    })?;
+    Ok((out, pruned))
+}
+
+/// The smaller GPT and its weights: blocks and MLP channels as `plan` says (`blocks.{i}.fc` rows, `out` columns).
+/// Heads cannot go: a GPT's head width is `d_model / heads`.
+pub fn prune_gpt(
+    config: &GptConfig,
+    weights: &BTreeMap<String, Tensor>,
+    plan: &PrunePlan,
+) -> Result<(GptConfig, BTreeMap<String, Tensor>)> {
+    let (channels, groups) = plan.check(config.layers as usize)?;
+    ensure!(groups.is_none(), "a GPT keeps all its attention heads (its head width is d_model / heads)");
+    let mut out = config.clone();
+    out.layers = plan.layers.len() as i64;
+    if let Some(n) = channels {
+        out.d_ff = Some(n);
+    }
+    out.validate().map_err(anyhow::Error::msg)?;
+    let pruned = renumber_layers(weights, "blocks.", &plan.layers, |new, part, tensor| {
+        let kept = plan.mlp.as_ref().map(|m| Tensor::from_slice(&m[new]));
+        match (part, &kept) {
+            ("fc.weight" | "fc.bias", Some(ch)) => tensor.index_select(0, ch),
+            ("out.weight", Some(ch)) => tensor.index_select(1, ch),
             _ => tensor.shallow_clone(),
         }
     })?;

@@ -196,11 +196,6 @@ fn place(nodes: &[Node]) -> Placed {
     Placed { layers, rects }
 }
 
-/// Where each step's box goes, in the order of `nodes`.
-pub fn layout(nodes: &[Node]) -> Vec<NodeBox> {
-    place(nodes).rects.into_iter().take(nodes.len()).collect()
-}
-
 /// The polyline of each edge: from its input's right side, level through every waypoint's column, to the reader's
 /// left side (stopping short of it for the arrow head).
 fn edge_lines(placed: &Placed) -> Vec<Vec<(i32, i32)>> {
@@ -290,7 +285,7 @@ mod tests {
             node("report", vec![0, 1, 3, 4]),
         ];
         assert_eq!(depths(&nodes), [0, 1, 2, 3, 1, 4]);
-        let boxes = layout(&nodes);
+        let boxes = place(&nodes).rects;
         assert_eq!(boxes[1].x, boxes[4].x, "teacher and baseline share a column");
         assert!(boxes[4].y > boxes[1].y, "and stack in workflow order");
         let picture = draw(&nodes).unwrap();
@@ -313,7 +308,7 @@ mod tests {
         assert_eq!(layers.crossings(), 2, "as listed: c above d and f above e, each pair crossing");
         layers.untangle();
         assert_eq!(layers.crossings(), 0);
-        let boxes = layout(&nodes);
+        let boxes = place(&nodes).rects;
         let above = |i: usize, j: usize| boxes[i].y < boxes[j].y;
         assert_eq!((above(0, 1), above(3, 2), above(4, 5)), (true, true, true), "a over b, so d over c, e over f");
     }

@@ -560,7 +560,7 @@ fn filter_section(section: &mut Section, view: &Path) -> anyhow::Result<()> {
     if kept.is_empty() {
         return Ok(());
     }
-    let names = class_names(&view.join("meta.json"))?;
+    let names = class_names(&view.join(crate::artifact::dataset::META_FILE))?;
     let name = |class: usize| names.get(class).cloned().unwrap_or_else(|| class.to_string());
     let bars: Vec<Bar> =
         kept.iter().enumerate().map(|(class, &value)| Bar { label: name(class), role: Role::Student, value }).collect();

@@ -11,7 +11,8 @@
 //! executor (one GPU each when several are visible), as one Slurm job array with `--executor slurm`. A final pass
 //! concatenates them into the same `logits` artifact, byte for byte, as an unsharded run (see [`shard_rows`]).
 //! On text data, one top-k distribution per token, written in shards as it goes
-//! ([`crate::artifact::token_logits`]); `top_k` is then required. A sentence encoder (`bert`) on `sentences` stores
+//! ([`crate::artifact::token_logits`]); `top_k` — or `sample`, tokens drawn from the teacher's distribution
+//! ([`crate::artifact::token_logits::sample`]) — is then required. A sentence encoder (`bert`) on `sentences` stores
 //! one pooled embedding per sentence instead ([`crate::artifact::embeddings`], f16 by default):
 //! ```yaml
 //! targets: {kind: infer, model: minilm, data: lines.train, batch_size: 64}
@@ -29,6 +30,7 @@ use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, 
 use crate::artifact::embeddings::EmbeddingsArtifact;
 use crate::artifact::logits::StoreDtype;
 use crate::artifact::model::{LoadedModel, ModelArtifact};
+use crate::artifact::token_logits::Sparse;
 use crate::artifact::{LoadedData, LogitsArtifact, LogitsMeta};
 use crate::config::{Located, Node};
 use crate::nn::encode::embed_sentences;
@@ -52,9 +54,24 @@ pub struct StoreOptions {
     /// Keep only the k most likely classes per sample (plus the leftover probability mass).
     #[serde(default)]
     pub top_k: Option<i64>,
+    /// Text data, instead of `top_k`: draw this many tokens per position from the teacher's distribution and store
+    /// the draws (random-sampling KD: an unbiased estimate of the distribution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<i64>,
     /// Text data: windows per shard file (memory while writing is about one shard).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard_windows: Option<i64>,
+}
+
+impl StoreOptions {
+    /// What a per-token store keeps (the parse checks that at most one is given).
+    pub fn sparse(&self) -> Option<Sparse> {
+        match (self.top_k, self.sample) {
+            (_, Some(draws)) => Some(Sparse::Sample(draws)),
+            (Some(k), None) => Some(Sparse::TopK(k)),
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
@@ -133,6 +150,13 @@ fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
             problems.push(("store.top_k".into(), format!("must be at least 1, got {k}")));
         }
     }
+    match config.store.sample {
+        Some(_) if config.store.top_k.is_some() => {
+            problems.push(("store.sample".into(), "give `top_k` or `sample`, not both".into()))
+        }
+        Some(n) if n < 1 => problems.push(("store.sample".into(), format!("must be at least 1 draw, got {n}"))),
+        _ => {}
+    }
     if matches!(config.store.shard_windows, Some(w) if w < 1) {
         problems.push(("store.shard_windows".into(), "must be at least 1".into()));
     }
@@ -201,7 +225,7 @@ impl Step for Infer {
         }
         if data.dataset.meta.vocab.is_some() {
             let store = super::lm::infer::TokenStore {
-                top_k: self.config.store.top_k,
+                sparse: self.config.store.sparse(),
                 dtype: self.config.store.dtype,
                 shard_windows: self.config.store.shard_windows,
                 batch_size: self.config.batch_size,
@@ -323,6 +347,9 @@ impl Infer {
         }
         if encoder && self.config.store.top_k.is_some() {
             anyhow::bail!("field `store.top_k`: an encoder's embeddings are stored whole (top_k applies to logits)");
+        }
+        if self.config.store.sample.is_some() && meta.vocab.is_none() {
+            anyhow::bail!("field `store.sample`: draws a language model's next tokens; the data are not text");
         }
         if let Some(k) = self.config.store.top_k {
             if k > teacher.spec.classes {

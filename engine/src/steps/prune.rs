@@ -4,7 +4,7 @@
 //! ```yaml
 //! pruned:
 //!   kind: prune
-//!   model: teacher                    # a llama, or a bert
+//!   model: teacher                    # a llama, a gpt, or a bert
 //!   data: text.train                  # calibration windows
 //!   calibration: 64                   # windows scored (the first ones; default 64)
 //!   layers: {count: 20, by: block_influence}   # or {count: 20, by: loss}, or {keep: [0, 1, 2, …]}
@@ -16,6 +16,8 @@
 //! - `loss`: layers are dropped one at a time, each time the one whose removal raises the calibration loss least.
 //! - Width scores are computed on the teacher (as Minitron does) and chosen per layer; every layer keeps the same
 //!   number, so the result is a valid config (a GQA config stays one: whole groups go).
+//! - A `gpt` (anbiq's own GPT-2-style language model) is pruned in depth and in `mlp` width (its config gains
+//!   `d_ff`); not in `heads` (its head width is `d_model / heads`).
 //! - A `bert` encoder (sentence embedder; `data` a `sentences` dataset, padding not counted) is pruned by
 //!   `block_influence` or `keep`, and `mlp`; not by `loss` (it has no next-token loss) nor `heads` (BERT's config
 //!   cannot express fewer heads of the same width). With `pca`, its embeddings are mapped to `size` dimensions by a
@@ -24,7 +26,7 @@
 //!   it, a teacher reduced this way (all layers kept) gives the targets of a student reduced this way.
 //!
 //! Output `model`: the pruned model, its teacher's tokenizer, and `prune.json` with every score and choice. Metrics:
-//! parameters, layers, and on the calibration windows the next-token loss of teacher and pruned model (llama) or the
+//! parameters, layers, and on the calibration windows the next-token loss of teacher and pruned model (llama, gpt) or the
 //! mean cosine of the pruned model's embeddings to the teacher's (bert). Deterministic.
 
 use std::collections::BTreeMap;
@@ -37,17 +39,18 @@ use tch::Tensor;
 use super::load_data;
 use super::registry::{parse_config, schema_of, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
-use crate::artifact::model::{ModelArtifact, ModelSpec, WEIGHTS_FILE};
+use crate::artifact::model::{copy_weights, ModelArtifact, ModelSpec, WEIGHTS_FILE};
 use crate::config::{Located, Node};
 use crate::nn::arch::bert::Bert;
 use crate::nn::arch::bert::{DenseActivation, DenseHead};
+use crate::nn::arch::gpt::Gpt;
 use crate::nn::arch::llama::Llama;
-use crate::nn::arch::{ArchConfig, BertConfig, LlamaConfig};
-use crate::nn::prune::{nll, principal_directions, prune_bert, prune_llama, top_k, PrunePlan, Trace};
+use crate::nn::arch::{ArchConfig, BertConfig, GptConfig, LlamaConfig};
+use crate::nn::prune::{nll, principal_directions, prune_bert, prune_gpt, prune_llama, top_k, PrunePlan, Trace};
 use crate::nn::weights::export::copy_tokenizer_files;
 use crate::nn::weights::hf::DENSE_PREFIX;
 use crate::nn::weights::source::WeightSource;
-use crate::nn::Model as _;
+use crate::rng::Rng;
 
 pub const KIND: StepKind = StepKind {
     name: "prune",
@@ -60,7 +63,7 @@ pub const KIND: StepKind = StepKind {
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PruneConfig {
-    /// The teacher to cut down (llama or bert).
+    /// The teacher to cut down (llama, gpt or bert).
     pub model: StepRef,
     /// Calibration data: what the scores are measured on.
     pub data: StepRef,
@@ -222,11 +225,11 @@ impl Step for Prune {
         let data = load_data(ctx, "data")?.dataset;
         super::lm::vocab(&data, "data")?;
         let vocab = match &spec.arch {
-            Some(ArchConfig::Llama(_)) => spec.classes,
+            Some(ArchConfig::Llama(_) | ArchConfig::Gpt(_)) => spec.classes,
             Some(ArchConfig::Bert(b)) => b.vocab_size,
             other => {
                 let what = other.as_ref().map_or("a TorchScript module", |a| a.name());
-                bail!("field `model`: prune takes a `llama` or a `bert` model, not {what}");
+                bail!("field `model`: prune takes a `llama`, `gpt` or `bert` model, not {what}");
             }
         };
         anyhow::ensure!(
@@ -275,7 +278,7 @@ impl Step for Prune {
                 top_k(&influence, *count).into_iter().map(|l| l as usize).collect()
             }
             Depth::Count(count, LayerScore::Loss) => {
-                let Pretrained::Llama(_, llama) = &teacher else {
+                let Some(lm) = teacher.language_model() else {
                     bail!("field `layers.by`: `loss` ranks by a language model's next-token loss; prune an encoder by `block_influence`");
                 };
                 let mut keep: Vec<usize> = (0..layers).collect();
@@ -286,7 +289,7 @@ impl Step for Prune {
                         let loss = tch::no_grad(|| {
                             batches
                                 .iter()
-                                .map(|(bx, by)| nll(&llama.forward_layers(bx, &without), by) * bx.size()[0] as f64)
+                                .map(|(bx, by)| nll(&lm.forward_layers(bx, &without), by) * bx.size()[0] as f64)
                                 .sum::<f64>()
                         }) / windows as f64;
                         if best.is_none_or(|(b, _)| loss < b) {
@@ -320,6 +323,9 @@ impl Step for Prune {
             None => None,
             Some(_) if matches!(teacher, Pretrained::Bert(..)) => {
                 bail!("field `heads`: a BERT keeps all its heads (transformers' BertConfig cannot express fewer heads of the same width); prune `layers` or `mlp`")
+            }
+            Some(_) if matches!(teacher, Pretrained::Gpt(..)) => {
+                bail!("field `heads`: a GPT keeps all its heads (its head width is d_model / heads); prune `layers` or `mlp`")
             }
             Some(h) if h.kv_groups > kv_heads => {
                 bail!("field `heads.kv_groups`: {} groups asked, the model has {kv_heads}", h.kv_groups)
@@ -398,9 +404,37 @@ impl Step for Prune {
     }
 }
 
+/// What `prune` asks of a language model besides its logits: a pass that fills a [`Trace`], and a pass through
+/// some of its layers only.
+trait PrunableLm: crate::nn::Model {
+    fn forward_traced(&self, x: &Tensor, trace: &mut Trace) -> Tensor;
+    fn forward_layers(&self, x: &Tensor, keep: &[usize]) -> Tensor;
+}
+
+impl PrunableLm for Llama {
+    fn forward_traced(&self, x: &Tensor, trace: &mut Trace) -> Tensor {
+        Llama::forward_traced(self, x, trace)
+    }
+
+    fn forward_layers(&self, x: &Tensor, keep: &[usize]) -> Tensor {
+        Llama::forward_layers(self, x, keep)
+    }
+}
+
+impl PrunableLm for Gpt {
+    fn forward_traced(&self, x: &Tensor, trace: &mut Trace) -> Tensor {
+        Gpt::forward_traced(self, x, trace)
+    }
+
+    fn forward_layers(&self, x: &Tensor, keep: &[usize]) -> Tensor {
+        Gpt::forward_layers(self, x, keep)
+    }
+}
+
 /// A teacher (or its pruned copy) of an architecture `prune` knows.
 enum Pretrained {
     Llama(LlamaConfig, Llama),
+    Gpt(GptConfig, Gpt),
     Bert(BertConfig, Bert),
 }
 
@@ -441,20 +475,38 @@ impl Pretrained {
         Ok(match arch {
             ArchConfig::Llama(c) => Pretrained::Llama(c.clone(), Llama::new(c, &vs.root(), classes, src)?),
             ArchConfig::Bert(c) => Pretrained::Bert(c.clone(), Bert::new(c, &vs.root(), src)?),
-            other => bail!("prune takes a `llama` or a `bert` model, not {}", other.name()),
+            ArchConfig::Gpt(c) => {
+                // A GPT draws its weights when built: build it, then overwrite every one with the given tensor.
+                let model = Gpt::new(c, &vs.root(), classes, &mut Rng::new(0));
+                copy_weights(vs, weights)?;
+                weights.clear();
+                Pretrained::Gpt(c.clone(), model)
+            }
+            other => bail!("prune takes a `llama`, `gpt` or `bert` model, not {}", other.name()),
         })
     }
 
     fn layers(&self) -> usize {
         match self {
             Pretrained::Llama(_, m) => m.layers(),
+            Pretrained::Gpt(_, m) => m.layers(),
             Pretrained::Bert(_, m) => m.layers(),
+        }
+    }
+
+    /// The model as a language model (`None`: an encoder).
+    fn language_model(&self) -> Option<&dyn PrunableLm> {
+        match self {
+            Pretrained::Llama(_, m) => Some(m),
+            Pretrained::Gpt(_, m) => Some(m),
+            Pretrained::Bert(..) => None,
         }
     }
 
     fn intermediate_size(&self) -> i64 {
         match self {
             Pretrained::Llama(c, _) => c.intermediate_size,
+            Pretrained::Gpt(c, _) => c.d_ff(),
             Pretrained::Bert(c, _) => c.intermediate_size,
         }
     }
@@ -463,6 +515,7 @@ impl Pretrained {
     fn heads(&self) -> (i64, i64) {
         match self {
             Pretrained::Llama(c, _) => (c.num_attention_heads, c.kv_heads()),
+            Pretrained::Gpt(c, _) => (c.heads, c.heads),
             Pretrained::Bert(c, _) => (c.num_attention_heads, c.num_attention_heads),
         }
     }
@@ -470,10 +523,11 @@ impl Pretrained {
     /// Runs the calibration batches, filling `trace`.
     fn traced(&self, batches: &[(Tensor, Tensor)], trace: &mut Trace) -> Reference {
         match self {
-            Pretrained::Llama(_, m) => {
+            Pretrained::Llama(..) | Pretrained::Gpt(..) => {
+                let lm = self.language_model().expect("a language model");
                 let windows: i64 = batches.iter().map(|(x, _)| x.size()[0]).sum();
                 let sum: f64 =
-                    batches.iter().map(|(x, y)| nll(&m.forward_traced(x, trace), y) * x.size()[0] as f64).sum();
+                    batches.iter().map(|(x, y)| nll(&lm.forward_traced(x, trace), y) * x.size()[0] as f64).sum();
                 Reference::Loss(sum / windows as f64)
             }
             Pretrained::Bert(_, m) => Reference::Embeddings(
@@ -490,11 +544,12 @@ impl Pretrained {
 
     fn compare(&self, batches: &[(Tensor, Tensor)], reference: &Reference) -> Comparison {
         match (self, reference) {
-            (Pretrained::Llama(_, m), Reference::Loss(_)) => {
+            (Pretrained::Llama(..) | Pretrained::Gpt(..), Reference::Loss(_)) => {
+                let lm = self.language_model().expect("a language model");
                 let windows: i64 = batches.iter().map(|(x, _)| x.size()[0]).sum();
                 let sum: f64 = batches
                     .iter()
-                    .map(|(x, y)| nll(&m.forward(x, crate::nn::Mode::Eval), y) * x.size()[0] as f64)
+                    .map(|(x, y)| nll(&lm.forward(x, crate::nn::Mode::Eval), y) * x.size()[0] as f64)
                     .sum();
                 Comparison::Loss(sum / windows as f64)
             }
@@ -520,6 +575,10 @@ impl Pretrained {
             Pretrained::Llama(c, _) => {
                 let (config, w) = prune_llama(c, weights, plan)?;
                 (ArchConfig::Llama(config), w)
+            }
+            Pretrained::Gpt(c, _) => {
+                let (config, w) = prune_gpt(c, weights, plan)?;
+                (ArchConfig::Gpt(config), w)
             }
             Pretrained::Bert(c, _) => {
                 let (config, w) = prune_bert(c, weights, plan)?;

@@ -21,12 +21,13 @@ use tch::{Kind, Tensor};
 use super::load_data;
 use super::registry::{parse_config, schema_of, ParseEnv, StepKind};
 use super::training::{build_student, fit_and_save, training_config, Student};
-use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
+use super::{check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
 use crate::config::{Located, Node};
 use crate::data::augment;
 use crate::nn::runtime::precision::Precision;
 use crate::nn::training::chunked;
 use crate::nn::training::learner::{backward_whole, Batch, BatchLoss, TrainStep};
+use crate::nn::training::recompute::Trunk;
 use crate::nn::{tokens, ArchConfig, LanguageModel, Mode, Model};
 use crate::rng::Rng;
 
@@ -77,6 +78,8 @@ pub(crate) struct Supervised<'a> {
     pub chunk: i64,
     pub jitter: i64,
     pub precision: Precision,
+    /// Recompute the language model's activations in the backward pass ([`Trunk`]).
+    pub recompute: bool,
 }
 
 impl Supervised<'_> {
@@ -102,12 +105,14 @@ impl TrainStep for Supervised<'_> {
         let Some(lm) = self.chunked() else {
             return backward_whole(self.loss(batch, rng, progress)?, batch.weight);
         };
-        let hidden = tokens::rows(&self.precision.run(batch.x.device(), || lm.hidden(&batch.x, Mode::Train(rng))));
+        let trunk = Trunk::forward(lm, &batch.x, Mode::Train(rng), self.precision, self.recompute)?;
         let labels = tokens::labels(&batch.y);
-        chunked::backward_in_chunks(&hidden, self.chunk, batch.weight, |start, h| {
+        let loss = chunked::backward_in_chunks(&tokens::rows(trunk.hidden()), self.chunk, batch.weight, |start, h| {
             let logits = self.precision.run(h.device(), || lm.logits_of(h)).to_kind(Kind::Float);
             Ok((logits.cross_entropy_for_logits(&labels.narrow(0, start, h.size()[0])), Vec::new()))
-        })
+        })?;
+        trunk.backward()?;
+        Ok(loss)
     }
 }
 
@@ -132,7 +137,7 @@ impl Step for Train {
     }
 
     fn canonical_config(&self) -> serde_json::Value {
-        canonical(&self.config)
+        super::training::canonical_training(&self.config)
     }
 
     fn distributed(&self) -> Option<&crate::nn::distributed::DistributedConfig> {
@@ -158,7 +163,14 @@ impl Step for Train {
             chunk: self.config.training().loss_chunk(meta.classes),
             jitter: self.config.jitter,
             precision: self.config.precision,
+            recompute: self.config.recompute_activations,
         };
+        super::training::check_recompute(
+            &self.config.training(),
+            arch.name(),
+            model.as_ref(),
+            step.chunked().is_some(),
+        )?;
         let init = init.map(|i| i.dir.clone());
         let student = Student { vs: &vs, arch, model: model.as_ref(), outputs: meta.classes, init };
         fit_and_save(ctx, &self.config.training(), student, &mut step, (&train, val.as_ref()), &rng)

@@ -5,8 +5,8 @@
 //! model: {arch: gpt, layers: 4, heads: 4, d_model: 256, context: 128, dropout: 0.1}
 //! ```
 //! Learned positions; pre-norm blocks `h += attn(ln(h)); h += mlp(ln(h))` with causal self-attention through
-//! libtorch's `scaled_dot_product_attention` (`is_causal`, so a position never sees later ones) and a 4×-wide GELU
-//! MLP; a final layer norm; the output projection shares the token embedding (`tied`, default). Weights start
+//! libtorch's `scaled_dot_product_attention` (`is_causal`, so a position never sees later ones) and a GELU MLP
+//! (`d_ff` wide, 4 × `d_model` by default); a final layer norm; the output projection shares the token embedding (`tied`, default). Weights start
 //! `N(0, 0.02²)`, residual projections `N(0, (0.02/√(2·layers))²)` as in GPT-2. Dropout (embeddings and each
 //! residual branch) draws its masks from the step's [`Rng`]; there is none inside attention, whose own dropout would
 //! use libtorch's global generator.
@@ -14,7 +14,8 @@
 use super::{check_dropout, Architecture};
 use crate::nn::layers::{Dropout, Embedding, LayerNorm, Linear};
 use crate::nn::model::with_cached;
-use crate::nn::{Decoder, KvCache, LanguageModel, Mode, Model};
+use crate::nn::prune::Trace;
+use crate::nn::{Blocks, Decoder, KvCache, LanguageModel, Mode, Model};
 use crate::rng::Rng;
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,15 @@ pub struct GptConfig {
     /// Output projection = token embedding (transposed).
     #[serde(default = "default_true")]
     pub tied: bool,
+    /// Width of each block's MLP; 4 × `d_model` when left out (`prune` with `mlp` narrows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub d_ff: Option<i64>,
+}
+
+impl GptConfig {
+    pub fn d_ff(&self) -> i64 {
+        self.d_ff.unwrap_or(4 * self.d_model)
+    }
 }
 
 fn default_true() -> bool {
@@ -49,9 +59,13 @@ impl Architecture for GptConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
-        for (field, v) in
-            [("layers", self.layers), ("heads", self.heads), ("d_model", self.d_model), ("context", self.context)]
-        {
+        for (field, v) in [
+            ("layers", self.layers),
+            ("heads", self.heads),
+            ("d_model", self.d_model),
+            ("context", self.context),
+            ("d_ff", self.d_ff()),
+        ] {
             if v <= 0 {
                 return Err(format!("model.{field}: must be positive, got {v}"));
             }
@@ -106,8 +120,8 @@ impl Gpt {
                     qkv: Linear::normal(&(&p / "qkv"), d, 3 * d, 0.02, rng),
                     proj: Linear::normal(&(&p / "proj"), d, d, residual_std, rng),
                     ln2: LayerNorm::new(&(&p / "ln2"), d),
-                    fc: Linear::normal(&(&p / "fc"), d, 4 * d, 0.02, rng),
-                    out: Linear::normal(&(&p / "out"), 4 * d, d, residual_std, rng),
+                    fc: Linear::normal(&(&p / "fc"), d, c.d_ff(), 0.02, rng),
+                    out: Linear::normal(&(&p / "out"), c.d_ff(), d, residual_std, rng),
                 }
             })
             .collect();
@@ -118,33 +132,98 @@ impl Gpt {
 
     /// Causal self-attention of `x` `[B, t, d]`; with a cache slot, after the keys and values stored there (which
     /// then include `x`'s).
-    fn attention(&self, b: &Block, x: &Tensor, past: Option<&mut Option<(Tensor, Tensor)>>) -> Tensor {
+    fn attention(
+        &self,
+        b: &Block,
+        x: &Tensor,
+        past: Option<&mut Option<(Tensor, Tensor)>>,
+        trace: Option<(&mut Trace, usize)>,
+    ) -> Tensor {
         let (batch, t, d) = x.size3().expect("[B, t, d]");
         let split = |z: &Tensor| z.view([batch, t, self.heads, d / self.heads]).transpose(1, 2);
         let qkv = b.qkv.forward(x).chunk(3, -1);
         let (q, k, v) = (split(&qkv[0]), split(&qkv[1]), split(&qkv[2]));
         let (k, v, causal) = with_cached(past, k, v);
         let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, causal, None, false);
+        if let Some((trace, layer)) = trace {
+            trace.add_heads(layer, &y, None);
+        }
         b.proj.forward(&y.transpose(1, 2).contiguous().view([batch, t, d]))
     }
 
     /// Final hidden states (after `ln_f`) of `x`.
-    fn run(&self, x: &Tensor, mut mode: Mode<'_>, mut cache: Option<&mut KvCache>) -> Tensor {
+    fn run(&self, x: &Tensor, mode: Mode<'_>, cache: Option<&mut KvCache>) -> Tensor {
+        self.run_blocks(x, mode, cache, None, None)
+    }
+
+    /// Logits of `x` through the blocks in `keep` only (in order): the model with the others removed.
+    pub fn forward_layers(&self, x: &Tensor, keep: &[usize]) -> Tensor {
+        self.project(&self.run_blocks(x, Mode::Eval, None, Some(keep), None))
+    }
+
+    /// Logits of `x` in eval mode, adding what pruning scores need to `trace` (see [`Trace`]).
+    pub fn forward_traced(&self, x: &Tensor, trace: &mut Trace) -> Tensor {
+        self.project(&self.run_blocks(x, Mode::Eval, None, None, Some(trace)))
+    }
+
+    pub fn layers(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Final hidden states of `x` through the blocks (those in `keep`, if given).
+    fn run_blocks(
+        &self,
+        x: &Tensor,
+        mut mode: Mode<'_>,
+        mut cache: Option<&mut KvCache>,
+        keep: Option<&[usize]>,
+        mut trace: Option<&mut Trace>,
+    ) -> Tensor {
         let t = x.size()[1];
         let offset = cache.as_ref().map_or(0, |c| c.len);
-        let positions = Tensor::arange_start(offset, offset + t, (Kind::Int64, x.device()));
-        let mut h = self.dropout.forward(&(self.wte.forward(x) + self.wpe.forward(&positions)), &mut mode);
+        let mut h = self.embed_from(x, offset, &mut mode);
         if let Some(c) = cache.as_deref_mut() {
             c.layers.resize_with(self.blocks.len(), || None);
             c.len += t;
         }
+        if let Some(trace) = trace.as_deref_mut() {
+            let channels = self.blocks.first().map_or(0, |b| b.fc.weight.size()[0]);
+            trace.start_batch(self.blocks.len(), channels, self.heads, x.numel() as i64, x.device());
+        }
         for (i, b) in self.blocks.iter().enumerate() {
+            if keep.is_some_and(|keep| !keep.contains(&i)) {
+                continue;
+            }
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            h = &h + self.dropout.forward(&self.attention(b, &b.ln1.forward(&h), slot), &mut mode);
-            let mlp = b.out.forward(&b.fc.forward(&b.ln2.forward(&h)).gelu("none"));
-            h = &h + self.dropout.forward(&mlp, &mut mode);
+            h = self.block_of(b, &h, slot, &mut mode, trace.as_deref_mut().map(|t| (t, i)));
         }
         self.ln_f.forward(&h)
+    }
+
+    /// Token and position embeddings of `x`, its first token at position `offset`, with dropout.
+    fn embed_from(&self, x: &Tensor, offset: i64, mode: &mut Mode<'_>) -> Tensor {
+        let positions = Tensor::arange_start(offset, offset + x.size()[1], (Kind::Int64, x.device()));
+        self.dropout.forward(&(self.wte.forward(x) + self.wpe.forward(&positions)), mode)
+    }
+
+    /// One pre-norm block: attention, then the MLP, each added to the residual stream after dropout.
+    fn block_of(
+        &self,
+        b: &Block,
+        h: &Tensor,
+        past: Option<&mut Option<(Tensor, Tensor)>>,
+        mode: &mut Mode<'_>,
+        mut trace: Option<(&mut Trace, usize)>,
+    ) -> Tensor {
+        let traced = trace.as_mut().map(|(t, i)| (&mut **t, *i));
+        let mid = h + self.dropout.forward(&self.attention(b, &b.ln1.forward(h), past, traced), mode);
+        let act = b.fc.forward(&b.ln2.forward(&mid)).gelu("none");
+        let out = &mid + self.dropout.forward(&b.out.forward(&act), mode);
+        if let Some((trace, i)) = trace {
+            trace.add_mlp(i, &act, None);
+            trace.add_cosine(i, h, &out, None);
+        }
+        out
     }
 
     fn project(&self, h: &Tensor) -> Tensor {
@@ -177,6 +256,28 @@ impl LanguageModel for Gpt {
     fn logits_of(&self, hidden: &Tensor) -> Tensor {
         self.project(hidden)
     }
+
+    fn blocks(&self) -> Option<&dyn Blocks> {
+        Some(self)
+    }
+}
+
+impl Blocks for Gpt {
+    fn count(&self) -> usize {
+        self.blocks.len()
+    }
+
+    fn embed(&self, x: &Tensor, mut mode: Mode<'_>) -> Tensor {
+        self.embed_from(x, 0, &mut mode)
+    }
+
+    fn block(&self, i: usize, h: &Tensor, mut mode: Mode<'_>) -> Tensor {
+        self.block_of(&self.blocks[i], h, None, &mut mode, None)
+    }
+
+    fn finish(&self, h: &Tensor) -> Tensor {
+        self.ln_f.forward(h)
+    }
 }
 
 impl Decoder for Gpt {
@@ -191,7 +292,7 @@ mod tests {
     use tch::{nn::VarStore, Device};
 
     fn tiny() -> GptConfig {
-        GptConfig { layers: 2, heads: 2, d_model: 16, context: 12, dropout: 0.1, tied: true }
+        GptConfig { layers: 2, heads: 2, d_model: 16, context: 12, dropout: 0.1, tied: true, d_ff: None }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::Architecture;
 use crate::nn::model::with_cached;
 use crate::nn::prune::Trace;
 use crate::nn::weights::source::{Init, WeightSource};
-use crate::nn::{Decoder, KvCache, LanguageModel, Mode, Model};
+use crate::nn::{Blocks, Decoder, KvCache, LanguageModel, Mode, Model};
 use crate::rng::Rng;
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
@@ -483,7 +483,7 @@ impl Llama {
         let t = x.size()[1];
         let offset = cache.as_ref().map_or(0, |c| c.len);
         let rope = self.rotary(offset, t, x.device());
-        let mut h = Tensor::embedding(&self.embed, x, -1, false, false);
+        let mut h = Blocks::embed(self, x, Mode::Eval);
         if let Some(c) = cache.as_deref_mut() {
             c.layers.resize_with(self.layers.len(), || None);
             c.len += t;
@@ -497,18 +497,30 @@ impl Llama {
                 continue;
             }
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            let input = trace.is_some().then(|| h.shallow_clone());
-            let traced = trace.as_deref_mut().map(|t| (t, i));
-            h = &h + self.attention(l, &l.input_norm.forward(&h), &rope, slot, traced);
-            let n = l.post_norm.forward(&h);
-            let act = l.gate.forward(&n).silu() * l.up.forward(&n);
-            h = &h + l.down.forward(&act);
-            if let (Some(trace), Some(input)) = (trace.as_deref_mut(), input) {
-                trace.add_mlp(i, &act, None);
-                trace.add_cosine(i, &input, &h, None);
-            }
+            h = self.layer(l, &h, &rope, slot, trace.as_deref_mut().map(|t| (t, i)));
         }
         self.norm.forward(&h)
+    }
+
+    /// One decoder layer: attention and the gated MLP, each on the normed residual stream and added to it.
+    fn layer(
+        &self,
+        l: &Layer,
+        h: &Tensor,
+        rope: &(Tensor, Tensor),
+        past: Option<&mut Option<(Tensor, Tensor)>>,
+        mut trace: Option<(&mut Trace, usize)>,
+    ) -> Tensor {
+        let traced = trace.as_mut().map(|(t, i)| (&mut **t, *i));
+        let mid = h + self.attention(l, &l.input_norm.forward(h), rope, past, traced);
+        let n = l.post_norm.forward(&mid);
+        let act = l.gate.forward(&n).silu() * l.up.forward(&n);
+        let out = &mid + l.down.forward(&act);
+        if let Some((trace, i)) = trace {
+            trace.add_mlp(i, &act, None);
+            trace.add_cosine(i, h, &out, None);
+        }
+        out
     }
 
     /// Logits of final hidden states: in f32 whatever the weights are held in (as transformers' `logits.float()`).
@@ -559,6 +571,29 @@ impl LanguageModel for Llama {
 
     fn logits_of(&self, hidden: &Tensor) -> Tensor {
         self.project(hidden)
+    }
+
+    fn blocks(&self) -> Option<&dyn Blocks> {
+        Some(self)
+    }
+}
+
+impl Blocks for Llama {
+    fn count(&self) -> usize {
+        self.layers.len()
+    }
+
+    fn embed(&self, x: &Tensor, _mode: Mode<'_>) -> Tensor {
+        Tensor::embedding(&self.embed, x, -1, false, false)
+    }
+
+    fn block(&self, i: usize, h: &Tensor, _mode: Mode<'_>) -> Tensor {
+        let rope = self.rotary(0, h.size()[1], h.device());
+        self.layer(&self.layers[i], h, &rope, None, None)
+    }
+
+    fn finish(&self, h: &Tensor) -> Tensor {
+        self.norm.forward(h)
     }
 }
 

@@ -80,12 +80,6 @@ pub struct BatchLoss {
     pub terms: Vec<Tensor>,
 }
 
-impl From<Tensor> for BatchLoss {
-    fn from(total: Tensor) -> Self {
-        BatchLoss { total, terms: Vec::new() }
-    }
-}
-
 impl BatchLoss {
     /// The total and the terms as numbers (one read from the device for all of them).
     fn values(&self) -> Result<(f64, Vec<f64>)> {

@@ -9,6 +9,7 @@ pub mod learner;
 pub mod metrics;
 pub mod optimizer;
 pub mod optimizer_config;
+pub mod recompute;
 pub mod schedule;
 pub mod selection;
 pub mod similarity;

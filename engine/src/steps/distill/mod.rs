@@ -35,7 +35,7 @@ use tch::{Device, Kind, Tensor};
 use super::load_data;
 use super::registry::{parse_config, schema_of, ParseEnv, StepKind};
 use super::training::{fit_and_save, training_config, Student};
-use super::{canonical, check_fields, ArtifactKind, InputDecl, OneOrMany, OutputDecl, Step, StepContext, StepRef};
+use super::{check_fields, ArtifactKind, InputDecl, OneOrMany, OutputDecl, Step, StepContext, StepRef};
 use crate::artifact::LoadedData;
 use crate::config::{from_node, Located, Node};
 use crate::data::augment;
@@ -43,6 +43,7 @@ use crate::loss::{Compares, DistillLoss, LossConfig, LossInput, LossTerm, Weight
 use crate::nn::runtime::precision::Precision;
 use crate::nn::training::chunked::backward_in_chunks;
 use crate::nn::training::learner::{backward_with_terms, Batch, BatchLoss, TrainStep};
+use crate::nn::training::recompute::Trunk;
 use crate::nn::{tokens, ArchConfig, LanguageModel, Mode, Model};
 use crate::rng::Rng;
 pub use teacher::Teacher;
@@ -139,14 +140,14 @@ pub struct DistillBatch<'a> {
     pub teachers: &'a [(Teacher, f64)],
     pub data: &'a LoadedData,
     pub loss: Box<dyn DistillLoss>,
-    /// The loss's terms when it has several ([`LossConfig::term_names`]), for the history.
-    pub term_names: Vec<String>,
     pub jitter: i64,
     pub device: Device,
     pub shape_tail: bool,
     pub precision: Precision,
     /// Positions per chunk of a language-model student's loss.
     pub chunk: i64,
+    /// Recompute a language-model student's activations in the backward pass ([`Trunk`]).
+    pub recompute: bool,
 }
 
 impl TrainStep for DistillBatch<'_> {
@@ -171,7 +172,7 @@ impl TrainStep for DistillBatch<'_> {
     }
 
     fn term_names(&self) -> Vec<String> {
-        self.term_names.clone()
+        self.loss.term_names()
     }
 }
 
@@ -254,11 +255,11 @@ impl DistillBatch<'_> {
     ) -> anyhow::Result<BatchLoss> {
         let at = (self.device, self.precision);
         let rows = self.data.base_rows(&batch.idx);
-        let hidden = tokens::rows(&self.precision.run(self.device, || lm.hidden(&batch.x, Mode::Train(rng))));
+        let trunk = Trunk::forward(lm, &batch.x, Mode::Train(rng), self.precision, self.recompute)?;
         let labels = tokens::labels(&batch.y);
         let teachers: Vec<(TeacherRows, f64)> =
             self.teachers.iter().map(|(t, w)| (t.rows(&batch.x, &rows, at), *w)).collect();
-        backward_in_chunks(&hidden, self.chunk, batch.weight, |start, h| {
+        let loss = backward_in_chunks(&tokens::rows(trunk.hidden()), self.chunk, batch.weight, |start, h| {
             let n = h.size()[0];
             let student = self.precision.run(self.device, || lm.logits_of(h)).to_kind(Kind::Float);
             let teacher = ensemble(&teachers, |t| t.logits(start, n, &student, self.shape_tail));
@@ -270,7 +271,9 @@ impl DistillBatch<'_> {
                 progress,
                 sequence_len: None,
             })
-        })
+        })?;
+        trunk.backward()?;
+        Ok(loss)
     }
 }
 
@@ -306,7 +309,7 @@ impl Step for Distill {
     }
 
     fn canonical_config(&self) -> serde_json::Value {
-        canonical(&self.config)
+        super::training::canonical_training(&self.config)
     }
 
     fn distributed(&self) -> Option<&crate::nn::distributed::DistributedConfig> {
@@ -373,13 +376,14 @@ impl Step for Distill {
             teachers: &teachers,
             data: &data,
             loss: self.config.loss.build()?,
-            term_names: self.config.loss.term_names(),
             jitter: self.config.jitter,
             device: ctx.device,
             shape_tail: self.config.top_k_tail == Some(TopKTail::Student),
             precision: self.config.precision,
             chunk: training.loss_chunk(meta.classes),
+            recompute: training.recompute_activations,
         };
+        super::training::check_recompute(&training, arch.name(), student.as_ref(), step.chunked().is_some())?;
         let model = Student { vs: &vs, arch, model: student.as_ref(), outputs, init: init.map(|i| i.dir.clone()) };
         let sets = (&data.dataset, val.as_ref().map(|v| &v.dataset));
         fit_and_save(ctx, &training, model, &mut step, sets, &rng)?;

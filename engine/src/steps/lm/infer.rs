@@ -1,4 +1,4 @@
-//! `infer` on text: per-token top-k teacher logits over every training window, streamed into shards (see
+//! `infer` on text: per-token top-k (or sampled) teacher logits over every training window, streamed into shards (see
 //! [`crate::artifact::token_logits`]), so memory holds one shard, not `N·T·V` logits.
 
 use anyhow::Context as _;
@@ -6,17 +6,18 @@ use tch::{Device, Kind};
 
 use crate::artifact::logits::StoreDtype;
 use crate::artifact::model::LoadedModel;
-use crate::artifact::token_logits::{ShardWriter, TokenLogitsMeta};
+use crate::artifact::token_logits::{sample, ShardWriter, Sparse, TokenLogitsMeta};
 use crate::artifact::LoadedData;
 use crate::nn::runtime::precision::Precision;
 use crate::nn::Mode;
+use crate::rng::Rng;
 use crate::steps::StepContext;
 
 /// Windows per shard unless `store.shard_windows` says otherwise (128-token windows, k = 8: ≈ 4 MB per shard).
 pub const DEFAULT_SHARD_WINDOWS: i64 = 1024;
 
 pub struct TokenStore {
-    pub top_k: Option<i64>,
+    pub sparse: Option<Sparse>,
     pub dtype: StoreDtype,
     pub shard_windows: Option<i64>,
     pub batch_size: usize,
@@ -24,16 +25,19 @@ pub struct TokenStore {
 }
 
 pub fn run(ctx: &mut StepContext, data: &LoadedData, teacher: &LoadedModel, store: &TokenStore) -> anyhow::Result<()> {
-    let k = store
-        .top_k
-        .context("field `store.top_k`: text data needs top-k storage (dense per-token logits are N·T·vocab values)")?;
+    let sparse = store.sparse.context(
+        "field `store.top_k`: text data needs top-k (or `sample`) storage (dense per-token logits are N·T·vocab values)",
+    )?;
+    let k = match sparse {
+        Sparse::TopK(k) | Sparse::Sample(k) => k,
+    };
     let (x, y) = (&data.dataset.x, &data.dataset.y);
     let (n, time) = (x.size()[0], x.size()[1]);
     let dir = ctx.output_dir("logits")?;
     let shard_windows = store.shard_windows.unwrap_or(DEFAULT_SHARD_WINDOWS);
     let mut writer = ShardWriter::new(&dir, k, store.dtype, shard_windows, teacher.spec.classes);
     let bar = ctx.progress.bar(n as u64, &format!("{}: infer", ctx.id));
-    let (mut correct, mut nll, mut rest) = (0i64, 0.0, 0.0);
+    let (mut correct, mut nll, mut rest, mut distinct) = (0i64, 0.0, 0.0, 0.0);
     let mut start = 0;
     while start < n {
         let len = (store.batch_size as i64).min(n - start);
@@ -46,7 +50,17 @@ pub fn run(ctx: &mut StepContext, data: &LoadedData, teacher: &LoadedModel, stor
         correct += logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64).int64_value(&[]);
         nll += crate::nn::training::metrics::nll(&crate::nn::tokens::rows(&logits), &labels.flatten(0, -1))
             * (len * time) as f64;
-        rest += writer.push(&logits)?;
+        match sparse {
+            Sparse::TopK(_) => rest += writer.push(&logits)?,
+            Sparse::Sample(draws) => {
+                // One stream per window, named by its index: the draws do not depend on batches or shards.
+                let seeds: Vec<u64> =
+                    (start..start + len).map(|w| Rng::derive(ctx.seed, &format!("sample/{w}")).next_u64()).collect();
+                let (batch, drawn) = sample(&logits, draws, &seeds, store.dtype);
+                distinct += drawn;
+                writer.push_compressed(batch)?;
+            }
+        }
         start += len;
         bar.inc(len as u64);
     }
@@ -57,6 +71,7 @@ pub fn run(ctx: &mut StepContext, data: &LoadedData, teacher: &LoadedModel, stor
         time,
         classes: teacher.spec.classes,
         top_k: k,
+        sampled: matches!(sparse, Sparse::Sample(_)),
         dtype: store.dtype,
         model: ctx.input("model")?.label.clone(),
         shards: Vec::new(),
@@ -67,8 +82,12 @@ pub fn run(ctx: &mut StepContext, data: &LoadedData, teacher: &LoadedModel, stor
     ctx.record_metric("shards", meta.shards.len());
     ctx.record_metric("teacher_accuracy", correct as f64 / tokens);
     ctx.record_metric("teacher_nll", nll / tokens);
-    // How much probability the top k leave out, on average: what the even-spread tail approximates.
-    ctx.record_metric("rest_mean", rest / tokens);
+    match sparse {
+        // How much probability the top k leave out, on average: what the even-spread tail approximates.
+        Sparse::TopK(_) => ctx.record_metric("rest_mean", rest / tokens),
+        // How many different tokens the draws found at a position, on average.
+        Sparse::Sample(_) => ctx.record_metric("distinct_mean", distinct / tokens),
+    }
     let bytes: u64 = (0..meta.shards.len())
         .map(|i| std::fs::metadata(dir.join(format!("shard-{i:05}.safetensors"))).map_or(0, |m| m.len()))
         .sum();

@@ -8,6 +8,6 @@ mod student;
 
 pub use fit::{fit_and_save, Student};
 pub(crate) use options::training_config;
-pub use options::{default_batch_size, default_optimizer, TrainingOptions};
+pub use options::{canonical_training, check_recompute, default_batch_size, default_optimizer, TrainingOptions};
 pub use source::TensorSource;
 pub use student::{build_student, check_start, outputs};

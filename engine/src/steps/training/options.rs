@@ -8,6 +8,7 @@ use crate::nn::training::learner::LearnerConfig;
 use crate::nn::training::optimizer_config::OptimizerConfig;
 use crate::nn::training::schedule::LrSchedule;
 use crate::nn::training::selection::{EarlyStopping, Keep};
+use crate::nn::Model;
 
 /// The fields every training step accepts, gathered from a step's config (declared with [`training_config!`]) to
 /// validate and run.
@@ -25,6 +26,8 @@ pub struct TrainingOptions {
     pub keep: Keep,
     pub early_stopping: Option<EarlyStopping>,
     pub distributed: Option<DistributedConfig>,
+    /// Recompute a language model's activations in the backward pass instead of keeping them.
+    pub recompute_activations: bool,
     /// Whether the step has a `val` set to score after each epoch.
     pub has_val: bool,
 }
@@ -79,10 +82,47 @@ impl TrainingOptions {
     }
 }
 
+/// Training fields that change how a step computes but not what it writes: left out of its cache key, so switching
+/// one reuses what was trained without it. A field belongs here only when outputs are proven byte-identical either
+/// way (`recompute_activations`: `tests/llm_distill.rs` compares whole lockfiles and weights).
+const KEYLESS_FIELDS: [&str; 1] = ["recompute_activations"];
+
+/// A training step's config for [`crate::steps::Step::canonical_config`]: [`crate::steps::canonical`] without the
+/// [`KEYLESS_FIELDS`].
+pub fn canonical_training<T: Serialize>(config: &T) -> serde_json::Value {
+    let mut value = crate::steps::canonical(config);
+    if let Some(fields) = value.as_object_mut() {
+        for field in KEYLESS_FIELDS {
+            fields.remove(field);
+        }
+    }
+    value
+}
+
+/// `recompute_activations` needs a language model that offers its blocks (`model`, of architecture `arch`), trained
+/// with a loss that goes a chunk of positions at a time (`chunked`).
+pub fn check_recompute(options: &TrainingOptions, arch: &str, model: &dyn Model, chunked: bool) -> anyhow::Result<()> {
+    if !options.recompute_activations {
+        return Ok(());
+    }
+    if model.language_model().and_then(|lm| lm.blocks()).is_none() {
+        anyhow::bail!(
+            "field `recompute_activations`: recomputes the blocks of a language model (`llama`, `gpt`); `{arch}` has none"
+        );
+    }
+    if !chunked {
+        anyhow::bail!(
+            "field `recompute_activations`: needs a loss computed a chunk of positions at a time, and a loss with a \
+             plugin term sees whole batches"
+        );
+    }
+    Ok(())
+}
+
 /// Declares a training step's config struct: the step's own leading fields, then the training fields every
 /// training step accepts (`epochs`, `batch_size`, `optimizer`, `schedule`, `clip_grad_norm`, `jitter`), then the
-/// step's trailing fields (`after { … }`), then `precision`, `loss_chunk`, `keep`, `early_stopping` and
-/// `distributed`; plus `training()`, which gathers them into
+/// step's trailing fields (`after { … }`), then `precision`, `loss_chunk`, `keep`, `early_stopping`,
+/// `distributed` and `recompute_activations`; plus `training()`, which gathers them into
 /// [`TrainingOptions`]. One definition, so a new training field reaches `train` and `distill` alike. (serde's
 /// `flatten` would share a struct instead, but it does not combine with `deny_unknown_fields`.)
 ///
@@ -134,6 +174,11 @@ macro_rules! training_config {
             /// over them (see [`crate::nn::distributed`]).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub distributed: Option<$crate::nn::distributed::DistributedConfig>,
+            /// Language models (`llama`, `gpt`): keep only each block's input in the forward pass and recompute
+            /// the rest in the backward pass — about one more forward pass of compute for most of the activations'
+            /// memory, with bit-identical results (see [`crate::nn::training::recompute`]).
+            #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+            pub recompute_activations: bool,
         }
 
         impl $name {
@@ -149,6 +194,7 @@ macro_rules! training_config {
                     keep: self.keep,
                     early_stopping: self.early_stopping.clone(),
                     distributed: self.distributed.clone(),
+                    recompute_activations: self.recompute_activations,
                     has_val: self.val.is_some(),
                 }
             }

@@ -68,6 +68,12 @@ const CASES: &[Case] = &[
         2,
         "store_top_k_and_sample.yaml:4:87: step `logits`: `store.sample`: give `top_k` or `sample`, not both",
     ),
+    case(
+        "store_slots_without_sample",
+        "validate",
+        2,
+        "store_slots_without_sample.yaml:4:86: step `logits`: `store.slots`: applies to `sample`",
+    ),
     case("plugin_missing", "validate", 2, "plugin_missing.yaml:10:65: step `student`: `loss[1].plugin.path`"),
     Case {
         workflow: "cascade",

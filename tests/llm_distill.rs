@@ -28,8 +28,8 @@ fn workflow(chunk: i64) -> String {
          shaped: {{kind: distill, teacher: logits, data: text.train, init: pruned, top_k_tail: student, loss: {{kd: {{temperature: 1, alpha: 1}}}}, epochs: 1, batch_size: 8, loss_chunk: {chunk}}}\n  \
          online: {{kind: distill, teacher: teacher, data: text.train, init: pruned, loss: [{{reverse_kl: {{}}, weight: 0.5}}, {{mse_logits: {{}}, weight: 0.1}}], epochs: 1, batch_size: 8, loss_chunk: {chunk}}}\n  \
          labels: {{kind: train, data: text.train, init: pruned, epochs: 1, batch_size: 8, loss_chunk: {chunk}}}\n  \
-         sampled: {{kind: infer, model: teacher, data: text.train, store: {{sample: 8}}}}\n  \
-         drawn: {{kind: distill, teacher: sampled, data: text.train, init: pruned, loss: {{kd: {{temperature: 1, alpha: 1}}}}, epochs: 1, batch_size: 8, loss_chunk: {chunk}}}\n"
+         sampled: {{kind: infer, model: teacher, data: text.train, store: {{sample: 12, slots: 8}}}}\n  \
+         drawn: {{kind: distill, teacher: sampled, data: text.train, init: pruned, top_k_tail: student, loss: {{kd: {{temperature: 1, alpha: 1}}}}, epochs: 1, batch_size: 8, loss_chunk: {chunk}}}\n"
     )
 }
 
@@ -59,7 +59,7 @@ fn a_loss_in_chunks_of_positions_trains_the_student_the_whole_batch_trains() {
     // A window's draws come from its own stream: the same store whatever the batches.
     let outputs = |p: &Project, step: &str| p.lock().step(step).unwrap().outputs.clone();
     let (stored, student) = (outputs(&chunked, "sampled"), outputs(&chunked, "drawn"));
-    let yaml = common::edit_workflow(workflow(7), "store: {sample: 8}}", "store: {sample: 8}, batch_size: 3}", 1);
+    let yaml = common::edit_workflow(workflow(7), "slots: 8}}", "slots: 8}, batch_size: 3}", 1);
     chunked.write("wf.yaml", yaml);
     assert_eq!(chunked.run(&[]).ran(), ["sampled", "drawn"], "a new batch size is a new key, and so its student's");
     assert_eq!((outputs(&chunked, "sampled"), outputs(&chunked, "drawn")), (stored, student));

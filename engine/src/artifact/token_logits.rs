@@ -45,7 +45,8 @@ pub struct TokenLogitsMeta {
     pub classes: i64,
     /// Slots per position: the top k, or the draws of a sampled store.
     pub top_k: i64,
-    /// A sampled store ([`sample`]): the slots are `top_k` draws from the distribution, not its top k.
+    /// A sampled store ([`sample`]): the `top_k` slots hold the most drawn of tokens drawn from the distribution, not
+    /// its top k.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sampled: bool,
     pub dtype: StoreDtype,
@@ -87,30 +88,30 @@ pub fn compress(logits: &Tensor, k: i64, dtype: StoreDtype) -> TopK {
     }
 }
 
-/// What a store keeps of each position's distribution (`infer`'s `store.top_k` or `store.sample`).
+/// What a store keeps of each position's distribution (`infer`'s `store.top_k`, or `store.sample` and `slots`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Sparse {
     /// The k most likely tokens and the leftover mass.
     TopK(i64),
-    /// This many tokens drawn from the distribution ([`sample`]).
-    Sample(i64),
+    /// `draws` tokens drawn from the distribution, the `slots` most drawn kept ([`sample`]).
+    Sample { draws: i64, slots: i64 },
 }
 
-/// The log-probability a sampled store gives a slot whose token was not drawn: a probability of e^-30 (f16 holds
-/// it), so a rebuilt distribution has no log 0 and such a slot carries no mass worth counting.
-const NOT_DRAWN: f64 = -30.0;
-
 /// Random-sampling compression of logits `[B, T, V]` (Anshumann et al., 2025, "Sparse Logit Sampling"): at every
-/// position `draws` tokens are drawn from the teacher's distribution (at T = 1) and each of the `draws` slots keeps the
-/// token drawn there with log(its count / `draws`), so slots that drew the same token hold the same value, and `rest`
-/// is 0. Rebuilt ([`expand`], [`expand_like`]), the target is the empirical distribution of the draws — an unbiased
-/// estimate of the teacher's, so the student's gradient `q − p̂` is the full-distribution gradient `q − p` in
-/// expectation, where a top k is biased towards the head. Window `w` of the batch draws from uniforms seeded by
-/// `seeds[w]`, so what a window stores depends on neither the batch nor the shard it is in. Returns the compression
-/// and the number of distinct tokens drawn, summed over positions.
-pub fn sample(logits: &Tensor, draws: i64, seeds: &[u64], dtype: StoreDtype) -> (TopK, f64) {
+/// position `draws` tokens are drawn from the teacher's distribution (at T = 1); the `slots` most drawn distinct
+/// tokens are kept (ties: the lower id), each with log(its count / `draws`), and the draws of the tokens that did not
+/// fit are the leftover mass `rest` (0 when `slots` = `draws`: every draw fits). Slots left over when fewer tokens
+/// were drawn repeat a kept token with its value, so rebuilding ([`expand`], [`expand_like`]) scatters consistent
+/// values. The target is then the empirical distribution of the draws — an unbiased estimate of the teacher's, so the
+/// student's gradient `q − p̂` is the full-distribution gradient `q − p` in expectation, where a top k is biased
+/// towards the head; more draws than slots lower its variance for the same bytes, at the price of a small tail of
+/// dropped rare draws. Window `w` of the batch draws from uniforms seeded by `seeds[w]`, so what a window stores
+/// depends on neither the batch nor the shard it is in. Returns the compression and the number of distinct tokens
+/// drawn, summed over positions.
+pub fn sample(logits: &Tensor, draws: i64, slots: i64, seeds: &[u64], dtype: StoreDtype) -> (TopK, f64) {
     let (b, t, v) = logits.size3().expect("logits [B, T, V]");
     assert_eq!(seeds.len() as i64, b, "one seed per window");
+    assert!((1..=draws).contains(&slots), "1 to {draws} slots");
     let logp = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float);
     let cdf = logp.exp().cumsum(-1, Kind::Float);
     let uniforms: Vec<Tensor> =
@@ -118,16 +119,26 @@ pub fn sample(logits: &Tensor, draws: i64, seeds: &[u64], dtype: StoreDtype) -> 
     // Uniforms on [0, total): the cumulative sum's last entry is 1 up to rounding.
     let u = Tensor::cat(&uniforms, 0) * cdf.narrow(-1, v - 1, 1);
     let drawn = u.searchsorted(&cdf, false, true, "right", None::<Tensor>).clamp_max(v - 1);
-    // counts[.., i] = how many of the draws equal draw i.
-    let counts = drawn.unsqueeze(-1).eq_tensor(&drawn.unsqueeze(-2)).sum_dim_intlist(-1, false, Kind::Float);
+    // same[.., i, j]: draws i and j drew the same token. counts[.., i]: how many draws drew draw i's token.
+    let same = drawn.unsqueeze(-1).eq_tensor(&drawn.unsqueeze(-2));
+    let counts = same.sum_dim_intlist(-1, false, Kind::Float);
     let distinct = counts.reciprocal().sum(Kind::Double).double_value(&[]);
-    let logprobs = (counts / draws as f64).log().clamp_min(NOT_DRAWN);
+    // A draw is its token's first when no earlier draw drew it. Rank first draws by count, then by lower id (exact in
+    // f32: counts × (V + 1) stays below 2^24 for the draws and vocabularies stores hold); repeats rank last.
+    let earlier = Tensor::ones([draws, draws], (Kind::Bool, logits.device())).tril(-1);
+    let first = same.logical_and(&earlier).any_dim(-1, false).logical_not();
+    let key = (&counts * (v + 1) as f64 - drawn.to_kind(Kind::Float)).where_self(&first, &Tensor::from(-1.0f32));
+    let (_, order) = key.topk(slots, -1, true, true);
+    let (kept, kept_counts) = (drawn.gather(-1, &order, false), counts.gather(-1, &order, false));
+    // The mass of the kept tokens, each counted once (a repeated slot is not its token's first).
+    let kept_first = first.gather(-1, &order, false).to_kind(Kind::Float);
+    let kept_mass = (&kept_counts * kept_first).sum_dim_intlist(-1, false, Kind::Float) / draws as f64;
     let index_kind = if v <= i16::MAX as i64 { Kind::Int16 } else { Kind::Int };
     let batch = TopK {
         predictions: logp.argmax(-1, false),
-        logprobs: logprobs.to_kind(dtype.kind()),
-        indices: drawn.to_kind(index_kind),
-        rest: Tensor::zeros([b, t], (dtype.kind(), logits.device())),
+        logprobs: (kept_counts / draws as f64).log().to_kind(dtype.kind()),
+        indices: kept.to_kind(index_kind),
+        rest: (-kept_mass + 1.0).clamp_min(0.0).to_kind(dtype.kind()),
     };
     (batch, distinct)
 }
@@ -347,7 +358,7 @@ mod tests {
         let logits = Tensor::from_slice(&[2.0f32, 0.0, 1.0, -1.0, 0.5, -3.0]).view([1, 1, 6]).repeat([2, 3, 1]);
         let truth = logits.softmax(-1, Kind::Float);
         let draws = 4096;
-        let (batch, distinct) = sample(&logits, draws, &[7, 8], StoreDtype::F32);
+        let (batch, distinct) = sample(&logits, draws, draws, &[7, 8], StoreDtype::F32);
         assert_eq!(batch.indices.size(), [2, 3, draws]);
         assert_eq!(batch.rest.abs().sum(Kind::Float).double_value(&[]), 0.0);
         let idx = batch.indices.to_kind(Kind::Int64);
@@ -360,10 +371,22 @@ mod tests {
         // 4096 draws find all 6 tokens (the rarest has p ≈ 0.004) at each of the 6 positions.
         assert!((distinct - 36.0).abs() < 1e-3, "distinct tokens over 6 positions: {distinct}");
         // The second window alone, with its seed, draws the same tokens.
-        let (alone, _) = sample(&logits.narrow(0, 1, 1), draws, &[8], StoreDtype::F32);
+        let (alone, _) = sample(&logits.narrow(0, 1, 1), draws, draws, &[8], StoreDtype::F32);
         assert!(alone.indices.equal(&batch.indices.narrow(0, 1, 1)));
         assert!(!batch.indices.get(0).equal(&batch.indices.get(1)), "other seeds, other draws");
         assert_eq!(batch.predictions.int64_value(&[0, 0]), 0, "the arg-max, as a top-k store has it");
+
+        // Fewer slots than draws: the most drawn tokens, most drawn first, their shares of the same draws, and the
+        // draws of the others as the leftover mass.
+        let (few, _) = sample(&logits, draws, 3, &[7, 8], StoreDtype::F32);
+        assert_eq!(few.indices.size(), [2, 3, 3]);
+        let top: Vec<i64> = Vec::try_from(few.indices.get(0).get(0).to_kind(Kind::Int64)).unwrap();
+        assert_eq!(top, [0, 2, 4], "the three most likely tokens are the three most drawn");
+        let shares = few.logprobs.exp();
+        let from_all = p.gather(-1, &few.indices.to_kind(Kind::Int64), false);
+        assert!(shares.allclose(&from_all, 1e-6, 1e-6, false), "shares of all the draws, as with every slot");
+        let total = shares.sum_dim_intlist(-1, false, Kind::Float) + &few.rest;
+        assert!((total - 1.0).abs().max().double_value(&[]) < 1e-5, "the kept shares and the rest make 1");
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub struct StoreOptions {
     /// the draws (random-sampling KD: an unbiased estimate of the distribution).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample: Option<i64>,
+    /// With `sample`: keep only the this-many most drawn tokens, the other draws as leftover mass (default: room for
+    /// every draw).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<i64>,
     /// Text data: windows per shard file (memory while writing is about one shard).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard_windows: Option<i64>,
@@ -67,7 +71,7 @@ impl StoreOptions {
     /// What a per-token store keeps (the parse checks that at most one is given).
     pub fn sparse(&self) -> Option<Sparse> {
         match (self.top_k, self.sample) {
-            (_, Some(draws)) => Some(Sparse::Sample(draws)),
+            (_, Some(draws)) => Some(Sparse::Sample { draws, slots: self.slots.unwrap_or(draws) }),
             (Some(k), None) => Some(Sparse::TopK(k)),
             (None, None) => None,
         }
@@ -155,6 +159,13 @@ fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
             problems.push(("store.sample".into(), "give `top_k` or `sample`, not both".into()))
         }
         Some(n) if n < 1 => problems.push(("store.sample".into(), format!("must be at least 1 draw, got {n}"))),
+        _ => {}
+    }
+    match (config.store.slots, config.store.sample) {
+        (Some(_), None) => problems.push(("store.slots".into(), "applies to `sample`".into())),
+        (Some(s), Some(n)) if !(1..=n).contains(&s) => {
+            problems.push(("store.slots".into(), format!("must be between 1 and the {n} draws, got {s}")))
+        }
         _ => {}
     }
     if matches!(config.store.shard_windows, Some(w) if w < 1) {

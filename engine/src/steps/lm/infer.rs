@@ -29,7 +29,7 @@ pub fn run(ctx: &mut StepContext, data: &LoadedData, teacher: &LoadedModel, stor
         "field `store.top_k`: text data needs top-k (or `sample`) storage (dense per-token logits are N·T·vocab values)",
     )?;
     let k = match sparse {
-        Sparse::TopK(k) | Sparse::Sample(k) => k,
+        Sparse::TopK(k) | Sparse::Sample { slots: k, .. } => k,
     };
     let (x, y) = (&data.dataset.x, &data.dataset.y);
     let (n, time) = (x.size()[0], x.size()[1]);
@@ -52,12 +52,13 @@ pub fn run(ctx: &mut StepContext, data: &LoadedData, teacher: &LoadedModel, stor
             * (len * time) as f64;
         match sparse {
             Sparse::TopK(_) => rest += writer.push(&logits)?,
-            Sparse::Sample(draws) => {
+            Sparse::Sample { draws, slots } => {
                 // One stream per window, named by its index: the draws do not depend on batches or shards.
                 let seeds: Vec<u64> =
                     (start..start + len).map(|w| Rng::derive(ctx.seed, &format!("sample/{w}")).next_u64()).collect();
-                let (batch, drawn) = sample(&logits, draws, &seeds, store.dtype);
+                let (batch, drawn) = sample(&logits, draws, slots, &seeds, store.dtype);
                 distinct += drawn;
+                rest += batch.rest.to_kind(Kind::Double).sum(Kind::Double).double_value(&[]);
                 writer.push_compressed(batch)?;
             }
         }
@@ -71,7 +72,7 @@ pub fn run(ctx: &mut StepContext, data: &LoadedData, teacher: &LoadedModel, stor
         time,
         classes: teacher.spec.classes,
         top_k: k,
-        sampled: matches!(sparse, Sparse::Sample(_)),
+        sampled: matches!(sparse, Sparse::Sample { .. }),
         dtype: store.dtype,
         model: ctx.input("model")?.label.clone(),
         shards: Vec::new(),
@@ -82,11 +83,12 @@ pub fn run(ctx: &mut StepContext, data: &LoadedData, teacher: &LoadedModel, stor
     ctx.record_metric("shards", meta.shards.len());
     ctx.record_metric("teacher_accuracy", correct as f64 / tokens);
     ctx.record_metric("teacher_nll", nll / tokens);
-    match sparse {
-        // How much probability the top k leave out, on average: what the even-spread tail approximates.
-        Sparse::TopK(_) => ctx.record_metric("rest_mean", rest / tokens),
+    // How much probability the slots leave out, on average: what the tail stands for (a sampled store: the share
+    // of draws that did not fit).
+    ctx.record_metric("rest_mean", rest / tokens);
+    if let Sparse::Sample { .. } = sparse {
         // How many different tokens the draws found at a position, on average.
-        Sparse::Sample(_) => ctx.record_metric("distinct_mean", distinct / tokens),
+        ctx.record_metric("distinct_mean", distinct / tokens);
     }
     let bytes: u64 = (0..meta.shards.len())
         .map(|i| std::fs::metadata(dir.join(format!("shard-{i:05}.safetensors"))).map_or(0, |m| m.len()))

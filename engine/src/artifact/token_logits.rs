@@ -196,22 +196,21 @@ impl ShardWriter {
 
     /// Adds the logits `[b, T, V]` of the next `b` windows as their top k; returns the sum of their leftover masses.
     pub fn push(&mut self, logits: &Tensor) -> anyhow::Result<f64> {
-        let batch = compress(logits, self.top_k, self.dtype);
-        let rest = batch.rest.to_kind(Kind::Double).sum(Kind::Double).double_value(&[]);
-        self.push_compressed(batch)?;
-        Ok(rest)
+        self.push_compressed(compress(logits, self.top_k, self.dtype))
     }
 
-    /// Adds the next windows, compressed already ([`compress`], [`sample`]) with this writer's k slots.
-    pub fn push_compressed(&mut self, batch: TopK) -> anyhow::Result<()> {
+    /// Adds the next windows, compressed already ([`compress`], [`sample`]) with this writer's k slots; returns the
+    /// sum of their leftover masses.
+    pub fn push_compressed(&mut self, batch: TopK) -> anyhow::Result<f64> {
         anyhow::ensure!(batch.indices.size().last() == Some(&self.top_k), "a batch of {} slots", self.top_k);
         super::check::finite_to_store(&batch.logprobs, "log-probabilities")?;
+        let rest = batch.rest.to_kind(Kind::Double).sum(Kind::Double).double_value(&[]);
         self.pending_windows += batch.rest.size()[0];
         self.pending.push(batch);
         if self.pending_windows >= self.shard_windows {
             self.flush()?;
         }
-        Ok(())
+        Ok(rest)
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {

@@ -58,8 +58,7 @@ pub fn run(ctx: &mut StepContext, data: &LoadedData, teacher: &LoadedModel, stor
                     (start..start + len).map(|w| Rng::derive(ctx.seed, &format!("sample/{w}")).next_u64()).collect();
                 let (batch, drawn) = sample(&logits, draws, slots, &seeds, store.dtype);
                 distinct += drawn;
-                rest += batch.rest.to_kind(Kind::Double).sum(Kind::Double).double_value(&[]);
-                writer.push_compressed(batch)?;
+                rest += writer.push_compressed(batch)?;
             }
         }
         start += len;

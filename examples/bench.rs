@@ -171,6 +171,7 @@ fn distill(
         clip_grad_norm: clip,
         keep: Default::default(),
         early_stopping: None,
+        group_by_length: false,
     });
     let loss: anbiq::loss::LossConfig = config(loss);
     let mut step = DistillBatch {
@@ -184,6 +185,7 @@ fn distill(
         precision: args.precision,
         chunk: anbiq::nn::training::chunked::chunk_positions(data.dataset.meta.classes),
         recompute: false,
+        features: None,
     };
     let mut rng = Rng::derive(0, "fit");
     let progress = Progress::hidden();

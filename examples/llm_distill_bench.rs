@@ -135,6 +135,7 @@ fn main() -> anyhow::Result<()> {
         precision,
         chunk,
         recompute,
+        features: None,
     };
     let learner = |epochs| {
         Learner::new(LearnerConfig {
@@ -145,6 +146,7 @@ fn main() -> anyhow::Result<()> {
             clip_grad_norm: None,
             keep: Default::default(),
             early_stopping: None,
+            group_by_length: false,
         })
         .distributed(group.as_ref())
     };

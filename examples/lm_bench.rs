@@ -77,6 +77,7 @@ fn main() {
                 labels: &tokens::labels(&y),
                 progress: 0.0,
                 sequence_len: None,
+                features: None,
             })
             .unwrap();
         opt.zero_grad();

@@ -37,6 +37,12 @@ const CASES: &[Case] = &[
         "huge_cell.csv:2:1: column 1: \"1e400\" is not a finite number (out of f32's range)",
     ),
     case("csv_renamed_class", "run", 1, "class 2 is `emu` in the model (from its training data), `gnu` in the data"),
+    case(
+        "group_by_length_digits",
+        "run",
+        1,
+        "group_by_length_digits.yaml:3:105: step `model` (train): field `group_by_length`: groups sentences (padded rows)",
+    ),
     case("idx_label_255", "run", 1, "t10k-labels-idx1-ubyte: item 1: label 255 would make 256 classes"),
     case("tensors_csv_renamed", "run", 1, "csv_text.safetensors: not a readable safetensors file"),
     case("tensors_empty", "run", 1, "empty.safetensors: not a readable safetensors file: empty"),
@@ -73,6 +79,18 @@ const CASES: &[Case] = &[
         "validate",
         2,
         "store_slots_without_sample.yaml:4:86: step `logits`: `store.slots`: applies to `sample`",
+    ),
+    case(
+        "hidden_map_empty",
+        "validate",
+        2,
+        "hidden_map_empty.yaml:4:120: step `student`: `loss.hidden.map`: pair at least one student hidden state",
+    ),
+    case(
+        "nodes_without_ranks",
+        "validate",
+        2,
+        "nodes_without_ranks.yaml:3:107: step `model`: `resources.nodes`: a step runs as one task on one node unless",
     ),
     case("plugin_missing", "validate", 2, "plugin_missing.yaml:10:65: step `student`: `loss[1].plugin.path`"),
     Case {

@@ -273,7 +273,9 @@ steps:
 // Losses
 
 fn loss_value(loss: &dyn DistillLoss, student: &Tensor, teacher: &Tensor, labels: &Tensor) -> f64 {
-    loss.loss(&LossInput { student, teacher, labels, progress: 0.0, sequence_len: None }).unwrap().double_value(&[])
+    loss.loss(&LossInput { student, teacher, labels, progress: 0.0, sequence_len: None, features: None })
+        .unwrap()
+        .double_value(&[])
 }
 
 /// KD's gradient with respect to the student's logits, three ways: autograd, central finite differences, and the
@@ -287,9 +289,16 @@ fn kd_loss_gradient_matches_finite_differences_and_the_closed_form() {
     let kd = KdLoss { temperature: Temperature::Constant(t), alpha };
 
     let s = Tensor::from_slice(&f64s(&student)).reshape([3, 4]).set_requires_grad(true);
-    kd.loss(&LossInput { student: &s, teacher: &teacher, labels: &labels, progress: 0.0, sequence_len: None })
-        .unwrap()
-        .backward();
+    kd.loss(&LossInput {
+        student: &s,
+        teacher: &teacher,
+        labels: &labels,
+        progress: 0.0,
+        sequence_len: None,
+        features: None,
+    })
+    .unwrap()
+    .backward();
     let autograd = f64s(&s.grad());
 
     // The loss is evaluated in f32 (see below): a step of 1e-2 keeps rounding (~1e-5) and truncation (~1e-5) small.

@@ -142,8 +142,15 @@ fn token_level_kd_and_reverse_kl_gradients_match_finite_differences() {
     for (name, loss) in &losses {
         let value = |s: &Tensor| {
             let s = tokens::rows(s);
-            loss.loss(&LossInput { student: &s, teacher: &teacher, labels: &labels, progress: 0.0, sequence_len: None })
-                .unwrap()
+            loss.loss(&LossInput {
+                student: &s,
+                teacher: &teacher,
+                labels: &labels,
+                progress: 0.0,
+                sequence_len: None,
+                features: None,
+            })
+            .unwrap()
         };
         let s = student0.copy().set_requires_grad(true);
         value(&s).backward();
@@ -204,6 +211,7 @@ fn a_student_shaped_tail_makes_kd_the_exact_top_k_plus_rest_kl() {
         labels: &labels,
         progress: 0.0,
         sequence_len: None,
+        features: None,
     });
     let kd_value = kd_value.unwrap();
     kd_value.backward();

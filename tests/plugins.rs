@@ -39,7 +39,8 @@ fn value_and_grad(
     sequence_len: Option<i64>,
 ) -> (f64, Tensor) {
     let s = student.detach().set_requires_grad(true);
-    let l = loss.loss(&LossInput { student: &s, teacher, labels, progress: 0.3, sequence_len }).unwrap();
+    let l =
+        loss.loss(&LossInput { student: &s, teacher, labels, progress: 0.3, sequence_len, features: None }).unwrap();
     l.backward();
     (l.double_value(&[]), s.grad().detach().copy())
 }
@@ -487,7 +488,14 @@ fn per_call_cost() {
                 let start = std::time::Instant::now();
                 for _ in 0..n {
                     let l = loss
-                        .loss(&LossInput { student: &s, teacher: &te, labels: &y, progress: 0.0, sequence_len: None })
+                        .loss(&LossInput {
+                            student: &s,
+                            teacher: &te,
+                            labels: &y,
+                            progress: 0.0,
+                            sequence_len: None,
+                            features: None,
+                        })
                         .unwrap();
                     if backward {
                         l.backward();
@@ -507,7 +515,8 @@ fn a_wrong_gradient_is_caught_before_the_first_step() {
     let (s, te, y) = batch(5, 16, 10);
     let first_step = |term: PluginTerm| {
         let s = s.detach().set_requires_grad(true);
-        let input = LossInput { student: &s, teacher: &te, labels: &y, progress: 0.0, sequence_len: None };
+        let input =
+            LossInput { student: &s, teacher: &te, labels: &y, progress: 0.0, sequence_len: None, features: None };
         term.build().unwrap().loss(&input).map(drop).map_err(|e| e.to_string())
     };
     let err = first_step(term(fixture("half_grad_dense.wat"), BTreeMap::new(), Limits::default())).unwrap_err();

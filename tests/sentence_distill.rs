@@ -156,3 +156,92 @@ fn sentence_distillation_mistakes_are_one_clear_line() {
         failure("{mse_embedding: {}}", "  trained: {kind: train, data: lines.train, init: pruned, epochs: 1}\n");
     assert!(train.contains("no labels"), "{train}");
 }
+
+/// A teacher, 48 sentences and `students` (YAML lines under `steps:`) distilled from the teacher online.
+fn online_distill(students: &str) -> String {
+    format!(
+        "seed: 3\nsteps:\n  teacher: {{kind: import, hf: data/minilm, input_shape: [32]}}\n  \
+         lines: {{kind: dataset, source: sentences, path: data/folio/train.txt, tokenizer: {{model: teacher}}, \
+         context: 32, truncate: true, limit: 48}}\n  \
+         pruned: {{kind: prune, model: teacher, data: lines.train, layers: {{keep: [0, 3]}}}}\n{students}"
+    )
+}
+
+fn weights(p: &Project, step: &str) -> std::collections::BTreeMap<String, Tensor> {
+    anbiq::nn::weights::safetensors::read(&p.output(step, "model").join(WEIGHTS_FILE)).unwrap().into_iter().collect()
+}
+
+#[test]
+fn hidden_state_terms_train_students_of_any_width_and_stay_out_of_the_saved_model() {
+    let common = "teacher: teacher, data: lines.train, epochs: 2, batch_size: 16, optimizer: {name: adamw, lr: 0.001}";
+    let students = format!(
+        "  plain: {{kind: distill, {common}, init: pruned, loss: {{mse_embedding: {{}}}}}}\n  \
+         featured: {{kind: distill, {common}, init: pruned, \
+         loss: [{{mse_embedding: {{}}}}, {{hidden: {{map: {{1: 2, 2: 6}}, loss: cosine}}, weight: 0.5}}]}}\n  \
+         grouped: {{kind: distill, {common}, init: pruned, loss: {{mse_embedding: {{}}}}, group_by_length: true}}\n  \
+         narrow: {{kind: distill, {common}, loss: {{hidden: {{map: {{0: 0, 2: 6}}}}}}, \
+         model: {{arch: bert, vocab_size: 30522, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, \
+         intermediate_size: 64, max_position_embeddings: 512, pooling: mean, normalize: true}}}}\n"
+    );
+    let p = Project::new(&online_distill(&students));
+    with_data(&p);
+    assert_eq!(p.run(&[]).failures().count(), 0);
+    let (start, plain, featured) = (weights(&p, "pruned"), weights(&p, "plain"), weights(&p, "featured"));
+    // The feature term changed what the student learned; the saved models hold only the model's own weights.
+    assert_eq!(featured.keys().collect::<Vec<_>>(), start.keys().collect::<Vec<_>>());
+    let differ = featured.iter().any(|(name, w)| !w.equal(&plain[name]));
+    assert!(differ, "the hidden term left the student as the embedding term alone trains it");
+    let history: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.output("featured", "model").join("history.json")).unwrap()).unwrap();
+    assert!(history.to_string().contains("hidden × 0.5"), "each term's share is recorded: {history}");
+
+    // Batches of like lengths are other batches: another student, trained as well (a finite loss that fell).
+    let grouped = weights(&p, "grouped");
+    assert!(grouped.iter().any(|(name, w)| !w.equal(&plain[name])), "group_by_length changed nothing");
+    for student in ["plain", "grouped"] {
+        let history: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(p.output(student, "model").join("history.json")).unwrap()).unwrap();
+        let losses: Vec<f64> =
+            history["epochs"].as_array().unwrap().iter().map(|e| e["train_loss"].as_f64().unwrap()).collect();
+        assert!(losses[1] < losses[0], "{student}: {losses:?}");
+    }
+
+    // A 32-wide student learns through projections to the teacher's 384; none of them is saved or counted.
+    let narrow = weights(&p, "narrow");
+    assert!(narrow.keys().all(|k| !k.starts_with("training_only")), "{:?}", narrow.keys().collect::<Vec<_>>());
+    let loaded = ModelArtifact::load(&p.output("narrow", "model"), Device::Cpu).unwrap();
+    let counted: i64 = narrow.values().map(|t| t.numel() as i64).sum();
+    assert_eq!(loaded.spec.parameters, counted);
+    let ids = anbiq::artifact::dataset::read_dataset(&p.output("lines", "train")).unwrap().x.narrow(0, 0, 4);
+    assert_eq!(embed(&p.output("narrow", "model"), &ids).size(), [4, 32]);
+    let lock = p.lock();
+    let metrics = &lock.step("narrow").unwrap().metrics;
+    assert!(metrics["train_loss"].as_f64().unwrap().is_finite(), "{metrics:?}");
+
+    // Seeded throughout, the projections included: a second project trains the same narrow student bit for bit.
+    let again = Project::new(&online_distill(&students));
+    with_data(&again);
+    again.run(&[]);
+    let second = weights(&again, "narrow");
+    assert!(narrow.iter().all(|(name, w)| w.equal(&second[name])), "a rerun differs");
+}
+
+#[test]
+fn hidden_state_mistakes_name_the_field() {
+    let failure = |student: &str| {
+        let p = Project::new(&online_distill(&format!(
+            "  targets: {{kind: infer, model: teacher, data: lines.train}}\n  student: {{kind: distill, \
+             data: lines.train, init: pruned, epochs: 1, {student}}}\n"
+        )));
+        with_data(&p);
+        let failures = p.failures(&[]);
+        assert!(!failures.is_empty(), "{student} should fail");
+        failures.join("\n")
+    };
+    let stored = failure("teacher: targets, loss: [{mse_embedding: {}}, {hidden: {map: {1: 2}}}]");
+    assert!(stored.contains("loss[1].hidden") && stored.contains("name the teacher encoder"), "{stored}");
+    let deep = failure("teacher: teacher, loss: {hidden: {map: {1: 7}}}");
+    assert!(deep.contains("loss.hidden") && deep.contains("hidden states 0 to 6") && deep.contains("not 7"), "{deep}");
+    let student = failure("teacher: teacher, loss: {hidden: {map: {3: 2}}}");
+    assert!(student.contains("the student has hidden states 0 to 2"), "{student}");
+}

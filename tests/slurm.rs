@@ -361,7 +361,13 @@ fn resources_come_from_the_step_over_the_workflows_defaults() {
     assert_eq!(r("digits"), workflow::Resources { cpus: Some(2), mem: Some("4G".into()), ..Default::default() });
     assert_eq!(
         r("teacher"),
-        workflow::Resources { cpus: Some(2), gpus: Some(1), mem: Some("16G".into()), time: Some("02:00:00".into()) }
+        workflow::Resources {
+            cpus: Some(2),
+            gpus: Some(1),
+            mem: Some("16G".into()),
+            time: Some("02:00:00".into()),
+            nodes: None
+        }
     );
     let key = |wf: &workflow::Workflow| {
         let dag = anbiq::graph::Dag::build(wf).unwrap();

@@ -86,6 +86,11 @@ impl EmbeddingsArtifact {
 
     /// The embeddings of the given rows, f32 `[B, dim]`.
     pub fn rows(&self, rows: &Tensor) -> Tensor {
-        self.embeddings.index_select(0, rows).to_kind(Kind::Float)
+        self.embeddings.index_select(0, &rows.to_device(self.embeddings.device())).to_kind(Kind::Float)
+    }
+
+    /// The embeddings moved to `device`, where lookups then gather them.
+    pub fn to_device(&self, device: tch::Device) -> Result<EmbeddingsArtifact, tch::TchError> {
+        Ok(EmbeddingsArtifact { meta: self.meta.clone(), embeddings: self.embeddings.f_to_device(device)? })
     }
 }

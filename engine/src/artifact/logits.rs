@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 const FILE: &str = "logits.safetensors";
 const META: &str = "meta.json";
@@ -157,12 +157,33 @@ impl LogitsArtifact {
         Ok(LogitsArtifact { meta, stored, predictions })
     }
 
+    /// The stored rows moved to `device`, where lookups then gather them (rows are moved to the store's device).
+    pub fn to_device(&self, device: Device) -> Result<LogitsArtifact, tch::TchError> {
+        let stored = match &self.stored {
+            StoredLogits::Full(l) => StoredLogits::Full(l.f_to_device(device)?),
+            StoredLogits::TopK { logprobs, indices, rest } => StoredLogits::TopK {
+                logprobs: logprobs.f_to_device(device)?,
+                indices: indices.f_to_device(device)?,
+                rest: rest.f_to_device(device)?,
+            },
+        };
+        Ok(LogitsArtifact { meta: self.meta.clone(), stored, predictions: self.predictions.shallow_clone() })
+    }
+
+    fn device(&self) -> Device {
+        match &self.stored {
+            StoredLogits::Full(l) => l.device(),
+            StoredLogits::TopK { logprobs, .. } => logprobs.device(),
+        }
+    }
+
     /// For top-k storage, the stored `(logprobs, indices, rest)` of the given rows.
     pub fn top_k(&self, rows: &Tensor) -> Option<(Tensor, Tensor, Tensor)> {
+        let rows = rows.to_device(self.device());
         match &self.stored {
             StoredLogits::Full(_) => None,
             StoredLogits::TopK { logprobs, indices, rest } => {
-                Some((logprobs.index_select(0, rows), indices.index_select(0, rows), rest.index_select(0, rows)))
+                Some((logprobs.index_select(0, &rows), indices.index_select(0, &rows), rest.index_select(0, &rows)))
             }
         }
     }
@@ -175,6 +196,7 @@ impl LogitsArtifact {
     /// Logits (up to a per-row constant) for the given rows as f32 [B, C]: softmax(x / T) is the teacher's
     /// distribution at temperature T.
     pub fn dense_logits(&self, rows: &Tensor) -> Tensor {
+        let rows = &rows.to_device(self.device());
         match &self.stored {
             StoredLogits::Full(l) => l.index_select(0, rows).to_kind(Kind::Float),
             StoredLogits::TopK { logprobs, indices, rest } => {

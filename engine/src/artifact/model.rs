@@ -230,11 +230,17 @@ pub fn copy_weights(vs: &VarStore, saved: &BTreeMap<String, Tensor>) -> Result<(
     })
 }
 
-/// Total number of scalar parameters in `vs`.
+/// The top-level path of variables a training step keeps beside the model it trains (a feature loss's projections):
+/// trained and checkpointed with the model, never saved or counted as part of it.
+pub const TRAINING_ONLY: &str = "training_only";
+
+/// Total number of scalar parameters of the model in `vs`.
 pub fn parameter_count(vs: &VarStore) -> i64 {
-    vs.variables().values().map(|t| t.numel() as i64).sum()
+    sorted_variables(vs).values().map(|t| t.numel() as i64).sum()
 }
 
+/// The model's variables in `vs` by name (those under [`TRAINING_ONLY`] left out).
 fn sorted_variables(vs: &VarStore) -> BTreeMap<String, Tensor> {
-    vs.variables().into_iter().collect()
+    let training_only = format!("{TRAINING_ONLY}.");
+    vs.variables().into_iter().filter(|(name, _)| !name.starts_with(&training_only)).collect()
 }

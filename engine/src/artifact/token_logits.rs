@@ -299,17 +299,24 @@ impl TokenLogits {
 
     /// The stored `(logprobs, indices, rest)` of the windows `rows`.
     pub fn top_k(&self, rows: &Tensor) -> (Tensor, Tensor, Tensor) {
-        (self.logprobs.index_select(0, rows), self.indices.index_select(0, rows), self.rest.index_select(0, rows))
+        let rows = rows.to_device(self.logprobs.device());
+        (self.logprobs.index_select(0, &rows), self.indices.index_select(0, &rows), self.rest.index_select(0, &rows))
     }
 
     /// Dense f32 logits `[B, T, V]` (log-probabilities) for the windows `rows`.
     pub fn dense_logits(&self, rows: &Tensor) -> Tensor {
-        expand(
-            &self.logprobs.index_select(0, rows),
-            &self.indices.index_select(0, rows),
-            &self.rest.index_select(0, rows),
-            self.meta.classes,
-        )
+        let (logprobs, indices, rest) = self.top_k(rows);
+        expand(&logprobs, &indices, &rest, self.meta.classes)
+    }
+
+    /// The stored windows moved to `device`, where lookups then gather them (rows are moved to the store's device).
+    pub fn to_device(&self, device: tch::Device) -> Result<TokenLogits, tch::TchError> {
+        Ok(TokenLogits {
+            meta: self.meta.clone(),
+            logprobs: self.logprobs.f_to_device(device)?,
+            indices: self.indices.f_to_device(device)?,
+            rest: self.rest.f_to_device(device)?,
+        })
     }
 }
 

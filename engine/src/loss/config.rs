@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CeTeacherLabels, CosineEmbedding, DistillLoss, KdLoss, MseEmbedding, MseLogits, PluginTerm, ReverseKl, WeightedSum,
+    CeTeacherLabels, CosineEmbedding, DistillLoss, HiddenLoss, KdLoss, MseEmbedding, MseLogits, PluginTerm, ReverseKl,
+    WeightedSum,
 };
 
 /// One loss term, externally tagged by its name: `{kd: {temperature: 4}}`.
@@ -26,6 +27,8 @@ pub enum LossTerm {
     MseEmbedding(MseEmbedding),
     /// Sentence embeddings: mean of 1 − cos.
     CosineEmbedding(CosineEmbedding),
+    /// A sentence encoder's intermediate hidden states, paired student → teacher: `{map: {1: 2, 2: 4}, loss: mse}`.
+    Hidden(HiddenLoss),
 }
 
 /// What a loss term compares: a teacher's distributions (logits, with labels) or a sentence encoder's embeddings.
@@ -63,6 +66,7 @@ impl LossTerm {
             LossTerm::Kd(kd) => kd.validate().map_err(|(f, m)| (format!("kd.{f}"), m)),
             LossTerm::Plugin(p) => p.validate().map_err(|(f, m)| (format!("plugin.{f}"), m)),
             LossTerm::ReverseKl(r) => r.validate().map_err(|(f, m)| (format!("reverse_kl.{f}"), m)),
+            LossTerm::Hidden(h) => h.validate().map_err(|(f, m)| (format!("hidden.{f}"), m)),
             LossTerm::MseLogits(_)
             | LossTerm::CeTeacherLabels(_)
             | LossTerm::MseEmbedding(_)
@@ -74,7 +78,7 @@ impl LossTerm {
     /// does not load compares distributions here, and `validate` reports why it does not load.
     pub fn compares(&self) -> Compares {
         match self {
-            LossTerm::MseEmbedding(_) | LossTerm::CosineEmbedding(_) => Compares::Embeddings,
+            LossTerm::MseEmbedding(_) | LossTerm::CosineEmbedding(_) | LossTerm::Hidden(_) => Compares::Embeddings,
             LossTerm::Plugin(p) => match crate::plugin::load(&p.file()).map(|m| m.describe.inputs) {
                 Ok(crate::plugin::Inputs::Embeddings) => Compares::Embeddings,
                 _ => Compares::Distributions,
@@ -99,6 +103,7 @@ impl LossTerm {
             LossTerm::ReverseKl(l) => Box::new(l.clone()),
             LossTerm::MseEmbedding(l) => Box::new(l.clone()),
             LossTerm::CosineEmbedding(l) => Box::new(l.clone()),
+            LossTerm::Hidden(l) => Box::new(l.clone()),
             LossTerm::Plugin(p) => Box::new(p.build()?),
         })
     }

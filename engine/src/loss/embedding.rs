@@ -53,7 +53,7 @@ mod tests {
     use tch::Kind;
 
     fn input<'a>(student: &'a Tensor, teacher: &'a Tensor, labels: &'a Tensor) -> LossInput<'a> {
-        LossInput { student, teacher, labels, progress: 0.0, sequence_len: None }
+        LossInput { student, teacher, labels, progress: 0.0, sequence_len: None, features: None }
     }
 
     /// The analytic gradient of `loss` at `x` against central differences in f64, element by element.

@@ -13,6 +13,7 @@
 mod ce_teacher;
 mod config;
 pub mod embedding;
+pub mod hidden;
 mod kd;
 mod mse;
 mod plugin;
@@ -22,6 +23,7 @@ mod temperature;
 pub use ce_teacher::CeTeacherLabels;
 pub use config::{Compares, LossConfig, LossTerm, WeightedTerm};
 pub use embedding::{one_minus_cosine, CosineEmbedding, MseEmbedding};
+pub use hidden::{FeatureDistance, Features, HiddenLoss};
 pub use kd::KdLoss;
 pub use mse::MseLogits;
 pub use plugin::{PluginLoss, PluginTerm};
@@ -43,6 +45,8 @@ pub struct LossInput<'a> {
     /// `Some(T)` when the rows are the tokens of `[B, T]` sequences in (batch, time) order (N = B·T); `None` for
     /// classifiers. Built-in losses average over rows; plugins get the sequences back as `[B, T, V]`.
     pub sequence_len: Option<i64>,
+    /// A sentence encoder's hidden states, for the feature losses ([`HiddenLoss`]); `None` when no term asks.
+    pub features: Option<&'a Features>,
 }
 
 /// A distillation loss: returns a scalar to minimise, differentiable with respect to `input.student`.
@@ -62,6 +66,11 @@ pub trait DistillLoss: Send {
 
     /// The names of the shares [`DistillLoss::loss_and_terms`] returns; none for one term.
     fn term_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The (student, teacher) hidden-state pairs the loss compares ([`HiddenLoss`]); none by default.
+    fn hidden_pairs(&self) -> Vec<(usize, usize)> {
         Vec::new()
     }
 }
@@ -101,5 +110,12 @@ impl DistillLoss for WeightedSum {
 
     fn term_names(&self) -> Vec<String> {
         self.names.clone()
+    }
+
+    fn hidden_pairs(&self) -> Vec<(usize, usize)> {
+        let mut pairs: Vec<_> = self.terms.iter().flat_map(|(_, term)| term.hidden_pairs()).collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        pairs
     }
 }

@@ -20,7 +20,7 @@ pub mod training;
 pub mod weights;
 
 pub use arch::{build, ArchConfig};
-pub use model::{Blocks, Decoder, KvCache, LanguageModel, Mode, Model};
+pub use model::{Blocks, Decoder, Encoder, EncoderStates, KvCache, LanguageModel, Mode, Model};
 
 #[cfg(test)]
 mod tests;

@@ -43,6 +43,33 @@ pub trait Model: Send {
     fn language_model(&self) -> Option<&dyn LanguageModel> {
         None
     }
+
+    /// Sentence encoders return themselves here, so a feature loss can compare their layers' hidden states.
+    fn encoder(&self) -> Option<&dyn Encoder> {
+        None
+    }
+}
+
+/// A sentence encoder seen layer by layer: `forward(ids)` is the embedding of [`Encoder::embed_with_states`].
+pub trait Encoder {
+    /// Encoder layers; the hidden states are numbered `0..=layers` as `transformers`' `output_hidden_states`: 0
+    /// the embedding layer's output, `i` the output of layer `i − 1` (0-based), `layers` the last.
+    fn layers(&self) -> usize;
+    /// Width of the hidden states.
+    fn width(&self) -> i64;
+    /// The embeddings of token ids `[B, T]`, with the hidden states numbered `states` (each `[B, t, d]`, in that
+    /// order) and the mask of real tokens `[B, t]`, the batch cut to its longest sequence.
+    fn embed_with_states(&self, ids: &Tensor, states: &[usize]) -> EncoderStates;
+}
+
+/// What [`Encoder::embed_with_states`] gives.
+pub struct EncoderStates {
+    /// `[B, dim]`, f32.
+    pub embeddings: Tensor,
+    /// The requested hidden states, `[B, t, d]` each.
+    pub states: Vec<Tensor>,
+    /// True at real (not padding) tokens, `[B, t]`.
+    pub mask: Tensor,
 }
 
 /// A model split before its output projection: `forward(x) == logits_of(hidden(x))`.

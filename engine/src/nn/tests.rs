@@ -168,6 +168,7 @@ fn train_blobs(seed: u64) -> (VarStore, crate::nn::training::learner::History, f
         clip_grad_norm: Some(5.0),
         keep: Default::default(),
         early_stopping: None,
+        group_by_length: false,
     };
     let history = fit_scored(&vs, model.as_ref(), config, &data, &data, &mut Rng::derive(seed, "train"));
     let acc = accuracy_on(model.as_ref(), &data, 64);
@@ -204,6 +205,7 @@ fn keep_best_restores_the_best_epoch_and_early_stopping_ends_the_run() {
             clip_grad_norm: None,
             keep,
             early_stopping,
+            group_by_length: false,
         };
         let history = fit_scored(&vs, model.as_ref(), config, &data, &val, &mut Rng::new(3));
         (weight_bytes(&vs), history)
@@ -252,6 +254,7 @@ fn diverging_loss_names_epoch_and_batch() {
         clip_grad_norm: None,
         keep: Default::default(),
         early_stopping: None,
+        group_by_length: false,
     };
     let err = Learner::new(config)
         .fit(&vs, &mut Nan, &data, None, &mut Rng::new(0), &Progress::hidden(), None)
@@ -279,4 +282,70 @@ fn save_load_round_trip_gives_identical_logits() {
     std::fs::write(dir.path().join("model.json"), serde_json::to_string(&wrong).unwrap()).unwrap();
     let err = ModelArtifact::load(dir.path(), Device::Cpu).err().unwrap().to_string();
     assert!(err.contains("shape"), "{err}");
+}
+
+#[test]
+fn grouping_by_length_keeps_every_sample_and_makes_batches_of_like_lengths() {
+    use crate::nn::training::learner::grouped_by_length;
+    let n = 1000usize;
+    let lengths: Vec<i64> = (0..n as i64).map(|i| (i * 7919) % 61 + 3).collect();
+    let mut rng = Rng::new(5);
+    let order = rng.permutation(n);
+    let grouped = grouped_by_length(order.clone(), &lengths, 16, &mut Rng::new(9));
+    let mut sorted = grouped.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..n as i64).collect::<Vec<_>>(), "a permutation of the samples");
+    assert_eq!(grouped, grouped_by_length(order.clone(), &lengths, 16, &mut Rng::new(9)), "a function of its rng");
+    // The padding of a batch is what its longest sample adds to the others: far less than in random batches.
+    let padding = |order: &[i64]| -> i64 {
+        order
+            .chunks(16)
+            .map(|b| {
+                let longest = b.iter().map(|&i| lengths[i as usize]).max().unwrap();
+                b.iter().map(|&i| longest - lengths[i as usize]).sum::<i64>()
+            })
+            .sum()
+    };
+    assert!(padding(&grouped) * 10 < padding(&order), "{} against {}", padding(&grouped), padding(&order));
+    // 1000 = 62 × 16 + 8: the 8 left over are the shortest of the last run, and stay last.
+    let (tail, last_run) = (&grouped[992..], &order[800..]);
+    assert!(tail.iter().all(|i| last_run.contains(i)));
+    let longest_left = tail.iter().map(|&i| lengths[i as usize]).max().unwrap();
+    let rest = last_run.iter().filter(|i| !tail.contains(i));
+    assert!(rest.map(|&i| lengths[i as usize]).all(|l| l >= longest_left));
+}
+
+#[test]
+fn reading_the_loss_every_few_batches_trains_the_same_weights_and_sums_the_same_loss() {
+    tch::set_num_threads(1);
+    let data = Blobs::new(40, 4, 0);
+    let fit = |reads: Option<usize>| {
+        let (vs, model) = build_in(&mlp(&[16], 0.1), &[2], 4, 3);
+        let config = LearnerConfig {
+            epochs: 3,
+            batch_size: 16,
+            optimizer: OptimizerConfig::Adam { lr: 0.02, betas: [0.9, 0.999], weight_decay: 0.0, eps: 1e-8 },
+            schedule: LrSchedule::default(),
+            clip_grad_norm: None,
+            keep: Default::default(),
+            early_stopping: None,
+            group_by_length: false,
+        };
+        let learner = Learner::new(config);
+        let learner = match reads {
+            Some(every) => learner.reading_the_loss_every(every),
+            None => learner,
+        };
+        let mut step = CrossEntropy(model.as_ref());
+        let history = learner.fit(&vs, &mut step, &data, None, &mut Rng::new(4), &Progress::hidden(), None).unwrap();
+        (vs, history)
+    };
+    let (every_batch, history) = fit(None);
+    let (deferred, deferred_history) = fit(Some(3));
+    for (name, w) in every_batch.variables() {
+        assert!(w.equal(&deferred.variables()[&name]), "{name}: the loss reads changed the training");
+    }
+    for (a, b) in history.epochs.iter().zip(&deferred_history.epochs) {
+        assert!((a.train_loss - b.train_loss).abs() <= 1e-12 * a.train_loss.abs(), "{a:?} against {b:?}");
+    }
 }

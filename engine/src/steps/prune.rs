@@ -50,6 +50,7 @@ use crate::nn::prune::{nll, principal_directions, prune_bert, prune_gpt, prune_l
 use crate::nn::weights::export::copy_tokenizer_files;
 use crate::nn::weights::hf::DENSE_PREFIX;
 use crate::nn::weights::source::WeightSource;
+use crate::nn::Encoder as _;
 use crate::rng::Rng;
 
 pub const KIND: StepKind = StepKind {

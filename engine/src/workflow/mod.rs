@@ -171,7 +171,14 @@ fn build(
         steps = parse_steps(steps_node, &params, &env, &mut broken, &mut errors);
     }
     for step in &mut steps {
-        step.resources = step.resources.or(&header.resources);
+        // `nodes` spreads a data-parallel step's ranks: as a default it reaches those steps only, at most one node
+        // per rank.
+        let mut defaults = header.resources.clone();
+        defaults.nodes = match step.step.distributed() {
+            Some(d) => defaults.nodes.map(|n| n.min(d.ranks as u32)),
+            None => None,
+        };
+        step.resources = step.resources.or(&defaults);
     }
 
     let mut workflow = Workflow {
@@ -304,17 +311,20 @@ fn parse_step(
         entries.iter().filter(|(k, _)| !k.as_str().is_some_and(|k| COMMON_STEP_KEYS.contains(&k))).cloned().collect();
     let config_node = Node { value: config::Value::Map(own), span: body.span };
     match (kind.parse)(&config_node, env) {
-        Ok(step) => Some(StepDecl {
-            id: id.to_string(),
-            kind: kind.name,
-            span,
-            node: config_node,
-            step,
-            after,
-            seed_id: seed_id.to_string(),
-            matrix: BTreeMap::new(),
-            resources,
-        }),
+        Ok(step) => {
+            check_nodes(body, &resources, step.as_ref(), id, errors);
+            Some(StepDecl {
+                id: id.to_string(),
+                kind: kind.name,
+                span,
+                node: config_node,
+                step,
+                after,
+                seed_id: seed_id.to_string(),
+                matrix: BTreeMap::new(),
+                resources,
+            })
+        }
         Err(mut es) => {
             for e in &mut es {
                 e.message = format!("step `{id}`: {}", e.message);
@@ -323,6 +333,21 @@ fn parse_step(
             None
         }
     }
+}
+
+/// A step's own `resources.nodes` needs a data-parallel step with at least as many ranks.
+fn check_nodes(body: &Node, resources: &Resources, step: &dyn Step, id: &str, errors: &mut Vec<Located>) {
+    let (Some(nodes), Some(node)) = (resources.nodes, body.get("resources").and_then(|r| r.get("nodes"))) else {
+        return;
+    };
+    let message = match step.distributed() {
+        None => "a step runs as one task on one node unless it is data-parallel (`distributed: {ranks: N}`)".into(),
+        Some(d) if nodes as usize > d.ranks => {
+            format!("{nodes} nodes for {} ranks: at most one node per rank", d.ranks)
+        }
+        Some(_) => return,
+    };
+    errors.push(located(node.span, format!("step `{id}`: `resources.nodes`: {message}")));
 }
 
 fn read_after(node: &Node, errors: &mut Vec<Located>) -> Vec<(String, Span)> {

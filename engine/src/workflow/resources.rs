@@ -6,7 +6,8 @@
 //!   teacher: {kind: train, ..., resources: {gpus: 1, mem: 16G, time: "02:00:00"}}
 //! ```
 //! Only the Slurm executor reads them (`cpus` → `--cpus-per-task`, `gpus` → `--gres=gpu:N`, `mem` → `--mem`,
-//! `time` → `--time`); they are not part of any cache key, since they do not change what a step computes.
+//! `time` → `--time`; a data-parallel step's `gpus` → `--gpus-per-task` and `nodes` → `--nodes`); they are not part
+//! of any cache key, since they do not change what a step computes.
 
 use serde::Serialize;
 
@@ -27,9 +28,12 @@ pub struct Resources {
     /// Time limit in Slurm's syntax: minutes, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
+    /// Nodes a data-parallel step's ranks spread over (`--nodes`); other steps run as one task on one node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<u32>,
 }
 
-pub(super) const KEYS: &[&str] = &["cpus", "gpus", "mem", "time"];
+pub(super) const KEYS: &[&str] = &["cpus", "gpus", "mem", "time", "nodes"];
 
 impl Resources {
     /// Each field from `self`, else from `defaults`.
@@ -39,6 +43,7 @@ impl Resources {
             gpus: self.gpus.or(defaults.gpus),
             mem: self.mem.clone().or_else(|| defaults.mem.clone()),
             time: self.time.clone().or_else(|| defaults.time.clone()),
+            nodes: self.nodes.or(defaults.nodes),
         }
     }
 }
@@ -66,6 +71,10 @@ pub(super) fn read(node: &Node, errors: &mut Vec<Located>) -> Resources {
             "gpus" => match value.as_i64() {
                 Some(n) if n >= 0 && n <= u32::MAX as i64 => r.gpus = Some(n as u32),
                 _ => errors.push(located(value.span, "`resources.gpus` must be a non-negative integer")),
+            },
+            "nodes" => match value.as_i64() {
+                Some(n) if n >= 1 && n <= u32::MAX as i64 => r.nodes = Some(n as u32),
+                _ => errors.push(located(value.span, "`resources.nodes` must be a positive integer")),
             },
             "mem" => match scalar(value) {
                 Some(m) if is_mem(&m) => r.mem = Some(m),

@@ -18,7 +18,7 @@
 use super::Architecture;
 use crate::nn::prune::Trace;
 use crate::nn::weights::source::{Init, WeightSource};
-use crate::nn::{Mode, Model};
+use crate::nn::{Encoder, EncoderStates, Mode, Model};
 use crate::rng::Rng;
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
@@ -378,19 +378,18 @@ impl Bert {
     /// The last hidden states `[B, t, d]` of `ids` `[B, t]` and the mask of real tokens `[B, t]`, after cutting the
     /// batch to its longest sequence (padding is on the right).
     pub fn hidden_states(&self, ids: &Tensor) -> (Tensor, Tensor) {
-        self.run(ids, None)
+        let (h, mask, _) = self.run(ids, None, &[]);
+        (h, mask)
     }
 
     /// [`Bert::hidden_states`], adding what pruning scores need to `trace` (real tokens only).
     pub fn hidden_states_traced(&self, ids: &Tensor, trace: &mut Trace) -> (Tensor, Tensor) {
-        self.run(ids, Some(trace))
+        let (h, mask, _) = self.run(ids, Some(trace), &[]);
+        (h, mask)
     }
 
-    pub fn layers(&self) -> usize {
-        self.layers.len()
-    }
-
-    fn run(&self, ids: &Tensor, mut trace: Option<&mut Trace>) -> (Tensor, Tensor) {
+    /// The last hidden states, the mask, and the hidden states numbered `states` ([`Encoder`]'s numbering).
+    fn run(&self, ids: &Tensor, mut trace: Option<&mut Trace>, states: &[usize]) -> (Tensor, Tensor, Vec<Tensor>) {
         let mask = ids.ne(self.config.pad_token_id);
         let longest = mask.sum_dim_intlist(1, false, Kind::Int64).max().int64_value(&[]).max(1);
         let (ids, mask) = (ids.narrow(1, 0, longest), mask.narrow(1, 0, longest));
@@ -400,6 +399,13 @@ impl Bert {
             + Tensor::embedding(&self.position, &positions, -1, false, false).unsqueeze(0)
             + self.token_type.get(0);
         h = self.embed_norm.forward(&h);
+        let mut kept: Vec<Option<Tensor>> = states.iter().map(|_| None).collect();
+        let mut keep = |number: usize, h: &Tensor| {
+            for (slot, _) in kept.iter_mut().zip(states).filter(|(_, s)| **s == number) {
+                *slot = Some(h.shallow_clone());
+            }
+        };
+        keep(0, &h);
         let (heads, hd) = (self.config.num_attention_heads, self.config.head_dim());
         // True where a key may be attended to: [B, 1, 1, t], broadcast over heads and queries.
         let attend = mask.view([batch, 1, 1, t]);
@@ -428,8 +434,10 @@ impl Bert {
                 trace.add_mlp(layer, &i, Some(&mask));
                 trace.add_cosine(layer, &input, &h, Some(&mask));
             }
+            keep(layer + 1, &h);
         }
-        (h, mask)
+        let states = kept.into_iter().map(|s| s.expect("state numbers are checked against the layers")).collect();
+        (h, mask, states)
     }
 
     /// One embedding `[B, d]` per sequence.
@@ -484,5 +492,30 @@ impl Bert {
 impl Model for Bert {
     fn forward(&self, x: &Tensor, _mode: Mode<'_>) -> Tensor {
         self.embed(x)
+    }
+
+    fn encoder(&self) -> Option<&dyn Encoder> {
+        Some(self)
+    }
+}
+
+impl Encoder for Bert {
+    fn layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    fn width(&self) -> i64 {
+        self.config.hidden_size
+    }
+
+    /// Panics on a state number above [`Encoder::layers`] (callers check them against the model first).
+    fn embed_with_states(&self, ids: &Tensor, states: &[usize]) -> EncoderStates {
+        assert!(
+            states.iter().all(|&s| s <= self.layers.len()),
+            "hidden states {states:?} of a {}-layer encoder",
+            self.layers.len()
+        );
+        let (h, mask, states) = self.run(ids, None, states);
+        EncoderStates { embeddings: self.pool(&h, &mask), states, mask }
     }
 }

@@ -11,6 +11,7 @@ use crate::nn::training::optimizer::Optimizer;
 use crate::nn::training::optimizer_config::OptimizerConfig;
 use crate::nn::training::schedule::LrSchedule;
 use crate::nn::training::selection::{self, EarlyStopping, Keep};
+use crate::nn::training::tally::LossTally;
 use crate::nn::{Mode, Model};
 use crate::rng::Rng;
 use anyhow::{bail, Result};
@@ -41,6 +42,10 @@ pub trait BatchSource {
     fn len(&self) -> usize;
     /// The samples at `idx` (int64, CPU); the source moves them to its device.
     fn batch(&self, idx: &Tensor) -> Batch;
+    /// Each sample's length in tokens, for sources of padded sequences ([`LearnerConfig::group_by_length`]).
+    fn lengths(&self) -> Option<Vec<i64>> {
+        None
+    }
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -82,7 +87,7 @@ pub struct BatchLoss {
 
 impl BatchLoss {
     /// The total and the terms as numbers (one read from the device for all of them).
-    fn values(&self) -> Result<(f64, Vec<f64>)> {
+    pub(crate) fn values(&self) -> Result<(f64, Vec<f64>)> {
         if self.terms.is_empty() {
             return Ok((self.total.f_double_value(&[])?, Vec::new()));
         }
@@ -114,6 +119,27 @@ pub fn backward_with_terms(loss: Tensor, terms: Vec<Tensor>, weight: f64) -> Res
         (&loss * weight).f_backward()?;
     }
     Ok(BatchLoss { total: loss.detach(), terms })
+}
+
+/// Samples per run that [`grouped_by_length`] sorts: 50 batches, as `transformers`' `LengthGroupedSampler`.
+const BATCHES_PER_LENGTH_RUN: usize = 50;
+
+/// A random `order` regrouped so each batch holds samples of similar `lengths`: cut into runs of
+/// [`BATCHES_PER_LENGTH_RUN`] batches, each run sorted longest first (stable), then the full batches shuffled with
+/// `rng`; a smaller remainder stays the last batch, so `order.chunks(batch)` still cuts the same batches.
+pub fn grouped_by_length(mut order: Vec<i64>, lengths: &[i64], batch: usize, rng: &mut Rng) -> Vec<i64> {
+    for run in order.chunks_mut(batch * BATCHES_PER_LENGTH_RUN) {
+        run.sort_by_key(|&i| std::cmp::Reverse(lengths[i as usize]));
+    }
+    let full = order.len() / batch;
+    let mut batches: Vec<usize> = (0..full).collect();
+    rng.shuffle(&mut batches);
+    let mut grouped = Vec::with_capacity(order.len());
+    for b in batches {
+        grouped.extend_from_slice(&order[b * batch..(b + 1) * batch]);
+    }
+    grouped.extend_from_slice(&order[full * batch..]);
+    grouped
 }
 
 /// Scores the model after each epoch (validation accuracy in [0, 1]).
@@ -168,6 +194,9 @@ pub struct LearnerConfig {
     pub keep: Keep,
     #[serde(default)]
     pub early_stopping: Option<EarlyStopping>,
+    /// Batches of samples of similar length ([`grouped_by_length`]); the source must know the lengths.
+    #[serde(default)]
+    pub group_by_length: bool,
 }
 
 impl LearnerConfig {
@@ -253,11 +282,20 @@ pub struct Learner<'g> {
     label: String,
     /// Data-parallel: this process's group, when it is one rank of several.
     group: Option<&'g ProcessGroup>,
+    /// Batches between reads of the loss to the host, when not the device's default ([`LossTally`]).
+    loss_reads: Option<usize>,
 }
 
 impl<'g> Learner<'g> {
     pub fn new(config: LearnerConfig) -> Self {
-        Learner { config, label: "train".into(), group: None }
+        Learner { config, label: "train".into(), group: None, loss_reads: None }
+    }
+
+    /// Reads the loss to the host every `batches` batches instead of the device's default (every batch on the CPU,
+    /// every [`super::tally::CUDA_BATCHES_PER_READ`] on CUDA): for tests of the deferred path on the CPU.
+    pub fn reading_the_loss_every(mut self, batches: usize) -> Self {
+        self.loss_reads = Some(batches);
+        self
     }
 
     /// Trains as one rank of `group`: each global batch's part for this rank ([`distributed::shard`]), gradients
@@ -303,6 +341,11 @@ impl<'g> Learner<'g> {
         if n == 0 {
             bail!("training set is empty");
         }
+        let lengths = match (cfg.group_by_length, train.lengths()) {
+            (true, None) => bail!("`group_by_length` needs samples with lengths (padded sentences)"),
+            (true, Some(lengths)) => Some(lengths),
+            (false, _) => None,
+        };
         let mut opt = Optimizer::new(&cfg.optimizer, vs);
         let base_lr = cfg.optimizer.lr();
         let batches_per_epoch = n.div_ceil(cfg.batch_size);
@@ -341,6 +384,10 @@ impl<'g> Learner<'g> {
             sync.broadcast_weights()?;
         }
         let mut step_rng = Rng::from_state(pos.step_rng);
+        let mut tally = self.loss_reads.map_or_else(
+            || LossTally::for_device(vs.device(), batches_per_epoch),
+            |every| LossTally::every(every, batches_per_epoch),
+        );
         let (mut collective_seconds, mut collective_steps) = (0.0, 0usize);
         let bar = progress.bar(total_steps as u64, &self.label);
         bar.set_position(pos.global_step as u64);
@@ -349,13 +396,17 @@ impl<'g> Learner<'g> {
         while pos.epoch <= cfg.epochs {
             let started = Instant::now();
             let mut shuffle_rng = Rng::from_state(pos.shuffle_rng);
-            let order = shuffle_rng.permutation(n);
+            let mut order = shuffle_rng.permutation(n);
+            if let Some(lengths) = &lengths {
+                order = grouped_by_length(order, lengths, cfg.batch_size, &mut shuffle_rng);
+            }
             let mut lr = base_lr;
             // `epoch 3/20`, then the last epoch's loss (and validation accuracy) beside it.
             bar.set_message(format!("epoch {}/{}{last}", pos.epoch, cfg.epochs));
             for (b, chunk) in order.chunks(cfg.batch_size).enumerate().skip(pos.batch) {
                 let interrupted = crate::interrupt::requested();
                 if interrupted && group.is_none() {
+                    tally.read(&mut pos)?;
                     return interrupted_at(saving, vs, &opt, &mut pos, step_rng.state(), best.weights.as_deref());
                 }
                 lr = cfg.schedule.lr_at(base_lr, pos.global_step, total_steps);
@@ -364,7 +415,7 @@ impl<'g> Learner<'g> {
                 let epoch = pos.epoch;
                 let at = |e: anyhow::Error| e.context(format!("epoch {epoch}, batch {}", b + 1));
                 opt.zero_grad();
-                let (value, terms) = match (&mut sync, group) {
+                match (&mut sync, group) {
                     (Some(sync), Some(g)) => {
                         let part = distributed::shard(chunk, g.rank, g.world);
                         // Where an interruption agreed on below resumes: this batch, with its random stream.
@@ -403,33 +454,29 @@ impl<'g> Learner<'g> {
                         if agreed[0] > 0.0 {
                             return interrupted_at(saving, vs, &opt, &mut pos, rng_before, best.weights.as_deref());
                         }
-                        if g.world == 1 {
+                        let (value, terms) = if g.world == 1 {
                             (local, local_terms)
                         } else {
                             let mean = |x: f64| x / chunk.len() as f64;
                             (mean(agreed[1]), agreed[2..].iter().map(|&t| mean(t)).collect())
-                        }
+                        };
+                        tally.add_read(value, &terms, chunk.len(), b + 1, &mut pos)?;
                     }
                     _ => {
                         let batch = train.batch(&Tensor::from_slice(chunk));
-                        step.backward(&batch, &mut step_rng, progress).map_err(at)?.values().map_err(at)?
+                        let loss = step.backward(&batch, &mut step_rng, progress).map_err(at)?;
+                        tally.add(&loss, chunk.len(), b + 1, &mut pos)?;
                     }
-                };
-                if !value.is_finite() {
-                    bail!("epoch {epoch}, batch {}/{batches_per_epoch}: loss is {value} (diverged; lower the learning rate or clip gradients)", b + 1);
                 }
                 if let Some(max) = cfg.clip_grad_norm {
                     opt.clip_grad_norm(max);
                 }
                 opt.step();
-                pos.loss_sum += value * chunk.len() as f64;
-                for (sum, term) in pos.term_sums.iter_mut().zip(terms) {
-                    *sum += term * chunk.len() as f64;
-                }
                 pos.global_step += 1;
                 pos.batch = b + 1;
                 bar.inc(1);
             }
+            tally.read(&mut pos)?;
             let epoch = pos.epoch;
             let train_loss = pos.loss_sum / n as f64;
             let val_accuracy = match (val, group) {

@@ -13,3 +13,4 @@ pub mod recompute;
 pub mod schedule;
 pub mod selection;
 pub mod similarity;
+pub mod tally;

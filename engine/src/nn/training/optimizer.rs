@@ -39,6 +39,21 @@ pub struct Optimizer {
     grad_scale: Vec<f32>,
 }
 
+/// [`Optimizer::clip_grad_norm`] with the norm and the factor left on the gradients' device: every gradient is
+/// multiplied by min(1, max / (norm + 1e-6)) — by 1 when under the limit — so the host never waits for the norm (on
+/// CUDA a read-back would stall the stream every step). The CPU keeps the read-back: it costs nothing there and lets
+/// the fused pass apply the factor.
+pub fn clip_on_device(grads: &[Tensor], max: f64) {
+    tch::no_grad(|| {
+        let norms: Vec<Tensor> = grads.iter().map(|g| g.norm().to_kind(Kind::Float)).collect();
+        let coef = (Tensor::stack(&norms, 0).norm() + 1e-6).reciprocal() * max;
+        let coef = coef.clamp_max(1.0);
+        for g in grads {
+            let _ = g.shallow_clone().g_mul_(&coef.to_kind(g.kind()));
+        }
+    });
+}
+
 extern "C" {
     fn anbiq_reset_grad(t: *mut torch_sys::C_tensor) -> i32;
 }
@@ -87,6 +102,10 @@ impl Optimizer {
             self.params.iter().map(|(_, p)| p.grad()).enumerate().filter(|(_, g)| g.defined()).collect();
         if grads.is_empty() {
             return;
+        }
+        if grads[0].1.device().is_cuda() {
+            let grads: Vec<Tensor> = grads.into_iter().map(|(_, g)| g).collect();
+            return clip_on_device(&grads, max);
         }
         tch::no_grad(|| {
             let norms: Vec<Tensor> = grads.iter().map(|(_, g)| g.norm().to_kind(Kind::Float)).collect();
@@ -376,6 +395,35 @@ mod tests {
             opt.step();
         }
         w.double_value(&[0])
+    }
+
+    #[test]
+    fn clipping_on_the_device_scales_as_clipping_with_a_read_back() {
+        let grads = || [Tensor::from_slice(&[3.0f32, -4.0]), Tensor::from_slice(&[12.0f32])];
+        // Norm 13: clipped to 6.5, every gradient scaled by 6.5 / 13 (up to the 1e-6 both add).
+        let clipped = grads();
+        clip_on_device(&clipped, 6.5);
+        let factor = 6.5 / (13.0 + 1e-6);
+        let expected = [vec![3.0 * factor, -4.0 * factor], vec![12.0 * factor]];
+        for (g, want) in clipped.iter().zip(&expected) {
+            let got = Vec::<f64>::try_from(g.to_kind(Kind::Double)).unwrap();
+            assert!(got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{got:?} against {want:?}");
+        }
+        // Under the limit nothing changes, bit for bit (multiplied by exactly 1).
+        let kept = grads();
+        clip_on_device(&kept, 100.0);
+        assert!(kept.iter().zip(grads()).all(|(a, b)| a.equal(&b)));
+        // The same as the read-back path of `clip_grad_norm` (general, unfused update) on the same gradients.
+        let vs = VarStore::new(tch::Device::Cpu);
+        let a = vs.root().var_copy("a", &Tensor::from_slice(&[0.0f32, 0.0]));
+        let b = vs.root().var_copy("b", &Tensor::from_slice(&[0.0f32]));
+        let mut opt =
+            Optimizer::new(&OptimizerConfig::Sgd { lr: 1.0, momentum: 0.0, nesterov: false, weight_decay: 0.0 }, &vs);
+        opt.fused = false;
+        opt.zero_grad();
+        ((&a * Tensor::from_slice(&[3.0f32, -4.0])).sum(Kind::Float) + (&b * 12.0).sum(Kind::Float)).backward();
+        opt.clip_grad_norm(6.5);
+        assert!(a.grad().allclose(&clipped[0], 1e-6, 1e-7, false) && b.grad().allclose(&clipped[1], 1e-6, 1e-7, false));
     }
 
     #[test]

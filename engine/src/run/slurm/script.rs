@@ -59,14 +59,20 @@ pub fn array_spec(indices: &[usize]) -> String {
     parts.join(",")
 }
 
-/// The `sbatch` options a step's resources map to.
-pub fn resource_options(r: &Resources) -> Vec<String> {
+/// The `sbatch` options a step's resources map to; `tasks` for a data-parallel step, whose `cpus` and `gpus` are
+/// each rank's (`--gpus-per-task`) and whose ranks spread over `nodes`.
+pub fn resource_options(r: &Resources, tasks: Option<usize>) -> Vec<String> {
     let mut options = Vec::new();
     if let Some(cpus) = r.cpus {
         options.push(format!("--cpus-per-task={cpus}"));
     }
-    if let Some(gpus) = r.gpus.filter(|&g| g > 0) {
-        options.push(format!("--gres=gpu:{gpus}"));
+    match (r.gpus.filter(|&g| g > 0), tasks) {
+        (Some(gpus), Some(_)) => options.push(format!("--gpus-per-task={gpus}")),
+        (Some(gpus), None) => options.push(format!("--gres=gpu:{gpus}")),
+        (None, _) => {}
+    }
+    if let Some(nodes) = r.nodes.filter(|_| tasks.is_some()) {
+        options.push(format!("--nodes={nodes}"));
     }
     if let Some(mem) = &r.mem {
         options.push(format!("--mem={mem}"));
@@ -110,7 +116,7 @@ pub fn batch_script(job: &JobSpec) -> String {
     if let Some(a) = &job.account {
         options.push(format!("--account={}", directive_value(a)));
     }
-    options.extend(resource_options(&job.resources));
+    options.extend(resource_options(&job.resources, job.tasks));
     if let Some(array) = &job.array {
         options.push(format!("--array={}", array_spec(array)));
     }
@@ -207,8 +213,13 @@ mod tests {
     #[test]
     fn resources_partition_account_and_dependencies_become_directives() {
         let mut j = job();
-        j.resources =
-            Resources { cpus: Some(4), gpus: Some(1), mem: Some("16G".into()), time: Some("02:00:00".into()) };
+        j.resources = Resources {
+            cpus: Some(4),
+            gpus: Some(1),
+            mem: Some("16G".into()),
+            time: Some("02:00:00".into()),
+            nodes: None,
+        };
         j.partition = Some("gpu".into());
         j.account = Some("kd-lab".into());
         j.after = vec!["41".into(), "42".into()];
@@ -268,6 +279,18 @@ mod tests {
     #[test]
     fn zero_gpus_asks_for_none() {
         let r = Resources { gpus: Some(0), ..Default::default() };
-        assert!(resource_options(&r).is_empty());
+        assert!(resource_options(&r, None).is_empty());
+    }
+
+    #[test]
+    fn a_data_parallel_step_asks_for_gpus_per_rank_and_its_nodes() {
+        let resources = Resources { cpus: Some(8), gpus: Some(1), nodes: Some(2), ..Default::default() };
+        let script = batch_script(&JobSpec { tasks: Some(4), resources: resources.clone(), ..job() });
+        for line in ["--cpus-per-task=8", "--gpus-per-task=1", "--nodes=2", "--ntasks=4"] {
+            assert!(script.contains(&format!("#SBATCH {line}\n")), "{line}: {script}");
+        }
+        assert!(!script.contains("--gres"), "{script}");
+        // One task: GPUs per node, and no `--nodes`.
+        assert_eq!(resource_options(&resources, None), ["--cpus-per-task=8", "--gres=gpu:1"]);
     }
 }

@@ -26,6 +26,7 @@
 //! student: {kind: distill, teacher: targets, data: lines.train, init: pruned, loss: {mse_embedding: {}}}
 //! ```
 
+mod features;
 mod teacher;
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,7 @@ use crate::nn::training::learner::{backward_with_terms, Batch, BatchLoss, TrainS
 use crate::nn::training::recompute::Trunk;
 use crate::nn::{tokens, ArchConfig, LanguageModel, Mode, Model};
 use crate::rng::Rng;
+pub use features::FeatureTaps;
 pub use teacher::Teacher;
 use teacher::{load_teacher, TeacherRows};
 
@@ -148,6 +150,8 @@ pub struct DistillBatch<'a> {
     pub chunk: i64,
     /// Recompute a language-model student's activations in the backward pass ([`Trunk`]).
     pub recompute: bool,
+    /// The hidden states a feature loss compares (an encoder student and online teacher), when it has such terms.
+    pub features: Option<FeatureTaps>,
 }
 
 impl TrainStep for DistillBatch<'_> {
@@ -180,6 +184,9 @@ impl DistillBatch<'_> {
     /// The whole batch's loss and its terms' shares ([`DistillLoss::loss_and_terms`]).
     fn loss_and_terms(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> anyhow::Result<(Tensor, Vec<Tensor>)> {
         let x = if self.jitter > 0 { augment::jitter(&batch.x, self.jitter, rng) } else { batch.x.shallow_clone() };
+        if let Some(taps) = &self.features {
+            return self.loss_with_features(taps, &x, progress);
+        }
         let rows = self.data.base_rows(&batch.idx);
         let student = self.precision.forward(self.student, &x, Mode::Train(rng));
         let teacher =
@@ -191,8 +198,35 @@ impl DistillBatch<'_> {
             None => tokens::labels(&batch.y),
         };
         let (student, teacher) = (tokens::rows(&student), tokens::rows(&teacher));
-        let input = LossInput { student: &student, teacher: &teacher, labels: &labels, progress, sequence_len };
+        let input =
+            LossInput { student: &student, teacher: &teacher, labels: &labels, progress, sequence_len, features: None };
         self.loss.loss_and_terms(&input)
+    }
+}
+
+impl DistillBatch<'_> {
+    /// The loss of an encoder student against its online teacher encoder with the hidden states the feature terms
+    /// compare, both from one forward pass each.
+    fn loss_with_features(
+        &self,
+        taps: &FeatureTaps,
+        x: &Tensor,
+        progress: f64,
+    ) -> anyhow::Result<(Tensor, Vec<Tensor>)> {
+        let encoders = (self.student.encoder(), self.teachers.first().and_then(|(t, _)| t.encoder()));
+        let (Some(student), Some(teacher)) = encoders else {
+            anyhow::bail!("feature losses need an encoder student and an online encoder teacher (checked before)");
+        };
+        let tapped = taps.run((student, teacher), x, (self.device, self.precision));
+        let labels = Tensor::zeros([0], (Kind::Int64, self.device));
+        self.loss.loss_and_terms(&LossInput {
+            student: &tapped.student,
+            teacher: &tapped.teacher,
+            labels: &labels,
+            progress,
+            sequence_len: None,
+            features: Some(&tapped.features),
+        })
     }
 }
 
@@ -239,6 +273,41 @@ impl Distill {
     }
 }
 
+impl Distill {
+    /// The hidden states the loss's feature terms compare, if it has any: they need an encoder student and the
+    /// teacher encoder itself (stored embeddings hold no hidden states).
+    fn feature_taps(
+        &self,
+        ctx: &StepContext,
+        student: &dyn Model,
+        teachers: &[(Teacher, f64)],
+        vs: &VarStore,
+        rng: &mut Rng,
+    ) -> anyhow::Result<Option<FeatureTaps>> {
+        let Some((i, _)) =
+            self.config.loss.terms().iter().enumerate().find(|(_, t)| matches!(t.term, LossTerm::Hidden(_)))
+        else {
+            return Ok(None);
+        };
+        let field = match self.config.loss {
+            LossConfig::One(_) => "loss.hidden".to_string(),
+            LossConfig::Sum(_) => format!("loss[{i}].hidden"),
+        };
+        let Some(student) = student.encoder() else {
+            anyhow::bail!("field `{field}`: compares a sentence encoder's hidden states; the student is not one");
+        };
+        let Some(teacher) = teachers.first().and_then(|(t, _)| t.encoder()) else {
+            anyhow::bail!(
+                "field `{field}`: compares hidden states, which `{}` does not hold (stored embeddings); name the \
+                 teacher encoder itself as `teacher`",
+                ctx.input("teacher")?.label
+            );
+        };
+        let pairs = self.config.loss.build()?.hidden_pairs();
+        FeatureTaps::new(pairs, (student, teacher), vs, rng, &field).map(Some)
+    }
+}
+
 impl DistillBatch<'_> {
     /// The student, when its loss goes a chunk of positions at a time: a language model with a loss that is a mean
     /// over positions.
@@ -270,6 +339,7 @@ impl DistillBatch<'_> {
                 labels: &labels,
                 progress,
                 sequence_len: None,
+                features: None,
             })
         })?;
         trunk.backward()?;
@@ -362,7 +432,9 @@ impl Step for Distill {
             super::training::build_student(self.config.model.as_ref(), init, meta, &vs, &mut rng.fork("init"))?;
         let outputs = super::training::outputs(&arch, meta, "model")?;
         super::check_model_fits(student.as_ref(), &data.dataset, outputs, ctx.device)?;
-        if encoder && outputs != teachers[0].0.classes() {
+        // A loss of hidden-state terms alone compares no embeddings (TinyBERT's general stage; the widths may differ).
+        let compares_embeddings = self.config.loss.terms().iter().any(|t| !matches!(t.term, LossTerm::Hidden(_)));
+        if encoder && compares_embeddings && outputs != teachers[0].0.classes() {
             anyhow::bail!(
                 "field `model`: the student's embeddings have {outputs} dimensions, the teacher's {}; give the \
                  student the teacher's width (or distil from a teacher reduced to it: `prune` with `pca`)",
@@ -382,6 +454,7 @@ impl Step for Distill {
             precision: self.config.precision,
             chunk: training.loss_chunk(meta.classes),
             recompute: training.recompute_activations,
+            features: self.feature_taps(ctx, student.as_ref(), &teachers, &vs, &mut rng.fork("projection"))?,
         };
         super::training::check_recompute(&training, arch.name(), student.as_ref(), step.chunked().is_some())?;
         let model = Student { vs: &vs, arch, model: student.as_ref(), outputs, init: init.map(|i| i.dir.clone()) };

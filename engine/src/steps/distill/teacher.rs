@@ -11,7 +11,7 @@ use crate::artifact::model::{LoadedModel, ModelArtifact};
 use crate::artifact::token_logits::{expand, expand_like, is_token_logits};
 use crate::artifact::{LoadedData, LogitsArtifact, TokenLogits};
 use crate::nn::runtime::precision::Precision;
-use crate::nn::{tokens, LanguageModel, Mode};
+use crate::nn::{tokens, Encoder, LanguageModel, Mode};
 
 /// Where the teacher's logits for a batch come from.
 pub enum Teacher {
@@ -42,6 +42,14 @@ impl Teacher {
             Teacher::Embeddings(_) => true,
             Teacher::Online(m) => m.spec.arch.as_ref().is_some_and(|a| a.embedding_size().is_some()),
             Teacher::Offline(_) | Teacher::Tokens(_) => false,
+        }
+    }
+
+    /// An online teacher that is a sentence encoder.
+    pub(super) fn encoder(&self) -> Option<&dyn Encoder> {
+        match self {
+            Teacher::Online(m) => m.model.encoder(),
+            _ => None,
         }
     }
 
@@ -184,5 +192,28 @@ pub(super) fn load_teacher(ctx: &StepContext, role: &str, data: &LoadedData) -> 
             data.base.display()
         );
     }
-    Ok(teacher)
+    Ok(teacher.on(ctx.device, &input.label))
+}
+
+impl Teacher {
+    /// A stored teacher copied to a CUDA `device` once, so each batch's rows are gathered there instead of on the
+    /// host and copied over; one that does not fit stays on the host, with a warning. On the CPU: as it is.
+    fn on(self, device: Device, label: &str) -> Teacher {
+        if !device.is_cuda() {
+            return self;
+        }
+        let moved = match &self {
+            Teacher::Offline(l) => l.to_device(device).map(Teacher::Offline),
+            Teacher::Tokens(l) => l.to_device(device).map(Teacher::Tokens),
+            Teacher::Embeddings(e) => e.to_device(device).map(Teacher::Embeddings),
+            Teacher::Online(_) => return self,
+        };
+        moved.unwrap_or_else(|e| {
+            tracing::warn!(
+                teacher = label,
+                "the stored teacher does not fit on {device:?}; it is read from host memory: {e}"
+            );
+            self
+        })
+    }
 }

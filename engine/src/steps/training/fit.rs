@@ -38,7 +38,13 @@ pub fn fit_and_save(
     if let Some(val) = val {
         train.meta.check_same_labels(&val.meta).map_err(|e| anyhow::anyhow!("field `val`: {e}"))?;
     }
-    let source = TensorSource::new(&train.x, &train.y, ctx.device);
+    let mut source = TensorSource::new(&train.x, &train.y, ctx.device);
+    if options.group_by_length {
+        let Some(pad) = train.meta.sentence_padding() else {
+            anyhow::bail!("field `group_by_length`: groups sentences (padded rows); these samples are all one length");
+        };
+        source = source.with_lengths(pad);
+    }
     let val_source = val.map(|v| TensorSource::new(&v.x, &v.y, ctx.device));
     let evaluator = val_source.as_ref().map(|v| ModelEvaluator { model: student.model, data: v, batch_size: 1024 });
     let history = Learner::new(options.learner()).labelled(ctx.label()).distributed(ctx.group.as_deref()).fit(

@@ -28,6 +28,8 @@ pub struct TrainingOptions {
     pub distributed: Option<DistributedConfig>,
     /// Recompute a language model's activations in the backward pass instead of keeping them.
     pub recompute_activations: bool,
+    /// Batches of sentences of similar length ([`LearnerConfig::group_by_length`]).
+    pub group_by_length: bool,
     /// Whether the step has a `val` set to score after each epoch.
     pub has_val: bool,
 }
@@ -78,6 +80,7 @@ impl TrainingOptions {
             clip_grad_norm: self.clip_grad_norm,
             keep: self.keep,
             early_stopping: self.early_stopping.clone(),
+            group_by_length: self.group_by_length,
         }
     }
 }
@@ -122,7 +125,7 @@ pub fn check_recompute(options: &TrainingOptions, arch: &str, model: &dyn Model,
 /// Declares a training step's config struct: the step's own leading fields, then the training fields every
 /// training step accepts (`epochs`, `batch_size`, `optimizer`, `schedule`, `clip_grad_norm`, `jitter`), then the
 /// step's trailing fields (`after { … }`), then `precision`, `loss_chunk`, `keep`, `early_stopping`,
-/// `distributed` and `recompute_activations`; plus `training()`, which gathers them into
+/// `distributed`, `recompute_activations` and `group_by_length`; plus `training()`, which gathers them into
 /// [`TrainingOptions`]. One definition, so a new training field reaches `train` and `distill` alike. (serde's
 /// `flatten` would share a struct instead, but it does not combine with `deny_unknown_fields`.)
 ///
@@ -179,6 +182,11 @@ macro_rules! training_config {
             /// memory, with bit-identical results (see [`crate::nn::training::recompute`]).
             #[serde(default, skip_serializing_if = "std::ops::Not::not")]
             pub recompute_activations: bool,
+            /// Sentences: fill each batch with sentences of similar length (drawn at random in runs of 50 batches,
+            /// sorted within a run, the batches shuffled), so less of each batch is padding — `transformers`'
+            /// `group_by_length`. Changes the batches, so it is part of the cache key.
+            #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+            pub group_by_length: bool,
         }
 
         impl $name {
@@ -195,6 +203,7 @@ macro_rules! training_config {
                     early_stopping: self.early_stopping.clone(),
                     distributed: self.distributed.clone(),
                     recompute_activations: self.recompute_activations,
+                    group_by_length: self.group_by_length,
                     has_val: self.val.is_some(),
                 }
             }

@@ -281,8 +281,8 @@ impl Distill {
         ctx: &StepContext,
         student: &dyn Model,
         teachers: &[(Teacher, f64)],
-        vs: &VarStore,
-        rng: &mut Rng,
+        pairs: Vec<(usize, usize)>,
+        (vs, rng): (&VarStore, &mut Rng),
     ) -> anyhow::Result<Option<FeatureTaps>> {
         let Some((i, _)) =
             self.config.loss.terms().iter().enumerate().find(|(_, t)| matches!(t.term, LossTerm::Hidden(_)))
@@ -303,7 +303,6 @@ impl Distill {
                 ctx.input("teacher")?.label
             );
         };
-        let pairs = self.config.loss.build()?.hidden_pairs();
         FeatureTaps::new(pairs, (student, teacher), vs, rng, &field).map(Some)
     }
 }
@@ -443,18 +442,23 @@ impl Step for Distill {
         }
 
         let training = self.config.training();
+        // Built once: its hidden-state pairs say which states the feature terms need.
+        let loss = self.config.loss.build()?;
+        let pairs = loss.hidden_pairs();
+        let features =
+            self.feature_taps(ctx, student.as_ref(), &teachers, pairs, (&vs, &mut rng.fork("projection")))?;
         let mut step = DistillBatch {
             student: student.as_ref(),
             teachers: &teachers,
             data: &data,
-            loss: self.config.loss.build()?,
+            loss,
             jitter: self.config.jitter,
             device: ctx.device,
             shape_tail: self.config.top_k_tail == Some(TopKTail::Student),
             precision: self.config.precision,
             chunk: training.loss_chunk(meta.classes),
             recompute: training.recompute_activations,
-            features: self.feature_taps(ctx, student.as_ref(), &teachers, &vs, &mut rng.fork("projection"))?,
+            features,
         };
         super::training::check_recompute(&training, arch.name(), student.as_ref(), step.chunked().is_some())?;
         let model = Student { vs: &vs, arch, model: student.as_ref(), outputs, init: init.map(|i| i.dir.clone()) };

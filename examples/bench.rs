@@ -186,6 +186,7 @@ fn distill(
         chunk: anbiq::nn::training::chunked::chunk_positions(data.dataset.meta.classes),
         recompute: false,
         features: None,
+        projection: None,
     };
     let mut rng = Rng::derive(0, "fit");
     let progress = Progress::hidden();

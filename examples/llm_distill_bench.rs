@@ -136,6 +136,7 @@ fn main() -> anyhow::Result<()> {
         chunk,
         recompute,
         features: None,
+        projection: None,
     };
     let learner = |epochs| {
         Learner::new(LearnerConfig {

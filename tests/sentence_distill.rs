@@ -245,3 +245,133 @@ fn hidden_state_mistakes_name_the_field() {
     let student = failure("teacher: teacher, loss: {hidden: {map: {3: 2}}}");
     assert!(student.contains("the student has hidden states 0 to 2"), "{student}");
 }
+
+fn losses(p: &Project, step: &str) -> Vec<f64> {
+    let history: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.output(step, "model").join("history.json")).unwrap()).unwrap();
+    history["epochs"].as_array().unwrap().iter().map(|e| e["train_loss"].as_f64().unwrap()).collect()
+}
+
+#[test]
+fn stored_hidden_states_are_the_teachers_and_train_a_student_as_the_online_teacher_does() {
+    let common = "data: lines.train, init: pruned, epochs: 2, batch_size: 16, optimizer: {name: adamw, lr: 0.001}, \
+                  loss: [{mse_embedding: {}}, {hidden: {map: {1: 2, 2: 6}, loss: mse}}]";
+    let p = Project::new(&online_distill(&format!(
+        "  states: {{kind: infer, model: teacher, data: lines.train, batch_size: 8, \
+         store: {{dtype: f32, hidden_states: [6, 2]}}}}\n  \
+         plain: {{kind: infer, model: teacher, data: lines.train, batch_size: 8, store: {{dtype: f32}}}}\n  \
+         online: {{kind: distill, teacher: teacher, {common}}}\n  \
+         stored: {{kind: distill, teacher: states, {common}}}\n"
+    )));
+    with_data(&p);
+    assert_eq!(p.run(&[]).failures().count(), 0);
+
+    // The stored states are the teacher's own at every real token, whatever batch they were computed in.
+    let ids = anbiq::artifact::dataset::read_dataset(&p.output("lines", "train")).unwrap().x;
+    let stored = anbiq::artifact::embeddings::EmbeddingsArtifact::read(&p.output("states", "logits")).unwrap();
+    let plain = anbiq::artifact::embeddings::EmbeddingsArtifact::read(&p.output("plain", "logits")).unwrap();
+    assert!(stored.embeddings.equal(&plain.embeddings), "storing states changed the embeddings");
+    assert_eq!(stored.meta.hidden_states, [2, 6]);
+    let teacher = ModelArtifact::load(&p.output("teacher", "model"), Device::Cpu).unwrap();
+    let rows = Tensor::from_slice(&[5i64, 0, 17, 40]);
+    let online =
+        tch::no_grad(|| teacher.model.encoder().unwrap().embed_with_states(&ids.index_select(0, &rows), &[2, 6]));
+    let states = stored.states.as_ref().unwrap();
+    let t = online.mask.size()[1];
+    for (number, state) in [2, 6].into_iter().zip(&online.states) {
+        let real = online.mask.unsqueeze(-1).to_kind(tch::Kind::Float);
+        let diff = (states.padded(number, &rows, t) - state * &real).abs().max().double_value(&[]);
+        assert!(diff < 1e-4, "state {number}: stored and online differ by {diff}");
+    }
+    let tokens = states.lengths().sum(tch::Kind::Int64).int64_value(&[]);
+    let lock = p.lock();
+    let bytes = lock.step("states").unwrap().metrics["hidden_state_bytes"].as_i64().unwrap();
+    assert_eq!(bytes, tokens * 384 * 4 * 2);
+    assert!(!lock.step("plain").unwrap().metrics.contains_key("hidden_state_bytes"));
+
+    // Trained on them, a student learns what it learns from the teacher run online: the first epoch's loss agrees
+    // (up to the rounding of other batch shapes), and the loss falls.
+    let (online, stored) = (losses(&p, "online"), losses(&p, "stored"));
+    assert!((online[0] - stored[0]).abs() < 1e-3 * online[0], "online {online:?}, stored {stored:?}");
+    assert!(stored[1] < stored[0], "{stored:?}");
+}
+
+/// A 32-wide fresh student of the 384-wide teacher, with `projection: {how}`.
+fn narrow_student(name: &str, how: &str) -> String {
+    format!(
+        "  {name}: {{kind: distill, teacher: teacher, data: lines.train, epochs: 2, batch_size: 16, \
+         optimizer: {{name: adamw, lr: 0.003}}, loss: {{cosine_embedding: {{}}}}, projection: {how}, \
+         model: {{arch: bert, vocab_size: 30522, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, \
+         intermediate_size: 64, max_position_embeddings: 512, pooling: mean, normalize: true}}}}\n"
+    )
+}
+
+#[test]
+fn a_narrow_student_learns_through_a_projection_it_keeps_or_drops() {
+    let p = Project::new(&online_distill(&(narrow_student("kept", "keep") + &narrow_student("dropped", "drop"))));
+    with_data(&p);
+    assert_eq!(p.run(&[]).failures().count(), 0);
+    let ids = anbiq::artifact::dataset::read_dataset(&p.output("lines", "train")).unwrap().x.narrow(0, 0, 4);
+    for student in ["kept", "dropped"] {
+        let l = losses(&p, student);
+        assert!(l[1] < l[0], "{student}: {l:?}");
+        let w = weights(&p, student);
+        assert!(w.keys().all(|k| !k.starts_with("training_only")), "{student}: {:?}", w.keys().collect::<Vec<_>>());
+        let loaded = ModelArtifact::load(&p.output(student, "model"), Device::Cpu).unwrap();
+        assert_eq!(loaded.spec.parameters, w.values().map(|t| t.numel() as i64).sum::<i64>(), "{student}");
+    }
+    // `keep`: a final dense layer to the teacher's width, part of the model; `drop`: the student's own 32.
+    let kept = weights(&p, "kept");
+    assert_eq!(kept["dense.linear.weight"].size(), [384, 32]);
+    assert_eq!(embed(&p.output("kept", "model"), &ids).size(), [4, 384]);
+    assert!(!weights(&p, "dropped").contains_key("dense.linear.weight"));
+    assert_eq!(embed(&p.output("dropped", "model"), &ids).size(), [4, 32]);
+
+    // The kept layer exports as sentence-transformers' Dense between Pooling and Normalize, and reads back the same.
+    let out = p.path("exported");
+    p.export("kept", &out, &["--format", "hf"]);
+    let modules: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("modules.json")).unwrap()).unwrap();
+    let kinds: Vec<&str> = modules.as_array().unwrap().iter().map(|m| m["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["Transformer", "Pooling", "Dense", "Normalize"].map(|k| format!("sentence_transformers.models.{k}"))
+    );
+    let again = Project::new("steps:\n  st: {kind: import, hf: exported, input_shape: [32]}\n");
+    std::os::unix::fs::symlink(&out, again.path("exported")).unwrap();
+    again.run(&[]);
+    assert!(embed(&again.output("st", "model"), &ids).equal(&embed(&p.output("kept", "model"), &ids)));
+}
+
+#[test]
+fn projection_mistakes_are_one_clear_line() {
+    let failure = |students: &str| {
+        let p = Project::new(&online_distill(students));
+        with_data(&p);
+        let failures = p.failures(&[]);
+        assert!(!failures.is_empty(), "{students} should fail");
+        failures.join("\n")
+    };
+    let missing = failure(&narrow_student("s", "keep").replace(", projection: keep", ""));
+    assert!(missing.contains("32 dimensions, the teacher's 384") && missing.contains("projection: keep"), "{missing}");
+    let same = failure(
+        "  s: {kind: distill, teacher: teacher, data: lines.train, init: pruned, epochs: 1, \
+         loss: {mse_embedding: {}}, projection: drop}\n",
+    );
+    assert!(same.contains("field `projection`") && same.contains("already have the teacher's 384"), "{same}");
+    let kind = Project::new(&online_distill(&narrow_student("s", "shrink"))).try_load(&[]).err().expect("refused");
+    assert!(kind.contains("projection") && kind.contains("keep") && kind.contains("drop"), "{kind}");
+    let twice = Project::new(&online_distill(
+        "  states: {kind: infer, model: teacher, data: lines.train, store: {hidden_states: [2, 4, 2]}}\n",
+    ));
+    let load = twice.try_load(&[]).err().expect("a state listed twice is refused");
+    assert!(load.contains("store.hidden_states[2]") && load.contains("lists state 2 twice"), "{load}");
+    let missing_state = failure(
+        "  states: {kind: infer, model: teacher, data: lines.train, store: {hidden_states: [2]}}\n  \
+         s: {kind: distill, teacher: states, data: lines.train, init: pruned, epochs: 1, \
+         loss: [{mse_embedding: {}}, {hidden: {map: {1: 2, 2: 6}}}]}\n",
+    );
+    assert!(
+        missing_state.contains("loss[1].hidden") && missing_state.contains("holds hidden states [2], not 6"),
+        "{missing_state}"
+    );
+}

@@ -6,19 +6,27 @@ sparsely: no dense teacher tensor), torch.optim.AdamW; the student's full [B, T,
 Prints one JSON line: tokens/s and peak resident memory of the process.
 
     scripts/bench/py.sh scripts/bench/llm_distill_bench.py GGUF [layers] [batch] [time] [steps] [threads] [f32|bf16]
-        [plain|checkpointing]
+        [plain|checkpointing] [ranks]
 
 bf16: the forward pass under torch.autocast("cpu", bfloat16), weights and optimiser in f32 (anbiq's `precision: bf16`).
 checkpointing: transformers' `gradient_checkpointing_enable()` (each decoder layer recomputed in the backward pass,
 torch.utils.checkpoint), PyTorch's counterpart of anbiq's `recompute_activations`.
+ranks > 1: DistributedDataParallel on Gloo, as a user would write it (issue 18's baseline): the ranks are started the
+way torchrun starts them (env:// rendezvous: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE), each through
+scripts/bench/py.sh, and each takes its share of every global batch of `batch` windows, `threads` threads per rank.
+Rank 0 prints the line; tokens/s counts the global batch.
 """
 import json
+import os
 import resource
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
@@ -37,6 +45,22 @@ defaults = [20, 8, 256, 3, 2]
 layers, batch, tokens, steps, threads = (int(a) for a in (sys.argv[2:7] + [str(d) for d in defaults][len(sys.argv[2:7]):]))
 precision = sys.argv[7] if len(sys.argv) > 7 else "f32"
 mode = sys.argv[8] if len(sys.argv) > 8 else "plain"
+ranks = int(sys.argv[9]) if len(sys.argv) > 9 else 1
+if ranks > 1 and "RANK" not in os.environ:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    py = os.path.join(os.path.dirname(os.path.abspath(__file__)), "py.sh")
+    procs = []
+    for r in range(ranks):
+        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(r), WORLD_SIZE=str(ranks),
+                   OMP_NUM_THREADS=str(threads))
+        procs.append(subprocess.Popen([py, os.path.abspath(__file__)] + sys.argv[1:], env=env))
+    codes = [p.wait() for p in procs]
+    sys.exit(f"ranks exited with {codes}" if any(codes) else 0)
+rank = int(os.environ.get("RANK", "0"))
+if ranks > 1:
+    dist.init_process_group("gloo")
 torch.set_num_threads(threads)
 model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
 model.model.layers = model.model.layers[:layers]
@@ -45,6 +69,7 @@ if mode == "checkpointing":
     model.gradient_checkpointing_enable()
 model.train()
 vocab = model.config.vocab_size
+trained = torch.nn.parallel.DistributedDataParallel(model) if ranks > 1 else model
 
 torch.manual_seed(0)
 windows = batch * steps
@@ -76,9 +101,12 @@ def kd_loss(logits, logprobs, indices, rest):
 
 
 def train_step(rows):
+    # This rank's share of the global batch `rows` (all of it with one rank).
+    share = range(rows.start, rows.stop)[rank * batch // ranks:(rank + 1) * batch // ranks]
+    rows = slice(share.start, share.stop)
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-        logits = model(input_ids=x[rows]).logits
+        logits = trained(input_ids=x[rows]).logits
     loss = kd_loss(logits, lp[rows], idx[rows], rest[rows])
     loss.backward()
     optimizer.step()
@@ -92,7 +120,13 @@ for s in range(steps):
     train_step(slice(s * batch, (s + 1) * batch))
 seconds = time.perf_counter() - started
 peak, _ = rss_mib()
-print(json.dumps({"impl": "pytorch", "mode": "full logits" + (", checkpointing" if mode == "checkpointing" else ""), "layers": layers, "batch": batch, "time": tokens,
-                  "vocab": vocab, "top_k": TOP_K, "threads": threads, "precision": precision, "steps": steps,
-                  "seconds_per_step": seconds / steps, "tokens_per_s": batch * tokens * steps / seconds,
-                  "rss_before_mib": before, "peak_rss_mib": peak}))
+if rank == 0:
+    mode_name = "full logits" + (", checkpointing" if mode == "checkpointing" else "") + (", DDP" if ranks > 1 else "")
+    print(json.dumps({"impl": "pytorch", "mode": mode_name, "ranks": ranks, "layers": layers, "batch": batch,
+                      "time": tokens, "vocab": vocab, "top_k": TOP_K, "threads": threads, "precision": precision,
+                      "steps": steps, "seconds_per_step": seconds / steps,
+                      "tokens_per_s": batch * tokens * steps / seconds, "rss_before_mib": before,
+                      "peak_rss_mib": peak}), flush=True)
+if ranks > 1:
+    dist.barrier()
+    dist.destroy_process_group()

@@ -19,8 +19,18 @@ pub struct MseEmbedding {}
 #[serde(deny_unknown_fields)]
 pub struct CosineEmbedding {}
 
+/// Student and teacher embeddings must be the same shape (a clear error, not libtorch's, when they are not).
+fn check_shapes(input: &LossInput) -> anyhow::Result<()> {
+    let (s, t) = (input.student.size(), input.teacher.size());
+    if s != t {
+        anyhow::bail!("student embeddings {s:?} and the teacher's {t:?} differ in shape");
+    }
+    Ok(())
+}
+
 impl DistillLoss for MseEmbedding {
     fn loss(&self, input: &LossInput) -> anyhow::Result<Tensor> {
+        check_shapes(input)?;
         Ok(input.student.mse_loss(input.teacher, Reduction::Mean))
     }
 
@@ -39,6 +49,7 @@ pub fn one_minus_cosine(a: &Tensor, b: &Tensor) -> Tensor {
 
 impl DistillLoss for CosineEmbedding {
     fn loss(&self, input: &LossInput) -> anyhow::Result<Tensor> {
+        check_shapes(input)?;
         Ok(one_minus_cosine(input.student, input.teacher).mean(input.student.kind()))
     }
 

@@ -75,6 +75,13 @@ impl DistillLoss for HiddenLoss {
         for pair in self.pairs() {
             let (student, teacher) =
                 features.pairs.get(&pair).ok_or_else(|| anyhow::anyhow!("no hidden states for the pair {pair:?}"))?;
+            if student.size() != teacher.size() {
+                anyhow::bail!(
+                    "hidden states {pair:?}: the student's {:?} and the teacher's {:?} differ in shape",
+                    student.size(),
+                    teacher.size()
+                );
+            }
             // In the states' own precision (f64 in the gradient check).
             let kind = student.kind();
             let real = features.mask.to_kind(kind);

@@ -2,10 +2,12 @@
 //! its own longest sentence (the encoder cuts a batch to its longest, [`crate::nn::arch::bert`]), then put back in
 //! the original order.
 
+use std::collections::BTreeMap;
+
 use tch::{Device, Kind, Tensor};
 
 use super::runtime::precision::Precision;
-use super::{Mode, Model};
+use super::{Encoder, Mode, Model};
 
 /// Embeddings of a set of sentences and what batching them cost.
 pub struct Encoded {
@@ -14,6 +16,16 @@ pub struct Encoded {
     /// Real tokens, and padding tokens the batches carried beside them.
     pub tokens: i64,
     pub padding: i64,
+    /// With [`embed_sentences_with_states`]: the real tokens of each sentence `[N]`, and per state number the
+    /// states of every real token `[tokens, d]`, sentence 0's first, in `StatesWanted::kind`.
+    pub states: Option<(Tensor, BTreeMap<usize, Tensor>)>,
+}
+
+/// Which hidden states to keep beside the embeddings ([`Encoder`]'s numbering), and in which kind.
+pub struct StatesWanted<'a> {
+    pub encoder: &'a dyn Encoder,
+    pub numbers: &'a [usize],
+    pub kind: Kind,
 }
 
 /// The real tokens of each sentence of `ids` `[N, T]` (right-padded with `pad`), `[N]`.
@@ -36,6 +48,32 @@ pub fn embed_sentences(
     ids: &Tensor,
     pad: i64,
     batch_size: usize,
+    on: (Device, Precision),
+    bar: &indicatif::ProgressBar,
+) -> Encoded {
+    encode(model, None, ids, pad, batch_size, on, bar)
+}
+
+/// [`embed_sentences`], keeping the hidden states `wanted` of every real token as well (the same batches, so the
+/// embeddings are the same).
+pub fn embed_sentences_with_states(
+    model: &dyn Model,
+    wanted: StatesWanted,
+    ids: &Tensor,
+    pad: i64,
+    batch_size: usize,
+    on: (Device, Precision),
+    bar: &indicatif::ProgressBar,
+) -> Encoded {
+    encode(model, Some(wanted), ids, pad, batch_size, on, bar)
+}
+
+fn encode(
+    model: &dyn Model,
+    wanted: Option<StatesWanted>,
+    ids: &Tensor,
+    pad: i64,
+    batch_size: usize,
     (device, precision): (Device, Precision),
     bar: &indicatif::ProgressBar,
 ) -> Encoded {
@@ -43,22 +81,53 @@ pub fn embed_sentences(
     let (order, lengths) = by_length(ids, pad);
     let sorted_lengths = lengths.index_select(0, &order);
     let (mut chunks, mut padding) = (Vec::new(), 0);
+    // Per state number, each sentence's `[length, d]` states, by sentence.
+    let mut per_sentence: Vec<Vec<Option<Tensor>>> =
+        wanted.iter().flat_map(|w| w.numbers).map(|_| (0..n).map(|_| None).collect()).collect();
     tch::no_grad(|| {
         let mut start = 0;
         while start < n {
             let len = (batch_size as i64).min(n - start);
             let rows = order.narrow(0, start, len);
-            let longest = sorted_lengths.narrow(0, start, len).max().int64_value(&[]).max(1);
+            let batch_lengths = sorted_lengths.narrow(0, start, len);
+            let longest = batch_lengths.max().int64_value(&[]).max(1);
             let batch = ids.index_select(0, &rows).narrow(1, 0, longest).to_device(device);
-            padding += len * longest - sorted_lengths.narrow(0, start, len).sum(Kind::Int64).int64_value(&[]);
-            chunks.push(precision.forward(model, &batch, Mode::Eval).to_device(Device::Cpu).to_kind(Kind::Float));
+            padding += len * longest - batch_lengths.sum(Kind::Int64).int64_value(&[]);
+            let embeddings = match &wanted {
+                None => precision.forward(model, &batch, Mode::Eval),
+                Some(w) => {
+                    let out = precision.run(device, || w.encoder.embed_with_states(&batch, w.numbers));
+                    let (rows, batch_lengths) = (Vec::<i64>::try_from(&rows), Vec::<i64>::try_from(&batch_lengths));
+                    let (rows, batch_lengths) = (rows.expect("i64 rows"), batch_lengths.expect("i64 lengths"));
+                    for (slots, states) in per_sentence.iter_mut().zip(&out.states) {
+                        let states = states.to_device(Device::Cpu).to_kind(w.kind);
+                        for (j, (&row, &length)) in rows.iter().zip(&batch_lengths).enumerate() {
+                            slots[row as usize] = Some(states.get(j as i64).narrow(0, 0, length));
+                        }
+                    }
+                    out.embeddings
+                }
+            };
+            chunks.push(embeddings.to_device(Device::Cpu).to_kind(Kind::Float));
             start += len;
             bar.inc(len as u64);
         }
     });
     let sorted = Tensor::cat(&chunks, 0);
     let embeddings = sorted.zeros_like().index_copy(0, &order, &sorted);
-    Encoded { embeddings, tokens: lengths.sum(Kind::Int64).int64_value(&[]), padding }
+    let states = wanted.map(|w| {
+        let tables = w
+            .numbers
+            .iter()
+            .zip(per_sentence)
+            .map(|(&number, slots)| {
+                let slots: Vec<Tensor> = slots.into_iter().map(|s| s.expect("every sentence is encoded")).collect();
+                (number, Tensor::cat(&slots, 0))
+            })
+            .collect();
+        (lengths.shallow_clone(), tables)
+    });
+    Encoded { embeddings, tokens: lengths.sum(Kind::Int64).int64_value(&[]), padding, states }
 }
 
 #[cfg(test)]

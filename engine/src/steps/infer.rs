@@ -17,6 +17,8 @@
 //! ```yaml
 //! targets: {kind: infer, model: minilm, data: lines.train, batch_size: 64}
 //! ```
+//! `store: {hidden_states: [2, 4, 6]}` keeps the encoder's hidden states of those layers as well, at every real
+//! token, so `distill`'s `hidden` terms compare against them without running the teacher again.
 
 use std::path::{Path, PathBuf};
 
@@ -27,13 +29,13 @@ use tch::{Device, Kind, Tensor};
 use super::load_data;
 use super::registry::{parse_config, schema_of, ParseEnv, StepKind};
 use super::{canonical, check_fields, ArtifactKind, InputDecl, OutputDecl, Step, StepContext, StepRef};
-use crate::artifact::embeddings::EmbeddingsArtifact;
+use crate::artifact::embeddings::{EmbeddingsArtifact, StoredStates};
 use crate::artifact::logits::StoreDtype;
 use crate::artifact::model::{LoadedModel, ModelArtifact};
 use crate::artifact::token_logits::Sparse;
 use crate::artifact::{LoadedData, LogitsArtifact, LogitsMeta};
 use crate::config::{Located, Node};
-use crate::nn::encode::embed_sentences;
+use crate::nn::encode::{embed_sentences, embed_sentences_with_states, StatesWanted};
 use crate::nn::runtime::precision::Precision;
 use crate::nn::Mode;
 
@@ -65,6 +67,10 @@ pub struct StoreOptions {
     /// Text data: windows per shard file (memory while writing is about one shard).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard_windows: Option<i64>,
+    /// A sentence encoder: also store these hidden states at every real token (numbered as `transformers`'
+    /// `output_hidden_states`: 0 the embedding layer's output, `i` layer `i`'s), for `distill`'s `hidden` terms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hidden_states: Vec<usize>,
 }
 
 impl StoreOptions {
@@ -170,6 +176,10 @@ fn parse(node: &Node, _env: &ParseEnv) -> Result<Box<dyn Step>, Vec<Located>> {
     }
     if matches!(config.store.shard_windows, Some(w) if w < 1) {
         problems.push(("store.shard_windows".into(), "must be at least 1".into()));
+    }
+    let states = &config.store.hidden_states;
+    if let Some((i, n)) = states.iter().enumerate().find(|(i, n)| states[..*i].contains(n)) {
+        problems.push((format!("store.hidden_states[{i}]"), format!("lists state {n} twice")));
     }
     check_fields(node, problems)?;
     Ok(Box::new(Infer { config }))
@@ -359,6 +369,18 @@ impl Infer {
         if encoder && self.config.store.top_k.is_some() {
             anyhow::bail!("field `store.top_k`: an encoder's embeddings are stored whole (top_k applies to logits)");
         }
+        if !self.config.store.hidden_states.is_empty() {
+            let Some(layers) = teacher.model.encoder().map(|e| e.layers()) else {
+                anyhow::bail!("field `store.hidden_states`: `{}` is not a sentence encoder", model_input.label);
+            };
+            if let Some(&n) = self.config.store.hidden_states.iter().find(|&&n| n > layers) {
+                anyhow::bail!(
+                    "field `store.hidden_states`: `{}` has hidden states 0 to {layers} (0: the embedding layer's), \
+                     not {n}",
+                    model_input.label
+                );
+            }
+        }
         if self.config.store.sample.is_some() && meta.vocab.is_none() {
             anyhow::bail!("field `store.sample`: draws a language model's next tokens; the data are not text");
         }
@@ -371,7 +393,8 @@ impl Infer {
     }
 
     /// A sentence encoder's embeddings of every sentence, sorted by length into batches
-    /// ([`crate::nn::encode::embed_sentences`]), stored in `store.dtype`.
+    /// ([`crate::nn::encode::embed_sentences`]), stored in `store.dtype` — with the hidden states
+    /// `store.hidden_states` of every real token, if any.
     fn run_encoder(
         &self,
         ctx: &mut StepContext,
@@ -382,14 +405,25 @@ impl Infer {
     ) -> anyhow::Result<()> {
         let bar = ctx.progress.bar(data.dataset.len() as u64, &format!("{}: embed", ctx.id));
         let on = (ctx.device, self.config.precision);
-        let encoded = embed_sentences(teacher.model.as_ref(), &data.dataset.x, pad, self.config.batch_size, on, &bar);
+        let (x, batch, store) = (&data.dataset.x, self.config.batch_size, &self.config.store);
+        let encoded = match teacher.model.encoder().filter(|_| !store.hidden_states.is_empty()) {
+            None => embed_sentences(teacher.model.as_ref(), x, pad, batch, on, &bar),
+            Some(encoder) => {
+                let wanted = StatesWanted { encoder, numbers: &store.hidden_states, kind: store.dtype.kind() };
+                embed_sentences_with_states(teacher.model.as_ref(), wanted, x, pad, batch, on, &bar)
+            }
+        };
         bar.finish_and_clear();
-        let artifact = EmbeddingsArtifact::new(&encoded.embeddings, data.base.clone(), self.config.store.dtype, model);
+        let states = encoded.states.map(|(lengths, tables)| StoredStates::new(lengths, tables));
+        let artifact = EmbeddingsArtifact::new(&encoded.embeddings, data.base.clone(), store.dtype, model, states);
         artifact.write(&ctx.output_dir("logits")?)?;
         ctx.record_metric("samples", data.dataset.len());
         ctx.record_metric("dim", artifact.meta.dim);
         ctx.record_metric("tokens", encoded.tokens);
         ctx.record_metric("padding_tokens", encoded.padding);
+        if artifact.states.is_some() {
+            ctx.record_metric("hidden_state_bytes", artifact.state_bytes());
+        }
         Ok(())
     }
 

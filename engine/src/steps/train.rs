@@ -155,7 +155,7 @@ impl Step for Train {
         let rng = Rng::new(ctx.seed);
         let vs = VarStore::new(ctx.device);
         let init = self.config.init.as_ref().map(|_| ctx.input("init")).transpose()?;
-        let (arch, model) = build_student(self.config.model.as_ref(), init, meta, &vs, &mut rng.fork("init"))?;
+        let (arch, model) = build_student(self.config.model.as_ref(), init, meta, (&vs, &mut rng.fork("init")), None)?;
         super::check_model_fits(model.as_ref(), &train, meta.classes, ctx.device)?;
 
         let mut step = Supervised {

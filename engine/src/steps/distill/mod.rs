@@ -25,8 +25,12 @@
 //! ```yaml
 //! student: {kind: distill, teacher: targets, data: lines.train, init: pruned, loss: {mse_embedding: {}}}
 //! ```
+//! A student narrower than its teacher learns through a linear `projection` to the teacher's width, kept as the
+//! student's last layer or dropped after training ([`projection`]); `hidden` terms compare intermediate layers, with
+//! the teacher online or its states stored by `infer` (`store.hidden_states`, [`features`]).
 
 mod features;
+mod projection;
 mod teacher;
 
 use serde::{Deserialize, Serialize};
@@ -48,6 +52,8 @@ use crate::nn::training::recompute::Trunk;
 use crate::nn::{tokens, ArchConfig, LanguageModel, Mode, Model};
 use crate::rng::Rng;
 pub use features::FeatureTaps;
+use features::{check_stored_lengths, TeacherStates};
+pub use projection::{DroppedProjection, Projection};
 pub use teacher::Teacher;
 use teacher::{load_teacher, TeacherRows};
 
@@ -88,6 +94,10 @@ training_config! {
         /// Start the student from this model's weights (a pruned teacher) instead of a fresh initialisation.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub init: Option<StepRef>,
+        /// A sentence-encoder student narrower than its teacher: a learned linear map of its embeddings to the
+        /// teacher's width, `keep` (a final dense layer of the saved student) or `drop` (for the loss only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub projection: Option<Projection>,
     }
 }
 
@@ -152,6 +162,8 @@ pub struct DistillBatch<'a> {
     pub recompute: bool,
     /// The hidden states a feature loss compares (an encoder student and online teacher), when it has such terms.
     pub features: Option<FeatureTaps>,
+    /// `projection: drop`: the map of the student's embeddings to the teacher's width the loss sees.
+    pub projection: Option<DroppedProjection>,
 }
 
 impl TrainStep for DistillBatch<'_> {
@@ -184,11 +196,11 @@ impl DistillBatch<'_> {
     /// The whole batch's loss and its terms' shares ([`DistillLoss::loss_and_terms`]).
     fn loss_and_terms(&mut self, batch: &Batch, rng: &mut Rng, progress: f64) -> anyhow::Result<(Tensor, Vec<Tensor>)> {
         let x = if self.jitter > 0 { augment::jitter(&batch.x, self.jitter, rng) } else { batch.x.shallow_clone() };
-        if let Some(taps) = &self.features {
-            return self.loss_with_features(taps, &x, progress);
-        }
         let rows = self.data.base_rows(&batch.idx);
-        let student = self.precision.forward(self.student, &x, Mode::Train(rng));
+        if let Some(taps) = &self.features {
+            return self.loss_with_features(taps, (&x, &rows), progress);
+        }
+        let student = self.projected(self.precision.forward(self.student, &x, Mode::Train(rng)));
         let teacher =
             ensemble(self.teachers, |t| t.logits(&x, &rows, (self.device, self.precision), &student, self.shape_tail));
         // Sequence logits become one row per token; classifier logits pass through. Sentences have no labels.
@@ -210,23 +222,33 @@ impl DistillBatch<'_> {
     fn loss_with_features(
         &self,
         taps: &FeatureTaps,
-        x: &Tensor,
+        inputs: (&Tensor, &Tensor),
         progress: f64,
     ) -> anyhow::Result<(Tensor, Vec<Tensor>)> {
-        let encoders = (self.student.encoder(), self.teachers.first().and_then(|(t, _)| t.encoder()));
+        let encoders = (self.student.encoder(), self.teachers.first().and_then(|(t, _)| t.states()));
         let (Some(student), Some(teacher)) = encoders else {
-            anyhow::bail!("feature losses need an encoder student and an online encoder teacher (checked before)");
+            anyhow::bail!("feature losses need an encoder student and a teacher's hidden states (checked before)");
         };
-        let tapped = taps.run((student, teacher), x, (self.device, self.precision));
+        let tapped = taps.run((student, teacher), inputs, (self.device, self.precision));
         let labels = Tensor::zeros([0], (Kind::Int64, self.device));
         self.loss.loss_and_terms(&LossInput {
-            student: &tapped.student,
+            student: &self.projected(tapped.student),
             teacher: &tapped.teacher,
             labels: &labels,
             progress,
             sequence_len: None,
             features: Some(&tapped.features),
         })
+    }
+}
+
+impl DistillBatch<'_> {
+    /// The student's embeddings as the loss compares them: through `projection: drop`'s map when there is one.
+    fn projected(&self, student: Tensor) -> Tensor {
+        match &self.projection {
+            Some(p) => p.apply(&student),
+            None => student,
+        }
     }
 }
 
@@ -275,11 +297,11 @@ impl Distill {
 
 impl Distill {
     /// The hidden states the loss's feature terms compare, if it has any: they need an encoder student and the
-    /// teacher encoder itself (stored embeddings hold no hidden states).
+    /// teacher encoder itself, or embeddings stored with the teacher's hidden states.
     fn feature_taps(
         &self,
         ctx: &StepContext,
-        student: &dyn Model,
+        (student, data): (&dyn Model, &LoadedData),
         teachers: &[(Teacher, f64)],
         pairs: Vec<(usize, usize)>,
         (vs, rng): (&VarStore, &mut Rng),
@@ -296,14 +318,59 @@ impl Distill {
         let Some(student) = student.encoder() else {
             anyhow::bail!("field `{field}`: compares a sentence encoder's hidden states; the student is not one");
         };
-        let Some(teacher) = teachers.first().and_then(|(t, _)| t.encoder()) else {
+        let label = &ctx.input("teacher")?.label;
+        let Some(teacher) = teachers.first().and_then(|(t, _)| t.states()) else {
             anyhow::bail!(
-                "field `{field}`: compares hidden states, which `{}` does not hold (stored embeddings); name the \
-                 teacher encoder itself as `teacher`",
-                ctx.input("teacher")?.label
+                "field `{field}`: compares hidden states, which `{label}` does not hold (stored embeddings); name the \
+                 teacher encoder itself as `teacher`, or store its states (`infer` with `store.hidden_states`)"
             );
         };
+        if let (TeacherStates::Stored(_, stored), Some(pad)) = (teacher, data.dataset.meta.sentence_padding()) {
+            check_stored_lengths(stored, data, pad, label)?;
+        }
         FeatureTaps::new(pairs, (student, teacher), vs, rng, &field).map(Some)
+    }
+}
+
+impl Distill {
+    /// `projection`, checked against the student's and the teacher's embedding widths: needed exactly when a
+    /// sentence-encoder student's embeddings are narrower or wider than its teacher's and the loss compares them.
+    fn check_projection(
+        &self,
+        init: Option<&super::ResolvedInput>,
+        meta: &crate::data::DatasetMeta,
+        (encoder, compares_embeddings): (bool, bool),
+        teacher_width: i64,
+    ) -> anyhow::Result<Option<Projection>> {
+        let projection = self.config.projection;
+        if !encoder {
+            return match projection {
+                Some(_) => anyhow::bail!(
+                    "field `projection`: maps a sentence encoder's embeddings; the data are not sentences"
+                ),
+                None => Ok(None),
+            };
+        }
+        let width = match (init, self.config.model.as_ref()) {
+            (Some(init), _) => crate::artifact::model::ModelArtifact::spec(&init.dir)?.classes,
+            (None, Some(model)) => super::training::outputs(model, meta, "model")?,
+            (None, None) => anyhow::bail!("needs `model` or `init` (checked at parse time)"),
+        };
+        match projection {
+            None if compares_embeddings && width != teacher_width => anyhow::bail!(
+                "field `model`: the student's embeddings have {width} dimensions, the teacher's {teacher_width}; \
+                 give the student the teacher's width, learn a map to it (`projection: keep` or `drop`), or distil \
+                 from a teacher reduced to it (`prune` with `pca`)"
+            ),
+            Some(_) if !compares_embeddings => {
+                anyhow::bail!("field `projection`: maps the student's embeddings, and the loss compares none")
+            }
+            Some(_) if width == teacher_width => anyhow::bail!(
+                "field `projection`: the student's embeddings already have the teacher's {width} dimensions; \
+                 leave `projection` out"
+            ),
+            p => Ok(p),
+        }
     }
 }
 
@@ -427,26 +494,29 @@ impl Step for Distill {
         let rng = Rng::new(ctx.seed);
         let vs = VarStore::new(ctx.device);
         let init = self.config.init.as_ref().map(|_| ctx.input("init")).transpose()?;
-        let (arch, student) =
-            super::training::build_student(self.config.model.as_ref(), init, meta, &vs, &mut rng.fork("init"))?;
-        let outputs = super::training::outputs(&arch, meta, "model")?;
-        super::check_model_fits(student.as_ref(), &data.dataset, outputs, ctx.device)?;
         // A loss of hidden-state terms alone compares no embeddings (TinyBERT's general stage; the widths may differ).
         let compares_embeddings = self.config.loss.terms().iter().any(|t| !matches!(t.term, LossTerm::Hidden(_)));
-        if encoder && compares_embeddings && outputs != teachers[0].0.classes() {
-            anyhow::bail!(
-                "field `model`: the student's embeddings have {outputs} dimensions, the teacher's {}; give the \
-                 student the teacher's width (or distil from a teacher reduced to it: `prune` with `pca`)",
-                teachers[0].0.classes()
-            );
-        }
+        let teacher_width = teachers[0].0.classes();
+        let projection = self.check_projection(init, meta, (encoder, compares_embeddings), teacher_width)?;
+        let dense_head = (projection == Some(Projection::Keep)).then_some(teacher_width);
+        let (arch, student) = super::training::build_student(
+            self.config.model.as_ref(),
+            init,
+            meta,
+            (&vs, &mut rng.fork("init")),
+            dense_head,
+        )?;
+        let outputs = super::training::outputs(&arch, meta, "model")?;
+        super::check_model_fits(student.as_ref(), &data.dataset, outputs, ctx.device)?;
+        let dropped = (projection == Some(Projection::Drop))
+            .then(|| DroppedProjection::new(&vs, (outputs, teacher_width), &mut rng.fork("embedding_projection")));
 
         let training = self.config.training();
         // Built once: its hidden-state pairs say which states the feature terms need.
         let loss = self.config.loss.build()?;
         let pairs = loss.hidden_pairs();
         let features =
-            self.feature_taps(ctx, student.as_ref(), &teachers, pairs, (&vs, &mut rng.fork("projection")))?;
+            self.feature_taps(ctx, (student.as_ref(), &data), &teachers, pairs, (&vs, &mut rng.fork("projection")))?;
         let mut step = DistillBatch {
             student: student.as_ref(),
             teachers: &teachers,
@@ -459,6 +529,7 @@ impl Step for Distill {
             chunk: training.loss_chunk(meta.classes),
             recompute: training.recompute_activations,
             features,
+            projection: dropped,
         };
         super::training::check_recompute(&training, arch.name(), student.as_ref(), step.chunked().is_some())?;
         let model = Student { vs: &vs, arch, model: student.as_ref(), outputs, init: init.map(|i| i.dir.clone()) };

@@ -6,12 +6,13 @@
 use tch::{Device, Kind, Tensor};
 
 use super::super::{ArtifactKind, StepContext};
+use super::features::TeacherStates;
 use crate::artifact::embeddings::{is_embeddings, EmbeddingsArtifact};
 use crate::artifact::model::{LoadedModel, ModelArtifact};
 use crate::artifact::token_logits::{expand, expand_like, is_token_logits};
 use crate::artifact::{LoadedData, LogitsArtifact, TokenLogits};
 use crate::nn::runtime::precision::Precision;
-use crate::nn::{tokens, Encoder, LanguageModel, Mode};
+use crate::nn::{tokens, LanguageModel, Mode};
 
 /// Where the teacher's logits for a batch come from.
 pub enum Teacher {
@@ -45,11 +46,13 @@ impl Teacher {
         }
     }
 
-    /// An online teacher that is a sentence encoder.
-    pub(super) fn encoder(&self) -> Option<&dyn Encoder> {
+    /// Where the teacher's hidden states come from: an online sentence encoder, or stored embeddings with the
+    /// states `infer` kept beside them.
+    pub(super) fn states(&self) -> Option<TeacherStates<'_>> {
         match self {
-            Teacher::Online(m) => m.model.encoder(),
-            _ => None,
+            Teacher::Online(m) => m.model.encoder().map(TeacherStates::Online),
+            Teacher::Embeddings(e) => e.states.as_ref().map(|s| TeacherStates::Stored(e, s)),
+            Teacher::Offline(_) | Teacher::Tokens(_) => None,
         }
     }
 

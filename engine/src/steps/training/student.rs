@@ -4,10 +4,12 @@
 
 use anyhow::{bail, Context as _, Result};
 use tch::nn::VarStore;
-use tch::Kind;
+use tch::{Device, Kind, Tensor};
 
 use crate::artifact::model::{copy_weights, ModelArtifact, WEIGHTS_FILE};
 use crate::data::DatasetMeta;
+use crate::nn::arch::bert::{BertConfig, DenseActivation, DenseHead};
+use crate::nn::layers::init::normal;
 use crate::nn::{arch, ArchConfig, Model};
 use crate::rng::Rng;
 use crate::steps::ResolvedInput;
@@ -38,20 +40,25 @@ pub fn outputs(config: &ArchConfig, meta: &DatasetMeta, field: &str) -> Result<i
     }
 }
 
-/// The model a training step trains, registered (trainable, f32) in `vs`, and its architecture.
+/// The model a training step trains, registered (trainable, f32) in `vs`, and its architecture. With `dense_head`,
+/// a sentence encoder gains a final dense layer to that width ([`with_dense_head`]), drawn fresh from `rng`.
 pub fn build_student(
     model: Option<&ArchConfig>,
     init: Option<&ResolvedInput>,
     meta: &DatasetMeta,
-    vs: &VarStore,
-    rng: &mut Rng,
+    (vs, rng): (&VarStore, &mut Rng),
+    dense_head: Option<i64>,
 ) -> Result<(ArchConfig, Box<dyn Model>)> {
     let Some(init) = init else {
         let config = model.context("`model` is checked at parse time when there is no `init`")?;
-        let classes = outputs(config, meta, "model")?;
-        let built = arch::build(config, &vs.root(), &meta.sample_shape, classes, rng)
+        let config = match dense_head {
+            Some(width) => with_dense_head(config, width)?,
+            None => config.clone(),
+        };
+        let classes = outputs(&config, meta, "model")?;
+        let built = arch::build(&config, &vs.root(), &meta.sample_shape, classes, rng)
             .map_err(|e| anyhow::anyhow!("field `model`: {e:#}"))?;
-        return Ok((config.clone(), built));
+        return Ok((config, built));
     };
     let spec = ModelArtifact::spec(&init.dir)?;
     let Some(config) = spec.arch.clone() else {
@@ -84,7 +91,17 @@ pub fn build_student(
             *tensor = tensor.to_kind(Kind::Float);
         }
     }
-    let built = match arch::from_weights(&config, &vs.root(), spec.classes, &mut weights)? {
+    let (config, classes) = match dense_head {
+        Some(width) => {
+            let config = with_dense_head(&config, width)?;
+            let ArchConfig::Bert(bert) = &config else { unreachable!("with_dense_head takes a bert") };
+            weights.insert(DENSE_WEIGHT.into(), normal(&[width, bert.hidden_size], 0.02, rng));
+            weights.insert(DENSE_BIAS.into(), Tensor::zeros([width], (Kind::Float, Device::Cpu)));
+            (config, width)
+        }
+        None => (config, spec.classes),
+    };
+    let built = match arch::from_weights(&config, &vs.root(), classes, &mut weights)? {
         Some(built) => {
             if !weights.is_empty() {
                 bail!("field `init`: weights without a place in the model: {:?}", weights.keys().collect::<Vec<_>>());
@@ -92,10 +109,31 @@ pub fn build_student(
             built
         }
         None => {
-            let built = arch::build(&config, &vs.root(), &spec.input_shape, spec.classes, rng)?;
+            let built = arch::build(&config, &vs.root(), &spec.input_shape, classes, rng)?;
             copy_weights(vs, &weights).map_err(|e| anyhow::anyhow!("field `init`: {e:#}"))?;
             built
         }
     };
     Ok((config, built))
+}
+
+const DENSE_WEIGHT: &str = "dense.linear.weight";
+const DENSE_BIAS: &str = "dense.linear.bias";
+
+/// A sentence encoder `config` with a final dense layer (with bias) to `width` dimensions, before its `normalize`
+/// as sentence-transformers orders Pooling, Dense, Normalize: `distill`'s `projection: keep`.
+pub fn with_dense_head(config: &ArchConfig, width: i64) -> Result<ArchConfig> {
+    let ArchConfig::Bert(bert) = config else {
+        bail!("field `projection`: applies to a sentence encoder (`bert`) student, not `{}`", config.name());
+    };
+    if let Some(dense) = &bert.dense {
+        bail!(
+            "field `projection`: the student already ends in a dense layer (to {} dimensions, from `prune`'s `pca`?); \
+             `keep` adds one",
+            dense.out_features
+        );
+    }
+    let dense =
+        DenseHead { out_features: width, bias: true, activation: DenseActivation::Identity, before_normalize: true };
+    Ok(ArchConfig::Bert(BertConfig { dense: Some(dense), ..bert.clone() }))
 }

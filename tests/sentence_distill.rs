@@ -254,7 +254,8 @@ fn losses(p: &Project, step: &str) -> Vec<f64> {
 
 #[test]
 fn stored_hidden_states_are_the_teachers_and_train_a_student_as_the_online_teacher_does() {
-    let common = "data: lines.train, init: pruned, epochs: 2, batch_size: 16, optimizer: {name: adamw, lr: 0.001}, \
+    // One batch of all 48 sentences: the first epoch's loss is that of the start, before any update.
+    let common = "data: lines.train, init: pruned, epochs: 2, batch_size: 48, optimizer: {name: adamw, lr: 0.001}, \
                   loss: [{mse_embedding: {}}, {hidden: {map: {1: 2, 2: 6}, loss: mse}}]";
     let p = Project::new(&online_distill(&format!(
         "  states: {{kind: infer, model: teacher, data: lines.train, batch_size: 8, \
@@ -281,7 +282,7 @@ fn stored_hidden_states_are_the_teachers_and_train_a_student_as_the_online_teach
     for (number, state) in [2, 6].into_iter().zip(&online.states) {
         let real = online.mask.unsqueeze(-1).to_kind(tch::Kind::Float);
         let diff = (states.padded(number, &rows, t) - state * &real).abs().max().double_value(&[]);
-        assert!(diff < 1e-4, "state {number}: stored and online differ by {diff}");
+        assert!(diff < 1e-5, "state {number}: stored and online differ by {diff}");
     }
     let tokens = states.lengths().sum(tch::Kind::Int64).int64_value(&[]);
     let lock = p.lock();
@@ -289,10 +290,10 @@ fn stored_hidden_states_are_the_teachers_and_train_a_student_as_the_online_teach
     assert_eq!(bytes, tokens * 384 * 4 * 2);
     assert!(!lock.step("plain").unwrap().metrics.contains_key("hidden_state_bytes"));
 
-    // Trained on them, a student learns what it learns from the teacher run online: the first epoch's loss agrees
-    // (up to the rounding of other batch shapes), and the loss falls.
+    // Trained on them, a student sees the loss it sees with the teacher run online (up to the rounding of other
+    // batch shapes), and learns: the loss falls.
     let (online, stored) = (losses(&p, "online"), losses(&p, "stored"));
-    assert!((online[0] - stored[0]).abs() < 1e-3 * online[0], "online {online:?}, stored {stored:?}");
+    assert!((online[0] - stored[0]).abs() < 1e-5 * online[0], "online {online:?}, stored {stored:?}");
     assert!(stored[1] < stored[0], "{stored:?}");
 }
 
@@ -358,12 +359,12 @@ fn projection_mistakes_are_one_clear_line() {
          loss: {mse_embedding: {}}, projection: drop}\n",
     );
     assert!(same.contains("field `projection`") && same.contains("already have the teacher's 384"), "{same}");
-    let kind = Project::new(&online_distill(&narrow_student("s", "shrink"))).try_load(&[]).err().expect("refused");
+    let kind = Project::new(&online_distill(&narrow_student("s", "shrink"))).try_load(&[]).err().unwrap_or_default();
     assert!(kind.contains("projection") && kind.contains("keep") && kind.contains("drop"), "{kind}");
     let twice = Project::new(&online_distill(
         "  states: {kind: infer, model: teacher, data: lines.train, store: {hidden_states: [2, 4, 2]}}\n",
     ));
-    let load = twice.try_load(&[]).err().expect("a state listed twice is refused");
+    let load = twice.try_load(&[]).err().unwrap_or_default();
     assert!(load.contains("store.hidden_states[2]") && load.contains("lists state 2 twice"), "{load}");
     let missing_state = failure(
         "  states: {kind: infer, model: teacher, data: lines.train, store: {hidden_states: [2]}}\n  \

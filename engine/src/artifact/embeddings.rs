@@ -74,7 +74,7 @@ impl EmbeddingsArtifact {
         let (samples, dim) = embeddings.size2().expect("embeddings [N, dim]");
         let hidden_states = states.as_ref().map(|s| s.numbers()).unwrap_or_default();
         let meta = EmbeddingsMeta { dataset, samples, dim, dtype, model, hidden_states };
-        let states = states.map(|s| s.to_kind(dtype.kind()));
+        let states = states.map(|s| s.into_kind(dtype.kind()));
         EmbeddingsArtifact { meta, embeddings: embeddings.to_kind(dtype.kind()), states }
     }
 
@@ -177,7 +177,7 @@ impl StoredStates {
         gathered * real.unsqueeze(-1).to_kind(Kind::Float)
     }
 
-    fn to_kind(self, kind: Kind) -> StoredStates {
+    fn into_kind(self, kind: Kind) -> StoredStates {
         let tables = self.tables.into_iter().map(|(n, t)| (n, t.to_kind(kind))).collect();
         StoredStates { tables, ..self }
     }

@@ -329,8 +329,13 @@ fn a_narrow_student_learns_through_a_projection_it_keeps_or_drops() {
     assert_eq!(embed(&p.output("dropped", "model"), &ids).size(), [4, 32]);
 
     // The kept layer exports as sentence-transformers' Dense between Pooling and Normalize, and reads back the same.
+    // Trained from scratch on the teacher's tokenizer, the student carries it (and exports with it).
+    let read = |dir: &Path| anbiq::data::tokenizer::TextTokenizer::from_dir(dir).unwrap();
+    assert_eq!(read(&p.output("kept", "model")), read(&repo().join("data/minilm")));
+    let tokenizer = std::fs::read(p.output("kept", "model").join("tokenizer.json")).unwrap();
     let out = p.path("exported");
     p.export("kept", &out, &["--format", "hf"]);
+    assert_eq!(std::fs::read(out.join("tokenizer.json")).unwrap(), tokenizer);
     let modules: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("modules.json")).unwrap()).unwrap();
     let kinds: Vec<&str> = modules.as_array().unwrap().iter().map(|m| m["type"].as_str().unwrap()).collect();
     assert_eq!(

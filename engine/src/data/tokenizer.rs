@@ -136,6 +136,28 @@ impl TextTokenizer {
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
     }
+
+    /// Writes `tokenizer.json` and a `tokenizer_config.json` naming its special tokens into `dir`: what
+    /// [`TextTokenizer::from_dir`] reads back as this tokenizer (same fingerprint, same special tokens), and what
+    /// `transformers` loads beside a model's `config.json`. For a model trained from scratch on this tokenizer's data.
+    pub fn write_files(&self, dir: &Path) -> Result<()> {
+        let json = self.inner.to_string(false).expect("a loaded tokenizer serialises");
+        let path = dir.join(TOKENIZER_FILE);
+        std::fs::write(&path, json + "\n").map_err(|e| DataError::io(&path, e))?;
+        let token = |id: Option<u32>| id.and_then(|id| self.inner.id_to_token(id));
+        let mut config = serde_json::Map::new();
+        for (name, id) in
+            [("bos_token", self.special.bos), ("eos_token", self.special.eos), ("pad_token", self.special.pad)]
+        {
+            if let Some(t) = token(id) {
+                config.insert(name.into(), t.into());
+            }
+        }
+        config.insert("add_bos_token".into(), self.special.add_bos.into());
+        let path = dir.join(CONFIG_FILE);
+        let text = serde_json::to_string_pretty(&config).expect("JSON") + "\n";
+        std::fs::write(&path, text).map_err(|e| DataError::io(&path, e))
+    }
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -217,6 +239,10 @@ mod tests {
         let back: TextTokenizer = serde_json::from_str(&json).unwrap();
         assert_eq!(back, tok);
         assert_eq!(back.encode("not or", false).unwrap(), [6, 5]);
+        // Written out for a model trained on its data, it reads back the same (the padding it had is now `pad_token`).
+        let written = tempfile::tempdir().unwrap();
+        tok.write_files(written.path()).unwrap();
+        assert_eq!(TextTokenizer::from_dir(written.path()).unwrap(), tok);
 
         std::fs::write(dir.path().join(CONFIG_FILE), r#"{"eos_token": "<eot>"}"#).unwrap();
         let err = TextTokenizer::from_dir(dir.path()).unwrap_err().to_string();

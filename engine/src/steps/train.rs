@@ -31,10 +31,11 @@ use crate::nn::training::recompute::Trunk;
 use crate::nn::{tokens, ArchConfig, LanguageModel, Mode, Model};
 use crate::rng::Rng;
 
-// 2: a model started from `init` keeps that model's tokenizer files.
+// 2: a model started from `init` keeps that model's tokenizer files. 3: one trained from scratch on a model's
+// tokenizer gets that tokenizer's files.
 pub const KIND: StepKind = StepKind {
     name: "train",
-    version: 2,
+    version: 3,
     summary: "train a model on labelled data",
     parse,
     schema: schema_of::<TrainConfig>,

@@ -58,10 +58,10 @@ pub use teacher::Teacher;
 use teacher::{load_teacher, TeacherRows};
 
 // 2: a student started from `init` keeps that model's tokenizer files. 3: `history.json` holds each term's share of
-// the loss when it has several.
+// the loss when it has several. 4: one trained from scratch on a model's tokenizer gets that tokenizer's files.
 pub const KIND: StepKind = StepKind {
     name: "distill",
-    version: 3,
+    version: 4,
     summary: "train a student from a teacher's logits or model",
     parse,
     schema: schema_of::<DistillConfig>,

@@ -6,7 +6,7 @@ use tch::nn::VarStore;
 
 use super::{TensorSource, TrainingOptions};
 use crate::artifact::model::{ModelArtifact, ModelSpec};
-use crate::data::Dataset;
+use crate::data::{Dataset, Vocab};
 use crate::nn::training::learner::{Evaluator, Learner, ModelEvaluator, TrainStep};
 use crate::nn::{ArchConfig, Model};
 use crate::rng::Rng;
@@ -20,7 +20,7 @@ pub struct Student<'a> {
     /// Its output size: the data's classes, or a sentence encoder's embedding width.
     pub outputs: i64,
     /// The model it started from (`init`), whose tokenizer files it keeps: a student pruned from a pretrained teacher
-    /// exports with the teacher's tokenizer.
+    /// exports with the teacher's tokenizer. Without one, a model trained on a tokenizer's data gets that tokenizer.
     pub init: Option<std::path::PathBuf>,
 }
 
@@ -62,8 +62,13 @@ pub fn fit_and_save(
     let mut spec = ModelSpec::new(student.arch, meta.sample_shape.clone(), student.outputs, student.vs);
     spec.class_names = meta.class_names.clone();
     ModelArtifact::save(&dir, student.vs, &spec)?;
-    if let Some(init) = &student.init {
-        crate::nn::weights::export::copy_tokenizer_files(init, &dir)?;
+    match (&student.init, &meta.vocab) {
+        (Some(init), _) => {
+            crate::nn::weights::export::copy_tokenizer_files(init, &dir)?;
+        }
+        // Trained from scratch on a model's tokenizer: the model reads (and exports with) that tokenizer.
+        (None, Some(Vocab::Tokenizer { tokenizer, .. })) => tokenizer.write_files(&dir)?,
+        (None, _) => {}
     }
     std::fs::write(dir.join("history.json"), serde_json::to_string_pretty(&history)? + "\n")?;
     ctx.record_metric("parameters", spec.parameters);

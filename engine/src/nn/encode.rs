@@ -51,24 +51,12 @@ pub fn embed_sentences(
     on: (Device, Precision),
     bar: &indicatif::ProgressBar,
 ) -> Encoded {
-    encode(model, None, ids, pad, batch_size, on, bar)
+    embed_sentences_with_states(model, None, ids, pad, batch_size, on, bar)
 }
 
-/// [`embed_sentences`], keeping the hidden states `wanted` of every real token as well (the same batches, so the
-/// embeddings are the same).
+/// [`embed_sentences`], keeping the hidden states `wanted` (if any) of every real token as well: the same batches,
+/// so the same embeddings.
 pub fn embed_sentences_with_states(
-    model: &dyn Model,
-    wanted: StatesWanted,
-    ids: &Tensor,
-    pad: i64,
-    batch_size: usize,
-    on: (Device, Precision),
-    bar: &indicatif::ProgressBar,
-) -> Encoded {
-    encode(model, Some(wanted), ids, pad, batch_size, on, bar)
-}
-
-fn encode(
     model: &dyn Model,
     wanted: Option<StatesWanted>,
     ids: &Tensor,

@@ -35,7 +35,7 @@ use crate::artifact::model::{LoadedModel, ModelArtifact};
 use crate::artifact::token_logits::Sparse;
 use crate::artifact::{LoadedData, LogitsArtifact, LogitsMeta};
 use crate::config::{Located, Node};
-use crate::nn::encode::{embed_sentences, embed_sentences_with_states, StatesWanted};
+use crate::nn::encode::{embed_sentences_with_states, StatesWanted};
 use crate::nn::runtime::precision::Precision;
 use crate::nn::Mode;
 
@@ -406,13 +406,12 @@ impl Infer {
         let bar = ctx.progress.bar(data.dataset.len() as u64, &format!("{}: embed", ctx.id));
         let on = (ctx.device, self.config.precision);
         let (x, batch, store) = (&data.dataset.x, self.config.batch_size, &self.config.store);
-        let encoded = match teacher.model.encoder().filter(|_| !store.hidden_states.is_empty()) {
-            None => embed_sentences(teacher.model.as_ref(), x, pad, batch, on, &bar),
-            Some(encoder) => {
-                let wanted = StatesWanted { encoder, numbers: &store.hidden_states, kind: store.dtype.kind() };
-                embed_sentences_with_states(teacher.model.as_ref(), wanted, x, pad, batch, on, &bar)
-            }
-        };
+        let wanted = teacher.model.encoder().filter(|_| !store.hidden_states.is_empty()).map(|encoder| StatesWanted {
+            encoder,
+            numbers: &store.hidden_states,
+            kind: store.dtype.kind(),
+        });
+        let encoded = embed_sentences_with_states(teacher.model.as_ref(), wanted, x, pad, batch, on, &bar);
         bar.finish_and_clear();
         let states = encoded.states.map(|(lengths, tables)| StoredStates::new(lengths, tables));
         let artifact = EmbeddingsArtifact::new(&encoded.embeddings, data.base.clone(), store.dtype, model, states);

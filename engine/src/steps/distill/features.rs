@@ -14,6 +14,7 @@ use crate::artifact::model::TRAINING_ONLY;
 use crate::artifact::LoadedData;
 use crate::loss::Features;
 use crate::nn::encode::lengths;
+use crate::nn::layers::init::{default_bound, uniform_var};
 use crate::nn::runtime::precision::Precision;
 use crate::nn::Encoder;
 use crate::rng::Rng;
@@ -88,11 +89,9 @@ impl FeatureTaps {
         let (from, to) = (student.width(), teacher.width());
         let mut projections = BTreeMap::new();
         if from != to {
-            let bound = 1.0 / (from as f32).sqrt();
             let root = vs.root() / TRAINING_ONLY / "hidden_projection";
             for &(s, t) in &pairs {
-                let init = Tensor::from_slice(&rng.uniform_vec((from * to) as usize, -bound, bound)).view([to, from]);
-                let weight = root.var_copy(&format!("s{s}_t{t}"), &init.to_device(vs.device()));
+                let weight = uniform_var(&root, &format!("s{s}_t{t}"), &[to, from], default_bound(from), rng);
                 projections.insert((s, t), weight);
             }
         }

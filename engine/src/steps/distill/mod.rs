@@ -53,7 +53,7 @@ use crate::nn::{tokens, ArchConfig, LanguageModel, Mode, Model};
 use crate::rng::Rng;
 pub use features::FeatureTaps;
 use features::{check_stored_lengths, TeacherStates};
-pub use projection::{DroppedProjection, Projection};
+pub use projection::{dropped_projection, Projection};
 pub use teacher::Teacher;
 use teacher::{load_teacher, TeacherRows};
 
@@ -163,7 +163,7 @@ pub struct DistillBatch<'a> {
     /// The hidden states a feature loss compares (an encoder student and online teacher), when it has such terms.
     pub features: Option<FeatureTaps>,
     /// `projection: drop`: the map of the student's embeddings to the teacher's width the loss sees.
-    pub projection: Option<DroppedProjection>,
+    pub projection: Option<crate::nn::layers::Linear>,
 }
 
 impl TrainStep for DistillBatch<'_> {
@@ -246,7 +246,7 @@ impl DistillBatch<'_> {
     /// The student's embeddings as the loss compares them: through `projection: drop`'s map when there is one.
     fn projected(&self, student: Tensor) -> Tensor {
         match &self.projection {
-            Some(p) => p.apply(&student),
+            Some(p) => p.forward(&student),
             None => student,
         }
     }
@@ -509,7 +509,7 @@ impl Step for Distill {
         let outputs = super::training::outputs(&arch, meta, "model")?;
         super::check_model_fits(student.as_ref(), &data.dataset, outputs, ctx.device)?;
         let dropped = (projection == Some(Projection::Drop))
-            .then(|| DroppedProjection::new(&vs, (outputs, teacher_width), &mut rng.fork("embedding_projection")));
+            .then(|| dropped_projection(&vs, (outputs, teacher_width), &mut rng.fork("embedding_projection")));
 
         let training = self.config.training();
         // Built once: its hidden-state pairs say which states the feature terms need.

@@ -7,9 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
-use tch::Tensor;
 
 use crate::artifact::model::TRAINING_ONLY;
+use crate::nn::layers::Linear;
 use crate::rng::Rng;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -21,26 +21,8 @@ pub enum Projection {
     Drop,
 }
 
-/// `drop`'s map of student embeddings `[B, from]` to the teacher's width `to`, trained with the student under
-/// [`TRAINING_ONLY`] (so never saved in the model), initialised like PyTorch's `Linear` from `rng`.
-pub struct DroppedProjection {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl DroppedProjection {
-    pub fn new(vs: &VarStore, (from, to): (i64, i64), rng: &mut Rng) -> DroppedProjection {
-        let bound = 1.0 / (from as f32).sqrt();
-        let root = vs.root() / TRAINING_ONLY / "embedding_projection";
-        let weight = Tensor::from_slice(&rng.uniform_vec((from * to) as usize, -bound, bound)).view([to, from]);
-        let bias = Tensor::from_slice(&rng.uniform_vec(to as usize, -bound, bound));
-        DroppedProjection {
-            weight: root.var_copy("weight", &weight.to_device(vs.device())),
-            bias: root.var_copy("bias", &bias.to_device(vs.device())),
-        }
-    }
-
-    pub fn apply(&self, embeddings: &Tensor) -> Tensor {
-        embeddings.linear(&self.weight, Some(&self.bias))
-    }
+/// `drop`'s map of student embeddings `[B, from]` to the teacher's width `to`: a [`Linear`] trained with the student
+/// under [`TRAINING_ONLY`] (so never saved in the model), initialised like PyTorch's from `rng`.
+pub fn dropped_projection(vs: &VarStore, (from, to): (i64, i64), rng: &mut Rng) -> Linear {
+    Linear::new(&(vs.root() / TRAINING_ONLY / "embedding_projection"), from, to, rng)
 }

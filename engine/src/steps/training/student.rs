@@ -52,7 +52,7 @@ pub fn build_student(
     let Some(init) = init else {
         let config = model.context("`model` is checked at parse time when there is no `init`")?;
         let config = match dense_head {
-            Some(width) => with_dense_head(config, width)?,
+            Some(width) => ArchConfig::Bert(with_dense_head(config, width)?),
             None => config.clone(),
         };
         let classes = outputs(&config, meta, "model")?;
@@ -93,11 +93,10 @@ pub fn build_student(
     }
     let (config, classes) = match dense_head {
         Some(width) => {
-            let config = with_dense_head(&config, width)?;
-            let ArchConfig::Bert(bert) = &config else { unreachable!("with_dense_head takes a bert") };
+            let bert = with_dense_head(&config, width)?;
             weights.insert(DENSE_WEIGHT.into(), normal(&[width, bert.hidden_size], 0.02, rng));
             weights.insert(DENSE_BIAS.into(), Tensor::zeros([width], (Kind::Float, Device::Cpu)));
-            (config, width)
+            (ArchConfig::Bert(bert), width)
         }
         None => (config, spec.classes),
     };
@@ -122,7 +121,7 @@ const DENSE_BIAS: &str = "dense.linear.bias";
 
 /// A sentence encoder `config` with a final dense layer (with bias) to `width` dimensions, before its `normalize`
 /// as sentence-transformers orders Pooling, Dense, Normalize: `distill`'s `projection: keep`.
-pub fn with_dense_head(config: &ArchConfig, width: i64) -> Result<ArchConfig> {
+pub fn with_dense_head(config: &ArchConfig, width: i64) -> Result<BertConfig> {
     let ArchConfig::Bert(bert) = config else {
         bail!("field `projection`: applies to a sentence encoder (`bert`) student, not `{}`", config.name());
     };
@@ -135,5 +134,5 @@ pub fn with_dense_head(config: &ArchConfig, width: i64) -> Result<ArchConfig> {
     }
     let dense =
         DenseHead { out_features: width, bias: true, activation: DenseActivation::Identity, before_normalize: true };
-    Ok(ArchConfig::Bert(BertConfig { dense: Some(dense), ..bert.clone() }))
+    Ok(BertConfig { dense: Some(dense), ..bert.clone() })
 }

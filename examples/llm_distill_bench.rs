@@ -158,7 +158,7 @@ fn main() -> anyhow::Result<()> {
     let progress = Progress::hidden();
     learner(1).fit(&vs, &mut step, &single, None, &mut Rng::new(0), &progress, None)?;
     let started = Instant::now();
-    learner(1).fit(&vs, &mut step, &source, None, &mut Rng::new(1), &progress, None)?;
+    let history = learner(1).fit(&vs, &mut step, &source, None, &mut Rng::new(1), &progress, None)?;
     let seconds = started.elapsed().as_secs_f64();
     let (peak, _) = rss_mib();
     if group.as_ref().is_some_and(|g| !g.is_root()) {
@@ -173,6 +173,10 @@ fn main() -> anyhow::Result<()> {
             "seconds_per_step": seconds / steps as f64,
             "tokens_per_s": (batch * time * steps) as f64 / seconds,
             "rss_before_mib": before, "peak_rss_mib": peak,
+            // Data-parallel: rank 0's wait for the gradients after the backward pass (and the loss agreement), and
+            // the share of gradient elements averaged during it. The first step of a fit averages all after it.
+            "collective_ms_per_step": history.collective_seconds_per_step.map(|s| s * 1e3),
+            "gradients_overlapped": history.overlapped_gradient_share,
         })
     );
     Ok(())

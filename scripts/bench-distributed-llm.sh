@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Data-parallel scaling of the LLM distillation step (issue 18): examples/llm_distill_bench.rs (a SmolLM2-135M
 # student cut to `layers` layers, top-8 forward KL, AdamW, the loss in chunks of positions) as 1 rank and as 2 ranks
-# with one thread each, the global batch the same; the ranks average gradients after the backward pass (a chunked
-# loss backpropagates in several passes). Then PyTorch + transformers doing the same step (full logits) as 1 process
-# and as 2 DistributedDataParallel ranks on Gloo (scripts/bench/llm_distill_bench.py), one thread each.
+# with one thread each, the global batch the same; DDP's Reducer averages the trunk's gradients during its backward
+# pass, the output projection's (backpropagated a chunk at a time) after it — the first step of a fit, the probe,
+# averages all after it. Then PyTorch + transformers doing the same step (full logits) as 1 process and as 2
+# DistributedDataParallel ranks on Gloo (scripts/bench/llm_distill_bench.py), one thread each.
 # Prints one JSON line per run.
 #   scripts/bench-distributed-llm.sh [layers] [batch] [time] [steps]     (defaults 20 8 256 3)
 set -euo pipefail

@@ -238,38 +238,55 @@ fn a_hung_rank_fails_the_step_within_the_timeout() {
     assert!(start.elapsed().as_secs() < 120, "took {:?}", start.elapsed());
 }
 
-/// A language model's loss goes a chunk of positions at a time (several backward passes per batch), so its gradients
-/// are averaged after the backward pass instead of by DDP's Reducer: the same agreement with one rank.
+/// A language model's loss goes a chunk of positions at a time: several backward passes reach the output projection
+/// (here tied to the token embedding), one reaches the rest — one per block when recomputing activations. DDP's
+/// Reducer averages the trunk's gradients during that pass, the projection's after it: the same agreement with one
+/// rank, and bit-identical reruns.
 #[test]
 fn a_language_model_trains_on_two_ranks_like_on_one() {
     let yaml = "\
 name: dp-lm
 seed: 3
 threads: 2
-params: {ranks: 1}
+params: {ranks: 1, recompute: false}
 steps:
   text: {kind: dataset, source: text, path: corpus.txt, context: 16}
   teacher:
     kind: train
     data: text.train
-    model: {arch: gpt, layers: 1, heads: 2, d_model: 16, context: 16}
+    model: {arch: gpt, layers: 2, heads: 2, d_model: 16, context: 16}
     epochs: 2
     batch_size: 10
     loss_chunk: 40
+    recompute_activations: \"${params.recompute}\"
     optimizer: {name: adam, lr: 0.003}
     distributed: {ranks: \"${params.ranks}\"}
 ";
     let corpus = "It is a truth universally acknowledged, that a single man in possession of a good fortune must be in want of a wife. ";
-    let runs: Vec<Project> = ["ranks=1", "ranks=2"]
-        .iter()
-        .map(|set| {
-            let project = Project::new(yaml);
-            project.write("corpus.txt", corpus.repeat(8));
-            project.run(&[set]);
-            project
-        })
-        .collect();
-    let difference = max_difference(&weights(&runs[0], "teacher"), &weights(&runs[1], "teacher"));
-    assert!(difference < 1e-4, "two ranks are {difference} from one rank");
-    eprintln!("gpt: two ranks vs one: largest weight difference {difference:e}");
+    for recompute in ["false", "true"] {
+        let runs: Vec<Project> = ["1", "2"]
+            .iter()
+            .map(|ranks| {
+                let project = Project::new(yaml);
+                project.write("corpus.txt", corpus.repeat(8));
+                project.run(&[&format!("ranks={ranks}"), &format!("recompute={recompute}")]);
+                project
+            })
+            .collect();
+        let difference = max_difference(&weights(&runs[0], "teacher"), &weights(&runs[1], "teacher"));
+        assert!(difference < 1e-4, "recompute {recompute}: two ranks are {difference} from one rank");
+        let timings = runs[1].lock().step("teacher").unwrap().timings.clone();
+        let overlapped = timings["gradients_overlapped"].as_f64().unwrap();
+        // Everything but the (tied) token embedding overlaps.
+        assert!(overlapped > 0.5 && overlapped < 1.0, "recompute {recompute}: {timings:?}");
+        eprintln!("gpt, recompute {recompute}: two ranks vs one: largest weight difference {difference:e}");
+        if recompute == "false" {
+            let again = Project::new(yaml);
+            again.write("corpus.txt", corpus.repeat(8));
+            again.run(&["ranks=2", "recompute=false"]);
+            assert!(weight_bytes(&again, "teacher") == weight_bytes(&runs[1], "teacher"), "two ranks rerun ≡");
+            let (a, b) = (again.lock().without_measurements(), runs[1].lock().without_measurements());
+            assert!(a == b, "{:?}", anbiq::run::diff(&a, &b));
+        }
+    }
 }

@@ -78,6 +78,8 @@ pub trait LanguageModel {
     fn hidden(&self, x: &Tensor, mode: Mode<'_>) -> Tensor;
     /// Logits `[.., V]` of hidden states `[.., d]`, in f32.
     fn logits_of(&self, hidden: &Tensor) -> Tensor;
+    /// The parameters [`Self::logits_of`] reads (the output projection; the token embedding when the two are tied).
+    fn head_parameters(&self) -> Vec<Tensor>;
     /// The trunk as a chain of blocks, for training that keeps only each block's input and recomputes the rest in
     /// the backward pass ([`crate::nn::training::recompute`]); `None` when the model does not offer it.
     fn blocks(&self) -> Option<&dyn Blocks> {

@@ -91,8 +91,10 @@ impl Supervised<'_> {
 }
 
 impl TrainStep for Supervised<'_> {
-    fn one_backward_pass(&self) -> bool {
-        self.chunked().is_none()
+    /// The output projection: one backward pass per chunk of positions reaches it (and a tied token embedding, the
+    /// trunk's pass too); the trunk's parameters one pass alone (or one per block, recomputing).
+    fn repeatedly_reached_parameters(&self) -> Vec<Tensor> {
+        self.chunked().map(|lm| lm.head_parameters()).unwrap_or_default()
     }
 
     fn loss(&mut self, batch: &Batch, rng: &mut Rng, _progress: f64) -> anyhow::Result<Tensor> {

@@ -257,6 +257,13 @@ impl LanguageModel for Gpt {
         self.project(hidden)
     }
 
+    fn head_parameters(&self) -> Vec<Tensor> {
+        match &self.head {
+            Some(head) => vec![head.weight.shallow_clone(), head.bias.shallow_clone()],
+            None => vec![self.wte.weight.shallow_clone()],
+        }
+    }
+
     fn blocks(&self) -> Option<&dyn Blocks> {
         Some(self)
     }

@@ -573,6 +573,10 @@ impl LanguageModel for Llama {
         self.project(hidden)
     }
 
+    fn head_parameters(&self) -> Vec<Tensor> {
+        vec![self.lm_head.as_ref().unwrap_or(&self.embed).shallow_clone()]
+    }
+
     fn blocks(&self) -> Option<&dyn Blocks> {
         Some(self)
     }

@@ -115,7 +115,8 @@ extern "C" int anbiq_group_broadcast(Group *group, at::Tensor **tensors, size_t 
 // DDP's Reducer over `params`: autograd hooks on their gradient accumulators copy each gradient into its bucket as
 // soon as the backward pass has produced it, and all-reduce a bucket (the mean over ranks) once it is full, while
 // the backward pass goes on with the layers before. Buckets are assigned as torch.nn.parallel.DistributedDataParallel
-// does: in reverse parameter order, a small first bucket, then `bucket_bytes` each.
+// does: in reverse parameter order, a small first bucket, then `bucket_bytes` each. The gradients become views of
+// the buckets (DDP's gradient_as_bucket_view), so the buckets hold the only copy of them.
 extern "C" c10d::Reducer *anbiq_reducer_new(Group *group, at::Tensor **params, size_t count, int64_t bucket_bytes,
                                             char *err, size_t err_len) {
   c10d::Reducer *out = nullptr;
@@ -129,7 +130,7 @@ extern "C" c10d::Reducer *anbiq_reducer_new(Group *group, at::Tensor **params, s
     std::reverse(limits.begin(), limits.end());
     std::vector<int64_t> caps(limits.begin(), limits.end());
     out = new c10d::Reducer(tensors, indices, group->group, sparse, bucket_bytes,
-                            /*find_unused_parameters=*/false, /*gradient_as_bucket_view=*/false, {}, first_bucket_bytes,
+                            /*find_unused_parameters=*/false, /*gradient_as_bucket_view=*/true, {}, first_bucket_bytes,
                             /*skip_all_reduce_unused_params=*/false, /*use_python_reducer=*/false, caps);
   });
   return out;

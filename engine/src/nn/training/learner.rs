@@ -64,10 +64,12 @@ pub trait TrainStep {
         backward_whole(self.loss(batch, rng, progress)?, batch.weight)
     }
 
-    /// Whether [`TrainStep::backward`] runs exactly one backward pass per batch (data-parallel training then lets
-    /// DDP's Reducer overlap the gradient all-reduce with it; see [`crate::nn::distributed::gradients`]).
-    fn one_backward_pass(&self) -> bool {
-        true
+    /// The parameters that [`TrainStep::backward`] reaches in more than one backward pass per batch (a language
+    /// model's output projection, once per chunk of positions); none by default. Every other parameter must be
+    /// reached by one pass at most: data-parallel training lets DDP's Reducer all-reduce their gradients while that
+    /// pass computes, and averages these after it ([`crate::nn::distributed::gradients`]).
+    fn repeatedly_reached_parameters(&self) -> Vec<Tensor> {
+        Vec::new()
     }
 
     /// The names of the terms whose shares [`TrainStep::backward`] returns in [`BatchLoss::terms`] (a weighted sum
@@ -260,6 +262,9 @@ pub struct History {
     /// never stored with the model).
     #[serde(skip)]
     pub collective_seconds_per_step: Option<f64>,
+    /// Data-parallel: the share of gradient elements averaged during the backward pass (a measurement, as above).
+    #[serde(skip)]
+    pub overlapped_gradient_share: Option<f64>,
 }
 
 impl History {
@@ -379,7 +384,7 @@ impl<'g> Learner<'g> {
         if pos.history.terms != term_names || pos.term_sums.len() != term_names.len() {
             bail!("the checkpoint records the loss terms {:?}, this run has {term_names:?}", pos.history.terms);
         }
-        let mut sync = group.map(|g| GradientSync::new(g, vs, step.one_backward_pass()));
+        let mut sync = group.map(|g| GradientSync::new(g, vs, &step.repeatedly_reached_parameters()));
         if let Some(sync) = &sync {
             sync.broadcast_weights()?;
         }
@@ -526,6 +531,7 @@ impl<'g> Learner<'g> {
         pos.history.best_epoch = best.epoch;
         pos.history.collective_seconds_per_step =
             (collective_steps > 0).then(|| collective_seconds / collective_steps as f64);
+        pos.history.overlapped_gradient_share = sync.as_ref().map(GradientSync::overlapped_share);
         if let Some(weights) = best.weights.filter(|_| best.epoch != pos.history.last().map(|e| e.epoch)) {
             restore(vs, &weights);
         }

@@ -183,8 +183,10 @@ impl TrainStep for DistillBatch<'_> {
         }
     }
 
-    fn one_backward_pass(&self) -> bool {
-        self.chunked().is_none()
+    /// The output projection: one backward pass per chunk of positions reaches it (and a tied token embedding, the
+    /// trunk's pass too); the trunk's parameters one pass alone (or one per block, recomputing).
+    fn repeatedly_reached_parameters(&self) -> Vec<Tensor> {
+        self.chunked().map(|lm| lm.head_parameters()).unwrap_or_default()
     }
 
     fn term_names(&self) -> Vec<String> {

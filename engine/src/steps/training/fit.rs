@@ -87,5 +87,8 @@ pub fn fit_and_save(
     if let Some(seconds) = history.collective_seconds_per_step {
         ctx.record_timing("collective_ms_per_step", seconds * 1e3);
     }
+    if let Some(share) = history.overlapped_gradient_share {
+        ctx.record_timing("gradients_overlapped", share);
+    }
     Ok(())
 }

@@ -48,8 +48,10 @@ pair() { # threads, benchmark, extra args: anbiq then PyTorch, back to back
     shift 2
     "$bench" --threads "$t" --runs "$RUNS" "$@" "$b" | log
     OMP_NUM_THREADS=$t py --threads "$t" --runs "$RUNS" "$@" "$b" | log
-    # The same script with the allocator thresholds anbiq sets at start-up (nn::memory), to show what that is worth.
-    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=1073741824 OMP_NUM_THREADS=$t \
+    # The same script with the allocator settings anbiq makes at start-up (nn::runtime::memory: the malloc thresholds
+    # and, since 2026-12-03, libtorch's huge pages), to show what they are worth.
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=1073741824 \
+        THP_MEM_ALLOC_ENABLE=1 OMP_NUM_THREADS=$t \
         py --threads "$t" --runs "$RUNS" "$@" "$b" | sed 's/"impl": "pytorch/"impl": "pytorch+malloc/' | log
 }
 for t in $THREADS; do

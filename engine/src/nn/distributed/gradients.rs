@@ -57,9 +57,8 @@ impl<'g> GradientSync<'g> {
     /// The share of gradient elements DDP's Reducer averages during the backward pass (0 before it takes over).
     pub fn overlapped_share(&self) -> f64 {
         let Path::Overlapped { after, .. } = &self.path else { return 0.0 };
-        let elements = |i: &usize| self.params[*i].numel() as f64;
-        let total: f64 = (0..self.params.len()).map(|i| elements(&i)).sum();
-        1.0 - after.iter().flatten().map(elements).sum::<f64>() / total
+        let total: f64 = self.params.iter().map(|p| p.numel() as f64).sum();
+        1.0 - after.iter().flatten().map(|&i| self.params[i].numel() as f64).sum::<f64>() / total
     }
 
     /// Makes every rank hold rank 0's weights (all ranks initialise alike, but a mismatch would go unnoticed).

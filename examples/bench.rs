@@ -18,7 +18,7 @@ use anbiq::nn::training::learner::{Learner, LearnerConfig};
 use anbiq::nn::ArchConfig;
 use anbiq::rng::Rng;
 use anbiq::run::{Lockfile, Outcome, RunOptions, RunReport, Store};
-use anbiq::steps::distill::{DistillBatch, Teacher};
+use anbiq::steps::distill::{DistillBatch, Teacher, TopKTail};
 use anbiq::steps::training::TensorSource;
 use anbiq::steps::Progress;
 use anbiq::workflow::Override;
@@ -181,7 +181,7 @@ fn distill(
         loss: loss.build()?,
         jitter: 0,
         device: args.device,
-        shape_tail: false,
+        tail: TopKTail::Even,
         precision: args.precision,
         chunk: anbiq::nn::training::chunked::chunk_positions(data.dataset.meta.classes),
         recompute: false,

@@ -32,7 +32,7 @@ use anbiq::nn::training::learner::{Learner, LearnerConfig};
 use anbiq::nn::weights::gguf::{llama, Gguf};
 use anbiq::nn::weights::source::WeightSource;
 use anbiq::rng::Rng;
-use anbiq::steps::distill::{DistillBatch, Teacher};
+use anbiq::steps::distill::{DistillBatch, Teacher, TopKTail};
 use anbiq::steps::training::TensorSource;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -131,7 +131,7 @@ fn main() -> anyhow::Result<()> {
         loss: loss.build()?,
         jitter: 0,
         device: Device::Cpu,
-        shape_tail: false,
+        tail: TopKTail::Even,
         precision,
         chunk,
         recompute,

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anbiq::artifact::logits::StoreDtype;
 use anbiq::artifact::token_logits::{compress, expand};
-use anbiq::loss::{DistillLoss, KdLoss, LossInput, Temperature};
+use anbiq::loss::{DistillLoss, KdLoss, LossInput, Target, Temperature};
 use anbiq::nn::arch::GptConfig;
 use anbiq::nn::training::optimizer::Optimizer;
 use anbiq::nn::training::optimizer_config::OptimizerConfig;
@@ -73,7 +73,7 @@ fn main() {
         let l = loss
             .loss(&LossInput {
                 student: &s,
-                teacher: &t,
+                teacher: Target::Dense(&t),
                 labels: &tokens::labels(&y),
                 progress: 0.0,
                 sequence_len: None,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anbiq::artifact::logits::StoreDtype;
 use anbiq::artifact::{LogitsArtifact, LogitsMeta};
-use anbiq::loss::{CeTeacherLabels, DistillLoss, KdLoss, LossInput, MseLogits, Temperature};
+use anbiq::loss::{CeTeacherLabels, DistillLoss, KdLoss, LossInput, MseLogits, Target, Temperature};
 use anbiq::run::{Outcome, RunReport};
 use anbiq::steps::evaluate::quality;
 use anbiq::steps::filter::{select, KeepRule, Score, Scores};
@@ -273,9 +273,7 @@ steps:
 // Losses
 
 fn loss_value(loss: &dyn DistillLoss, student: &Tensor, teacher: &Tensor, labels: &Tensor) -> f64 {
-    loss.loss(&LossInput { student, teacher, labels, progress: 0.0, sequence_len: None, features: None })
-        .unwrap()
-        .double_value(&[])
+    loss.loss(&LossInput::new(student, teacher, labels)).unwrap().double_value(&[])
 }
 
 /// KD's gradient with respect to the student's logits, three ways: autograd, central finite differences, and the
@@ -291,7 +289,7 @@ fn kd_loss_gradient_matches_finite_differences_and_the_closed_form() {
     let s = Tensor::from_slice(&f64s(&student)).reshape([3, 4]).set_requires_grad(true);
     kd.loss(&LossInput {
         student: &s,
-        teacher: &teacher,
+        teacher: Target::Dense(&teacher),
         labels: &labels,
         progress: 0.0,
         sequence_len: None,

@@ -13,7 +13,7 @@ use anbiq::artifact::logits::StoreDtype;
 use anbiq::artifact::token_logits::{expand_like, ShardWriter, TokenLogits, TokenLogitsMeta};
 use anbiq::data::text::{tokenize, windows, Tokenizer};
 use anbiq::data::Vocab;
-use anbiq::loss::{DistillLoss, KdLoss, LossInput, ReverseKl, Temperature};
+use anbiq::loss::{DistillLoss, KdLoss, LossInput, ReverseKl, Target, Temperature};
 use anbiq::nn::arch::GptConfig;
 use anbiq::nn::sample::{generate, Sampling};
 use anbiq::nn::{tokens, ArchConfig, Mode};
@@ -144,7 +144,7 @@ fn token_level_kd_and_reverse_kl_gradients_match_finite_differences() {
             let s = tokens::rows(s);
             loss.loss(&LossInput {
                 student: &s,
-                teacher: &teacher,
+                teacher: Target::Dense(&teacher),
                 labels: &labels,
                 progress: 0.0,
                 sequence_len: None,
@@ -207,7 +207,7 @@ fn a_student_shaped_tail_makes_kd_the_exact_top_k_plus_rest_kl() {
     let p: Vec<f64> = f64s(&teacher.exp());
     let kd_value = kd.loss(&LossInput {
         student: &tokens::rows(&s),
-        teacher: &teacher,
+        teacher: Target::Dense(&teacher),
         labels: &labels,
         progress: 0.0,
         sequence_len: None,

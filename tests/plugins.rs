@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anbiq::loss::{DistillLoss, KdLoss, LossInput, PluginTerm, Temperature};
+use anbiq::loss::{DistillLoss, KdLoss, LossInput, PluginTerm, Target, Temperature};
 use anbiq::plugin::{self, CallInput, ErrorKind, Limits, PluginError, Runner};
 use anbiq::run::{Outcome, Status};
 use tch::{Kind, Reduction, Tensor};
@@ -39,8 +39,16 @@ fn value_and_grad(
     sequence_len: Option<i64>,
 ) -> (f64, Tensor) {
     let s = student.detach().set_requires_grad(true);
-    let l =
-        loss.loss(&LossInput { student: &s, teacher, labels, progress: 0.3, sequence_len, features: None }).unwrap();
+    let l = loss
+        .loss(&LossInput {
+            student: &s,
+            teacher: Target::Dense(teacher),
+            labels,
+            progress: 0.3,
+            sequence_len,
+            features: None,
+        })
+        .unwrap();
     l.backward();
     (l.double_value(&[]), s.grad().detach().copy())
 }
@@ -295,7 +303,7 @@ fn assert_same_student(native: &Project, wasm: &Project) {
 }
 
 #[test]
-fn a_language_model_distils_through_the_kd_plugin_exactly_as_through_native_kd() {
+fn a_language_model_distils_through_the_kd_plugin_as_through_native_kd() {
     // The plugin receives [B, T, V] sequence logits; the native loss their B·T token rows.
     let head = "\
 name: lm-plugin
@@ -318,8 +326,21 @@ steps:
     let corpus = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n".repeat(4);
     for p in [&native, &wasm] {
         p.write("corpus.txt", &corpus);
+        let report = p.run_report(&[]);
+        assert_eq!(report.failures().count(), 0, "{:?}", report.results);
     }
-    assert_same_student(&native, &wasm);
+    // Native kd reads the stored top 4 as they are (`TopKTeacher::forward_kl`); the plugin gets them rebuilt as
+    // dense [B, T, V] logits: the same loss in other rounding, so the same weights to f32 tolerance after training.
+    let weights = |p: &Project| {
+        let path = p.output("student", "model").join(anbiq::artifact::model::WEIGHTS_FILE);
+        Tensor::read_safetensors(path).unwrap().into_iter().collect::<BTreeMap<_, _>>()
+    };
+    let (a, b) = (weights(&native), weights(&wasm));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for ((name, x), y) in a.iter().zip(b.values()) {
+        let diff = (x - y).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "{name}: native kd and the kd plugin differ by {diff}");
+    }
 }
 
 #[test]
@@ -487,16 +508,7 @@ fn per_call_cost() {
                 let n = 300;
                 let start = std::time::Instant::now();
                 for _ in 0..n {
-                    let l = loss
-                        .loss(&LossInput {
-                            student: &s,
-                            teacher: &te,
-                            labels: &y,
-                            progress: 0.0,
-                            sequence_len: None,
-                            features: None,
-                        })
-                        .unwrap();
+                    let l = loss.loss(&LossInput::new(&s, &te, &y)).unwrap();
                     if backward {
                         l.backward();
                     }
@@ -515,8 +527,7 @@ fn a_wrong_gradient_is_caught_before_the_first_step() {
     let (s, te, y) = batch(5, 16, 10);
     let first_step = |term: PluginTerm| {
         let s = s.detach().set_requires_grad(true);
-        let input =
-            LossInput { student: &s, teacher: &te, labels: &y, progress: 0.0, sequence_len: None, features: None };
+        let input = LossInput::new(&s, &te, &y);
         term.build().unwrap().loss(&input).map(drop).map_err(|e| e.to_string())
     };
     let err = first_step(term(fixture("half_grad_dense.wat"), BTreeMap::new(), Limits::default())).unwrap_err();

@@ -436,3 +436,64 @@ steps:
     std::fs::write(tmp.path().join("kinds.yaml"), yaml).unwrap();
     check_golden("kinds", &tmp.path().join("kinds.yaml"));
 }
+
+/// Every vendor's golden lockfiles (`tests/golden/`, `tests/golden/<mode>/`), rekeyed for this build: each step's
+/// version and formats are this build's, and its key follows from its ingredients under the lockfile's CPU mode.
+/// Outputs are kept — which is right only for a bump that changes none of the golden steps' outputs.
+fn rekeyed(lock: &Lockfile) -> Lockfile {
+    let env = KeyEnv { cpu: lock.cpu.clone(), ..KeyEnv::current() };
+    let mut lock = lock.clone();
+    let mut renamed: BTreeMap<String, String> = BTreeMap::new();
+    for step in &mut lock.steps {
+        let ingredients = &mut step.ingredients;
+        ingredients.version = env.step_versions[&ingredients.kind];
+        for (artifact, version) in &mut ingredients.formats {
+            *version = env.format_versions.iter().find(|(a, _)| a.name() == artifact).map(|(_, v)| *v).unwrap();
+        }
+        // An input is `<key>/<output>`, an `after` edge `<key>`.
+        for reference in ingredients.inputs.values_mut() {
+            let (key, output) = reference.split_once('/').map_or((reference.as_str(), None), |(k, o)| (k, Some(o)));
+            if let Some(new) = renamed.get(key) {
+                *reference = output.map_or(new.clone(), |o| format!("{new}/{o}"));
+            }
+        }
+        let key = ingredients.key(&env);
+        renamed.insert(std::mem::replace(&mut step.key, key.clone()).0, key.0);
+    }
+    lock
+}
+
+/// A bumped step kind must reach every vendor's golden lockfiles, not only those of the vendor whose machine ran
+/// the bump (which the golden tests alone would notice only on a machine of the other vendor): the recorded keys
+/// follow from the recorded ingredients under this build's versions. When a bump changes no golden step's outputs
+/// (this vendor's `golden` tests show it), `ANBIQ_REKEY=1 cargo test --test provenance golden_keys` rewrites every
+/// vendor's keys and versions; otherwise each vendor's goldens are blessed on its own machine.
+#[test]
+fn golden_keys_follow_from_their_ingredients_for_every_vendor() {
+    let root = repo().join("tests/golden");
+    let mut dirs = vec![root.clone()];
+    dirs.extend(std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()));
+    let mut checked = 0;
+    for path in dirs.iter().flat_map(|d| std::fs::read_dir(d).unwrap()).map(|e| e.unwrap().path()) {
+        if path.extension().is_none_or(|e| e != "lock") {
+            continue;
+        }
+        let golden = read_lock(&path);
+        let fresh = rekeyed(&golden);
+        if std::env::var_os("ANBIQ_REKEY").is_some() {
+            std::fs::write(&path, fresh.to_text().unwrap()).unwrap();
+        } else {
+            assert!(
+                fresh == golden,
+                "{} records keys or versions this build does not give its steps ({:?}): bless it on a machine of its \
+                 CPU mode `{}`, or, if no golden step's outputs changed, run \
+                 `ANBIQ_REKEY=1 cargo test --test provenance golden_keys`",
+                path.display(),
+                run::diff(&golden, &fresh),
+                golden.cpu
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 4, "Intel's and AMD's quickstart and kinds goldens: found {checked}");
+}

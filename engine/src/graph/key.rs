@@ -135,15 +135,18 @@ pub fn compute_keys(wf: &Workflow, dag: &Dag, env: &KeyEnv) -> anyhow::Result<Ve
             inputs,
             files,
         };
-        keys[i] = Some((key_of(&ingredients, env), ingredients));
+        keys[i] = Some((ingredients.key(env), ingredients));
     }
     Ok(keys.into_iter().map(|k| k.expect("every step is in the order")).collect())
 }
 
-fn key_of(ingredients: &KeyIngredients, env: &KeyEnv) -> StepKey {
-    // serde_json writes struct fields in declaration order and BTreeMaps sorted: the encoding is canonical.
-    let doc = serde_json::json!({ "v": 2, "libtorch": env.libtorch, "cpu": env.cpu, "step": ingredients });
-    StepKey(blake3::hash(doc.to_string().as_bytes()).to_hex().to_string())
+impl KeyIngredients {
+    /// The key these ingredients make under `env` (its libtorch and CPU mode; the versions are ingredients).
+    pub fn key(&self, env: &KeyEnv) -> StepKey {
+        // serde_json writes struct fields in declaration order and BTreeMaps sorted: the encoding is canonical.
+        let doc = serde_json::json!({ "v": 2, "libtorch": env.libtorch, "cpu": env.cpu, "step": self });
+        StepKey(blake3::hash(doc.to_string().as_bytes()).to_hex().to_string())
+    }
 }
 
 /// blake3 of a file, or of a directory's files (relative names and contents, sorted by name).

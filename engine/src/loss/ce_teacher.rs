@@ -11,7 +11,7 @@ pub struct CeTeacherLabels {}
 
 impl DistillLoss for CeTeacherLabels {
     fn loss(&self, input: &LossInput) -> anyhow::Result<Tensor> {
-        let pseudo: Tensor = input.teacher.argmax(-1, false);
+        let pseudo: Tensor = input.teacher_dense().argmax(-1, false);
         Ok(input.student.cross_entropy_for_logits(&pseudo))
     }
 

@@ -21,7 +21,7 @@ pub struct CosineEmbedding {}
 
 /// Student and teacher embeddings must be the same shape (a clear error, not libtorch's, when they are not).
 fn check_shapes(input: &LossInput) -> anyhow::Result<()> {
-    let (s, t) = (input.student.size(), input.teacher.size());
+    let (s, t) = (input.student.size(), input.teacher_dense().size());
     if s != t {
         anyhow::bail!("student embeddings {s:?} and the teacher's {t:?} differ in shape");
     }
@@ -31,7 +31,7 @@ fn check_shapes(input: &LossInput) -> anyhow::Result<()> {
 impl DistillLoss for MseEmbedding {
     fn loss(&self, input: &LossInput) -> anyhow::Result<Tensor> {
         check_shapes(input)?;
-        Ok(input.student.mse_loss(input.teacher, Reduction::Mean))
+        Ok(input.student.mse_loss(input.teacher_dense(), Reduction::Mean))
     }
 
     fn mean_over_rows(&self) -> bool {
@@ -50,7 +50,7 @@ pub fn one_minus_cosine(a: &Tensor, b: &Tensor) -> Tensor {
 impl DistillLoss for CosineEmbedding {
     fn loss(&self, input: &LossInput) -> anyhow::Result<Tensor> {
         check_shapes(input)?;
-        Ok(one_minus_cosine(input.student, input.teacher).mean(input.student.kind()))
+        Ok(one_minus_cosine(input.student, input.teacher_dense()).mean(input.student.kind()))
     }
 
     fn mean_over_rows(&self) -> bool {
@@ -64,7 +64,7 @@ mod tests {
     use tch::Kind;
 
     fn input<'a>(student: &'a Tensor, teacher: &'a Tensor, labels: &'a Tensor) -> LossInput<'a> {
-        LossInput { student, teacher, labels, progress: 0.0, sequence_len: None, features: None }
+        LossInput::new(student, teacher, labels)
     }
 
     /// The analytic gradient of `loss` at `x` against central differences in f64, element by element.

@@ -111,6 +111,7 @@ impl DistillLoss for HiddenLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::loss::Target;
     use tch::{Device, Kind};
 
     fn states(values: &[f64], shape: [i64; 3]) -> Tensor {
@@ -134,7 +135,7 @@ mod tests {
         let none = Tensor::zeros([0], (Kind::Double, Device::Cpu));
         let input = LossInput {
             student: &none,
-            teacher: &none,
+            teacher: Target::Dense(&none),
             labels: &labels,
             progress: 0.0,
             sequence_len: None,

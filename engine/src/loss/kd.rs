@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Reduction, Tensor};
 
-use super::{DistillLoss, LossInput, Temperature};
+use super::{DistillLoss, LossInput, Target, Temperature};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -50,7 +50,12 @@ pub fn soft_kl(student: &Tensor, teacher: &Tensor, t: f64) -> Tensor {
 impl DistillLoss for KdLoss {
     fn loss(&self, input: &LossInput) -> anyhow::Result<Tensor> {
         let t = self.temperature.at(input.progress);
-        let soft = soft_kl(input.student, input.teacher, t);
+        // A top-k teacher gives forward KL without rebuilding its dense distribution.
+        let sparse = match &input.teacher {
+            Target::TopK(top) => top.forward_kl(input.student, t),
+            Target::Dense(_) => None,
+        };
+        let soft = sparse.unwrap_or_else(|| soft_kl(input.student, input.teacher_dense(), t));
         if self.alpha >= 1.0 {
             return Ok(soft);
         }

@@ -19,16 +19,18 @@ mod mse;
 mod plugin;
 mod reverse_kl;
 mod temperature;
+pub mod top_k;
 
 pub use ce_teacher::CeTeacherLabels;
 pub use config::{Compares, LossConfig, LossTerm, WeightedTerm};
 pub use embedding::{one_minus_cosine, CosineEmbedding, MseEmbedding};
 pub use hidden::{FeatureDistance, Features, HiddenLoss};
-pub use kd::KdLoss;
+pub use kd::{soft_kl, KdLoss};
 pub use mse::MseLogits;
 pub use plugin::{PluginLoss, PluginTerm};
 pub use reverse_kl::ReverseKl;
 pub use temperature::Temperature;
+pub use top_k::{TopKTail, TopKTeacher};
 
 use tch::Tensor;
 
@@ -36,8 +38,8 @@ use tch::Tensor;
 pub struct LossInput<'a> {
     /// [N, C], requires grad.
     pub student: &'a Tensor,
-    /// [N, C] f32, no grad.
-    pub teacher: &'a Tensor,
+    /// What the student is compared with: logits `[N, C]` or embeddings, or a top-k teacher.
+    pub teacher: Target<'a>,
     /// [N] i64.
     pub labels: &'a Tensor,
     /// Fraction of training done, in [0, 1].
@@ -47,6 +49,36 @@ pub struct LossInput<'a> {
     pub sequence_len: Option<i64>,
     /// A sentence encoder's hidden states, for the feature losses ([`HiddenLoss`]); `None` when no term asks.
     pub features: Option<&'a Features>,
+}
+
+/// The teacher side of a [`LossInput`].
+pub enum Target<'a> {
+    /// Logits `[N, C]` f32 (up to a per-row constant), or a sentence encoder's embeddings `[N, D]`; no grad.
+    Dense(&'a Tensor),
+    /// A language model's stored top k for these rows, rebuilt densely only for a loss that needs it.
+    TopK(&'a TopKTeacher),
+}
+
+impl<'a> LossInput<'a> {
+    /// One batch of rows against a dense teacher, at the start of training, with no sequences and no features.
+    pub fn new(student: &'a Tensor, teacher: &'a Tensor, labels: &'a Tensor) -> Self {
+        LossInput {
+            student,
+            teacher: Target::Dense(teacher),
+            labels,
+            progress: 0.0,
+            sequence_len: None,
+            features: None,
+        }
+    }
+
+    /// The teacher as a dense tensor (a top-k teacher rebuilt, once, for the rows' student logits).
+    pub fn teacher_dense(&self) -> &Tensor {
+        match &self.teacher {
+            Target::Dense(t) => t,
+            Target::TopK(top) => top.dense(self.student),
+        }
+    }
 }
 
 /// A distillation loss: returns a scalar to minimise, differentiable with respect to `input.student`.

@@ -16,7 +16,7 @@ fn centred(x: &Tensor) -> Tensor {
 
 impl DistillLoss for MseLogits {
     fn loss(&self, input: &LossInput) -> anyhow::Result<Tensor> {
-        Ok(centred(input.student).mse_loss(&centred(input.teacher), Reduction::Mean))
+        Ok(centred(input.student).mse_loss(&centred(input.teacher_dense()), Reduction::Mean))
     }
 
     fn mean_over_rows(&self) -> bool {

@@ -145,11 +145,11 @@ impl DistillLoss for PluginLoss {
                 let vocab = input.student.size()[1];
                 (
                     input.student.reshape([-1, t, vocab]),
-                    input.teacher.reshape([-1, t, vocab]),
+                    input.teacher_dense().reshape([-1, t, vocab]),
                     input.labels.reshape([-1, t]),
                 )
             }
-            _ => (input.student.shallow_clone(), input.teacher.shallow_clone(), input.labels.shallow_clone()),
+            _ => (input.student.shallow_clone(), input.teacher_dense().shallow_clone(), input.labels.shallow_clone()),
         };
         if self.check_gradient.swap(false, Ordering::Relaxed) {
             self.check_gradient(&student, &teacher, &labels, input.progress)?;

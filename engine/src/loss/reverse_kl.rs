@@ -47,7 +47,7 @@ pub fn reverse_kl(student: &Tensor, teacher: &Tensor, t: f64) -> Tensor {
 impl DistillLoss for ReverseKl {
     fn loss(&self, input: &LossInput) -> anyhow::Result<Tensor> {
         let t = self.temperature.at(input.progress);
-        let kl = reverse_kl(input.student, input.teacher, t);
+        let kl = reverse_kl(input.student, input.teacher_dense(), t);
         if self.alpha >= 1.0 {
             return Ok(kl);
         }

@@ -33,7 +33,6 @@ mod features;
 mod projection;
 mod teacher;
 
-use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -44,7 +43,8 @@ use super::{check_fields, ArtifactKind, InputDecl, OneOrMany, OutputDecl, Step, 
 use crate::artifact::LoadedData;
 use crate::config::{from_node, Located, Node};
 use crate::data::augment;
-use crate::loss::{Compares, DistillLoss, LossConfig, LossInput, LossTerm, WeightedTerm};
+pub use crate::loss::TopKTail;
+use crate::loss::{Compares, DistillLoss, LossConfig, LossInput, LossTerm, Target, WeightedTerm};
 use crate::nn::runtime::precision::Precision;
 use crate::nn::training::chunked::backward_in_chunks;
 use crate::nn::training::learner::{backward_with_terms, Batch, BatchLoss, TrainStep};
@@ -59,9 +59,11 @@ use teacher::{load_teacher, TeacherRows};
 
 // 2: a student started from `init` keeps that model's tokenizer files. 3: `history.json` holds each term's share of
 // the loss when it has several. 4: one trained from scratch on a model's tokenizer gets that tokenizer's files.
+// 5: a language model's forward KL from one top-k teacher is read from the stored top k, not a rebuilt dense
+// teacher (the same loss, other f32 rounding).
 pub const KIND: StepKind = StepKind {
     name: "distill",
-    version: 4,
+    version: 5,
     summary: "train a student from a teacher's logits or model",
     parse,
     schema: schema_of::<DistillConfig>,
@@ -99,13 +101,6 @@ training_config! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub projection: Option<Projection>,
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TopKTail {
-    Even,
-    Student,
 }
 
 #[derive(Debug)]
@@ -154,7 +149,8 @@ pub struct DistillBatch<'a> {
     pub loss: Box<dyn DistillLoss>,
     pub jitter: i64,
     pub device: Device,
-    pub shape_tail: bool,
+    /// How a top-k teacher's leftover mass is spread (`top_k_tail`).
+    pub tail: TopKTail,
     pub precision: Precision,
     /// Positions per chunk of a language-model student's loss.
     pub chunk: i64,
@@ -204,7 +200,7 @@ impl DistillBatch<'_> {
         }
         let student = self.projected(self.precision.forward(self.student, &x, Mode::Train(rng)));
         let teacher =
-            ensemble(self.teachers, |t| t.logits(&x, &rows, (self.device, self.precision), &student, self.shape_tail));
+            ensemble(self.teachers, |t| t.logits(&x, &rows, (self.device, self.precision), &student, self.tail));
         // Sequence logits become one row per token; classifier logits pass through. Sentences have no labels.
         let sequence_len = (student.dim() == 3).then(|| student.size()[1]);
         let labels = match self.data.dataset.meta.sentence_padding() {
@@ -212,8 +208,14 @@ impl DistillBatch<'_> {
             None => tokens::labels(&batch.y),
         };
         let (student, teacher) = (tokens::rows(&student), tokens::rows(&teacher));
-        let input =
-            LossInput { student: &student, teacher: &teacher, labels: &labels, progress, sequence_len, features: None };
+        let input = LossInput {
+            student: &student,
+            teacher: Target::Dense(&teacher),
+            labels: &labels,
+            progress,
+            sequence_len,
+            features: None,
+        };
         self.loss.loss_and_terms(&input)
     }
 }
@@ -235,7 +237,7 @@ impl DistillBatch<'_> {
         let labels = Tensor::zeros([0], (Kind::Int64, self.device));
         self.loss.loss_and_terms(&LossInput {
             student: &self.projected(tapped.student),
-            teacher: &tapped.teacher,
+            teacher: Target::Dense(&tapped.teacher),
             labels: &labels,
             progress,
             sequence_len: None,
@@ -399,11 +401,23 @@ impl DistillBatch<'_> {
         let loss = backward_in_chunks(&tokens::rows(trunk.hidden()), self.chunk, batch.weight, |start, h| {
             let n = h.size()[0];
             let student = self.precision.run(self.device, || lm.logits_of(h)).to_kind(Kind::Float);
-            let teacher = ensemble(&teachers, |t| t.logits(start, n, &student, self.shape_tail));
+            // One top-k teacher is read as stored; several are averaged as dense log-probabilities.
+            let top_k = match teachers.as_slice() {
+                [(only, _)] => only.top_k(start, n, self.tail),
+                _ => None,
+            };
+            let dense;
+            let teacher = match &top_k {
+                Some(top_k) => Target::TopK(top_k),
+                None => {
+                    dense = ensemble(&teachers, |t| t.logits(start, n, &student, self.tail));
+                    Target::Dense(&dense)
+                }
+            };
             let labels = labels.narrow(0, start, n);
             self.loss.loss_and_terms(&LossInput {
                 student: &student,
-                teacher: &teacher,
+                teacher,
                 labels: &labels,
                 progress,
                 sequence_len: None,
@@ -526,7 +540,7 @@ impl Step for Distill {
             loss,
             jitter: self.config.jitter,
             device: ctx.device,
-            shape_tail: self.config.top_k_tail == Some(TopKTail::Student),
+            tail: self.config.top_k_tail.unwrap_or_default(),
             precision: self.config.precision,
             chunk: training.loss_chunk(meta.classes),
             recompute: training.recompute_activations,

@@ -11,6 +11,7 @@ use crate::artifact::embeddings::{is_embeddings, EmbeddingsArtifact};
 use crate::artifact::model::{LoadedModel, ModelArtifact};
 use crate::artifact::token_logits::{expand, expand_like, is_token_logits};
 use crate::artifact::{LoadedData, LogitsArtifact, TokenLogits};
+use crate::loss::{TopKTail, TopKTeacher};
 use crate::nn::runtime::precision::Precision;
 use crate::nn::{tokens, LanguageModel, Mode};
 
@@ -103,17 +104,18 @@ impl Teacher {
         }
     }
 
-    /// The teacher's logits for a batch: looked up (offline) or computed on the batch's inputs (online). With
-    /// `shape_tail`, a top-k teacher's leftover mass follows the student's logits `student`. An online teacher runs
-    /// at `precision`.
+    /// The teacher's logits for a batch: looked up (offline) or computed on the batch's inputs (online). A top-k
+    /// teacher's leftover mass is spread as `tail` says (following the student's logits `student`, or evenly). An
+    /// online teacher runs at `precision`.
     pub(super) fn logits(
         &self,
         x: &Tensor,
         base_rows: &Tensor,
         (device, precision): (Device, Precision),
         student: &Tensor,
-        shape_tail: bool,
+        tail: TopKTail,
     ) -> Tensor {
+        let shape_tail = tail == TopKTail::Student;
         let top_k = match self {
             Teacher::Offline(logits) if shape_tail => logits.top_k(base_rows),
             Teacher::Tokens(logits) if shape_tail => Some(logits.top_k(base_rows)),
@@ -143,12 +145,23 @@ pub(super) enum TeacherRows<'a> {
 }
 
 impl TeacherRows<'_> {
-    /// Teacher logits `[n, V]` of rows `start..start + n`; with `shape_tail`, a top-k teacher's leftover mass follows
-    /// the student's logits `student` `[n, V]` of those rows.
-    pub(super) fn logits(&self, start: i64, n: i64, student: &Tensor, shape_tail: bool) -> Tensor {
+    /// The stored top k of rows `start..start + n`, for a loss to read as they are; `None` for another teacher.
+    pub(super) fn top_k(&self, start: i64, n: i64, tail: TopKTail) -> Option<TopKTeacher> {
         let rows = |t: &Tensor| t.narrow(0, start, n);
         match self {
-            TeacherRows::TopK { logprobs, indices, rest, .. } if shape_tail => {
+            TeacherRows::TopK { logprobs, indices, rest, classes } => {
+                Some(TopKTeacher::new(&rows(logprobs), &rows(indices), &rows(rest), *classes, tail))
+            }
+            TeacherRows::Hidden { .. } | TeacherRows::Dense(_) => None,
+        }
+    }
+
+    /// Teacher logits `[n, V]` of rows `start..start + n`; a top-k teacher's leftover mass is spread as `tail` says
+    /// (following the student's logits `student` `[n, V]` of those rows, or evenly).
+    pub(super) fn logits(&self, start: i64, n: i64, student: &Tensor, tail: TopKTail) -> Tensor {
+        let rows = |t: &Tensor| t.narrow(0, start, n);
+        match self {
+            TeacherRows::TopK { logprobs, indices, rest, .. } if tail == TopKTail::Student => {
                 expand_like(&rows(logprobs), &rows(indices), &rows(rest), student)
             }
             TeacherRows::TopK { logprobs, indices, rest, classes } => {

@@ -125,8 +125,7 @@ pub fn sample(logits: &Tensor, draws: i64, slots: i64, seeds: &[u64], dtype: Sto
     let distinct = counts.reciprocal().sum(Kind::Double).double_value(&[]);
     // A draw is its token's first when no earlier draw drew it. Rank first draws by count, then by lower id (in f64,
     // so count × (V + 1) − id is exact for any vocabulary); repeats rank last.
-    let earlier = Tensor::ones([draws, draws], (Kind::Bool, logits.device())).tril(-1);
-    let first = same.logical_and(&earlier).any_dim(-1, false).logical_not();
+    let first = first_of_equal(&same);
     let rank = counts.to_kind(Kind::Double) * (v + 1) as f64 - drawn.to_kind(Kind::Double);
     let key = rank.where_self(&first, &Tensor::from(-1.0f64));
     let (_, order) = key.topk(slots, -1, true, true);
@@ -142,6 +141,14 @@ pub fn sample(logits: &Tensor, draws: i64, slots: i64, seeds: &[u64], dtype: Sto
         rest: (-kept_mass + 1.0).clamp_min(0.0).to_kind(dtype.kind()),
     };
     (batch, distinct)
+}
+
+/// Whether each slot `i` is the first of its value, from `same` `[.., k, k]` (`same[.., i, j]`: slots i and j hold the
+/// same id): true unless an earlier slot holds it.
+pub fn first_of_equal(same: &Tensor) -> Tensor {
+    let k = same.size().last().copied().unwrap_or(0);
+    let earlier = Tensor::ones([k, k], (Kind::Bool, same.device())).tril(-1);
+    same.logical_and(&earlier).any_dim(-1, false).logical_not()
 }
 
 /// Dense logits `[.., V]` from a top-k compression: log-probabilities for the top k, an even share of the leftover

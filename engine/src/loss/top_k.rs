@@ -13,7 +13,7 @@ use std::cell::OnceCell;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::artifact::token_logits::{expand, expand_like};
+use crate::artifact::token_logits::{expand, expand_like, first_of_equal};
 
 /// How a top-k teacher's leftover mass is spread over the classes outside its top k.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -78,10 +78,18 @@ impl TopKTeacher {
     /// A slot is its class's first unless an earlier slot holds the same class (a sampled store repeats a kept
     /// token in the slots it did not fill; the rebuilt distribution counts it once).
     fn first_slots(&self) -> Tensor {
-        let k = self.indices.size()[1];
-        let same = self.indices.unsqueeze(-1).eq_tensor(&self.indices.unsqueeze(-2));
-        let earlier = Tensor::ones([k, k], (Kind::Bool, self.indices.device())).tril(-1);
-        same.logical_and(&earlier).any_dim(-1, false).logical_not()
+        first_of_equal(&self.indices.unsqueeze(-1).eq_tensor(&self.indices.unsqueeze(-2)))
+    }
+
+    /// The teacher's top-k log-probabilities and probabilities `[n, k]` (0 at repeated slots, `first`), and the log
+    /// of its normaliser `[n]`, from its top-k logits `a` (0 at repeated slots) and the log of its tail's total
+    /// unnormalised mass `tail_mass` `[n]`.
+    fn normalised_top(a: &Tensor, first: &Tensor, tail_mass: &Tensor) -> (Tensor, Tensor, Tensor) {
+        let masked = a.where_self(first, &Tensor::from(f64::NEG_INFINITY).to_kind(Kind::Float));
+        let log_z = Tensor::cat(&[masked, tail_mass.unsqueeze(-1)], -1).logsumexp([-1], false);
+        let log_p_top = a - log_z.unsqueeze(-1);
+        let p_top = log_p_top.exp().where_self(first, &Tensor::zeros([], (Kind::Float, a.device())));
+        (log_p_top, p_top, log_z)
     }
 
     /// Per-row KL with the leftover mass spread evenly: each of the V − k' classes outside the k' distinct top
@@ -89,17 +97,12 @@ impl TopKTeacher {
     fn even_tail_kl(&self, student: &Tensor, t: f64) -> Tensor {
         let log_q = (student / t).log_softmax(-1, Kind::Float);
         let first = self.first_slots();
-        let zero = Tensor::zeros([], (Kind::Float, student.device()));
-        let a = (&self.logprobs / t).where_self(&first, &zero);
+        let a = (&self.logprobs / t).where_self(&first, &Tensor::zeros([], (Kind::Float, student.device())));
         let k = self.indices.size()[1];
         let c = (self.rest.clamp_min(1e-12) / (self.classes - k).max(1) as f64).log() / t;
         let outside = -first.sum_dim_intlist(-1, false, Kind::Float) + self.classes as f64;
-        // log of the tail's total unnormalised mass; −∞ when the top k covers every class.
-        let tail_mass = &c + outside.log();
-        let masked = a.where_self(&first, &Tensor::from(f64::NEG_INFINITY).to_kind(Kind::Float));
-        let log_z = Tensor::cat(&[masked, tail_mass.unsqueeze(-1)], -1).logsumexp([-1], false);
-        let log_p_top = &a - log_z.unsqueeze(-1);
-        let p_top = log_p_top.exp().where_self(&first, &zero);
+        // The log of the tail's total unnormalised mass: −∞ when the top k covers every class.
+        let (log_p_top, p_top, log_z) = Self::normalised_top(&a, &first, &(&c + outside.log()));
         let log_p_tail = &c - &log_z;
         let p_tail = log_p_tail.exp() * outside.gt(0.0).to_kind(Kind::Float);
         let top_log_q = log_q.gather(-1, &self.indices, false);
@@ -116,13 +119,9 @@ impl TopKTeacher {
     fn student_tail_kl(&self, student: &Tensor) -> Tensor {
         let log_q = student.log_softmax(-1, Kind::Float);
         let first = self.first_slots();
-        let zero = Tensor::zeros([], (Kind::Float, student.device()));
-        let a = self.logprobs.where_self(&first, &zero);
+        let a = self.logprobs.where_self(&first, &Tensor::zeros([], (Kind::Float, student.device())));
         let log_rest = self.rest.clamp_min(1e-12).log();
-        let masked = a.where_self(&first, &Tensor::from(f64::NEG_INFINITY).to_kind(Kind::Float));
-        let log_z = Tensor::cat(&[masked, log_rest.unsqueeze(-1)], -1).logsumexp([-1], false);
-        let log_p_top = &a - log_z.unsqueeze(-1);
-        let p_top = log_p_top.exp().where_self(&first, &zero);
+        let (log_p_top, p_top, log_z) = Self::normalised_top(&a, &first, &log_rest);
         let log_p_rest = log_rest - &log_z;
         // The student's mass outside the top k, in log space (stable when the top k holds nearly all of it).
         let log_q_outside = log_q.scatter_value(-1, &self.indices, f64::NEG_INFINITY).logsumexp([-1], false);

@@ -9,7 +9,7 @@ use super::super::{ArtifactKind, StepContext};
 use super::features::TeacherStates;
 use crate::artifact::embeddings::{is_embeddings, EmbeddingsArtifact};
 use crate::artifact::model::{LoadedModel, ModelArtifact};
-use crate::artifact::token_logits::{expand, expand_like, is_token_logits};
+use crate::artifact::token_logits::{expand_like, is_token_logits};
 use crate::artifact::{LoadedData, LogitsArtifact, TokenLogits};
 use crate::loss::{TopKTail, TopKTeacher};
 use crate::nn::runtime::precision::Precision;
@@ -161,11 +161,8 @@ impl TeacherRows<'_> {
     pub(super) fn logits(&self, start: i64, n: i64, student: &Tensor, tail: TopKTail) -> Tensor {
         let rows = |t: &Tensor| t.narrow(0, start, n);
         match self {
-            TeacherRows::TopK { logprobs, indices, rest, .. } if tail == TopKTail::Student => {
-                expand_like(&rows(logprobs), &rows(indices), &rows(rest), student)
-            }
-            TeacherRows::TopK { logprobs, indices, rest, classes } => {
-                expand(&rows(logprobs), &rows(indices), &rows(rest), *classes)
+            TeacherRows::TopK { .. } => {
+                self.top_k(start, n, tail).expect("a top-k teacher").dense(student).shallow_clone()
             }
             TeacherRows::Hidden { model, hidden, precision } => {
                 tch::no_grad(|| precision.run(hidden.device(), || model.logits_of(&rows(hidden))).to_kind(Kind::Float))

@@ -184,7 +184,7 @@ fn distill(
         tail: TopKTail::Even,
         precision: args.precision,
         chunk: anbiq::nn::training::chunked::chunk_positions(data.dataset.meta.classes),
-        recompute: false,
+        recompute: Default::default(),
         features: None,
         projection: None,
     };

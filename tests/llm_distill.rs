@@ -66,8 +66,9 @@ fn a_loss_in_chunks_of_positions_trains_the_student_the_whole_batch_trains() {
 }
 
 /// `recompute_activations` changes memory and time, not results: bit for bit the same students (a Llama distilled
-/// offline and online and trained on labels, a GPT with dropout trained on labels) and the same lockfile, so turning
-/// it on or off reuses what is cached. A model without blocks is refused, naming the field.
+/// offline and online and trained on labels, a GPT with dropout trained on labels), every block recomputed or all but
+/// the last, and the same lockfile, so turning it on or off reuses what is cached. A model without blocks is refused,
+/// naming the field, and so is keeping every block.
 #[test]
 fn recomputed_activations_train_the_same_students_bit_for_bit() {
     let gpt = "  gpt: {kind: train, data: text.train, epochs: 1, batch_size: 8, loss_chunk: 7, model: {arch: gpt, \
@@ -81,15 +82,20 @@ fn recomputed_activations_train_the_same_students_bit_for_bit() {
         p.run(&[]);
         p
     };
-    let (a, b) = (run(&plain), run(&recomputing));
-    for step in ["even", "shaped", "online", "labels", "drawn", "gpt"] {
-        let (wa, wb) = (weights(&a, step), weights(&b, step));
-        assert_eq!(wa.keys().collect::<Vec<_>>(), wb.keys().collect::<Vec<_>>());
-        for (key, w) in &wa {
-            assert!(w.equal(&wb[key]), "{step}: {key} differs with recomputed activations");
+    let keeping_one =
+        common::edit_workflow(plain.clone(), "loss_chunk: 7", "loss_chunk: 7, recompute_activations: {keep: 1}", 6);
+    let a = run(&plain);
+    for (variant, yaml) in [("every block recomputed", &recomputing), ("the last block kept", &keeping_one)] {
+        let b = run(yaml);
+        for step in ["even", "shaped", "online", "labels", "drawn", "gpt"] {
+            let (wa, wb) = (weights(&a, step), weights(&b, step));
+            assert_eq!(wa.keys().collect::<Vec<_>>(), wb.keys().collect::<Vec<_>>());
+            for (key, w) in &wa {
+                assert!(w.equal(&wb[key]), "{step}: {key} differs with {variant}");
+            }
         }
+        assert_eq!(a.lock().without_measurements(), b.lock().without_measurements(), "{variant}");
     }
-    assert_eq!(a.lock().without_measurements(), b.lock().without_measurements());
     // Recomputation switched on where the plain run ran: nothing to do.
     a.write("wf.yaml", &recomputing);
     assert!(a.run(&[]).ran().is_empty(), "switching recomputation on reruns nothing");
@@ -100,6 +106,15 @@ fn recomputed_activations_train_the_same_students_bit_for_bit() {
     let refused = "step `m` (train): field `recompute_activations`: recomputes the blocks of a language model \
                    (`llama`, `gpt`); `mlp` has none";
     assert!(failures.len() == 1 && failures[0].ends_with(refused), "{failures:?}");
+
+    let keeping_all =
+        common::edit_workflow(plain, "loss_chunk: 7", "loss_chunk: 7, recompute_activations: {keep: 2}", 6);
+    let p = Project::new(&keeping_all);
+    p.write("text.txt", TEXT.repeat(12));
+    let failures = p.failures(&[]);
+    let refused = "step `gpt` (train): field `recompute_activations`: keeps 2 of the model's 2 blocks, so none is \
+                   recomputed: keep fewer, or leave the field out";
+    assert!(failures.iter().any(|f| f.ends_with(refused)), "{failures:?}");
 }
 
 /// The shipped `workflows/smollm2-prune-distill.yaml` end to end on the real SmolLM2-135M, cut to a few windows:

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     CeTeacherLabels, CosineEmbedding, DistillLoss, HiddenLoss, KdLoss, MseEmbedding, MseLogits, PluginTerm, ReverseKl,
-    WeightedSum,
+    SimilarityEmbedding, WeightedSum,
 };
 
 /// One loss term, externally tagged by its name: `{kd: {temperature: 4}}`.
@@ -27,6 +27,8 @@ pub enum LossTerm {
     MseEmbedding(MseEmbedding),
     /// Sentence embeddings: mean of 1 − cos.
     CosineEmbedding(CosineEmbedding),
+    /// Sentence embeddings: mean over the batch's pairs of sentences of the squared difference of their cosines.
+    SimilarityEmbedding(SimilarityEmbedding),
     /// A sentence encoder's intermediate hidden states, paired student → teacher: `{map: {1: 2, 2: 4}, loss: mse}`.
     Hidden(HiddenLoss),
 }
@@ -70,7 +72,8 @@ impl LossTerm {
             LossTerm::MseLogits(_)
             | LossTerm::CeTeacherLabels(_)
             | LossTerm::MseEmbedding(_)
-            | LossTerm::CosineEmbedding(_) => Ok(()),
+            | LossTerm::CosineEmbedding(_)
+            | LossTerm::SimilarityEmbedding(_) => Ok(()),
         }
     }
 
@@ -78,7 +81,10 @@ impl LossTerm {
     /// does not load compares distributions here, and `validate` reports why it does not load.
     pub fn compares(&self) -> Compares {
         match self {
-            LossTerm::MseEmbedding(_) | LossTerm::CosineEmbedding(_) | LossTerm::Hidden(_) => Compares::Embeddings,
+            LossTerm::MseEmbedding(_)
+            | LossTerm::CosineEmbedding(_)
+            | LossTerm::SimilarityEmbedding(_)
+            | LossTerm::Hidden(_) => Compares::Embeddings,
             LossTerm::Plugin(p) => match crate::plugin::load(&p.file()).map(|m| m.describe.inputs) {
                 Ok(crate::plugin::Inputs::Embeddings) => Compares::Embeddings,
                 _ => Compares::Distributions,
@@ -103,6 +109,7 @@ impl LossTerm {
             LossTerm::ReverseKl(l) => Box::new(l.clone()),
             LossTerm::MseEmbedding(l) => Box::new(l.clone()),
             LossTerm::CosineEmbedding(l) => Box::new(l.clone()),
+            LossTerm::SimilarityEmbedding(l) => Box::new(l.clone()),
             LossTerm::Hidden(l) => Box::new(l.clone()),
             LossTerm::Plugin(p) => Box::new(p.build()?),
         })
@@ -149,7 +156,7 @@ impl LossConfig {
                 let message = match what {
                     Compares::Embeddings => format!(
                         "`{}` compares a teacher's distributions; a sentence encoder is distilled with \
-                         `mse_embedding` or `cosine_embedding`",
+                         `mse_embedding`, `cosine_embedding` or `similarity_embedding`",
                         t.term.name()
                     ),
                     Compares::Distributions => format!(

@@ -5,6 +5,10 @@
 //!   layer-reduction and multilingual distillation recipe).
 //! - `cosine_embedding: {}` — mean over sentences of 1 − cos(student, teacher): the direction alone, which is all a
 //!   normalised embedder's similarities depend on.
+//! - `similarity_embedding: {}` — mean over the batch's pairs of sentences of (cos_student(i, j) − cos_teacher(i, j))²:
+//!   the relations between sentences rather than their positions (similarity-preserving KD, Tung & Mori 2019), which is
+//!   what search and clustering read from an embedder. Not a mean over rows: its value depends on which sentences
+//!   share a batch (with `distributed`, the pairs within each rank's part of it).
 
 use serde::{Deserialize, Serialize};
 use tch::{Reduction, Tensor};
@@ -18,6 +22,10 @@ pub struct MseEmbedding {}
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CosineEmbedding {}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SimilarityEmbedding {}
 
 /// Student and teacher embeddings must be the same shape (a clear error, not libtorch's, when they are not).
 fn check_shapes(input: &LossInput) -> anyhow::Result<()> {
@@ -55,6 +63,32 @@ impl DistillLoss for CosineEmbedding {
 
     fn mean_over_rows(&self) -> bool {
         true
+    }
+}
+
+/// The cosine similarities of every pair of rows `[N, N]`; a zero row is at cosine 0 to everything.
+fn cosine_matrix(x: &Tensor) -> Tensor {
+    let unit = x / x.norm_scalaropt_dim(2, [-1], true).clamp_min(1e-12);
+    unit.matmul(&unit.tr())
+}
+
+impl DistillLoss for SimilarityEmbedding {
+    fn loss(&self, input: &LossInput) -> anyhow::Result<Tensor> {
+        check_shapes(input)?;
+        let n = input.student.size()[0];
+        if n < 2 {
+            // No pair to compare: zero, still attached to the student so backward runs.
+            return Ok(input.student.sum(input.student.kind()) * 0.0);
+        }
+        let diff = cosine_matrix(input.student) - cosine_matrix(input.teacher_dense());
+        // The diagonal (a sentence with itself) is 1 on both sides and carries nothing; each pair counts once per
+        // order, which leaves the mean unchanged.
+        let off_diagonal = Tensor::eye(n, (input.student.kind(), input.student.device())).neg() + 1.0;
+        Ok((diff.square() * off_diagonal).sum(input.student.kind()) / (n * (n - 1)) as f64)
+    }
+
+    fn mean_over_rows(&self) -> bool {
+        false
     }
 }
 
@@ -96,6 +130,7 @@ mod tests {
     fn gradients_match_finite_differences() {
         check_gradient(&MseEmbedding {});
         check_gradient(&CosineEmbedding {});
+        check_gradient(&SimilarityEmbedding {});
     }
 
     #[test]
@@ -108,5 +143,32 @@ mod tests {
         // Same direction: 0; perpendicular: 1.
         let cos = CosineEmbedding {}.loss(&input(&s, &t, &labels)).unwrap().double_value(&[]);
         assert!((cos - 0.5).abs() < 1e-6, "{cos}");
+    }
+
+    #[test]
+    fn similarity_compares_relations_not_positions() {
+        let labels = Tensor::zeros([0], (Kind::Int64, tch::Device::Cpu));
+        let similarity =
+            |s: &Tensor, t: &Tensor| SimilarityEmbedding {}.loss(&input(s, t, &labels)).unwrap().double_value(&[]);
+        // Student rows perpendicular (cos 0), teacher rows parallel (cos 1): each of the two ordered pairs is off by 1.
+        let s = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 2.0]).view([2, 2]);
+        let t = Tensor::from_slice(&[3.0f32, 0.0, 1.0, 0.0]).view([2, 2]);
+        assert!((similarity(&s, &t) - 1.0).abs() < 1e-6);
+        // A rotation and rescaling of the teacher keeps every cosine: nothing to pay, though MSE would.
+        let t3 = Tensor::from_slice(&[1.0f32, 0.0, 0.6, 0.8, -0.6, 0.8]).view([3, 2]);
+        let rotation = Tensor::from_slice(&[0.0f32, -1.0, 1.0, 0.0]).view([2, 2]);
+        let scale = Tensor::from_slice(&[2.0f32, 0.5, 3.0]).view([3, 1]);
+        let s3 = t3.matmul(&rotation) * scale;
+        assert!(similarity(&s3, &t3).abs() < 1e-6, "{}", similarity(&s3, &t3));
+        // Three rows, six ordered pairs: (0, 1) is off by 0.6 − 0, (1, 2) by 0.8 − 0.28, (0, 2) agrees at −0.6.
+        let s3 = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0, -0.6, 0.8]).view([3, 2]);
+        let t3 = Tensor::from_slice(&[1.0f32, 0.0, 0.6, 0.8, -0.6, 0.8]).view([3, 2]);
+        let expected = 2.0 * (0.6f64.powi(2) + (0.8f64 - 0.28).powi(2)) / 6.0;
+        assert!((similarity(&s3, &t3) - expected).abs() < 1e-6, "{} vs {expected}", similarity(&s3, &t3));
+        // One sentence: no pair, a zero loss that still has a gradient.
+        let one = Tensor::from_slice(&[1.0f32, 2.0]).view([1, 2]).set_requires_grad(true);
+        let value = SimilarityEmbedding {}.loss(&input(&one, &t.narrow(0, 0, 1), &labels)).unwrap();
+        value.backward();
+        assert_eq!(value.double_value(&[]), 0.0);
     }
 }

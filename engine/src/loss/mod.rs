@@ -23,7 +23,7 @@ pub mod top_k;
 
 pub use ce_teacher::CeTeacherLabels;
 pub use config::{Compares, LossConfig, LossTerm, WeightedTerm};
-pub use embedding::{one_minus_cosine, CosineEmbedding, MseEmbedding};
+pub use embedding::{one_minus_cosine, CosineEmbedding, MseEmbedding, SimilarityEmbedding};
 pub use hidden::{FeatureDistance, Features, HiddenLoss};
 pub use kd::{soft_kl, KdLoss};
 pub use mse::MseLogits;

@@ -27,7 +27,7 @@ use crate::data::augment;
 use crate::nn::runtime::precision::Precision;
 use crate::nn::training::chunked;
 use crate::nn::training::learner::{backward_whole, Batch, BatchLoss, TrainStep};
-use crate::nn::training::recompute::Trunk;
+use crate::nn::training::recompute::{RecomputeActivations, Trunk};
 use crate::nn::{tokens, ArchConfig, LanguageModel, Mode, Model};
 use crate::rng::Rng;
 
@@ -80,7 +80,7 @@ pub(crate) struct Supervised<'a> {
     pub jitter: i64,
     pub precision: Precision,
     /// Recompute the language model's activations in the backward pass ([`Trunk`]).
-    pub recompute: bool,
+    pub recompute: RecomputeActivations,
 }
 
 impl Supervised<'_> {

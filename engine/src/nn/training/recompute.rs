@@ -9,16 +9,62 @@
 //! [`Recomputed::backward`] reruns each block from its input, last to first, and backpropagates the gradient its
 //! output received — one block's activations alive at a time, for one more forward pass of compute.
 //!
+//! Recomputation can stop short of the top: with `recompute_activations: {keep: N}` the last N blocks run as in a
+//! plain pass, their activations kept and backpropagated through without a rerun — N blocks' memory back (about
+//! 120 MB each for the trunk above) for N blocks' forward compute saved, what Megatron calls recomputing only some
+//! layers; the step's memory budget decides N.
+//!
 //! The recomputed forward pass is the same computation on the same inputs and each block's backward pass the same
 //! graph, so on CPU the gradients are bit-identical to a plain backward pass (tested below and in
 //! `tests/llm_distill.rs`): recomputation changes memory and time, never results.
 
 use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::nn::model::{Blocks, LanguageModel, Mode};
 use crate::nn::runtime::precision::Precision;
 use crate::rng::Rng;
+
+/// A step's `recompute_activations`: `false` (the default: every block keeps its activations), `true` (every block
+/// recomputed), or `{keep: N}` (the last N blocks keep theirs, the others are recomputed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum RecomputeActivations {
+    All(bool),
+    Keep { keep: usize },
+}
+
+impl Default for RecomputeActivations {
+    fn default() -> Self {
+        RecomputeActivations::All(false)
+    }
+}
+
+impl RecomputeActivations {
+    pub fn is_off(&self) -> bool {
+        *self == RecomputeActivations::All(false)
+    }
+
+    /// How many of the trunk's last blocks keep their activations when any are recomputed; `None`: none recomputed.
+    pub fn kept_blocks(&self) -> Option<usize> {
+        match *self {
+            RecomputeActivations::All(false) => None,
+            RecomputeActivations::All(true) => Some(0),
+            RecomputeActivations::Keep { keep } => Some(keep),
+        }
+    }
+
+    /// `keep` must leave a block to recompute in a trunk of `blocks`.
+    pub fn check(&self, blocks: usize) -> Result<(), String> {
+        match *self {
+            RecomputeActivations::Keep { keep } if keep >= blocks => Err(format!(
+                "keeps {keep} of the model's {blocks} blocks, so none is recomputed: keep fewer, or leave the field out"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
 
 /// A trunk run forward for a recomputing backward pass.
 pub struct Recomputed<'m> {
@@ -27,11 +73,11 @@ pub struct Recomputed<'m> {
     precision: Precision,
     /// The random stream before the embedding, in train mode (`None`: eval).
     embed_rng: Option<Rng>,
-    /// Each block's input, without autograd history, and the random stream before the block.
+    /// Each recomputed block's input, without autograd history, and the random stream before the block.
     inputs: Vec<(Tensor, Option<Rng>)>,
-    /// The last block's output as a leaf: the backward pass of `hidden` ends here.
+    /// The last recomputed block's output as a leaf: the backward pass of `hidden` ends here.
     top: Tensor,
-    /// The final hidden states `[B, T, d]`, differentiable (through the last norm) back to the last block's output.
+    /// The final hidden states `[B, T, d]`, differentiable (through the kept blocks and the last norm) back to `top`.
     pub hidden: Tensor,
 }
 
@@ -55,23 +101,34 @@ fn backward_with(out: &Tensor, grad: &Tensor) {
 }
 
 impl<'m> Recomputed<'m> {
-    /// Runs `blocks` on the tokens `x` under `precision`, keeping each block's input only. `mode` advances as a plain
-    /// forward pass would advance it.
-    pub fn forward(blocks: &'m dyn Blocks, x: &Tensor, mut mode: Mode<'_>, precision: Precision) -> Recomputed<'m> {
+    /// Runs `blocks` on the tokens `x` under `precision`, keeping only each block's input but for the last `keep`
+    /// blocks, which keep their autograd graphs. `mode` advances as a plain forward pass would advance it.
+    pub fn forward(
+        blocks: &'m dyn Blocks,
+        x: &Tensor,
+        mut mode: Mode<'_>,
+        precision: Precision,
+        keep: usize,
+    ) -> Recomputed<'m> {
         let device = x.device();
         let embed_rng = snapshot(&mode);
         // As a plain forward pass runs — autograd on, each block's graph freed as soon as its output is detached —
         // rather than under `no_grad`, whose inference paths libtorch may dispatch to other kernels: the recomputed
         // blocks must see exactly the inputs a plain pass would have saved.
         let mut h = precision.run(device, || blocks.embed(x, mode.reborrow())).detach();
-        let mut inputs = Vec::with_capacity(blocks.count());
-        for i in 0..blocks.count() {
+        let recomputed = blocks.count().saturating_sub(keep);
+        let mut inputs = Vec::with_capacity(recomputed);
+        for i in 0..recomputed {
             let rng = snapshot(&mode);
             let out = precision.run(device, || blocks.block(i, &h, mode.reborrow())).detach();
             inputs.push((std::mem::replace(&mut h, out), rng));
         }
         let top = h.set_requires_grad(true);
-        let hidden = precision.run(device, || blocks.finish(&top));
+        let mut kept = top.shallow_clone();
+        for i in recomputed..blocks.count() {
+            kept = precision.run(device, || blocks.block(i, &kept, mode.reborrow()));
+        }
+        let hidden = precision.run(device, || blocks.finish(&kept));
         Recomputed { blocks, x: x.shallow_clone(), precision, embed_rng, inputs, top, hidden }
     }
 
@@ -104,19 +161,19 @@ pub enum Trunk<'m> {
 }
 
 impl<'m> Trunk<'m> {
-    /// `lm`'s final hidden states `[B, T, d]` of `x` under `precision`; with `recompute`, from
+    /// `lm`'s final hidden states `[B, T, d]` of `x` under `precision`; when `recompute` recomputes any block, from
     /// [`Recomputed::forward`] (an error when the model does not offer its blocks).
     pub fn forward(
         lm: &'m dyn LanguageModel,
         x: &Tensor,
         mode: Mode<'_>,
         precision: Precision,
-        recompute: bool,
+        recompute: RecomputeActivations,
     ) -> Result<Trunk<'m>> {
-        match (recompute, lm.blocks()) {
-            (false, _) => Ok(Trunk::Kept(precision.run(x.device(), || lm.hidden(x, mode)))),
-            (true, Some(blocks)) => Ok(Trunk::Recomputed(Recomputed::forward(blocks, x, mode, precision))),
-            (true, None) => anyhow::bail!("recomputation: this model does not offer its blocks"),
+        match (recompute.kept_blocks(), lm.blocks()) {
+            (None, _) => Ok(Trunk::Kept(precision.run(x.device(), || lm.hidden(x, mode)))),
+            (Some(keep), Some(blocks)) => Ok(Trunk::Recomputed(Recomputed::forward(blocks, x, mode, precision, keep))),
+            (Some(_), None) => anyhow::bail!("recomputation: this model does not offer its blocks"),
         }
     }
 
@@ -149,7 +206,7 @@ mod tests {
 
     /// Every parameter's gradient after a plain backward pass and after a recomputing one, and the random stream's
     /// next draw after each.
-    fn gradients(model: &dyn Model, vs: &VarStore, x: &Tensor, recompute: bool) -> (Vec<(String, Tensor)>, u64) {
+    fn gradients(model: &dyn Model, vs: &VarStore, x: &Tensor, keep: Option<usize>) -> (Vec<(String, Tensor)>, u64) {
         for mut var in vs.trainable_variables() {
             var.zero_grad();
         }
@@ -157,8 +214,8 @@ mod tests {
         let mut rng = Rng::new(11);
         let weights = Tensor::randn([7], (Kind::Float, Device::Cpu));
         let loss = |hidden: &Tensor| lm.logits_of(hidden).matmul(&weights).pow_tensor_scalar(2).mean(Kind::Float);
-        if recompute {
-            let trunk = Recomputed::forward(lm.blocks().unwrap(), x, Mode::Train(&mut rng), Precision::F32);
+        if let Some(keep) = keep {
+            let trunk = Recomputed::forward(lm.blocks().unwrap(), x, Mode::Train(&mut rng), Precision::F32, keep);
             loss(&trunk.hidden).backward();
             trunk.backward().unwrap();
         } else {
@@ -174,14 +231,17 @@ mod tests {
         let x = Tensor::randint(7, [3, 10], (Kind::Int64, Device::Cpu));
         // The loss's weights come from libtorch's generator: the same for both passes.
         tch::manual_seed(9);
-        let (plain, plain_next) = gradients(model, vs, &x, false);
-        tch::manual_seed(9);
-        let (recomputed, next) = gradients(model, vs, &x, true);
-        assert_eq!(plain_next, next, "the random stream must advance as in a plain forward pass");
+        let (plain, plain_next) = gradients(model, vs, &x, None);
         assert!(!plain.is_empty());
-        for ((name, a), (_, b)) in plain.iter().zip(&recomputed) {
-            assert!(a.abs().sum(Kind::Float).double_value(&[]) > 0.0, "{name}: no gradient");
-            assert!(a.equal(b), "{name}: recomputed gradient differs");
+        // Every block recomputed, all but the last, and all but the last two (of three).
+        for keep in 0..3 {
+            tch::manual_seed(9);
+            let (recomputed, next) = gradients(model, vs, &x, Some(keep));
+            assert_eq!(plain_next, next, "keep {keep}: the random stream must advance as in a plain forward pass");
+            for ((name, a), (_, b)) in plain.iter().zip(&recomputed) {
+                assert!(a.abs().sum(Kind::Float).double_value(&[]) > 0.0, "{name}: no gradient");
+                assert!(a.equal(b), "keep {keep}: {name}: recomputed gradient differs");
+            }
         }
     }
 

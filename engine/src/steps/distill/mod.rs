@@ -20,8 +20,8 @@
 //! `[B·T, V]`, labels `[B·T]` (see [`crate::nn::tokens`]), so `kd` is token-level KD averaged over tokens.
 //!
 //! A sentence encoder (`bert`) on `source: sentences` data is distilled from a teacher encoder's embeddings —
-//! stored by `infer`, or the teacher model online — with `mse_embedding` and `cosine_embedding`
-//! ([`crate::loss::embedding`]), usually from a pruned copy of the teacher (`init`):
+//! stored by `infer`, or the teacher model online — with `mse_embedding`, `cosine_embedding` and
+//! `similarity_embedding` ([`crate::loss::embedding`]), usually from a pruned copy of the teacher (`init`):
 //! ```yaml
 //! student: {kind: distill, teacher: targets, data: lines.train, init: pruned, loss: {mse_embedding: {}}}
 //! ```
@@ -48,7 +48,7 @@ use crate::loss::{Compares, DistillLoss, LossConfig, LossInput, LossTerm, Target
 use crate::nn::runtime::precision::Precision;
 use crate::nn::training::chunked::backward_in_chunks;
 use crate::nn::training::learner::{backward_with_terms, Batch, BatchLoss, TrainStep};
-use crate::nn::training::recompute::Trunk;
+use crate::nn::training::recompute::{RecomputeActivations, Trunk};
 use crate::nn::{tokens, ArchConfig, LanguageModel, Mode, Model};
 use crate::rng::Rng;
 pub use features::FeatureTaps;
@@ -155,7 +155,7 @@ pub struct DistillBatch<'a> {
     /// Positions per chunk of a language-model student's loss.
     pub chunk: i64,
     /// Recompute a language-model student's activations in the backward pass ([`Trunk`]).
-    pub recompute: bool,
+    pub recompute: RecomputeActivations,
     /// The hidden states a feature loss compares (an encoder student and online teacher), when it has such terms.
     pub features: Option<FeatureTaps>,
     /// `projection: drop`: the map of the student's embeddings to the teacher's width the loss sees.

@@ -6,6 +6,7 @@ use crate::nn::distributed::DistributedConfig;
 use crate::nn::training::chunked;
 use crate::nn::training::learner::LearnerConfig;
 use crate::nn::training::optimizer_config::OptimizerConfig;
+use crate::nn::training::recompute::RecomputeActivations;
 use crate::nn::training::schedule::LrSchedule;
 use crate::nn::training::selection::{EarlyStopping, Keep};
 use crate::nn::Model;
@@ -26,8 +27,8 @@ pub struct TrainingOptions {
     pub keep: Keep,
     pub early_stopping: Option<EarlyStopping>,
     pub distributed: Option<DistributedConfig>,
-    /// Recompute a language model's activations in the backward pass instead of keeping them.
-    pub recompute_activations: bool,
+    /// Recompute a language model's activations in the backward pass instead of keeping them (all or some blocks).
+    pub recompute_activations: RecomputeActivations,
     /// Batches of sentences of similar length ([`LearnerConfig::group_by_length`]).
     pub group_by_length: bool,
     /// Whether the step has a `val` set to score after each epoch.
@@ -102,16 +103,19 @@ pub fn canonical_training<T: Serialize>(config: &T) -> serde_json::Value {
     value
 }
 
-/// `recompute_activations` needs a language model that offers its blocks (`model`, of architecture `arch`), trained
-/// with a loss that goes a chunk of positions at a time (`chunked`).
+/// `recompute_activations` needs a language model that offers its blocks (`model`, of architecture `arch`), a block
+/// left to recompute, and a loss that goes a chunk of positions at a time (`chunked`).
 pub fn check_recompute(options: &TrainingOptions, arch: &str, model: &dyn Model, chunked: bool) -> anyhow::Result<()> {
-    if !options.recompute_activations {
+    if options.recompute_activations.is_off() {
         return Ok(());
     }
-    if model.language_model().and_then(|lm| lm.blocks()).is_none() {
+    let Some(blocks) = model.language_model().and_then(|lm| lm.blocks()) else {
         anyhow::bail!(
             "field `recompute_activations`: recomputes the blocks of a language model (`llama`, `gpt`); `{arch}` has none"
         );
+    };
+    if let Err(message) = options.recompute_activations.check(blocks.count()) {
+        anyhow::bail!("field `recompute_activations`: {message}");
     }
     if !chunked {
         anyhow::bail!(
@@ -177,11 +181,12 @@ macro_rules! training_config {
             /// over them (see [`crate::nn::distributed`]).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub distributed: Option<$crate::nn::distributed::DistributedConfig>,
-            /// Language models (`llama`, `gpt`): keep only each block's input in the forward pass and recompute
-            /// the rest in the backward pass — about one more forward pass of compute for most of the activations'
-            /// memory, with bit-identical results (see [`crate::nn::training::recompute`]).
-            #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-            pub recompute_activations: bool,
+            /// Language models (`llama`, `gpt`): `true` keeps only each block's input in the forward pass and
+            /// recomputes the rest in the backward pass — about one more forward pass of compute for most of the
+            /// activations' memory, with bit-identical results; `{keep: N}` recomputes all but the last N blocks
+            /// (see [`crate::nn::training::recompute`]).
+            #[serde(default, skip_serializing_if = "crate::nn::training::recompute::RecomputeActivations::is_off")]
+            pub recompute_activations: $crate::nn::training::recompute::RecomputeActivations,
             /// Sentences: fill each batch with sentences of similar length (drawn at random in runs of 50 batches,
             /// sorted within a run, the batches shuffled), so less of each batch is padding — `transformers`'
             /// `group_by_length`. Changes the batches, so it is part of the cache key.

@@ -11,14 +11,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/bench/setup-python.sh
 .bench/venv/bin/pip install -q "transformers==5.24.0" "tokenizers==0.23.3" safetensors
-# BENCH_PROFILE=dev: the documented dev-profile build in target/ (no separate release build of the dependencies).
-if [ "${BENCH_PROFILE:-release}" = dev ]; then
-  CARGO_TARGET_DIR=$root/target cargo build -q --example encoder_bench
-  bench=$root/target/debug/examples/encoder_bench
-else
-  cargo build -q --release --example encoder_bench
-  bench=${CARGO_TARGET_DIR:-target}/release/examples/encoder_bench
-fi
+source scripts/bench/build-example.sh
+build_example encoder_bench
 threads=${1:-1} seconds=${2:-3}
 shift 2 || true
 export OMP_NUM_THREADS=$threads

@@ -10,14 +10,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 source scripts/bench/smollm2-setup.sh
-# BENCH_PROFILE=dev: the documented dev-profile build in target/ (no separate release build of the dependencies).
-if [ "${BENCH_PROFILE:-release}" = dev ]; then
-  CARGO_TARGET_DIR=$root/target cargo build -q --example llm_distill_bench
-  bench=$root/target/debug/examples/llm_distill_bench
-else
-  cargo build -q --release --example llm_distill_bench
-  bench=$CARGO_TARGET_DIR/release/examples/llm_distill_bench
-fi
+source scripts/bench/build-example.sh
+build_example llm_distill_bench
 args=("${1:-20}" "${2:-8}" "${3:-256}" "${4:-3}" "${5:-2}" "${6:-f32}")
 export OMP_NUM_THREADS=${args[4]}
 for mode in chunked recompute "recompute-keep${KEEP:-4}" whole; do

@@ -43,7 +43,7 @@ impl Default for RecomputeActivations {
 
 impl RecomputeActivations {
     pub fn is_off(&self) -> bool {
-        *self == RecomputeActivations::All(false)
+        self.kept_blocks().is_none()
     }
 
     /// How many of the trunk's last blocks keep their activations when any are recomputed; `None`: none recomputed.

@@ -103,6 +103,7 @@ fn main() -> anyhow::Result<()> {
         classes: vocab,
         top_k: TOP_K,
         sampled: false,
+        layout: Default::default(),
         dtype: StoreDtype::F16,
         model: "random".into(),
         shards: Vec::new(),

@@ -93,6 +93,7 @@ fn stored(dir: &Path, logits: &Tensor, k: i64) -> TokenLogits {
         classes: v,
         top_k: k,
         sampled: false,
+        layout: Default::default(),
         dtype: StoreDtype::F32,
         model: "teacher".into(),
         shards: vec![],

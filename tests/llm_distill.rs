@@ -1,7 +1,7 @@
 //! Distillation of a language model at LLM scale, on a tiny Llama trained here on bytes of text: the loss computed a
 //! chunk of positions at a time (the output projection inside the chunk) trains the same student as the loss over the
-//! whole batch, for both top-k tails, a sampled store, an online teacher and label-only training; recomputed
-//! activations train bit-identical students.
+//! whole batch, for both top-k tails, a sampled store in fixed slots and one of counts, an online teacher and
+//! label-only training; recomputed activations train bit-identical students.
 
 use std::collections::BTreeMap;
 
@@ -29,7 +29,9 @@ fn workflow(chunk: i64) -> String {
          online: {{kind: distill, teacher: teacher, data: text.train, init: pruned, loss: [{{reverse_kl: {{}}, weight: 0.5}}, {{mse_logits: {{}}, weight: 0.1}}], epochs: 1, batch_size: 8, loss_chunk: {chunk}}}\n  \
          labels: {{kind: train, data: text.train, init: pruned, epochs: 1, batch_size: 8, loss_chunk: {chunk}}}\n  \
          sampled: {{kind: infer, model: teacher, data: text.train, store: {{sample: 12, slots: 8}}}}\n  \
-         drawn: {{kind: distill, teacher: sampled, data: text.train, init: pruned, top_k_tail: student, loss: {{kd: {{temperature: 1, alpha: 1}}}}, epochs: 1, batch_size: 8, loss_chunk: {chunk}}}\n"
+         drawn: {{kind: distill, teacher: sampled, data: text.train, init: pruned, top_k_tail: student, loss: {{kd: {{temperature: 1, alpha: 1}}}}, epochs: 1, batch_size: 8, loss_chunk: {chunk}}}\n  \
+         counted: {{kind: infer, model: teacher, data: text.train, store: {{sample: 12}}}}\n  \
+         tallied: {{kind: distill, teacher: counted, data: text.train, init: pruned, loss: {{kd: {{temperature: 1, alpha: 1}}}}, epochs: 1, batch_size: 8, loss_chunk: {chunk}}}\n"
     )
 }
 
@@ -48,7 +50,7 @@ fn a_loss_in_chunks_of_positions_trains_the_student_the_whole_batch_trains() {
     // 16 positions a window, 8 windows a batch: 7 splits windows and leaves a short last chunk; 4096 is one chunk.
     let (chunked, whole) = (run(7), run(4096));
     let start = weights(&chunked, "pruned");
-    for step in ["even", "shaped", "online", "labels", "drawn"] {
+    for step in ["even", "shaped", "online", "labels", "drawn", "tallied"] {
         let (a, b) = (weights(&chunked, step), weights(&whole, step));
         assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
         let worst = a.iter().map(|(k, w)| (w - &b[k]).abs().max().double_value(&[])).fold(0.0, f64::max);

@@ -31,6 +31,16 @@ impl Stored {
         Ok(Stored { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), bytes })
     }
 
+    /// Counts in `0..=max` (the caller's invariant), as U8 up to 255, else U16 or U32.
+    pub fn counts(t: &Tensor, max: i64) -> Result<Stored> {
+        if max > u8::MAX as i64 {
+            return Stored::ids(t, max + 1);
+        }
+        let counts: Vec<i64> = Vec::try_from(&t.to_kind(Kind::Int64).flatten(0, -1)).context("reading counts")?;
+        let bytes = counts.into_iter().map(|c| c as u8).collect();
+        Ok(Stored { dtype: safetensors::Dtype::U8, shape: t.size().iter().map(|&d| d as usize).collect(), bytes })
+    }
+
     /// A tensor's own values (f16, f32, …), copied.
     pub fn values(t: &Tensor) -> Result<Stored> {
         let t = t.contiguous();

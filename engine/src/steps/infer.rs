@@ -41,7 +41,9 @@ use crate::nn::Mode;
 
 pub const KIND: StepKind = StepKind {
     name: "infer",
-    version: 1,
+    // 2: `sample` without `slots` keeps every draw, as ids with counts (it filled `sample` fixed slots): a layout
+    // of per-token logits that readers before it do not know, so no store mixes the two.
+    version: 2,
     summary: "run a teacher over a dataset and cache its logits",
     parse,
     schema: schema_of::<InferConfig>,
@@ -60,8 +62,9 @@ pub struct StoreOptions {
     /// the draws (random-sampling KD: an unbiased estimate of the distribution).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample: Option<i64>,
-    /// With `sample`: keep only the this-many most drawn tokens, the other draws as leftover mass (default: room for
-    /// every draw).
+    /// With `sample`: keep only the this-many most drawn tokens, in fixed slots, the other draws as leftover mass. By
+    /// default every draw is kept, as each position's distinct tokens with their counts (3 bytes a position and 3 a
+    /// distinct token; `dtype` does not apply: the counts rebuild the values exactly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<i64>,
     /// Text data: windows per shard file (memory while writing is about one shard).
@@ -77,7 +80,7 @@ impl StoreOptions {
     /// What a per-token store keeps (the parse checks that at most one is given).
     pub fn sparse(&self) -> Option<Sparse> {
         match (self.top_k, self.sample) {
-            (_, Some(draws)) => Some(Sparse::Sample { draws, slots: self.slots.unwrap_or(draws) }),
+            (_, Some(draws)) => Some(Sparse::Sample { draws, slots: self.slots }),
             (Some(k), None) => Some(Sparse::TopK(k)),
             (None, None) => None,
         }

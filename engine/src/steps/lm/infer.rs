@@ -28,14 +28,18 @@ pub fn run(ctx: &mut StepContext, data: &LoadedData, teacher: &LoadedModel, stor
     let sparse = store.sparse.context(
         "field `store.top_k`: text data needs top-k (or `sample`) storage (dense per-token logits are N·T·vocab values)",
     )?;
-    let k = match sparse {
-        Sparse::TopK(k) | Sparse::Sample { slots: k, .. } => k,
-    };
     let (x, y) = (&data.dataset.x, &data.dataset.y);
     let (n, time) = (x.size()[0], x.size()[1]);
     let dir = ctx.output_dir("logits")?;
     let shard_windows = store.shard_windows.unwrap_or(DEFAULT_SHARD_WINDOWS);
-    let mut writer = ShardWriter::new(&dir, k, store.dtype, shard_windows, teacher.spec.classes);
+    let (k, mut writer) = match sparse {
+        Sparse::TopK(k) | Sparse::Sample { slots: Some(k), .. } => {
+            (k, ShardWriter::new(&dir, k, store.dtype, shard_windows, teacher.spec.classes))
+        }
+        Sparse::Sample { draws, slots: None } => {
+            (draws, ShardWriter::for_draws(&dir, draws, shard_windows, teacher.spec.classes))
+        }
+    };
     let bar = ctx.progress.bar(n as u64, &format!("{}: infer", ctx.id));
     let (mut correct, mut nll, mut rest, mut distinct) = (0i64, 0.0, 0.0, 0.0);
     let mut start = 0;
@@ -56,9 +60,9 @@ pub fn run(ctx: &mut StepContext, data: &LoadedData, teacher: &LoadedModel, stor
                 // One stream per window, named by its index: the draws do not depend on batches or shards.
                 let seeds: Vec<u64> =
                     (start..start + len).map(|w| Rng::derive(ctx.seed, &format!("sample/{w}")).next_u64()).collect();
-                let (batch, drawn) = sample(&logits, draws, slots, &seeds, store.dtype);
-                distinct += drawn;
-                rest += writer.push_compressed(batch)?;
+                let drawn = sample(&logits, draws, slots.unwrap_or(draws), &seeds, store.dtype);
+                distinct += drawn.distinct.sum(Kind::Double).double_value(&[]);
+                rest += writer.push_draws(drawn)?;
             }
         }
         start += len;
@@ -72,6 +76,7 @@ pub fn run(ctx: &mut StepContext, data: &LoadedData, teacher: &LoadedModel, stor
         classes: teacher.spec.classes,
         top_k: k,
         sampled: matches!(sparse, Sparse::Sample { .. }),
+        layout: Default::default(),
         dtype: store.dtype,
         model: ctx.input("model")?.label.clone(),
         shards: Vec::new(),

@@ -106,12 +106,10 @@ pub fn compress(logits: &Tensor, k: i64, dtype: StoreDtype) -> TopK {
     let logp = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float);
     let (values, indices) = logp.topk(k, -1, true, true);
     let rest = (-values.exp().sum_dim_intlist(-1, false, Kind::Float) + 1.0).clamp_min(0.0);
-    let index_kind =
-        if logits.size().last().copied().unwrap_or(0) <= i16::MAX as i64 { Kind::Int16 } else { Kind::Int };
     TopK {
         predictions: indices.select(-1, 0),
         logprobs: values.to_kind(dtype.kind()),
-        indices: indices.to_kind(index_kind),
+        indices: indices.to_kind(id_kind(logits.size().last().copied().unwrap_or(0))),
         rest: rest.to_kind(dtype.kind()),
     }
 }
@@ -173,11 +171,10 @@ pub fn sample(logits: &Tensor, draws: i64, slots: i64, seeds: &[u64], dtype: Sto
     // The mass of the kept tokens, each counted once (a repeated slot is not its token's first).
     let kept_first = first.gather(-1, &order, false).to_kind(Kind::Float);
     let kept_mass = (&kept_counts * kept_first).sum_dim_intlist(-1, false, Kind::Float) / draws as f64;
-    let index_kind = if v <= i16::MAX as i64 { Kind::Int16 } else { Kind::Int };
     let top = TopK {
         predictions: logp.argmax(-1, false),
         logprobs: share_logprobs(&kept_counts, draws).to_kind(dtype.kind()),
-        indices: kept.to_kind(index_kind),
+        indices: kept.to_kind(id_kind(v)),
         rest: (-kept_mass + 1.0).clamp_min(0.0).to_kind(dtype.kind()),
     };
     Draws { top, counts: kept_counts.to_kind(Kind::Int64), distinct, draws }
@@ -411,9 +408,12 @@ impl TokenLogits {
             let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let file = safetensors::SafeTensors::deserialize(&bytes)
                 .map_err(|e| anyhow::anyhow!("{}: not a safetensors file ({e:?})", path.display()))?;
+            let take = |name: &str| {
+                super::ids::read(&file, name, id_kind(meta.classes)).with_context(|| path.display().to_string())
+            };
             let shard = match meta.layout {
-                Layout::Slots => read_slots(&file, &meta, windows, &path)?,
-                Layout::Counts => read_counts(&file, &meta, windows, &path)?,
+                Layout::Slots => read_slots(&take, &meta, windows, &path)?,
+                Layout::Counts => read_counts(&take, &meta, windows, &path)?,
             };
             parts.resize_with(shard.len(), Vec::new);
             for (all, part) in parts.iter_mut().zip(shard) {
@@ -487,23 +487,22 @@ impl TokenLogits {
     }
 }
 
-/// Ids held as i16 while they fit (half the memory of i32), as `compress` makes them.
-fn id_kind(meta: &TokenLogitsMeta) -> Kind {
-    if meta.classes <= i16::MAX as i64 {
+/// Ids of `classes` classes in memory: i16 while they fit (half the memory of i32), in the store as on reading.
+fn id_kind(classes: i64) -> Kind {
+    if classes <= i16::MAX as i64 {
         Kind::Int16
     } else {
         Kind::Int
     }
 }
 
-/// A fixed-slot shard's `logprobs`, `indices`, `rest`, checked.
+/// A fixed-slot shard's `logprobs`, `indices`, `rest` (read by `take`), checked.
 fn read_slots(
-    file: &safetensors::SafeTensors,
+    take: &dyn Fn(&str) -> anyhow::Result<Tensor>,
     meta: &TokenLogitsMeta,
     windows: i64,
     path: &Path,
 ) -> anyhow::Result<Vec<Tensor>> {
-    let take = |name: &str| super::ids::read(file, name, id_kind(meta)).with_context(|| path.display().to_string());
     let lp = take("logprobs")?;
     if lp.size() != [windows, meta.time, meta.top_k] {
         bail!(
@@ -521,15 +520,14 @@ fn read_slots(
     Ok(vec![lp, ids, left])
 }
 
-/// A shard of counts' `distinct`, `ids`, `counts`, checked: every position drew `top_k` times, at least one token,
+/// A shard of counts' `distinct`, `ids`, `counts` (read by `take`), checked: every position drew `top_k` times, at least one token,
 /// each entry at least once.
 fn read_counts(
-    file: &safetensors::SafeTensors,
+    take: &dyn Fn(&str) -> anyhow::Result<Tensor>,
     meta: &TokenLogitsMeta,
     windows: i64,
     path: &Path,
 ) -> anyhow::Result<Vec<Tensor>> {
-    let take = |name: &str| super::ids::read(file, name, id_kind(meta)).with_context(|| path.display().to_string());
     let (distinct, ids, counts) = (take("distinct")?, take("ids")?, take("counts")?);
     if distinct.size() != [windows, meta.time] {
         bail!("{}: distinct {:?}, tokens.json says [{windows}, {}]", path.display(), distinct.size(), meta.time);

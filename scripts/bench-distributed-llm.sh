@@ -25,15 +25,22 @@ shape=("${1:-20}" "${2:-8}" "${3:-256}" "${4:-3}" 1 f32)
 export OMP_NUM_THREADS=1
 
 one_rank() { "$bench" "$gguf" chunked "${shape[@]}"; }
-two_ranks() {
-    local port pids=() rank pid
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# Runs "$@" twice at once, with 0 and 1 as the last argument, and waits for both.
+twice() {
+    local pids=() rank pid
     for rank in 0 1; do
-        ANBIQ_RANK=$rank ANBIQ_WORLD_SIZE=2 ANBIQ_MASTER_ADDR=127.0.0.1 ANBIQ_MASTER_PORT=$port \
-            "$bench" "$gguf" chunked "${shape[@]}" &
+        "$@" "$rank" &
         pids+=($!)
     done
     for pid in "${pids[@]}"; do wait "$pid"; done
+}
+as_rank() {
+    ANBIQ_RANK=$1 ANBIQ_WORLD_SIZE=2 ANBIQ_MASTER_ADDR=127.0.0.1 ANBIQ_MASTER_PORT=$port \
+        "$bench" "$gguf" chunked "${shape[@]}"
+}
+two_ranks() {
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    twice as_rank
 }
 
 if [ -n "${PAIRS:-}" ]; then
@@ -50,9 +57,5 @@ done
 
 half=("${shape[@]}")
 half[1]=$(( ${shape[1]} / 2 ))
-pids=()
-for copy in 0 1; do
-    "$bench" "$gguf" chunked "${half[@]}" | sed 's|"mode":"chunked"|"mode":"independent"|' &
-    pids+=($!)
-done
-for pid in "${pids[@]}"; do wait "$pid"; done
+independent() { "$bench" "$gguf" chunked "${half[@]}" | sed 's|"mode":"chunked"|"mode":"independent"|'; }
+twice independent

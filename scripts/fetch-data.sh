@@ -237,23 +237,19 @@ acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b  tokenizer_conf
   echo "minilm ready in $dest ($(du -sh "$dest" | cut -f1))"
 }
 
-known=" mnist shakespeare smollm2 minilm milton folio "
+# The datasets, each fetched by its fetch_NAME above: the one list the usage and the dispatch read.
+known=(mnist shakespeare smollm2 minilm milton folio)
+is_known() { [[ " ${known[*]} " == *" $1 "* ]]; }
+usage="usage: $0 NAME [DEST], or $0 NAME NAME... (each to its default place); NAME is one of: ${known[*]}"
+[ $# -ge 1 ] || die "$usage"
 # Several names: each to its default place (`fetch-data.sh mnist minilm`), never the second taken as the first's DEST.
-if [ $# -gt 1 ] && [[ $known == *" $2 "* ]]; then
-  for name in "$@"; do
-    [[ $known == *" $name "* ]] || die "unknown dataset '$name' (known:${known% })"
-  done
+if [ $# -gt 1 ] && is_known "$2"; then
+  for name in "$@"; do is_known "$name" || die "unknown dataset '$name' (known: ${known[*]})"; done
   for name in "$@"; do "$0" "$name"; done
   exit 0
 fi
-[ $# -le 2 ] || die "usage: $0 NAME [DEST], or $0 NAME NAME... (each to its default place)"
-case "${1:-}" in
-  mnist) shift; fetch_mnist "$@" ;;
-  shakespeare) shift; fetch_shakespeare "$@" ;;
-  smollm2) shift; fetch_smollm2 "$@" ;;
-  minilm) shift; fetch_minilm "$@" ;;
-  milton) shift; fetch_milton "$@" ;;
-  folio) shift; fetch_folio "$@" ;;
-  "") die "usage: $0 mnist|shakespeare|smollm2|minilm|milton|folio [DEST]" ;;
-  *) die "unknown dataset '$1' (known: mnist, shakespeare, smollm2, minilm, milton, folio)" ;;
-esac
+[ $# -le 2 ] || die "$usage"
+is_known "$1" || die "unknown dataset '$1' (known: ${known[*]})"
+name=$1
+shift
+"fetch_$name" "$@"

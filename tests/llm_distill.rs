@@ -77,7 +77,7 @@ fn recomputed_activations_train_the_same_students_bit_for_bit() {
                layers: 2, heads: 2, d_model: 16, context: 16, dropout: 0.2}}\n";
     let plain = workflow(7) + gpt;
     let recomputing =
-        common::edit_workflow(plain.clone(), "loss_chunk: 7", "loss_chunk: 7, recompute_activations: true", 6);
+        common::edit_workflow(plain.clone(), "loss_chunk: 7", "loss_chunk: 7, recompute_activations: true", 7);
     let run = |yaml: &str| {
         let p = Project::new(yaml);
         p.write("text.txt", TEXT.repeat(12));
@@ -85,11 +85,11 @@ fn recomputed_activations_train_the_same_students_bit_for_bit() {
         p
     };
     let keeping_one =
-        common::edit_workflow(plain.clone(), "loss_chunk: 7", "loss_chunk: 7, recompute_activations: {keep: 1}", 6);
+        common::edit_workflow(plain.clone(), "loss_chunk: 7", "loss_chunk: 7, recompute_activations: {keep: 1}", 7);
     let a = run(&plain);
     for (variant, yaml) in [("every block recomputed", &recomputing), ("the last block kept", &keeping_one)] {
         let b = run(yaml);
-        for step in ["even", "shaped", "online", "labels", "drawn", "gpt"] {
+        for step in ["even", "shaped", "online", "labels", "drawn", "tallied", "gpt"] {
             let (wa, wb) = (weights(&a, step), weights(&b, step));
             assert_eq!(wa.keys().collect::<Vec<_>>(), wb.keys().collect::<Vec<_>>());
             for (key, w) in &wa {
@@ -110,7 +110,7 @@ fn recomputed_activations_train_the_same_students_bit_for_bit() {
     assert!(failures.len() == 1 && failures[0].ends_with(refused), "{failures:?}");
 
     let keeping_all =
-        common::edit_workflow(plain, "loss_chunk: 7", "loss_chunk: 7, recompute_activations: {keep: 2}", 6);
+        common::edit_workflow(plain, "loss_chunk: 7", "loss_chunk: 7, recompute_activations: {keep: 2}", 7);
     let p = Project::new(&keeping_all);
     p.write("text.txt", TEXT.repeat(12));
     let failures = p.failures(&[]);

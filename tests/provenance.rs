@@ -320,13 +320,12 @@ fn a_bumped_step_or_format_version_reruns_exactly_that_kind_and_its_dependants()
     };
     assert!(to_run(&KeyEnv::current()).0.is_empty());
     let mut env = KeyEnv::current();
+    let version = env.step_versions["infer"];
     *env.step_versions.get_mut("infer").unwrap() += 1;
     let (ran, why) = to_run(&env);
     assert_eq!(ran, ["logits", "student", "report"]);
-    assert_eq!(
-        why,
-        Some(Status::Run(vec!["`infer` version changed: 1 → 2 (its outputs change with this anbiq)".into()]))
-    );
+    let message = format!("`infer` version changed: {version} → {} (its outputs change with this anbiq)", version + 1);
+    assert_eq!(why, Some(Status::Run(vec![message])));
     let mut env = KeyEnv::current();
     let format = env.format_versions[&ArtifactKind::Logits];
     *env.format_versions.get_mut(&ArtifactKind::Logits).unwrap() += 1;

@@ -107,6 +107,29 @@ fn same_seed_gives_bit_identical_outputs_across_runs_and_jobs() {
     assert!(diff.contains(&"step `teacher`: seed changed".to_string()), "{diff:?}");
 }
 
+/// `seed: NAME` makes a step draw the streams NAME gives: a copy of `student_direct` under another id is another
+/// student (its own seed), and the same student bit for bit — the same key — once it names `student_direct`. Students
+/// taught by different teachers can so see their batches in the same order.
+#[test]
+fn a_step_that_names_a_seed_draws_the_same_numbers_as_the_steps_that_name_it() {
+    let student = |id: &str, seed: &str| {
+        format!(
+            "  {id}:\n    kind: distill\n    teacher: teacher\n    data: digits.train\n    model: {{arch: mlp, hidden: [8]}}\n    \
+             loss: {{kd: {{temperature: 4, alpha: 0.7}}}}\n    epochs: 6\n    optimizer: {{name: adam, lr: 0.01}}\n{seed}"
+        )
+    };
+    let yaml = CHAIN.replace(
+        "  report:\n",
+        &(student("twin", "") + &student("named", "    seed: student_direct\n") + "  report:\n"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (_, lock) = run_in(dir.path(), &yaml, 2, &[]);
+    let step = |id: &str| lock.step(id).unwrap();
+    assert_eq!(step("named").key, step("student_direct").key);
+    assert_eq!(step("named").outputs, step("student_direct").outputs);
+    assert_ne!(step("twin").outputs, step("student_direct").outputs, "its own id, its own seed");
+}
+
 #[test]
 fn a_chain_runs_each_stage_once_and_reuses_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -109,6 +109,12 @@ fn wrong_type() {
     assert_has(&errs, "wf.yaml:2:45:", "lots");
     let errs = errors("seed: -3\nsteps:\n  d: {kind: dataset, source: digits}\n");
     assert_has(&errs, "wf.yaml:1:7:", "`seed` must be a non-negative integer");
+    let errs = errors("steps:\n  d: {kind: dataset, source: digits, seed: 3}\n");
+    assert_has(
+        &errs,
+        "wf.yaml:2:44:",
+        "step `d`: `seed` names the streams the step draws from (a non-empty string), found integer",
+    );
 }
 
 #[test]

@@ -60,8 +60,8 @@ pub struct StepDecl {
     pub step: Box<dyn Step>,
     /// Explicit ordering edges (`after: [a, b]`), with their locations.
     pub after: Vec<(String, Span)>,
-    /// The id the step's seed derives from: its own, or its template's for a sweep variant (variants differ only in
-    /// what the matrix changes).
+    /// The name the step's seed derives from: its `seed:` if it has one, else its own id, or its template's for a
+    /// sweep variant (variants differ only in what the matrix changes).
     pub seed_id: String,
     /// For a sweep variant, its matrix values.
     pub matrix: BTreeMap<String, serde_json::Value>,
@@ -208,7 +208,7 @@ fn default_name(path: &Path) -> String {
 }
 
 /// Keys every step may have whatever its kind; the rest belongs to the kind's parser.
-const COMMON_STEP_KEYS: &[&str] = &["kind", "after", "matrix", "resources"];
+const COMMON_STEP_KEYS: &[&str] = &["kind", "after", "matrix", "resources", "seed"];
 
 fn parse_steps(
     steps_node: &Node,
@@ -306,6 +306,23 @@ fn parse_step(
         Some(node) => read_after(node, errors),
     };
     let resources = body.get("resources").map(|node| resources::read(node, errors)).unwrap_or_default();
+    // `seed: NAME` names the streams outright: steps (and sweeps) that name the same one draw the same numbers.
+    let seed_id = match body.get("seed") {
+        None => seed_id,
+        Some(node) => match node.as_str().filter(|name| !name.is_empty()) {
+            Some(name) => name,
+            None => {
+                errors.push(located(
+                    node.span,
+                    format!(
+                        "step `{id}`: `seed` names the streams the step draws from (a non-empty string), found {}",
+                        node.kind_name()
+                    ),
+                ));
+                return None;
+            }
+        },
+    };
     // The kind's parser sees only its own keys, so its `deny_unknown_fields` stays exact.
     let own: Vec<(Node, Node)> =
         entries.iter().filter(|(k, _)| !k.as_str().is_some_and(|k| COMMON_STEP_KEYS.contains(&k))).cloned().collect();

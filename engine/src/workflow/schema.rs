@@ -108,7 +108,7 @@ fn step_dispatch() -> Value {
     })
 }
 
-/// A kind's own keys plus those every step has (`kind`, `after`, `matrix`, `resources`).
+/// A kind's own keys plus those every step has (`kind`, `after`, `matrix`, `resources`, `seed`).
 fn with_common_keys(own: Value, kind: &str, summary: &str, resources: &Value) -> Value {
     let Value::Object(mut own) = own else { unreachable!("step configs are structs") };
     let properties = own.entry("properties").or_insert_with(|| json!({}));
@@ -132,6 +132,16 @@ fn with_common_keys(own: Value, kind: &str, summary: &str, resources: &Value) ->
         }),
     );
     all.insert("resources".into(), with_description(resources.clone(), "What a cluster scheduler gives this step."));
+    all.insert(
+        "seed".into(),
+        json!({
+            "type": "string",
+            "minLength": 1,
+            "description": "The name the step's random numbers derive from (with the workflow's `seed`): its id by \
+                            default. Steps that name the same one draw the same streams — students that see their \
+                            batches in the same order."
+        }),
+    );
     all.append(properties);
     *properties = all;
     let mut required = vec![json!("kind")];

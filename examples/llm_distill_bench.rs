@@ -6,8 +6,11 @@
 //! its own.
 //!
 //! ```sh
-//! cargo run --release --example llm_distill_bench -- GGUF MODE [layers] [batch] [time] [steps] [threads] [f32|bf16]
+//! cargo run --release --example llm_distill_bench -- MODEL MODE [layers] [batch] [time] [steps] [threads] [f32|bf16]
 //! ```
+//! MODEL is a GGUF file or a Hugging Face Llama directory (`config.json` + safetensors: on a GPU machine without the
+//! GGUF, a random initialisation of SmolLM2's shape measures the same speed). `BENCH_DEVICE=cuda` runs it on a GPU
+//! (default `cpu`); there the peak resident memory is the host's, not the GPU's.
 //! MODE `chunked`: the loss a chunk of positions at a time (the default of every `distill` step); `recompute`: the
 //! same with `recompute_activations: true` (the layers' activations recomputed in the backward pass); `recompute-keepN`:
 //! with `recompute_activations: {keep: N}` (all but the last N layers recomputed); `whole`: one
@@ -32,6 +35,7 @@ use anbiq::nn::training::chunked::chunk_positions;
 use anbiq::nn::training::learner::{Learner, LearnerConfig};
 use anbiq::nn::training::recompute::RecomputeActivations;
 use anbiq::nn::weights::gguf::{llama, Gguf};
+use anbiq::nn::weights::hf;
 use anbiq::nn::weights::source::WeightSource;
 use anbiq::rng::Rng;
 use anbiq::steps::distill::{DistillBatch, Teacher, TopKTail};
@@ -61,7 +65,7 @@ fn rss_mib() -> (f64, f64) {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let path = args.get(1).expect(
-        "usage: llm_distill_bench GGUF chunked|recompute|recompute-keepN|whole [layers] [batch] [time] [steps] [threads] [f32|bf16]",
+        "usage: llm_distill_bench MODEL chunked|recompute|recompute-keepN|whole [layers] [batch] [time] [steps] [threads] [f32|bf16]",
     );
     let mode = args.get(2).map_or("chunked", String::as_str);
     let (layers, batch, time, steps, threads) =
@@ -71,10 +75,12 @@ fn main() -> anyhow::Result<()> {
     anbiq::nn::runtime::memory::tune_allocator();
     tch::set_num_threads(threads);
     let group = Rendezvous::from_env()?.map(|at| ProcessGroup::join(&at, Duration::from_secs(600))).transpose()?;
+    let device = anbiq::nn::runtime::device::resolve(&std::env::var("BENCH_DEVICE").unwrap_or("cpu".into()))?;
 
-    // The student: the GGUF's first `layers` layers, trainable f32.
-    let gguf = Gguf::open(path.as_ref())?;
-    let (mut config, mut weights) = llama::load(&gguf, Kind::Float)?;
+    // The student: the model's first `layers` layers, trainable f32.
+    let path = std::path::Path::new(path);
+    let (mut config, mut weights) =
+        if path.is_dir() { hf::load_llama(path)? } else { llama::load(&Gguf::open(path)?, Kind::Float)? };
     let vocab = config.vocab_size.expect("a vocabulary size");
     config.num_hidden_layers = layers;
     weights.retain(|key, _| {
@@ -83,7 +89,7 @@ fn main() -> anyhow::Result<()> {
             .and_then(|i| i.parse::<i64>().ok())
             .is_none_or(|i| i < layers)
     });
-    let vs = VarStore::new(Device::Cpu);
+    let vs = VarStore::new(device);
     let student = Llama::new(&config, &vs.root(), vocab, &mut WeightSource::Load(&mut weights))?;
 
     // Random token windows and a random top-k teacher over them.
@@ -118,7 +124,7 @@ fn main() -> anyhow::Result<()> {
         vocab: Some(Vocab::Byte),
     };
     let data = LoadedData { dataset: Dataset::new(x, y, meta)?, base: "bench".into(), base_indices: None };
-    let source = TensorSource::new(&data.dataset.x, &data.dataset.y, Device::Cpu);
+    let source = TensorSource::new(&data.dataset.x, &data.dataset.y, device);
 
     let loss: LossConfig = serde_yaml::from_str("{kd: {temperature: 1, alpha: 1}}")?;
     let (chunk, recompute) = match (mode, mode.strip_prefix("recompute-keep").map(str::parse::<usize>)) {
@@ -134,7 +140,7 @@ fn main() -> anyhow::Result<()> {
         data: &data,
         loss: loss.build()?,
         jitter: 0,
-        device: Device::Cpu,
+        device,
         tail: TopKTail::Even,
         precision,
         chunk,
@@ -157,12 +163,14 @@ fn main() -> anyhow::Result<()> {
     };
     let (_, before) = rss_mib();
     // A warm-up step on the first batch (allocator, kernels), then one timed epoch of `steps` steps.
-    let single =
-        TensorSource::new(&data.dataset.x.narrow(0, 0, batch), &data.dataset.y.narrow(0, 0, batch), Device::Cpu);
+    let single = TensorSource::new(&data.dataset.x.narrow(0, 0, batch), &data.dataset.y.narrow(0, 0, batch), device);
     let progress = Progress::hidden();
     learner(1).fit(&vs, &mut step, &single, None, &mut Rng::new(0), &progress, None)?;
     let started = Instant::now();
     let history = learner(1).fit(&vs, &mut step, &source, None, &mut Rng::new(1), &progress, None)?;
+    if let Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
+    }
     let seconds = started.elapsed().as_secs_f64();
     let (peak, _) = rss_mib();
     if group.as_ref().is_some_and(|g| !g.is_root()) {
@@ -173,7 +181,7 @@ fn main() -> anyhow::Result<()> {
         serde_json::json!({
             "impl": "anbiq", "mode": mode, "layers": layers, "batch": batch, "time": time, "vocab": vocab,
             "ranks": group.as_ref().map_or(1, |g| g.world),
-            "top_k": TOP_K, "threads": threads, "precision": precision, "steps": steps, "chunk_positions": chunk,
+            "top_k": TOP_K, "threads": threads, "precision": precision, "steps": steps, "device": format!("{device:?}"), "chunk_positions": chunk,
             "seconds_per_step": seconds / steps as f64,
             "tokens_per_s": (batch * time * steps) as f64 / seconds,
             "rss_before_mib": before, "peak_rss_mib": peak,

@@ -5,10 +5,12 @@ top-k teacher log-probabilities (the leftover mass spread evenly over the other 
 sparsely: no dense teacher tensor), torch.optim.AdamW; the student's full [B, T, V] logits, as a plain loop has them.
 Prints one JSON line: tokens/s and peak resident memory of the process.
 
-    scripts/bench/py.sh scripts/bench/llm_distill_bench.py GGUF [layers] [batch] [time] [steps] [threads] [f32|bf16]
+    scripts/bench/py.sh scripts/bench/llm_distill_bench.py MODEL [layers] [batch] [time] [steps] [threads] [f32|bf16]
         [plain|checkpointing] [ranks]
 
-bf16: the forward pass under torch.autocast("cpu", bfloat16), weights and optimiser in f32 (anbiq's `precision: bf16`).
+MODEL: a GGUF file, or a Hugging Face Llama directory (as examples/llm_distill_bench.rs takes). BENCH_DEVICE=cuda runs
+it on a GPU (default cpu); there the peak memory reported is also the GPU's (torch.cuda.max_memory_allocated).
+bf16: the forward pass under torch.autocast(device, bfloat16), weights and optimiser in f32 (anbiq's `precision: bf16`).
 checkpointing: transformers' `gradient_checkpointing_enable()` (each decoder layer recomputed in the backward pass,
 torch.utils.checkpoint), PyTorch's counterpart of anbiq's `recompute_activations`.
 ranks > 1: DistributedDataParallel on Gloo, as a user would write it (issue 18's baseline): the ranks are started the
@@ -62,12 +64,16 @@ rank = int(os.environ.get("RANK", "0"))
 if ranks > 1:
     dist.init_process_group("gloo")
 torch.set_num_threads(threads)
-model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+device = torch.device(os.environ.get("BENCH_DEVICE", "cpu"))
+if path.is_dir():
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+else:
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
 model.model.layers = model.model.layers[:layers]
 model.config.num_hidden_layers = layers
 if mode == "checkpointing":
     model.gradient_checkpointing_enable()
-model.train()
+model.to(device).train()
 vocab = model.config.vocab_size
 trained = torch.nn.parallel.DistributedDataParallel(model) if ranks > 1 else model
 
@@ -83,6 +89,7 @@ for _ in range(windows):
     idx.append(indices.to(torch.int32))
     rest.append((1 - values.exp().sum(-1)).clamp_min(0).half())
 lp, idx, rest = torch.cat(lp), torch.cat(idx), torch.cat(rest)
+# Like anbiq's CUDA path: the windows and the stored teacher on the host, each batch copied to the device.
 
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
 
@@ -105,9 +112,9 @@ def train_step(rows):
     share = range(rows.start, rows.stop)[rank * batch // ranks:(rank + 1) * batch // ranks]
     rows = slice(share.start, share.stop)
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-        logits = trained(input_ids=x[rows]).logits
-    loss = kd_loss(logits, lp[rows], idx[rows], rest[rows])
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        logits = trained(input_ids=x[rows].to(device)).logits
+    loss = kd_loss(logits, *(t[rows].to(device) for t in (lp, idx, rest)))
     loss.backward()
     optimizer.step()
     return loss.item()
@@ -118,15 +125,19 @@ train_step(slice(0, batch))  # warm-up
 started = time.perf_counter()
 for s in range(steps):
     train_step(slice(s * batch, (s + 1) * batch))
+if device.type == "cuda":
+    torch.cuda.synchronize()
 seconds = time.perf_counter() - started
 peak, _ = rss_mib()
+gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
 if rank == 0:
     mode_name = "full logits" + (", checkpointing" if mode == "checkpointing" else "") + (", DDP" if ranks > 1 else "")
     print(json.dumps({"impl": "pytorch", "mode": mode_name, "ranks": ranks, "layers": layers, "batch": batch,
                       "time": tokens, "vocab": vocab, "top_k": TOP_K, "threads": threads, "precision": precision,
                       "steps": steps, "seconds_per_step": seconds / steps,
                       "tokens_per_s": batch * tokens * steps / seconds, "rss_before_mib": before,
-                      "peak_rss_mib": peak}), flush=True)
+                      "peak_rss_mib": peak, "device": str(device),
+                      "gpu_peak_mib": gpu_peak}), flush=True)
 if ranks > 1:
     dist.barrier()
     dist.destroy_process_group()

@@ -181,7 +181,8 @@ fn main() -> anyhow::Result<()> {
         serde_json::json!({
             "impl": "anbiq", "mode": mode, "layers": layers, "batch": batch, "time": time, "vocab": vocab,
             "ranks": group.as_ref().map_or(1, |g| g.world),
-            "top_k": TOP_K, "threads": threads, "precision": precision, "steps": steps, "device": format!("{device:?}"), "chunk_positions": chunk,
+            "top_k": TOP_K, "threads": threads, "precision": precision, "steps": steps, "chunk_positions": chunk,
+            "device": format!("{device:?}"),
             "seconds_per_step": seconds / steps as f64,
             "tokens_per_s": (batch * time * steps) as f64 / seconds,
             "rss_before_mib": before, "peak_rss_mib": peak,

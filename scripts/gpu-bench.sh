@@ -26,10 +26,9 @@ RUNS=${RUNS:-7}
 case "${1:-}" in
 pack)
     export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target-perf}
-    cargo build -q --release --example bench --example llm_distill_bench
+    cargo build -q --release --example bench --example llm_distill_bench --bin anbiq
     out=$CARGO_TARGET_DIR/gpu-bench
     rm -rf "$out" && mkdir -p "$out/scripts/bench"
-    cargo build -q --release --bin anbiq
     for b in examples/bench examples/llm_distill_bench anbiq; do
         strip -o "$out/${b#examples/}" "$CARGO_TARGET_DIR/release/$b"
     done

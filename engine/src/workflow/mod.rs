@@ -306,22 +306,20 @@ fn parse_step(
         Some(node) => read_after(node, errors),
     };
     let resources = body.get("resources").map(|node| resources::read(node, errors)).unwrap_or_default();
-    // `seed: NAME` names the streams outright: steps (and sweeps) that name the same one draw the same numbers.
+    // `seed: NAME` names the streams outright: steps (and sweeps) that name the same one draw the same numbers. A bad
+    // one is reported like a bad `after` or `resources`, and the rest of the step is still checked.
     let seed_id = match body.get("seed") {
         None => seed_id,
-        Some(node) => match node.as_str().filter(|name| !name.is_empty()) {
-            Some(name) => name,
-            None => {
-                errors.push(located(
-                    node.span,
-                    format!(
-                        "step `{id}`: `seed` names the streams the step draws from (a non-empty string), found {}",
-                        node.kind_name()
-                    ),
-                ));
-                return None;
-            }
-        },
+        Some(node) => node.as_str().filter(|name| !name.is_empty()).unwrap_or_else(|| {
+            errors.push(located(
+                node.span,
+                format!(
+                    "step `{id}`: `seed` names the streams the step draws from (a non-empty string), found {}",
+                    node.kind_name()
+                ),
+            ));
+            seed_id
+        }),
     };
     // The kind's parser sees only its own keys, so its `deny_unknown_fields` stays exact.
     let own: Vec<(Node, Node)> =
